@@ -1,0 +1,20 @@
+//! The CubeWalk Net wire format, shared by the SDK (client) and the server so the two can never
+//! disagree: chunk geometry, world ids, the compact chunk encoding, the JSON messages of
+//! `GET`/`PUT /cubewalkblocks`, and the per-request limits.
+//!
+//! The HTTP contract itself is documented in `protocol/README.md`; its examples are checked
+//! against this crate by `tests/contract.rs`.
+
+pub mod chunk;
+pub mod codec;
+pub mod limits;
+pub mod messages;
+pub mod world;
+
+pub use chunk::{cube_index, ChunkKey, CHUNK_CUBES, CHUNK_SIDE};
+pub use codec::{decode_chunk, encode_chunk, ChunkData, DecodeError};
+pub use messages::{
+    ChunkEdit, CubeRef, ErrorBody, ErrorDetail, FetchEntry, FetchQuery, FetchResponse, PutRequest,
+    PutResponse, VersionEntry, WireError,
+};
+pub use world::{WorldId, DEFAULT_WORLD};

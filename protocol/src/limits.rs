@@ -1,0 +1,22 @@
+//! Per-request limits, chosen so that no response can exceed Lambda's 6 MB payload limit and no
+//! request can make the server do unbounded work. Client and server both read them from here.
+
+use crate::codec::MAX_BLOB_BASE64_LEN;
+
+/// Most chunks one `GET` may select. 256 worst-case (random) chunks make a body of about
+/// 5.6 MB, under Lambda's 6 MB response limit with room for the proxy envelope; a test checks it.
+pub const MAX_CHUNKS_PER_FETCH: usize = 256;
+/// Longest `chunks` query parameter the server parses, in bytes. API Gateway limits the whole
+/// URL to about 10 KB; 256 keys of small coordinates need about 3 KB.
+pub const MAX_CHUNKS_PARAM_LEN: usize = 8192;
+/// Most cube edits one `PUT` may carry.
+pub const MAX_EDITS_PER_PUT: usize = 16_384;
+/// Most distinct chunks one `PUT` may touch.
+pub const MAX_CHUNKS_PER_PUT: usize = 256;
+/// Largest `PUT` body the blocks handler parses (16 384 edits of the longest form fit).
+pub const MAX_PUT_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// Lambda's synchronous response payload limit, counted conservatively in decimal megabytes.
+pub const LAMBDA_PAYLOAD_LIMIT: usize = 6_000_000;
+/// Upper bound on one fetched chunk's JSON entry: the longest key and version plus the
+/// largest base64 blob.
+pub const MAX_FETCH_ENTRY_JSON_LEN: usize = MAX_BLOB_BASE64_LEN + 96;

@@ -1,0 +1,465 @@
+//! The JSON messages of `GET` and `PUT /cubewalkblocks` and the error body.
+
+use crate::chunk::{cube_index, ChunkKey, CHUNK_CUBES};
+use crate::limits::{
+    MAX_CHUNKS_PARAM_LEN, MAX_CHUNKS_PER_FETCH, MAX_CHUNKS_PER_PUT, MAX_EDITS_PER_PUT,
+};
+use crate::world::{WorldId, DEFAULT_WORLD};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+/// A request problem or server failure with its HTTP status and stable error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The body is not JSON of the expected shape (400 `malformed_json`).
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// A query parameter cannot be parsed (400 `bad_query`).
+    #[error("bad query: {0}")]
+    BadQuery(String),
+    /// A value is well-formed but not acceptable (422 `invalid_request`).
+    #[error("{0}")]
+    Invalid(String),
+    /// Too many chunks or edits, or a body or parameter too long (413 `too_large`).
+    #[error("{0}")]
+    TooLarge(String),
+    /// No such resource (404 `not_found`).
+    #[error("no such resource: {0}")]
+    NotFound(String),
+    /// Method not supported on the resource (405 `method_not_allowed`).
+    #[error("method {0} not allowed; use GET or PUT")]
+    MethodNotAllowed(String),
+    /// The store cannot be reached or did not answer in time (503 `store_unavailable`).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data is corrupt or an invariant broke (500 `internal`).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl WireError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MalformedJson(_) | Self::BadQuery(_) => 400,
+            Self::NotFound(_) => 404,
+            Self::MethodNotAllowed(_) => 405,
+            Self::TooLarge(_) => 413,
+            Self::Invalid(_) => 422,
+            Self::Internal(_) => 500,
+            Self::Unavailable(_) => 503,
+        }
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed_json",
+            Self::BadQuery(_) => "bad_query",
+            Self::Invalid(_) => "invalid_request",
+            Self::TooLarge(_) => "too_large",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::Unavailable(_) => "store_unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// The JSON error body for this error.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+            },
+        }
+    }
+}
+
+/// Every error answer: `{"error":{"code":"...","message":"..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Code and human-readable message of an error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, such as `invalid_request`.
+    pub code: String,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+/// The selection of a `GET`: query parameters `world` (default `default`) and `chunks`, a
+/// `;`-separated list of `x,y,z` keys, each optionally followed by `@version` when the caller
+/// already holds that version.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FetchQuery {
+    /// The world to read.
+    pub world: WorldId,
+    /// The chunks, in the order the answer lists them, with the version the caller holds.
+    pub chunks: Vec<(ChunkKey, Option<u64>)>,
+}
+
+impl FetchQuery {
+    /// Parses the (already percent-decoded) `world` and `chunks` parameters.
+    pub fn parse(world: Option<&str>, chunks: Option<&str>) -> Result<Self, WireError> {
+        let world = WorldId::new(world.unwrap_or(DEFAULT_WORLD))
+            .map_err(|e| WireError::Invalid(e.to_string()))?;
+        let text = chunks.unwrap_or("");
+        if text.len() > MAX_CHUNKS_PARAM_LEN {
+            return Err(WireError::TooLarge(format!(
+                "chunks parameter longer than {MAX_CHUNKS_PARAM_LEN} bytes"
+            )));
+        }
+        let mut out = Vec::new();
+        let mut seen = HashMap::new();
+        for item in text.split(';').filter(|s| !s.is_empty()) {
+            if out.len() == MAX_CHUNKS_PER_FETCH {
+                return Err(WireError::TooLarge(format!(
+                    "more than {MAX_CHUNKS_PER_FETCH} chunks in one fetch"
+                )));
+            }
+            let (key_text, version) = match item.split_once('@') {
+                Some((k, v)) => (
+                    k,
+                    Some(v.parse::<u64>().map_err(|_| {
+                        WireError::BadQuery(format!("bad version in chunk '{item}'"))
+                    })?),
+                ),
+                None => (item, None),
+            };
+            let mut parts = key_text.split(',').map(str::parse::<i32>);
+            let key = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some(Ok(x)), Some(Ok(y)), Some(Ok(z)), None) => ChunkKey::new(x, y, z),
+                _ => {
+                    return Err(WireError::BadQuery(format!(
+                        "chunk '{item}' is not x,y,z[@version] with 32-bit integers"
+                    )))
+                }
+            };
+            if seen.insert(key, ()).is_some() {
+                return Err(WireError::Invalid(format!("chunk {key} selected twice")));
+            }
+            out.push((key, version));
+        }
+        Ok(Self { world, chunks: out })
+    }
+
+    /// The query string (without `?`) that [`FetchQuery::parse`] reads back. Only characters
+    /// that need no percent-encoding are used, so it can be appended to a URL as is.
+    pub fn to_query_string(&self) -> String {
+        let mut s = format!("world={}&chunks=", self.world);
+        for (i, (k, v)) in self.chunks.iter().enumerate() {
+            if i > 0 {
+                s.push(';');
+            }
+            let _ = write!(s, "{},{},{}", k.x, k.y, k.z);
+            if let Some(v) = v {
+                let _ = write!(s, "@{v}");
+            }
+        }
+        s
+    }
+}
+
+/// The answer to a `GET`: one entry per selected chunk, in the order selected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchResponse {
+    /// The world read.
+    pub world: WorldId,
+    /// One entry per selected chunk.
+    pub chunks: Vec<FetchEntry>,
+}
+
+/// One fetched chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchEntry {
+    /// The chunk.
+    pub key: ChunkKey,
+    /// Its current version; 0 for a chunk never written.
+    pub version: u64,
+    /// Base64 of the encoded chunk (see [`crate::codec`]; `""` is all air). Absent when the
+    /// caller already holds `version` ("not modified").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+}
+
+/// The body of a `PUT`: a batch of cube edits in one world.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutRequest {
+    /// The world to edit (default `default`).
+    #[serde(default)]
+    pub world: WorldId,
+    /// The edits, applied in order (a later edit of the same cube wins).
+    pub edits: Vec<ChunkEdit>,
+}
+
+/// One cube edit: set the cube at `index` (or `local` x, y, z) of `chunk` to `value`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkEdit {
+    /// The chunk.
+    pub chunk: ChunkKey,
+    /// Index in the game's order, 0..4096 (give this or `local`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    /// Local `[x, y, z]`, each 0..16 (give this or `index`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<[u32; 3]>,
+    /// The cube's new 32-bit value (opaque to the network layer).
+    pub value: i32,
+}
+
+/// Where a validated edit lands inside its chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CubeRef {
+    /// Index in the game's order.
+    pub index: u16,
+    /// The new value.
+    pub value: i32,
+}
+
+impl ChunkEdit {
+    /// An edit by cube index.
+    pub fn at_index(chunk: ChunkKey, index: u16, value: i32) -> Self {
+        Self {
+            chunk,
+            index: Some(u32::from(index)),
+            local: None,
+            value,
+        }
+    }
+
+    /// The edit's cube index, checking that exactly one of `index` and `local` is given and in
+    /// range.
+    pub fn resolve(&self) -> Result<CubeRef, WireError> {
+        let index = match (self.index, self.local) {
+            (Some(i), None) if (i as usize) < CHUNK_CUBES => i as u16,
+            (Some(i), None) => {
+                return Err(WireError::Invalid(format!(
+                    "cube index {i} out of range 0..{CHUNK_CUBES}"
+                )))
+            }
+            (None, Some([x, y, z])) => cube_index(x, y, z).ok_or_else(|| {
+                WireError::Invalid(format!("local cube [{x},{y},{z}] out of range 0..16"))
+            })?,
+            _ => {
+                return Err(WireError::Invalid(
+                    "each edit needs exactly one of 'index' and 'local'".into(),
+                ))
+            }
+        };
+        Ok(CubeRef {
+            index,
+            value: self.value,
+        })
+    }
+}
+
+/// The edits of one chunk, in request order.
+pub type ChunkEdits = (ChunkKey, Vec<CubeRef>);
+
+impl PutRequest {
+    /// Parses and validates a body, refusing it before allocation-heavy work when it breaks a
+    /// limit.
+    pub fn parse(body: &[u8]) -> Result<Self, WireError> {
+        let req: Self = serde_json::from_slice(body).map_err(|e| classify_json_error(&e))?;
+        if req.edits.len() > MAX_EDITS_PER_PUT {
+            return Err(WireError::TooLarge(format!(
+                "more than {MAX_EDITS_PER_PUT} edits in one put"
+            )));
+        }
+        Ok(req)
+    }
+
+    /// Validates every edit and groups them per chunk, chunks in order of first appearance.
+    pub fn group(&self) -> Result<Vec<ChunkEdits>, WireError> {
+        let mut order: Vec<ChunkEdits> = Vec::new();
+        let mut slot: HashMap<ChunkKey, usize> = HashMap::new();
+        for edit in &self.edits {
+            let cube = edit.resolve()?;
+            let i = *slot.entry(edit.chunk).or_insert_with(|| {
+                order.push((edit.chunk, Vec::new()));
+                order.len() - 1
+            });
+            order[i].1.push(cube);
+            if order.len() > MAX_CHUNKS_PER_PUT {
+                return Err(WireError::TooLarge(format!(
+                    "more than {MAX_CHUNKS_PER_PUT} chunks in one put"
+                )));
+            }
+        }
+        Ok(order)
+    }
+}
+
+/// serde_json reports both syntax and type errors; type and value errors (a string where a
+/// number belongs, a value out of `i32` range, a bad world id) are 422, broken JSON is 400.
+fn classify_json_error(e: &serde_json::Error) -> WireError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Data => WireError::Invalid(e.to_string()),
+        Category::Syntax | Category::Eof | Category::Io => WireError::MalformedJson(e.to_string()),
+    }
+}
+
+/// The answer to a `PUT`: the new version of every touched chunk, in order of first appearance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutResponse {
+    /// The world edited.
+    pub world: WorldId,
+    /// One entry per touched chunk.
+    pub chunks: Vec<VersionEntry>,
+}
+
+/// A chunk and its version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionEntry {
+    /// The chunk.
+    pub key: ChunkKey,
+    /// Its version after the edits.
+    pub version: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::MAX_BLOB_BASE64_LEN;
+    use crate::limits::{LAMBDA_PAYLOAD_LIMIT, MAX_FETCH_ENTRY_JSON_LEN};
+
+    #[test]
+    fn fetch_query_round_trips() {
+        let q = FetchQuery {
+            world: WorldId::new("w1").unwrap(),
+            chunks: vec![
+                (ChunkKey::new(0, -1, 2), None),
+                (ChunkKey::new(i32::MIN, i32::MAX, 0), Some(u64::MAX)),
+            ],
+        };
+        let s = q.to_query_string();
+        assert_eq!(
+            s,
+            "world=w1&chunks=0,-1,2;-2147483648,2147483647,0@18446744073709551615"
+        );
+        let chunks = s.split("chunks=").nth(1);
+        assert_eq!(FetchQuery::parse(Some("w1"), chunks).unwrap(), q);
+    }
+
+    #[test]
+    fn fetch_query_refuses_bad_input() {
+        let bad = |c: &str| FetchQuery::parse(None, Some(c)).unwrap_err();
+        assert_eq!(bad("1,2").status(), 400);
+        assert_eq!(bad("1,2,3,4").status(), 400);
+        assert_eq!(bad("1,2,x").status(), 400);
+        assert_eq!(bad("1,2,2147483648").status(), 400);
+        assert_eq!(bad("1,2,3@-1").status(), 400);
+        assert_eq!(bad("1,2,3;1,2,3").status(), 422);
+        let many: Vec<String> = (0..=MAX_CHUNKS_PER_FETCH)
+            .map(|i| format!("{i},0,0"))
+            .collect();
+        assert_eq!(bad(&many.join(";")).status(), 413);
+        assert_eq!(bad(&"1".repeat(MAX_CHUNKS_PARAM_LEN + 1)).status(), 413);
+        assert_eq!(
+            FetchQuery::parse(Some("a:b"), None).unwrap_err().status(),
+            422
+        );
+        assert_eq!(
+            FetchQuery::parse(None, None).unwrap(),
+            FetchQuery::default()
+        );
+    }
+
+    #[test]
+    fn put_parse_classifies_errors() {
+        let st = |b: &str| PutRequest::parse(b.as_bytes()).unwrap_err().status();
+        assert_eq!(st("{"), 400);
+        assert_eq!(st("[]"), 422);
+        assert_eq!(
+            st(r#"{"edits":[{"chunk":[0,0,0],"index":1,"value":"x"}]}"#),
+            422
+        );
+        assert_eq!(
+            st(r#"{"edits":[{"chunk":[0,0,0],"index":1,"value":2147483648}]}"#),
+            422
+        );
+        assert_eq!(st(r#"{"world":"a b","edits":[]}"#), 422);
+        assert_eq!(st(r#"{"edits":[],"extra":1}"#), 422);
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(st(&deep), 400 | 422));
+        let group = |b: &str| PutRequest::parse(b.as_bytes()).unwrap().group();
+        assert_eq!(
+            group(r#"{"edits":[{"chunk":[0,0,0],"index":4096,"value":1}]}"#)
+                .unwrap_err()
+                .status(),
+            422
+        );
+        assert_eq!(
+            group(r#"{"edits":[{"chunk":[0,0,0],"local":[0,16,0],"value":1}]}"#)
+                .unwrap_err()
+                .status(),
+            422
+        );
+        assert_eq!(
+            group(r#"{"edits":[{"chunk":[0,0,0],"index":1,"local":[0,0,0],"value":1}]}"#)
+                .unwrap_err()
+                .status(),
+            422
+        );
+        let g = group(
+            r#"{"edits":[{"chunk":[1,0,0],"local":[1,2,3],"value":5},{"chunk":[0,0,0],"index":7,"value":-1},{"chunk":[1,0,0],"index":0,"value":9}]}"#,
+        )
+        .unwrap();
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].0, ChunkKey::new(1, 0, 0));
+        assert_eq!(
+            g[0].1,
+            vec![
+                CubeRef {
+                    index: 256 + 48 + 2,
+                    value: 5
+                },
+                CubeRef { index: 0, value: 9 }
+            ]
+        );
+        assert_eq!(
+            g[1].1,
+            vec![CubeRef {
+                index: 7,
+                value: -1
+            }]
+        );
+    }
+
+    #[test]
+    fn worst_case_fetch_fits_lambda_payload() {
+        let entry = FetchEntry {
+            key: ChunkKey::new(i32::MIN, i32::MIN, i32::MIN),
+            version: u64::MAX,
+            data: Some("A".repeat(MAX_BLOB_BASE64_LEN)),
+        };
+        let one = serde_json::to_string(&entry).unwrap().len();
+        assert!(one <= MAX_FETCH_ENTRY_JSON_LEN);
+        let resp = FetchResponse {
+            world: WorldId::new(&"w".repeat(64)).unwrap(),
+            chunks: vec![entry; MAX_CHUNKS_PER_FETCH],
+        };
+        let body = serde_json::to_string(&resp).unwrap();
+        // The proxy response carries the body as a JSON string, escaping its quotes.
+        let envelope = serde_json::to_string(&serde_json::json!({
+            "statusCode": 200,
+            "headers": {"content-type": "application/json"},
+            "body": body,
+        }))
+        .unwrap();
+        assert!(envelope.len() < LAMBDA_PAYLOAD_LIMIT, "{}", envelope.len());
+    }
+}

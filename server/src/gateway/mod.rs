@@ -1,0 +1,392 @@
+//! A local API Gateway (REST API, Lambda proxy integration, TOKEN authorizer) that runs the
+//! authorizer and blocks handlers in one process with API Gateway's observable behaviour:
+//!
+//! | situation | answer |
+//! |---|---|
+//! | path other than `/<stage>/cubewalkblocks` | 403 `{"message":"Missing Authentication Token"}` |
+//! | body over 10 MB | 413 `{"message":"Request Too Long"}` |
+//! | `token` header missing or failing the validation regex | 401 `{"message":"Unauthorized"}`, authorizer not called |
+//! | authorizer fails with `Unauthorized` | 401 `{"message":"Unauthorized"}` |
+//! | policy with an explicit Deny | 403 `{"message":"User is not authorized to access this resource with an explicit deny"}` |
+//! | policy without a matching Allow | 403 `{"message":"User is not authorized to access this resource"}` |
+//! | authorizer crashes, times out or answers a malformed policy | 500 `{"message": null}` |
+//! | integration takes longer than 29 s | 504 `{"message": "Endpoint request timed out"}` |
+//!
+//! Authorizer answers are cached per token for the configured TTL (0 disables the cache) and
+//! reused for every method, as API Gateway does.
+
+mod cache;
+pub mod policy;
+
+use crate::handlers::authorizer::{authorize, TokenSet};
+use crate::handlers::blocks;
+use crate::store::ChunkStore;
+use async_trait::async_trait;
+use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequest, ApiGatewayProxyRequest};
+use aws_lambda_events::encodings::Body as LambdaBody;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::Response;
+use base64::Engine;
+use cache::AuthCache;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use policy::{parse_grant, Decision};
+use regex::Regex;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// API Gateway's request payload limit.
+pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+/// The header the TOKEN authorizer reads.
+pub const TOKEN_HEADER: &str = "token";
+/// Default identity validation expression: what a generated token looks like (also in the
+/// SAM template, so both refuse the same malformed tokens without invoking the authorizer).
+pub const DEFAULT_TOKEN_REGEX: &str = "^[A-Za-z0-9._~+/=-]{8,512}$";
+
+/// A TOKEN authorizer as the gateway invokes it: raw JSON answer (as a Lambda returns it), or
+/// the Lambda's error message (`Unauthorized` means 401; anything else 500).
+#[async_trait]
+pub trait Authorizer: Send + Sync + 'static {
+    /// Runs the authorizer on one TOKEN event.
+    async fn invoke(&self, event: ApiGatewayCustomAuthorizerRequest) -> Result<Value, String>;
+}
+
+/// The project's token authorizer ([`authorize`]) behind the [`Authorizer`] interface.
+pub struct TokenAuthorizer(pub TokenSet);
+
+#[async_trait]
+impl Authorizer for TokenAuthorizer {
+    async fn invoke(&self, event: ApiGatewayCustomAuthorizerRequest) -> Result<Value, String> {
+        let response = authorize(&event, &self.0).map_err(|e| e.to_string())?;
+        serde_json::to_value(response).map_err(|e| e.to_string())
+    }
+}
+
+/// Settings of the local gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Stage name, the first path segment (`prod`).
+    pub stage: String,
+    /// Authorizer result cache TTL (API Gateway's `ReauthorizeEvery`; zero disables).
+    pub auth_cache_ttl: Duration,
+    /// Identity validation expression for the `token` header; `None` accepts any non-empty value.
+    pub token_regex: Option<Regex>,
+    /// Longest an authorizer may run before the caller gets 500.
+    pub authorizer_timeout: Duration,
+    /// API Gateway's integration timeout (29 s by default).
+    pub integration_timeout: Duration,
+    /// Region, account and API id used to build method ARNs.
+    pub arn_prefix: String,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            stage: "prod".into(),
+            auth_cache_ttl: Duration::from_secs(300),
+            token_regex: Some(Regex::new(DEFAULT_TOKEN_REGEX).expect("static regex")),
+            authorizer_timeout: Duration::from_secs(10),
+            integration_timeout: Duration::from_secs(29),
+            arn_prefix: "arn:aws:execute-api:local:000000000000:cubewalk-local".into(),
+        }
+    }
+}
+
+struct Gateway {
+    config: GatewayConfig,
+    authorizer: Arc<dyn Authorizer>,
+    store: Arc<dyn ChunkStore>,
+    cache: AuthCache,
+}
+
+/// Builds the gateway's router: every path and method goes through the API Gateway emulation.
+pub fn router(
+    config: GatewayConfig,
+    authorizer: Arc<dyn Authorizer>,
+    store: Arc<dyn ChunkStore>,
+) -> axum::Router {
+    let state = Arc::new(Gateway {
+        cache: AuthCache::new(config.auth_cache_ttl),
+        config,
+        authorizer,
+        store,
+    });
+    axum::Router::new()
+        .fallback(gateway)
+        .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+fn gateway_error(status: u16, body: &'static str, error_type: &'static str) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("x-amzn-errortype", error_type)
+        .body(Body::from(body))
+        .expect("static response")
+}
+
+fn unauthorized() -> Response {
+    gateway_error(
+        401,
+        r#"{"message":"Unauthorized"}"#,
+        "UnauthorizedException",
+    )
+}
+
+fn authorizer_failure() -> Response {
+    gateway_error(
+        500,
+        r#"{"message": null}"#,
+        "AuthorizerConfigurationException",
+    )
+}
+
+async fn gateway(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let (parts, body) = request.into_parts();
+
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_REQUEST_BYTES as u64) {
+        return gateway_error(
+            413,
+            r#"{"message":"Request Too Long"}"#,
+            "RequestTooLongException",
+        );
+    }
+
+    let resource_path = format!("/{}{}", gw.config.stage, blocks::RESOURCE);
+    if parts.uri.path().trim_end_matches('/') != resource_path {
+        return gateway_error(
+            403,
+            r#"{"message":"Missing Authentication Token"}"#,
+            "MissingAuthenticationTokenException",
+        );
+    }
+
+    let body = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return gateway_error(
+                413,
+                r#"{"message":"Request Too Long"}"#,
+                "RequestTooLongException",
+            )
+        }
+    };
+
+    let Some(token) = parts
+        .headers
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| !t.is_empty())
+    else {
+        return unauthorized();
+    };
+    if let Some(re) = &gw.config.token_regex {
+        if !re.is_match(token) {
+            return unauthorized();
+        }
+    }
+
+    let method_arn = format!(
+        "{}/{}/{}{}",
+        gw.config.arn_prefix,
+        gw.config.stage,
+        parts.method,
+        blocks::RESOURCE
+    );
+    let grant = match gw.cache.get(token) {
+        Some(g) => g,
+        None => {
+            let mut event = ApiGatewayCustomAuthorizerRequest::default();
+            event.type_ = Some("TOKEN".into());
+            event.authorization_token = Some(token.to_owned());
+            event.method_arn = Some(method_arn.clone());
+            let authorizer = gw.authorizer.clone();
+            let run = tokio::spawn(async move { authorizer.invoke(event).await });
+            let outcome = tokio::time::timeout(gw.config.authorizer_timeout, run).await;
+            match outcome {
+                Ok(Ok(Ok(raw))) => match parse_grant(raw) {
+                    Ok(g) => {
+                        let g = Arc::new(g);
+                        gw.cache.put(token, g.clone());
+                        g
+                    }
+                    Err(why) => {
+                        tracing::error!(error = %why, "authorizer answer refused");
+                        return authorizer_failure();
+                    }
+                },
+                Ok(Ok(Err(message))) if message == "Unauthorized" => return unauthorized(),
+                Ok(Ok(Err(message))) => {
+                    tracing::error!(error = %message, "authorizer failed");
+                    return authorizer_failure();
+                }
+                Ok(Err(join)) => {
+                    tracing::error!(error = %join, "authorizer crashed");
+                    return authorizer_failure();
+                }
+                Err(_) => {
+                    tracing::error!("authorizer timed out");
+                    return authorizer_failure();
+                }
+            }
+        }
+    };
+    match grant.decide(&method_arn) {
+        Decision::Allow => {}
+        Decision::ExplicitDeny => {
+            return gateway_error(
+                403,
+                r#"{"message":"User is not authorized to access this resource with an explicit deny"}"#,
+                "AccessDeniedException",
+            )
+        }
+        Decision::NoAllow => {
+            return gateway_error(
+                403,
+                r#"{"message":"User is not authorized to access this resource"}"#,
+                "AccessDeniedException",
+            )
+        }
+    }
+
+    let event = proxy_event(&gw.config, &parts, body, &grant.context, peer);
+    let store = gw.store.clone();
+    let run = tokio::spawn(async move { blocks::handle(&event, store.as_ref()).await });
+    match tokio::time::timeout(gw.config.integration_timeout, run).await {
+        Ok(Ok(resp)) => proxy_response(resp),
+        Ok(Err(join)) => {
+            tracing::error!(error = %join, "integration crashed");
+            gateway_error(
+                502,
+                r#"{"message": "Internal server error"}"#,
+                "InternalServerErrorException",
+            )
+        }
+        Err(_) => gateway_error(
+            504,
+            r#"{"message": "Endpoint request timed out"}"#,
+            "IntegrationTimeoutException",
+        ),
+    }
+}
+
+/// The Lambda proxy event API Gateway would send for this request.
+fn proxy_event(
+    config: &GatewayConfig,
+    parts: &http::request::Parts,
+    body: Bytes,
+    context: &serde_json::Map<String, Value>,
+    peer: Option<String>,
+) -> ApiGatewayProxyRequest {
+    let mut query: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()) {
+        query
+            .entry(k.into_owned())
+            .or_default()
+            .push(v.into_owned());
+    }
+    // API Gateway's single-value map holds the last value of a repeated parameter.
+    let single: HashMap<String, String> = query
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.last()?.clone())))
+        .collect();
+
+    let mut event = ApiGatewayProxyRequest::default();
+    event.resource = Some(blocks::RESOURCE.into());
+    event.path = Some(blocks::RESOURCE.into());
+    event.http_method = parts.method.clone();
+    event.headers = parts.headers.clone();
+    event.multi_value_headers = parts.headers.clone();
+    event.query_string_parameters = single.into();
+    event.multi_value_query_string_parameters = query.into();
+    if !body.is_empty() {
+        match std::str::from_utf8(&body) {
+            Ok(text) => event.body = Some(text.to_owned()),
+            Err(_) => {
+                event.body = Some(base64::engine::general_purpose::STANDARD.encode(&body));
+                event.is_base64_encoded = true;
+            }
+        }
+    }
+    let ctx = &mut event.request_context;
+    ctx.stage = Some(config.stage.clone());
+    ctx.http_method = parts.method.clone();
+    ctx.resource_path = Some(blocks::RESOURCE.into());
+    ctx.path = Some(format!("/{}{}", config.stage, blocks::RESOURCE));
+    ctx.request_id = Some(format!("{:032x}", rand::random::<u128>()));
+    ctx.identity.source_ip = peer;
+    ctx.authorizer.fields = context
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    event
+}
+
+fn proxy_response(resp: aws_lambda_events::apigw::ApiGatewayProxyResponse) -> Response {
+    let status = u16::try_from(resp.status_code)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok());
+    let Some(status) = status else {
+        return gateway_error(
+            502,
+            r#"{"message": "Internal server error"}"#,
+            "InternalServerErrorException",
+        );
+    };
+    let mut headers = HeaderMap::new();
+    for (k, v) in resp.multi_value_headers.iter().chain(resp.headers.iter()) {
+        headers.insert(k.clone(), v.clone());
+    }
+    let body = match resp.body {
+        None | Some(LambdaBody::Empty) => Bytes::new(),
+        Some(LambdaBody::Text(t)) if resp.is_base64_encoded => {
+            match base64::engine::general_purpose::STANDARD.decode(t) {
+                Ok(b) => b.into(),
+                Err(_) => {
+                    return gateway_error(
+                        502,
+                        r#"{"message": "Internal server error"}"#,
+                        "InternalServerErrorException",
+                    )
+                }
+            }
+        }
+        Some(LambdaBody::Text(t)) => t.into(),
+        Some(LambdaBody::Binary(b)) => b.into(),
+        Some(_) => Bytes::new(),
+    };
+    let mut out = Response::new(Body::from(body));
+    *out.status_mut() = status;
+    headers
+        .entry("content-type")
+        .or_insert(HeaderValue::from_static("application/json"));
+    *out.headers_mut() = headers;
+    out
+}

@@ -1,0 +1,134 @@
+//! The blocks handler: `GET` and `PUT /cubewalkblocks` as a function of (proxy event, store).
+
+use crate::store::ChunkStore;
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use aws_lambda_events::encodings::Body;
+use base64::Engine;
+use cubewalk_protocol::codec::blob_to_base64;
+use cubewalk_protocol::limits::MAX_PUT_BODY_BYTES;
+use cubewalk_protocol::{
+    FetchEntry, FetchQuery, FetchResponse, PutRequest, PutResponse, VersionEntry, WireError,
+};
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use http::Method;
+
+/// The resource path this handler serves.
+pub const RESOURCE: &str = "/cubewalkblocks";
+
+/// Handles one API Gateway proxy event. Never panics on any input and never fails: every
+/// problem becomes a JSON error response (`{"error":{"code","message"}}`).
+pub async fn handle(
+    req: &ApiGatewayProxyRequest,
+    store: &dyn ChunkStore,
+) -> ApiGatewayProxyResponse {
+    let result = route(req, store).await;
+    let response = match &result {
+        Ok(body) => json_response(200, body.clone()),
+        Err(e) => {
+            let mut r = json_response(
+                e.status(),
+                serde_json::to_string(&e.body()).unwrap_or_default(),
+            );
+            if matches!(e, WireError::MethodNotAllowed(_)) {
+                r.headers
+                    .insert(ALLOW, HeaderValue::from_static("GET, PUT"));
+            }
+            r
+        }
+    };
+    match &result {
+        Ok(_) => tracing::info!(method = %req.http_method, status = 200, "blocks"),
+        Err(e) if e.status() >= 500 => {
+            tracing::error!(method = %req.http_method, status = e.status(), error = %e, "blocks")
+        }
+        Err(e) => {
+            tracing::info!(method = %req.http_method, status = e.status(), error = %e, "blocks")
+        }
+    }
+    response
+}
+
+async fn route(req: &ApiGatewayProxyRequest, store: &dyn ChunkStore) -> Result<String, WireError> {
+    let resource = req
+        .resource
+        .as_deref()
+        .or(req.path.as_deref())
+        .unwrap_or("");
+    if resource.trim_end_matches('/') != RESOURCE {
+        return Err(WireError::NotFound(resource.chars().take(128).collect()));
+    }
+    match req.http_method {
+        Method::GET => fetch(req, store).await,
+        Method::PUT => put(req, store).await,
+        ref other => Err(WireError::MethodNotAllowed(other.to_string())),
+    }
+}
+
+async fn fetch(req: &ApiGatewayProxyRequest, store: &dyn ChunkStore) -> Result<String, WireError> {
+    let q = &req.query_string_parameters;
+    let query = FetchQuery::parse(q.first("world"), q.first("chunks"))?;
+    let keys: Vec<_> = query.chunks.iter().map(|(k, _)| *k).collect();
+    let stored = store.fetch(&query.world, &keys).await?;
+    let chunks = query
+        .chunks
+        .iter()
+        .zip(stored)
+        .map(|(&(key, held), s)| FetchEntry {
+            key,
+            version: s.version,
+            data: (held != Some(s.version)).then(|| blob_to_base64(&s.blob)),
+        })
+        .collect();
+    let resp = FetchResponse {
+        world: query.world,
+        chunks,
+    };
+    serde_json::to_string(&resp).map_err(|e| WireError::Internal(e.to_string()))
+}
+
+async fn put(req: &ApiGatewayProxyRequest, store: &dyn ChunkStore) -> Result<String, WireError> {
+    let body = request_body(req)?;
+    let request = PutRequest::parse(&body)?;
+    let grouped = request.group()?;
+    let versions = store.apply(&request.world, &grouped).await?;
+    let resp = PutResponse {
+        world: request.world,
+        chunks: grouped
+            .iter()
+            .zip(versions)
+            .map(|((key, _), version)| VersionEntry { key: *key, version })
+            .collect(),
+    };
+    serde_json::to_string(&resp).map_err(|e| WireError::Internal(e.to_string()))
+}
+
+/// The request body as bytes, refused before decoding when over the limit.
+fn request_body(req: &ApiGatewayProxyRequest) -> Result<Vec<u8>, WireError> {
+    let text = req.body.as_deref().unwrap_or("");
+    let too_large = || WireError::TooLarge(format!("body larger than {MAX_PUT_BODY_BYTES} bytes"));
+    if req.is_base64_encoded {
+        if text.len() > MAX_PUT_BODY_BYTES.div_ceil(3) * 4 {
+            return Err(too_large());
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|_| WireError::MalformedJson("body is not valid base64".into()))?;
+        if bytes.len() > MAX_PUT_BODY_BYTES {
+            return Err(too_large());
+        }
+        Ok(bytes)
+    } else if text.len() > MAX_PUT_BODY_BYTES {
+        Err(too_large())
+    } else {
+        Ok(text.as_bytes().to_vec())
+    }
+}
+
+fn json_response(status: u16, body: String) -> ApiGatewayProxyResponse {
+    let mut r = ApiGatewayProxyResponse::default();
+    r.status_code = i64::from(status);
+    r.headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.body = Some(Body::Text(body));
+    r
+}

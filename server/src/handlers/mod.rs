@@ -1,0 +1,4 @@
+//! The two Lambda handlers as plain functions.
+
+pub mod authorizer;
+pub mod blocks;

@@ -1,0 +1,124 @@
+//! `cubewalk-server`: runs the CubeWalk backend locally (`serve`).
+
+use clap::{Parser, Subcommand};
+use cubewalk_server::gateway::{self, GatewayConfig, TokenAuthorizer};
+use cubewalk_server::handlers::authorizer::TokenSet;
+use cubewalk_server::store::{ChunkStore, MemoryStore, RedisStore, RedisStoreConfig};
+use rand::distr::{Alphanumeric, SampleString};
+use regex::Regex;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "cubewalk-server", version, about = "CubeWalk Net backend")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the local API Gateway with the authorizer and blocks handlers.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on. Loopback by default: anything else exposes the world to the network.
+    #[arg(long, env = "CUBEWALK_BIND", default_value = "127.0.0.1:3000")]
+    bind: String,
+    /// Redis URL (`redis://`, `rediss://`); the embedded in-memory store when absent.
+    #[arg(long, env = "CUBEWALK_REDIS_URL")]
+    redis: Option<String>,
+    /// Accepted tokens, comma-separated; a random dev token is made and printed when absent.
+    #[arg(long, env = "CUBEWALK_TOKENS", hide_env_values = true)]
+    tokens: Option<String>,
+    /// Stage name (first path segment).
+    #[arg(long, default_value = "prod")]
+    stage: String,
+    /// Authorizer cache TTL in seconds (API Gateway's ReauthorizeEvery; 0 disables).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    auth_cache_ttl: u64,
+    /// Identity validation expression for the `token` header.
+    #[arg(long, default_value = gateway::DEFAULT_TOKEN_REGEX)]
+    token_regex: String,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let token_regex =
+        Regex::new(&args.token_regex).map_err(|e| format!("bad --token-regex: {e}"))?;
+    let (tokens, dev_token) = match &args.tokens {
+        Some(list) => (TokenSet::from_list(list), None),
+        None => {
+            let t = Alphanumeric.sample_string(&mut rand::rng(), 32);
+            (TokenSet::new([&t]), Some(t))
+        }
+    };
+    if tokens.is_empty() {
+        return Err("no usable token in CUBEWALK_TOKENS".into());
+    }
+    let (store, store_name): (Arc<dyn ChunkStore>, String) = match &args.redis {
+        Some(url) => {
+            let store = RedisStore::connect_lazy(&RedisStoreConfig::new(url.clone()))
+                .map_err(|e| e.to_string())?;
+            (Arc::new(store), "Redis".into())
+        }
+        None => (
+            Arc::new(MemoryStore::new()),
+            "embedded (in memory; gone when this process stops)".into(),
+        ),
+    };
+    let config = GatewayConfig {
+        stage: args.stage.clone(),
+        auth_cache_ttl: Duration::from_secs(args.auth_cache_ttl),
+        token_regex: Some(token_regex),
+        ..GatewayConfig::default()
+    };
+    let app = gateway::router(config, Arc::new(TokenAuthorizer(tokens)), store);
+    let listener = tokio::net::TcpListener::bind(&args.bind)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "listening on a non-loopback address: reachable from the network");
+    }
+    let url = format!("http://{addr}/{}/cubewalkblocks", args.stage);
+    println!("CubeWalk local gateway listening on {url}");
+    println!("store: {store_name}");
+    match &dev_token {
+        Some(t) => {
+            println!("dev token: {t}");
+            println!("try: curl -H 'token:{t}' {url}");
+        }
+        None => println!("try: curl -H \"token:$YOUR_TOKEN\" {url}"),
+    }
+    println!("press Ctrl-C to stop");
+    gateway::serve(listener, app, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    println!("stopped");
+    Ok(())
+}
