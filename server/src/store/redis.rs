@@ -104,10 +104,17 @@ impl RedisStore {
         for &k in keys {
             pipe.cmd("HMGET").arg(chunk_key(world, k)).arg("v").arg("d");
         }
-        let rows: Vec<(Option<u64>, Option<Vec<u8>>)> = pipe
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(|e| unavailable(&e))?;
+        // A connection that broke while idle (Lambda freezes the process between invocations)
+        // fails the first command; reads are idempotent, so one more try on the reconnected
+        // manager hides it.
+        let rows: Vec<(Option<u64>, Option<Vec<u8>>)> =
+            match pipe.query_async(&mut self.conn.clone()).await {
+                Err(e) if is_broken_connection(&e) => pipe
+                    .query_async(&mut self.conn.clone())
+                    .await
+                    .map_err(|e| unavailable(&e))?,
+                other => other.map_err(|e| unavailable(&e))?,
+            };
         Ok(rows
             .into_iter()
             .map(|(v, d)| StoredChunk {
@@ -124,6 +131,7 @@ impl RedisStore {
     ) -> Result<Vec<u64>, StoreError> {
         let mut versions = vec![0u64; edits.len()];
         let mut pending: Vec<usize> = (0..edits.len()).collect();
+        let mut reconnects = 0;
         for attempt in 0..MAX_CAS_ATTEMPTS {
             if attempt > 0 {
                 // Full jitter keeps colliding writers from retrying in lockstep.
@@ -153,10 +161,17 @@ impl RedisStore {
             if writing.is_empty() {
                 return Ok(versions);
             }
-            let results: Vec<i64> = pipe
-                .query_async(&mut self.conn.clone())
-                .await
-                .map_err(|e| unavailable(&e))?;
+            // When the connection breaks mid-write some scripts may have run: the next attempt
+            // re-reads, finds those edits already in place and reports the version as is.
+            let results: Vec<i64> = match pipe.query_async(&mut self.conn.clone()).await {
+                Ok(r) => r,
+                Err(e) if is_broken_connection(&e) && reconnects < 2 => {
+                    reconnects += 1;
+                    pending = writing;
+                    continue;
+                }
+                Err(e) => return Err(unavailable(&e)),
+            };
             pending.clear();
             for (i, r) in writing.into_iter().zip(results) {
                 if r < 0 {
@@ -201,6 +216,10 @@ impl ChunkStore for RedisStore {
 /// key a chunk may ever use shares one slot.
 pub(crate) fn chunk_key(world: &WorldId, k: ChunkKey) -> String {
     format!("cw:{{{world}:{},{},{}}}", k.x, k.y, k.z)
+}
+
+fn is_broken_connection(e: &redis::RedisError) -> bool {
+    e.is_connection_dropped() || e.is_io_error()
 }
 
 /// Redis errors never carry the URL (and so never the password); the kind and detail say

@@ -1,0 +1,16 @@
+//! Test helpers shared by the workspace's tests and benchmarks: real `redis-server` processes
+//! on free loopback ports, and the local gateway started in-process on a free port.
+
+mod gateway;
+mod redis;
+
+pub use gateway::TestGateway;
+pub use redis::RedisServer;
+
+/// A free TCP port on loopback (bound, then released, so a server can take it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
