@@ -13,10 +13,14 @@ use std::time::Duration;
 
 const TOKEN: &str = "good-token-123";
 
+/// What a scripted authorizer answers for an event.
+type Answer =
+    Box<dyn Fn(&ApiGatewayCustomAuthorizerRequest) -> Result<Value, String> + Send + Sync>;
+
 /// An authorizer whose answer the test scripts, counting its invocations.
 struct Scripted {
     calls: AtomicUsize,
-    answer: Box<dyn Fn(&ApiGatewayCustomAuthorizerRequest) -> Result<Value, String> + Send + Sync>,
+    answer: Answer,
     delay: Duration,
     panic: bool,
 }

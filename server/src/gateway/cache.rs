@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 /// Most tokens cached at once; past it, expired entries are dropped, then everything.
 const MAX_ENTRIES: usize = 10_000;
 
+/// A cached grant and when it expires, keyed by the token's digest.
+type Entries = HashMap<[u8; 32], (Instant, Arc<Grant>)>;
+
 /// Cached grants keyed by the SHA-256 of the token, so the cache holds no token in clear.
 pub(super) struct AuthCache {
     ttl: Duration,
-    entries: Mutex<HashMap<[u8; 32], (Instant, Arc<Grant>)>>,
+    entries: Mutex<Entries>,
 }
 
 impl AuthCache {

@@ -390,3 +390,56 @@ fn proxy_response(resp: aws_lambda_events::apigw::ApiGatewayProxyResponse) -> Re
     *out.headers_mut() = headers;
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_event_carries_stage_query_body_and_authorizer_context() {
+        let request = http::Request::builder()
+            .method("PUT")
+            .uri("/prod/cubewalkblocks?world=w1&chunks=0,0,0%3B1,2,3&chunks=9,9,9")
+            .header("token", "secret-token")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let grant = parse_grant(serde_json::json!({
+            "principalId": "client-0",
+            "policyDocument": {"Version": "2012-10-17", "Statement": [
+                {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": "*"}]},
+            "context": {"tokenSlot": 0, "principal": "client-0"}
+        }))
+        .unwrap();
+        let event = proxy_event(
+            &GatewayConfig::default(),
+            &parts,
+            Bytes::from_static(b"{\"edits\":[]}"),
+            &grant.context,
+            Some("127.0.0.1".into()),
+        );
+        let v = serde_json::to_value(&event).unwrap();
+        assert_eq!(v["resource"], "/cubewalkblocks");
+        assert_eq!(v["path"], "/cubewalkblocks");
+        assert_eq!(v["httpMethod"], "PUT");
+        assert_eq!(v["queryStringParameters"]["world"], "w1");
+        // A repeated parameter: the single-value map holds the last one, the multi-value map all.
+        assert_eq!(v["queryStringParameters"]["chunks"], "9,9,9");
+        assert_eq!(
+            v["multiValueQueryStringParameters"]["chunks"][0],
+            "0,0,0;1,2,3"
+        );
+        assert_eq!(v["body"], "{\"edits\":[]}");
+        assert_eq!(v["isBase64Encoded"], false);
+        let ctx = &v["requestContext"];
+        assert_eq!(ctx["stage"], "prod");
+        assert_eq!(ctx["path"], "/prod/cubewalkblocks");
+        assert_eq!(ctx["resourcePath"], "/cubewalkblocks");
+        assert_eq!(ctx["identity"]["sourceIp"], "127.0.0.1");
+        assert_eq!(ctx["authorizer"]["principalId"], "client-0");
+        assert_eq!(ctx["authorizer"]["tokenSlot"], 0);
+        // The event round-trips through the Lambda event type the blocks Lambda reads.
+        let back: ApiGatewayProxyRequest = serde_json::from_value(v).unwrap();
+        assert_eq!(back.query_string_parameters.first("world"), Some("w1"));
+    }
+}

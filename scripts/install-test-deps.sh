@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on Debian/Ubuntu: redis-server (real Redis for store and
+# end-to-end tests), Mono and NUnit (C# binding tests), cfn-lint and cargo-lambda (deployment
+# checks). Idempotent: installs only what is missing. Needs root or sudo for apt-get.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  SUDO="sudo"
+fi
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v redis-cli >/dev/null || need_apt+=(redis-tools)
+command -v mcs >/dev/null || need_apt+=(mono-mcs)
+command -v mono >/dev/null || need_apt+=(mono-runtime)
+command -v nunit-console >/dev/null || need_apt+=(nunit-console libnunit-cil-dev)
+command -v cc >/dev/null || need_apt+=(gcc)
+command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+need_pip=()
+command -v cfn-lint >/dev/null || need_pip+=(cfn-lint)
+command -v cargo-lambda >/dev/null || need_pip+=(cargo-lambda)
+if [ ${#need_pip[@]} -gt 0 ]; then
+  echo "installing PyPI packages: ${need_pip[*]}"
+  python3 -m pip install --quiet "${need_pip[@]}" || python3 -m pip install --quiet --break-system-packages "${need_pip[@]}"
+  hash -r
+fi
+
+echo "test dependencies: redis-server $(redis-server --version | awk '{print $3}'), mono $(mono --version | head -1 | awk '{print $5}'), $(cfn-lint --version), $(cargo-lambda --version 2>/dev/null || cargo lambda --version)"
