@@ -1,0 +1,119 @@
+//! Errors of the SDK and the one status code set shared with the C ABI.
+
+/// Outcome of every C ABI function (`CwStatus` in C). Values are part of the ABI: never reorder.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Success.
+    Ok = 0,
+    /// The non-blocking request has not finished yet.
+    Pending = 1,
+    /// A pointer, length or string argument is invalid (null, misaligned, zero, too long, not UTF-8).
+    InvalidArgument = 2,
+    /// `cw_init` has not been called, or `cw_shutdown` was.
+    NotInitialized = 3,
+    /// The API answered 401: the token is missing or wrong.
+    Unauthorized = 4,
+    /// The API answered 403: the token's policy does not allow this.
+    Forbidden = 5,
+    /// The API answered another 4xx: the request is invalid (not retried).
+    BadRequest = 6,
+    /// The API answered 5xx (or 429) and retries did not help.
+    ServerError = 7,
+    /// The server could not be reached, or the connection broke.
+    Network = 8,
+    /// The call did not finish within its timeout.
+    Timeout = 9,
+    /// The request was cancelled (`cw_cancel`, `cw_shutdown`).
+    Cancelled = 10,
+    /// A caller buffer is too small; nothing was sent.
+    BufferTooSmall = 11,
+    /// The server's answer was not what the protocol says (malformed, truncated, mismatched).
+    Protocol = 12,
+    /// An internal failure, such as a caught panic. The library stays usable.
+    Internal = 13,
+}
+
+/// An SDK error. Messages never contain the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Invalid argument.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// Not initialized.
+    #[error("not initialized: call cw_init first")]
+    NotInitialized,
+    /// HTTP 401.
+    #[error("unauthorized (401): {0}")]
+    Unauthorized(String),
+    /// HTTP 403.
+    #[error("forbidden (403): {0}")]
+    Forbidden(String),
+    /// Another HTTP 4xx.
+    #[error("bad request ({status}): {message}")]
+    BadRequest {
+        /// HTTP status.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// HTTP 5xx or 429 after retries.
+    #[error("server error ({status}) after {attempts} attempt(s): {message}")]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// The server's message.
+        message: String,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// Connection failure after retries.
+    #[error("network error after {attempts} attempt(s): {message}")]
+    Network {
+        /// What failed.
+        message: String,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// The deadline passed.
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    /// Cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// A caller buffer is too small.
+    #[error("buffer too small: {needed} entries needed")]
+    BufferTooSmall {
+        /// Entries needed.
+        needed: usize,
+    },
+    /// Unexpected answer.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// Internal failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The status code for this error.
+    pub fn status(&self) -> Status {
+        match self {
+            Self::InvalidArgument(_) => Status::InvalidArgument,
+            Self::NotInitialized => Status::NotInitialized,
+            Self::Unauthorized(_) => Status::Unauthorized,
+            Self::Forbidden(_) => Status::Forbidden,
+            Self::BadRequest { .. } => Status::BadRequest,
+            Self::Server { .. } => Status::ServerError,
+            Self::Network { .. } => Status::Network,
+            Self::Timeout(_) => Status::Timeout,
+            Self::Cancelled => Status::Cancelled,
+            Self::BufferTooSmall { .. } => Status::BufferTooSmall,
+            Self::Protocol(_) => Status::Protocol,
+            Self::Internal(_) => Status::Internal,
+        }
+    }
+}
+
+/// Result of SDK operations.
+pub type Result<T> = std::result::Result<T, Error>;

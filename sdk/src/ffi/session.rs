@@ -1,0 +1,263 @@
+//! The library's global state: one tokio runtime, the current client, and the table of
+//! non-blocking requests. Results wait in the table until the caller's thread collects them
+//! with `cw_poll`, so no library thread ever touches caller memory or calls into the caller.
+
+use super::types::{CwChunkKey, CwChunkVersion};
+use crate::client::{Client, FetchedChunk};
+use crate::error::{Error, Result, Status};
+use cubewalk_protocol::{VersionEntry, CHUNK_CUBES};
+use once_cell::sync::Lazy;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use tokio::runtime::{Handle, Runtime};
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+
+struct Global {
+    runtime: Option<Runtime>,
+    client: Option<Client>,
+}
+
+static GLOBAL: Lazy<Mutex<Global>> = Lazy::new(|| {
+    Mutex::new(Global {
+        runtime: None,
+        client: None,
+    })
+});
+
+static REQUESTS: Lazy<Mutex<HashMap<u64, Pending>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Locks ignoring poison: every critical section leaves the maps consistent, and a panic
+/// elsewhere must not make the library unusable for the rest of the game session.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Installs `client` as the current client, starting the runtime if needed. Requests already
+/// in flight finish with the client they started with.
+pub(crate) fn init(client: Client) -> Result<()> {
+    let mut g = lock(&GLOBAL);
+    if g.runtime.is_none() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cubewalk-io")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start runtime: {e}")))?;
+        g.runtime = Some(rt);
+    }
+    g.client = Some(client);
+    Ok(())
+}
+
+/// Cancels everything in flight and stops the runtime without waiting for its threads.
+pub(crate) fn shutdown() {
+    let runtime = {
+        let mut g = lock(&GLOBAL);
+        g.client = None;
+        g.runtime.take()
+    };
+    for p in lock(&REQUESTS).values() {
+        p.abort.abort();
+    }
+    if let Some(rt) = runtime {
+        rt.shutdown_background();
+    }
+}
+
+fn current() -> Result<(Handle, Client)> {
+    let g = lock(&GLOBAL);
+    match (&g.runtime, &g.client) {
+        (Some(rt), Some(c)) => Ok((rt.handle().clone(), c.clone())),
+        _ => Err(Error::NotInitialized),
+    }
+}
+
+/// Runs `make(client)` on the runtime and blocks the calling thread until it finishes (or
+/// `cw_shutdown` cancels it).
+pub(crate) fn block_on<T, F, Fut>(make: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = Result<T>> + Send + 'static,
+{
+    let (handle, client) = current()?;
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let fut = make(client);
+    handle.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    // A runtime shut down meanwhile drops the task, and with it the sender.
+    rx.recv().unwrap_or(Err(Error::Cancelled))
+}
+
+/// Where a finished request's results go: caller memory given at `*_begin`, written only
+/// inside `cw_poll` on the caller's thread.
+pub(crate) enum Outputs {
+    /// A fetch.
+    Fetch {
+        /// `count` versions (read at begin, written at completion).
+        versions: *mut u64,
+        /// `count` buffers of 4096 cubes (the pointer array was copied at begin).
+        buffers: Vec<*mut i32>,
+        /// Optional `count` flags.
+        changed: *mut u8,
+    },
+    /// A put.
+    Put {
+        /// `capacity` entries.
+        out_versions: *mut CwChunkVersion,
+        /// Written with the number of entries.
+        out_count: *mut usize,
+    },
+}
+
+// SAFETY: the pointers are only dereferenced by `cw_poll` / the blocking calls on the caller's
+// own thread; the runtime threads never see them.
+unsafe impl Send for Outputs {}
+
+/// A finished request's value.
+pub(crate) enum Outcome {
+    /// Fetch result.
+    Fetch(Result<Vec<FetchedChunk>>),
+    /// Put result.
+    Put(Result<Vec<VersionEntry>>),
+}
+
+struct Pending {
+    rx: oneshot::Receiver<Outcome>,
+    abort: AbortHandle,
+    outputs: Outputs,
+}
+
+/// Starts `make(client)` and registers it; returns its request id.
+pub(crate) fn begin<F, Fut>(make: F, outputs: Outputs) -> Result<u64>
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let (handle, client) = current()?;
+    let (tx, rx) = oneshot::channel();
+    let fut = make(client);
+    let task = handle.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    lock(&REQUESTS).insert(
+        id,
+        Pending {
+            rx,
+            abort: task.abort_handle(),
+            outputs,
+        },
+    );
+    Ok(id)
+}
+
+/// `Pending` while running; otherwise writes the outputs and returns the final status (the id
+/// is then forgotten).
+pub(crate) fn poll(id: u64) -> Result<Status> {
+    let (outcome, outputs) = {
+        let mut table = lock(&REQUESTS);
+        let Some(p) = table.get_mut(&id) else {
+            return Err(Error::InvalidArgument(format!(
+                "request id {id} is unknown (never issued, already completed or cancelled)"
+            )));
+        };
+        match p.rx.try_recv() {
+            Err(oneshot::error::TryRecvError::Empty) => return Ok(Status::Pending),
+            Ok(outcome) => {
+                let p = table.remove(&id).expect("present");
+                (Some(outcome), p.outputs)
+            }
+            Err(oneshot::error::TryRecvError::Closed) => {
+                let p = table.remove(&id).expect("present");
+                (None, p.outputs)
+            }
+        }
+    };
+    match outcome {
+        None => Err(Error::Cancelled),
+        Some(outcome) => {
+            // SAFETY: the caller promised (cw_*_begin docs) that these stay valid until a final
+            // status; we are on the caller's thread, inside cw_poll.
+            unsafe { write_outcome(outcome, &outputs) }?;
+            Ok(Status::Ok)
+        }
+    }
+}
+
+/// Cancels a request; its outputs are never written.
+pub(crate) fn cancel(id: u64) -> Result<Status> {
+    match lock(&REQUESTS).remove(&id) {
+        Some(p) => {
+            p.abort.abort();
+            Ok(Status::Ok)
+        }
+        None => Err(Error::InvalidArgument(format!(
+            "request id {id} is unknown (never issued, already completed or cancelled)"
+        ))),
+    }
+}
+
+/// Writes a finished request's result into caller memory.
+///
+/// # Safety
+/// The pointers in `outputs` must be valid for the counts given at begin.
+pub(crate) unsafe fn write_outcome(outcome: Outcome, outputs: &Outputs) -> Result<()> {
+    match (outcome, outputs) {
+        (
+            Outcome::Fetch(result),
+            Outputs::Fetch {
+                versions,
+                buffers,
+                changed,
+            },
+        ) => {
+            let chunks = result?;
+            for (i, chunk) in chunks.iter().enumerate() {
+                // SAFETY: i < count; caller contract.
+                unsafe {
+                    versions.add(i).write(chunk.version);
+                    if let Some(data) = &chunk.data {
+                        std::ptr::copy_nonoverlapping(data.as_ptr(), buffers[i], CHUNK_CUBES);
+                    }
+                    if !changed.is_null() {
+                        changed.add(i).write(u8::from(chunk.data.is_some()));
+                    }
+                }
+            }
+            Ok(())
+        }
+        (
+            Outcome::Put(result),
+            Outputs::Put {
+                out_versions,
+                out_count,
+            },
+        ) => {
+            let entries = result?;
+            for (i, e) in entries.iter().enumerate() {
+                // SAFETY: capacity was checked at begin against the distinct chunk count.
+                unsafe {
+                    out_versions.add(i).write(CwChunkVersion {
+                        key: CwChunkKey {
+                            x: e.key.x,
+                            y: e.key.y,
+                            z: e.key.z,
+                        },
+                        reserved: 0,
+                        version: e.version,
+                    });
+                }
+            }
+            // SAFETY: caller contract.
+            unsafe { out_count.write(entries.len()) };
+            Ok(())
+        }
+        _ => Err(Error::Internal("request kind mismatch".into())),
+    }
+}

@@ -1,0 +1,75 @@
+//! The C ABI's plain data types (all blittable, `#[repr(C)]`).
+
+/// "No version held": put in `versions[i]` before a fetch when the caller holds nothing for
+/// that chunk, so its data always comes back.
+pub const CW_NO_VERSION: u64 = u64::MAX;
+
+/// Position of a chunk in its world, in chunk units.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct CwChunkKey {
+    /// Chunk x.
+    pub x: i32,
+    /// Chunk y (up).
+    pub y: i32,
+    /// Chunk z.
+    pub z: i32,
+}
+
+/// One cube edit: set cube `index` (game order `x * 256 + z * 16 + y`, 0..4096) of `chunk`
+/// to `value`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CwEdit {
+    /// The chunk.
+    pub chunk: CwChunkKey,
+    /// Cube index inside the chunk.
+    pub index: u32,
+    /// New value (opaque to the network layer).
+    pub value: i32,
+}
+
+/// A chunk and its version after a put.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CwChunkVersion {
+    /// The chunk.
+    pub key: CwChunkKey,
+    /// Always 0; keeps `version` 8-byte aligned on every platform.
+    pub reserved: u32,
+    /// The chunk's version after the put.
+    pub version: u64,
+}
+
+/// Settings for `cw_init_with_options`. Fill it with `cw_options_default` first, then change
+/// what you need; `struct_size` must stay `sizeof(CwOptions)`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct CwOptions {
+    /// `sizeof(CwOptions)`, so a future larger struct can be told apart.
+    pub struct_size: u32,
+    /// Longest one call may take, all retries included (ms, 1..=600000; default 10000).
+    pub timeout_ms: u32,
+    /// Longest wait for a connection (ms, 1..=60000; default 5000).
+    pub connect_timeout_ms: u32,
+    /// Retries of transient failures (connect errors, 429, 502, 503, 504) per request
+    /// (0..=100; default 3).
+    pub max_retries: u32,
+    /// Backoff base delay (ms, ..=60000; default 100): retry n waits a random time up to
+    /// `base * 2^(n-1)`, or longer when the server sends `Retry-After`.
+    pub retry_base_delay_ms: u32,
+    /// Largest wait between retries (ms, ..=60000; default 2000).
+    pub retry_max_delay_ms: u32,
+    /// Most HTTP requests in flight at once (1..=1024; default 16).
+    pub max_in_flight: u32,
+    /// Non-zero allows plain `http://` to a non-loopback host (the token then travels in
+    /// clear). Default 0.
+    pub allow_insecure_http: u8,
+    /// Always 0.
+    pub reserved: [u8; 3],
+    /// Optional extra trusted root certificates, PEM bytes (not NUL-terminated); may be null.
+    /// Copied during the call.
+    pub ca_pem: *const u8,
+    /// Length of `ca_pem` in bytes.
+    pub ca_pem_len: usize,
+}
