@@ -65,6 +65,7 @@ pub struct RedisStore {
 impl RedisStore {
     /// Prepares a store without connecting: the connection is made on first use and made again
     /// whenever it breaks, so the process can start (and answer 503) while Redis is down.
+    /// Call it inside the Tokio runtime that will use the store.
     pub fn connect_lazy(config: &RedisStoreConfig) -> Result<Self, StoreError> {
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {:?}", e.kind())))?;

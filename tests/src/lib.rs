@@ -1,0 +1,143 @@
+//! Shared helpers of the end-to-end tests: start a local gateway on a chosen store and call the
+//! C ABI with Rust strings.
+
+use cubewalk::ffi::*;
+use cubewalk::Status;
+use cubewalk_server::gateway::{GatewayConfig, TokenAuthorizer};
+use cubewalk_server::handlers::authorizer::TokenSet;
+use cubewalk_server::store::{ChunkStore, MemoryStore, RedisStore, RedisStoreConfig};
+use cubewalk_testkit::{RedisServer, TestGateway};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The token every end-to-end gateway accepts.
+pub const TOKEN: &str = "e2e-token-0123456789";
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The C ABI's state is per process: tests that init it take this lock.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Which store a gateway runs on.
+pub enum Backend {
+    /// The embedded in-memory store.
+    Memory,
+    /// A real redis-server started for the test.
+    Redis(RedisServer),
+}
+
+/// A gateway and the store behind it, kept alive together.
+pub struct Stack {
+    /// The gateway.
+    pub gateway: TestGateway,
+    /// The Redis server, if any (kept so it lives as long as the gateway).
+    pub backend: Backend,
+}
+
+impl Stack {
+    /// A gateway on the embedded store.
+    pub fn memory() -> Self {
+        Self::on(Backend::Memory)
+    }
+
+    /// A gateway on a fresh real Redis.
+    pub fn redis() -> Self {
+        Self::on(Backend::Redis(RedisServer::start()))
+    }
+
+    fn on(backend: Backend) -> Self {
+        let redis_url = match &backend {
+            Backend::Memory => None,
+            Backend::Redis(r) => Some(r.url()),
+        };
+        let gateway = TestGateway::start_with(
+            GatewayConfig::default(),
+            Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]))),
+            move || -> Arc<dyn ChunkStore> {
+                match redis_url {
+                    None => Arc::new(MemoryStore::new()),
+                    Some(url) => {
+                        Arc::new(RedisStore::connect_lazy(&RedisStoreConfig::new(url)).unwrap())
+                    }
+                }
+            },
+        );
+        Self { gateway, backend }
+    }
+
+    /// The endpoint URL to give `cw_init`.
+    pub fn endpoint(&self) -> String {
+        self.gateway.blocks_url()
+    }
+}
+
+/// `cw_init` with Rust strings.
+pub fn init(endpoint: &str, token: &str) -> Status {
+    // SAFETY: valid slices for the call.
+    unsafe {
+        cw_init(
+            endpoint.as_ptr(),
+            endpoint.len(),
+            token.as_ptr(),
+            token.len(),
+        )
+    }
+}
+
+/// This thread's `cw_last_error` as a string.
+pub fn last_error() -> String {
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0usize;
+    // SAFETY: valid buffer.
+    unsafe { cw_last_error(buf.as_mut_ptr(), buf.len(), &mut len) };
+    String::from_utf8_lossy(&buf[..len.min(4095)]).into_owned()
+}
+
+/// Blocking fetch of `keys` into `buffers`, as C would call it.
+pub fn fetch(
+    world: &str,
+    keys: &[CwChunkKey],
+    versions: &mut [u64],
+    buffers: &mut [Box<[i32; 4096]>],
+    changed: &mut [u8],
+) -> Status {
+    let ptrs: Vec<*mut i32> = buffers.iter_mut().map(|b| b.as_mut_ptr()).collect();
+    // SAFETY: every array holds keys.len() elements, each buffer 4096 cubes.
+    unsafe {
+        cw_fetch_blocks(
+            world.as_ptr(),
+            world.len(),
+            keys.as_ptr(),
+            keys.len(),
+            versions.as_mut_ptr(),
+            ptrs.as_ptr(),
+            changed.as_mut_ptr(),
+        )
+    }
+}
+
+/// Blocking put of `edits`, returning the status and the chunk versions.
+pub fn put(world: &str, edits: &[CwEdit]) -> (Status, Vec<CwChunkVersion>) {
+    let mut out = vec![CwChunkVersion::default(); edits.len()];
+    let mut n = 0usize;
+    // SAFETY: valid arrays for the call.
+    let s = unsafe {
+        cw_put_blocks(
+            world.as_ptr(),
+            world.len(),
+            edits.as_ptr(),
+            edits.len(),
+            out.as_mut_ptr(),
+            out.len(),
+            &mut n,
+        )
+    };
+    out.truncate(if s == Status::Ok { n } else { 0 });
+    (s, out)
+}
+
+/// A key from coordinates.
+pub fn key(x: i32, y: i32, z: i32) -> CwChunkKey {
+    CwChunkKey { x, y, z }
+}
