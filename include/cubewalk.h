@@ -206,8 +206,9 @@ CwStatus cw_shutdown(void);
 //   the chunk changed (a chunk held at its current version is left alone).
 // - `changed` (may be null): out, `changed[i]` is 1 when `buffers[i]` was written, else 0.
 //
-// Requests are split and sent concurrently when `count` exceeds one request's limit. On any
-// error nothing is written. Thread-safe; never call it from the game's main thread in a frame
+// Requests are split and sent concurrently when `count` exceeds one request's limit. On error
+// `versions` and `changed` are not written, and no buffer is, except after
+// `CW_STATUS_PROTOCOL` (a corrupt answer), which may leave some buffers overwritten. Thread-safe; never call it from the game's main thread in a frame
 // loop (use `cw_fetch_blocks_begin`).
 //
 // # Safety

@@ -68,6 +68,31 @@ pub struct FetchedChunk {
     pub data: Option<Box<ChunkData>>,
 }
 
+/// One fetched chunk before decoding (see [`Client::fetch_blobs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedBlob {
+    /// The chunk.
+    pub key: ChunkKey,
+    /// Its current version (0 for a chunk never written).
+    pub version: u64,
+    /// Its encoded blob (base64 already removed), or `None` when not modified.
+    pub blob: Option<Vec<u8>>,
+}
+
+impl FetchedBlob {
+    /// Decodes the blob into `out` (the caller's 4096 cubes); returns whether it wrote `out`.
+    pub fn decode_into(&self, out: &mut ChunkData) -> Result<bool> {
+        match &self.blob {
+            None => Ok(false),
+            Some(blob) => {
+                decode_chunk_into(blob, out)
+                    .map_err(|e| Error::Protocol(format!("chunk {}: {e}", self.key)))?;
+                Ok(true)
+            }
+        }
+    }
+}
+
 /// A CubeWalk API client. Cheap to clone; clones share connections and the in-flight limit.
 #[derive(Clone)]
 pub struct Client {
@@ -152,6 +177,34 @@ impl Client {
         world: &str,
         chunks: &[(ChunkKey, Option<u64>)],
     ) -> Result<Vec<FetchedChunk>> {
+        self.fetch_blobs(world, chunks)
+            .await?
+            .into_iter()
+            .map(|b| {
+                let data = match &b.blob {
+                    None => None,
+                    Some(_) => {
+                        let mut cubes = Box::new([0i32; CHUNK_CUBES]);
+                        b.decode_into(&mut cubes)?;
+                        Some(cubes)
+                    }
+                };
+                Ok(FetchedChunk {
+                    key: b.key,
+                    version: b.version,
+                    data,
+                })
+            })
+            .collect()
+    }
+
+    /// As [`Client::fetch`], but leaves each chunk encoded so the caller can decode it straight
+    /// into its own buffer ([`FetchedBlob::decode_into`]) without an intermediate copy.
+    pub async fn fetch_blobs(
+        &self,
+        world: &str,
+        chunks: &[(ChunkKey, Option<u64>)],
+    ) -> Result<Vec<FetchedBlob>> {
         let world = parse_world(world)?;
         let mut seen = HashMap::with_capacity(chunks.len());
         for (i, (k, _)) in chunks.iter().enumerate() {
@@ -162,13 +215,18 @@ impl Client {
             }
         }
         let deadline = Instant::now() + self.inner.options.timeout;
-        let batches = fetch_batches(&world, chunks);
+        let mut batches = fetch_batches(&world, chunks);
+        if batches.len() == 1 {
+            // The common case needs no extra task (and no hop to another worker thread).
+            let only = batches.pop().expect("one batch");
+            return self.inner.fetch_batch(only, deadline).await;
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for (n, query) in batches.into_iter().enumerate() {
             let inner = self.inner.clone();
             tasks.spawn(async move { (n, inner.fetch_batch(query, deadline).await) });
         }
-        let mut parts: Vec<Option<Vec<FetchedChunk>>> = vec![None; tasks.len()];
+        let mut parts: Vec<Option<Vec<FetchedBlob>>> = vec![None; tasks.len()];
         while let Some(joined) = tasks.join_next().await {
             let (n, result) = joined.map_err(|e| Error::Internal(e.to_string()))?;
             parts[n] = Some(result?);
@@ -183,7 +241,11 @@ impl Client {
         let world = parse_world(world)?;
         let grouped = group_edits(edits)?;
         let deadline = Instant::now() + self.inner.options.timeout;
-        let batches = put_batches(&world, grouped);
+        let mut batches = put_batches(&world, grouped);
+        if batches.len() == 1 {
+            let only = batches.pop().expect("one batch");
+            return self.inner.put_batch(only, deadline).await;
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for (n, request) in batches.into_iter().enumerate() {
             let inner = self.inner.clone();
@@ -199,7 +261,7 @@ impl Client {
 }
 
 impl Inner {
-    async fn fetch_batch(&self, query: FetchQuery, deadline: Instant) -> Result<Vec<FetchedChunk>> {
+    async fn fetch_batch(&self, query: FetchQuery, deadline: Instant) -> Result<Vec<FetchedBlob>> {
         let mut url = self.url.clone();
         url.set_query(Some(&query.to_query_string()));
         let body = self.send(Method::GET, url, None, deadline).await?;
@@ -220,15 +282,11 @@ impl Inner {
                     entry.key
                 )));
             }
-            let data = match entry.data {
-                Some(text) => {
-                    let blob = blob_from_base64(&text)
-                        .map_err(|e| Error::Protocol(format!("chunk {key}: {e}")))?;
-                    let mut cubes = Box::new([0i32; CHUNK_CUBES]);
-                    decode_chunk_into(&blob, &mut cubes)
-                        .map_err(|e| Error::Protocol(format!("chunk {key}: {e}")))?;
-                    Some(cubes)
-                }
+            let blob = match entry.data {
+                Some(text) => Some(
+                    blob_from_base64(&text)
+                        .map_err(|e| Error::Protocol(format!("chunk {key}: {e}")))?,
+                ),
                 None if *held == Some(entry.version) => None,
                 None => {
                     return Err(Error::Protocol(format!(
@@ -236,10 +294,10 @@ impl Inner {
                     )))
                 }
             };
-            out.push(FetchedChunk {
+            out.push(FetchedBlob {
                 key: *key,
                 version: entry.version,
-                data,
+                blob,
             });
         }
         Ok(out)

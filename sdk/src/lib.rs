@@ -13,6 +13,6 @@ pub mod error;
 pub mod ffi;
 pub mod retry;
 
-pub use client::{Client, ClientOptions, FetchedChunk};
+pub use client::{Client, ClientOptions, FetchedBlob, FetchedChunk};
 pub use cubewalk_protocol::{ChunkEdit, ChunkKey, VersionEntry, CHUNK_CUBES};
 pub use error::{Error, Status};

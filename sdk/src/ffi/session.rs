@@ -3,29 +3,39 @@
 //! with `cw_poll`, so no library thread ever touches caller memory or calls into the caller.
 
 use super::types::{CwChunkKey, CwChunkVersion};
-use crate::client::{Client, FetchedChunk};
+use crate::client::{Client, FetchedBlob, FetchedChunk};
 use crate::error::{Error, Result, Status};
 use cubewalk_protocol::{VersionEntry, CHUNK_CUBES};
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use tokio::runtime::{Handle, Runtime};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::AbortHandle;
 
 struct Global {
     runtime: Option<Runtime>,
     client: Option<Client>,
+    /// Set to true by `cw_shutdown` so blocking calls return `Cancelled` before the runtime
+    /// they poll stops.
+    cancel: Option<watch::Sender<bool>>,
 }
 
 static GLOBAL: Lazy<Mutex<Global>> = Lazy::new(|| {
     Mutex::new(Global {
         runtime: None,
         client: None,
+        cancel: None,
     })
 });
+
+/// Blocking calls currently inside the runtime; `shutdown` waits (briefly) for them to leave.
+static BLOCKING: AtomicUsize = AtomicUsize::new(0);
+/// Longest `cw_shutdown` waits for cancelled blocking calls to return.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 static REQUESTS: Lazy<Mutex<HashMap<u64, Pending>>> = Lazy::new(|| Mutex::new(HashMap::new()));
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -48,6 +58,7 @@ pub(crate) fn init(client: Client) -> Result<()> {
             .build()
             .map_err(|e| Error::Internal(format!("cannot start runtime: {e}")))?;
         g.runtime = Some(rt);
+        g.cancel = Some(watch::channel(false).0);
     }
     g.client = Some(client);
     Ok(())
@@ -55,43 +66,72 @@ pub(crate) fn init(client: Client) -> Result<()> {
 
 /// Cancels everything in flight and stops the runtime without waiting for its threads.
 pub(crate) fn shutdown() {
-    let runtime = {
+    let (runtime, cancel) = {
         let mut g = lock(&GLOBAL);
         g.client = None;
-        g.runtime.take()
+        (g.runtime.take(), g.cancel.take())
     };
     for p in lock(&REQUESTS).values() {
         p.abort.abort();
+    }
+    if let Some(cancel) = cancel {
+        let _ = cancel.send(true);
+    }
+    // Blocking calls poll their futures on their own threads; let them see the cancellation
+    // and leave before the runtime's timers and sockets go away under them.
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while BLOCKING.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
     }
     if let Some(rt) = runtime {
         rt.shutdown_background();
     }
 }
 
-fn current() -> Result<(Handle, Client)> {
+fn current() -> Result<(Handle, Client, watch::Receiver<bool>)> {
     let g = lock(&GLOBAL);
-    match (&g.runtime, &g.client) {
-        (Some(rt), Some(c)) => Ok((rt.handle().clone(), c.clone())),
+    match (&g.runtime, &g.client, &g.cancel) {
+        (Some(rt), Some(c), Some(cancel)) => {
+            Ok((rt.handle().clone(), c.clone(), cancel.subscribe()))
+        }
         _ => Err(Error::NotInitialized),
     }
 }
 
-/// Runs `make(client)` on the runtime and blocks the calling thread until it finishes (or
-/// `cw_shutdown` cancels it).
+/// Counts a blocking call in `BLOCKING` for as long as it lives.
+struct BlockingCall;
+
+impl BlockingCall {
+    fn enter() -> Self {
+        BLOCKING.fetch_add(1, Ordering::AcqRel);
+        Self
+    }
+}
+
+impl Drop for BlockingCall {
+    fn drop(&mut self) {
+        BLOCKING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Runs `make(client)` to completion on the calling thread (its I/O driven by the runtime),
+/// or until `cw_shutdown` cancels it. Polling here rather than on a worker saves two thread
+/// hand-offs per call, which is most of the SDK's overhead on a fast network.
 pub(crate) fn block_on<T, F, Fut>(make: F) -> Result<T>
 where
-    T: Send + 'static,
     F: FnOnce(Client) -> Fut,
-    Fut: Future<Output = Result<T>> + Send + 'static,
+    Fut: Future<Output = Result<T>>,
 {
-    let (handle, client) = current()?;
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let _call = BlockingCall::enter();
+    let (handle, client, mut cancel) = current()?;
     let fut = make(client);
-    handle.spawn(async move {
-        let _ = tx.send(fut.await);
-    });
-    // A runtime shut down meanwhile drops the task, and with it the sender.
-    rx.recv().unwrap_or(Err(Error::Cancelled))
+    handle.block_on(async move {
+        tokio::select! {
+            biased;
+            _ = cancel.wait_for(|c| *c) => Err(Error::Cancelled),
+            r = fut => r,
+        }
+    })
 }
 
 /// Where a finished request's results go: caller memory given at `*_begin`, written only
@@ -139,7 +179,7 @@ where
     F: FnOnce(Client) -> Fut,
     Fut: Future<Output = Outcome> + Send + 'static,
 {
-    let (handle, client) = current()?;
+    let (handle, client, _) = current()?;
     let (tx, rx) = oneshot::channel();
     let fut = make(client);
     let task = handle.spawn(async move {
@@ -260,4 +300,36 @@ pub(crate) unsafe fn write_outcome(outcome: Outcome, outputs: &Outputs) -> Resul
         }
         _ => Err(Error::Internal("request kind mismatch".into())),
     }
+}
+
+/// Writes a blocking fetch's result, decoding each changed chunk straight into the caller's
+/// buffer (no intermediate copy). Versions and flags are written only when every chunk
+/// decoded; a corrupt answer (`Protocol`) may leave earlier buffers already overwritten.
+///
+/// # Safety
+/// The pointers in `outputs` must be valid for the counts given at the call.
+pub(crate) unsafe fn write_fetched_blobs(blobs: &[FetchedBlob], outputs: &Outputs) -> Result<()> {
+    let Outputs::Fetch {
+        versions,
+        buffers,
+        changed,
+    } = outputs
+    else {
+        return Err(Error::Internal("request kind mismatch".into()));
+    };
+    for (i, b) in blobs.iter().enumerate() {
+        // SAFETY: buffers[i] points to 4096 writable, aligned cubes (checked at the call).
+        let out = unsafe { &mut *buffers[i].cast::<[i32; CHUNK_CUBES]>() };
+        b.decode_into(out)?;
+    }
+    for (i, b) in blobs.iter().enumerate() {
+        // SAFETY: i < count; caller contract.
+        unsafe {
+            versions.add(i).write(b.version);
+            if !changed.is_null() {
+                changed.add(i).write(u8::from(b.blob.is_some()));
+            }
+        }
+    }
+    Ok(())
 }
