@@ -9,5 +9,7 @@ echo "== format"
 cargo fmt --all -- --check
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== build (libraries and binaries the tests run)"
+cargo build --workspace --locked
 echo "== tests"
 cargo test --workspace --locked

@@ -28,8 +28,14 @@ struct ServeArgs {
     #[arg(long, env = "CUBEWALK_BIND", default_value = "127.0.0.1:3000")]
     bind: String,
     /// Redis URL (`redis://`, `rediss://`); the embedded in-memory store when absent.
-    #[arg(long, env = "CUBEWALK_REDIS_URL")]
+    #[arg(long, env = "CUBEWALK_REDIS_URL", hide_env_values = true)]
     redis: Option<String>,
+    /// The Redis URL is a Redis Cluster node (cluster mode enabled).
+    #[arg(long, env = "CUBEWALK_REDIS_CLUSTER")]
+    redis_cluster: bool,
+    /// Extra trusted root certificate (PEM file) for `rediss://`.
+    #[arg(long, env = "CUBEWALK_REDIS_CA_FILE")]
+    redis_ca_file: Option<std::path::PathBuf>,
     /// Accepted tokens, comma-separated; a random dev token is made and printed when absent.
     #[arg(long, env = "CUBEWALK_TOKENS", hide_env_values = true)]
     tokens: Option<String>,
@@ -80,9 +86,26 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     let (store, store_name): (Arc<dyn ChunkStore>, String) = match &args.redis {
         Some(url) => {
-            let store = RedisStore::connect_lazy(&RedisStoreConfig::new(url.clone()))
-                .map_err(|e| e.to_string())?;
-            (Arc::new(store), "Redis".into())
+            let mut config = RedisStoreConfig::new(url.clone());
+            config.cluster = args.redis_cluster;
+            if let Some(path) = &args.redis_ca_file {
+                config.ca_pem = Some(
+                    std::fs::read(path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+                );
+            }
+            let store = if config.cluster {
+                RedisStore::connect(&config).await
+            } else {
+                RedisStore::connect_lazy(&config)
+            }
+            .map_err(|e| e.to_string())?;
+            let mode = if config.cluster {
+                "Redis Cluster"
+            } else {
+                "Redis"
+            };
+            (Arc::new(store), mode.to_string())
         }
         None => (
             Arc::new(MemoryStore::new()),

@@ -29,6 +29,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use base64::Engine;
 use cache::AuthCache;
+use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use policy::{parse_grant, Decision};
 use regex::Regex;
@@ -172,6 +173,7 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_REQUEST_BYTES as u64) {
+        drain(&mut body.into_data_stream()).await;
         return gateway_error(
             413,
             r#"{"message":"Request Too Long"}"#,
@@ -188,15 +190,12 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
         );
     }
 
-    let body = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
-        Ok(b) => b,
-        Err(_) => {
-            return gateway_error(
-                413,
-                r#"{"message":"Request Too Long"}"#,
-                "RequestTooLongException",
-            )
-        }
+    let Some(body) = read_limited(body).await else {
+        return gateway_error(
+            413,
+            r#"{"message":"Request Too Long"}"#,
+            "RequestTooLongException",
+        );
     };
 
     let Some(token) = parts
@@ -294,6 +293,34 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
             r#"{"message": "Endpoint request timed out"}"#,
             "IntegrationTimeoutException",
         ),
+    }
+}
+
+/// Reads the body up to API Gateway's limit; `None` when it is longer (the rest is drained).
+async fn read_limited(body: Body) -> Option<Bytes> {
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    while let Some(frame) = stream.next().await {
+        let frame = frame.ok()?;
+        if out.len() + frame.len() > MAX_REQUEST_BYTES {
+            drain(&mut stream).await;
+            return None;
+        }
+        out.extend_from_slice(&frame);
+    }
+    Some(out.into())
+}
+
+/// Reads and drops the rest of an oversized body (up to a bound) so a client that is still
+/// sending reads our 413 instead of a reset connection.
+async fn drain(stream: &mut axum::body::BodyDataStream) {
+    const DRAIN_LIMIT: usize = 4 * MAX_REQUEST_BYTES;
+    let mut seen = 0;
+    while let Some(Ok(frame)) = stream.next().await {
+        seen += frame.len();
+        if seen > DRAIN_LIMIT {
+            break;
+        }
     }
 }
 

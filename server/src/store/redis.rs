@@ -1,6 +1,13 @@
 //! The Redis store: each chunk is one hash `cw:{<world>:<x>,<y>,<z>}` with fields `v` (version)
 //! and `d` (blob; absent when all air). A chunk never written stores nothing.
 //!
+//! Works against a single server (or ElastiCache cluster mode disabled) and against Redis
+//! Cluster (ElastiCache cluster mode enabled): every key of a chunk shares one hash slot, and in
+//! cluster mode the commands of a fetch are issued together on the cluster connection, which
+//! multiplexes them onto one connection per node, so a fetch costs one round trip per node
+//! touched, in parallel. `rediss://` URLs use TLS (rustls); `user:password@` in the URL
+//! authenticates (ACL/RBAC).
+//!
 //! Edits are an optimistic check-and-set: read version and blob, apply the edits here, then a
 //! Lua script writes the new blob only if the version is still the one read. A writer that
 //! loses the race reads again and retries, so no acknowledged edit is ever overwritten by a
@@ -11,8 +18,11 @@ use super::{edit_blob, ChunkStore, StoreError, StoredChunk};
 use async_trait::async_trait;
 use cubewalk_protocol::messages::ChunkEdits;
 use cubewalk_protocol::{ChunkKey, WorldId};
+use futures_util::future::join_all;
 use rand::Rng;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, FromRedisValue, Pipeline, RedisResult};
 use std::time::Duration;
 
 /// Writes the new blob only if the stored version still equals ARGV[1]; returns the new
@@ -30,10 +40,16 @@ return v + 1
 const MAX_CAS_ATTEMPTS: u32 = 200;
 
 /// Connection settings for [`RedisStore`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisStoreConfig {
-    /// `redis://[user:password@]host:port[/db]` or `rediss://` for TLS.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. In cluster mode, any
+    /// node (the configuration endpoint); the others are discovered.
     pub url: String,
+    /// Redis Cluster (ElastiCache cluster mode enabled) instead of a single primary.
+    pub cluster: bool,
+    /// Extra trusted root certificate (PEM) for `rediss://`, for a private CA; public CAs
+    /// (ElastiCache's) are trusted already.
+    pub ca_pem: Option<Vec<u8>>,
     /// Longest wait for one command's answer.
     pub response_timeout: Duration,
     /// Longest wait for a new connection.
@@ -43,32 +59,94 @@ pub struct RedisStoreConfig {
     pub operation_timeout: Duration,
 }
 
+impl std::fmt::Debug for RedisStoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: never print it.
+        f.debug_struct("RedisStoreConfig")
+            .field("cluster", &self.cluster)
+            .field("tls", &self.url.starts_with("rediss://"))
+            .field("response_timeout", &self.response_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RedisStoreConfig {
-    /// Defaults for `url`: 2 s per command, 2 s to connect, 10 s per operation.
+    /// Defaults for `url`: single server, 2 s per command, 2 s to connect, 10 s per operation.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            cluster: false,
+            ca_pem: None,
             response_timeout: Duration::from_secs(2),
             connection_timeout: Duration::from_secs(2),
             operation_timeout: Duration::from_secs(10),
         }
     }
+
+    /// Reads `CUBEWALK_REDIS_URL` (required), `CUBEWALK_REDIS_CLUSTER` (`1`/`true`),
+    /// `CUBEWALK_REDIS_CA_FILE` (PEM path) and `CUBEWALK_REDIS_TIMEOUT_MS` (per command).
+    pub fn from_env() -> Result<Self, String> {
+        let url = std::env::var("CUBEWALK_REDIS_URL")
+            .map_err(|_| "CUBEWALK_REDIS_URL is not set".to_string())?;
+        let mut config = Self::new(url);
+        config.cluster = std::env::var("CUBEWALK_REDIS_CLUSTER")
+            .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+        if let Ok(path) = std::env::var("CUBEWALK_REDIS_CA_FILE") {
+            config.ca_pem = Some(
+                std::fs::read(&path)
+                    .map_err(|e| format!("cannot read CUBEWALK_REDIS_CA_FILE {path}: {e}"))?,
+            );
+        }
+        if let Ok(ms) = std::env::var("CUBEWALK_REDIS_TIMEOUT_MS") {
+            let ms: u64 = ms
+                .parse()
+                .map_err(|_| "CUBEWALK_REDIS_TIMEOUT_MS must be a number".to_string())?;
+            config.response_timeout = Duration::from_millis(ms);
+        }
+        Ok(config)
+    }
+
+    fn tls_certs(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: self.ca_pem.clone(),
+        }
+    }
 }
 
-/// Chunks in a single Redis server (or ElastiCache primary).
+/// The connection: one multiplexed, self-reconnecting connection to a primary, or a cluster
+/// connection that routes each key to its node and follows slot moves.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// Chunks in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     operation_timeout: Duration,
 }
 
 impl RedisStore {
-    /// Prepares a store without connecting: the connection is made on first use and made again
-    /// whenever it breaks, so the process can start (and answer 503) while Redis is down.
-    /// Call it inside the Tokio runtime that will use the store.
+    /// Prepares a store without connecting (single-server mode): the connection is made on
+    /// first use and made again whenever it breaks, so the process can start (and answer 503)
+    /// while Redis is down. Call it inside the Tokio runtime that will use the store. Cluster
+    /// mode needs the topology, so use [`RedisStore::connect`] for it.
     pub fn connect_lazy(config: &RedisStoreConfig) -> Result<Self, StoreError> {
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {:?}", e.kind())))?;
+        install_crypto_provider();
+        if config.cluster {
+            return Err(StoreError::Unavailable(
+                "cluster mode cannot connect lazily; use RedisStore::connect".into(),
+            ));
+        }
+        let client = if config.ca_pem.is_some() {
+            redis::Client::build_with_tls(config.url.as_str(), config.tls_certs())
+        } else {
+            redis::Client::open(config.url.as_str())
+        }
+        .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {:?}", e.kind())))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(config.response_timeout))
             .set_connection_timeout(Some(config.connection_timeout))
@@ -77,18 +155,41 @@ impl RedisStore {
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
             .map_err(|e| unavailable(&e))?;
         Ok(Self {
-            conn,
+            conn: Conn::Single(conn),
             operation_timeout: config.operation_timeout,
         })
     }
 
-    /// Connects now, failing when Redis cannot be reached or refuses the credentials.
+    /// Connects now (and, in cluster mode, reads the topology), failing when Redis cannot be
+    /// reached or refuses the credentials.
     pub async fn connect(config: &RedisStoreConfig) -> Result<Self, StoreError> {
-        let store = Self::connect_lazy(config)?;
-        let mut conn = store.conn.clone();
+        let store = if config.cluster {
+            install_crypto_provider();
+            let mut builder = redis::cluster::ClusterClientBuilder::new(vec![config.url.as_str()])
+                .connection_timeout(config.connection_timeout)
+                .response_timeout(config.response_timeout)
+                .retries(2);
+            if config.ca_pem.is_some() {
+                builder = builder.certs(config.tls_certs());
+            }
+            let client = builder.build().map_err(|e| unavailable(&e))?;
+            let conn =
+                tokio::time::timeout(config.operation_timeout, client.get_async_connection())
+                    .await
+                    .map_err(|_| {
+                        StoreError::Unavailable("Redis Cluster did not answer in time".into())
+                    })?
+                    .map_err(|e| unavailable(&e))?;
+            Self {
+                conn: Conn::Cluster(conn),
+                operation_timeout: config.operation_timeout,
+            }
+        } else {
+            Self::connect_lazy(config)?
+        };
         tokio::time::timeout(
             config.operation_timeout,
-            redis::cmd("PING").query_async::<String>(&mut conn),
+            store.query::<String>(&redis::cmd("PING")),
         )
         .await
         .map_err(|_| StoreError::Unavailable("Redis did not answer PING in time".into()))?
@@ -96,26 +197,57 @@ impl RedisStore {
         Ok(store)
     }
 
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
+        match &self.conn {
+            Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
+            Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+        }
+    }
+
+    /// Runs commands that each touch one key: as one pipeline on a single server, or issued
+    /// together on the cluster connection (which pipelines them per node).
+    async fn run_all<T: FromRedisValue>(&self, cmds: Vec<Cmd>) -> RedisResult<Vec<T>> {
+        match &self.conn {
+            Conn::Single(c) => {
+                let mut pipe = Pipeline::with_capacity(cmds.len());
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                pipe.query_async(&mut c.clone()).await
+            }
+            Conn::Cluster(c) => join_all(cmds.iter().map(|cmd| {
+                let mut c = c.clone();
+                async move { cmd.query_async::<T>(&mut c).await }
+            }))
+            .await
+            .into_iter()
+            .collect(),
+        }
+    }
+
     async fn read(
         &self,
         world: &WorldId,
         keys: &[ChunkKey],
     ) -> Result<Vec<StoredChunk>, StoreError> {
-        let mut pipe = redis::pipe();
-        for &k in keys {
-            pipe.cmd("HMGET").arg(chunk_key(world, k)).arg("v").arg("d");
-        }
+        let cmds = || {
+            keys.iter()
+                .map(|&k| {
+                    let mut c = redis::cmd("HMGET");
+                    c.arg(chunk_key(world, k)).arg("v").arg("d");
+                    c
+                })
+                .collect::<Vec<_>>()
+        };
         // A connection that broke while idle (Lambda freezes the process between invocations)
         // fails the first command; reads are idempotent, so one more try on the reconnected
-        // manager hides it.
-        let rows: Vec<(Option<u64>, Option<Vec<u8>>)> =
-            match pipe.query_async(&mut self.conn.clone()).await {
-                Err(e) if is_broken_connection(&e) => pipe
-                    .query_async(&mut self.conn.clone())
-                    .await
-                    .map_err(|e| unavailable(&e))?,
-                other => other.map_err(|e| unavailable(&e))?,
-            };
+        // connection hides it.
+        let rows: Vec<(Option<u64>, Option<Vec<u8>>)> = match self.run_all(cmds()).await {
+            Err(e) if is_broken_connection(&e) => {
+                self.run_all(cmds()).await.map_err(|e| unavailable(&e))?
+            }
+            other => other.map_err(|e| unavailable(&e))?,
+        };
         Ok(rows
             .into_iter()
             .map(|(v, d)| StoredChunk {
@@ -142,18 +274,19 @@ impl RedisStore {
             }
             let keys: Vec<ChunkKey> = pending.iter().map(|&i| edits[i].0).collect();
             let current = self.read(world, &keys).await?;
-            let mut pipe = redis::pipe();
+            let mut cmds = Vec::new();
             let mut writing = Vec::new();
             for (&i, stored) in pending.iter().zip(&current) {
                 let (key, cubes) = &edits[i];
                 match edit_blob(world, *key, &stored.blob, cubes)? {
                     Some(blob) => {
-                        pipe.cmd("EVAL")
-                            .arg(CAS_SCRIPT)
+                        let mut cmd = redis::cmd("EVAL");
+                        cmd.arg(CAS_SCRIPT)
                             .arg(1)
                             .arg(chunk_key(world, *key))
                             .arg(stored.version)
                             .arg(blob);
+                        cmds.push(cmd);
                         writing.push(i);
                     }
                     None => versions[i] = stored.version,
@@ -164,7 +297,7 @@ impl RedisStore {
             }
             // When the connection breaks mid-write some scripts may have run: the next attempt
             // re-reads, finds those edits already in place and reports the version as is.
-            let results: Vec<i64> = match pipe.query_async(&mut self.conn.clone()).await {
+            let results: Vec<i64> = match self.run_all(cmds).await {
                 Ok(r) => r,
                 Err(e) if is_broken_connection(&e) && reconnects < 2 => {
                     reconnects += 1;
@@ -211,6 +344,12 @@ impl ChunkStore for RedisStore {
             .await
             .map_err(|_| StoreError::Unavailable("Redis put timed out".into()))?
     }
+}
+
+/// rustls needs one process-wide crypto provider; ring is the one that cross-compiles
+/// everywhere (Lambda arm64 included) without a C toolchain for another library.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The Redis key of a chunk. The braces make the whole chunk id the cluster hash tag, so every
