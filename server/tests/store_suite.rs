@@ -270,3 +270,76 @@ async fn unreachable_redis_fails_fast_with_unavailable() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_cluster_store_suite() {
+    let cluster = cubewalk_testkit::RedisCluster::start();
+    let mut config = RedisStoreConfig::new(cluster.url());
+    config.cluster = true;
+    let store = RedisStore::connect(&config).await.unwrap();
+    // Chunks of one fetch land on different nodes: the suite's multi-chunk reads and writes
+    // cross slots and nodes.
+    run_suite(Arc::new(store.clone())).await;
+    let keys: Vec<ChunkKey> = (0..64).map(|i| ChunkKey::new(i, -i, 7)).collect();
+    let w = world("spread");
+    let edits: Vec<_> = keys
+        .iter()
+        .map(|&k| (k, vec![set(1, k.x + 1000)]))
+        .collect();
+    assert_eq!(store.apply(&w, &edits).await.unwrap(), vec![1; 64]);
+    let got = store.fetch(&w, &keys).await.unwrap();
+    for (k, c) in keys.iter().zip(got) {
+        assert_eq!(decode_chunk(&c.blob).unwrap()[1], k.x + 1000);
+    }
+    let mut nodes_with_keys = 0;
+    for p in &cluster.ports {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &p.to_string(), "DBSIZE"])
+            .output()
+            .unwrap();
+        let n: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        nodes_with_keys += u32::from(n > 0);
+    }
+    assert_eq!(nodes_with_keys, 3, "chunks spread over every node");
+}
+
+#[tokio::test]
+async fn redis_over_tls_with_user_and_password() {
+    let redis = RedisServer::start_tls();
+    let mut config = RedisStoreConfig::new(redis.tls_url(cubewalk_testkit::TLS_USER.1));
+    config.ca_pem = redis.ca_pem.clone();
+    let store = RedisStore::connect(&config)
+        .await
+        .expect("TLS + ACL connect");
+    let w = world("tls");
+    let k = ChunkKey::new(0, 0, 0);
+    assert_eq!(
+        store.apply(&w, &[(k, vec![set(3, 9)])]).await.unwrap(),
+        vec![1]
+    );
+    assert_eq!(
+        decode_chunk(&store.fetch(&w, &[k]).await.unwrap()[0].blob).unwrap()[3],
+        9
+    );
+
+    // A wrong password is refused with a clear error that does not repeat the password.
+    let mut wrong = RedisStoreConfig::new(redis.tls_url("not-the-password"));
+    wrong.ca_pem = redis.ca_pem.clone();
+    let err = RedisStore::connect(&wrong).await.unwrap_err().to_string();
+    assert!(
+        err.contains("WRONGPASS") || err.to_lowercase().contains("auth"),
+        "unclear error: {err}"
+    );
+    assert!(!err.contains("not-the-password"));
+
+    // Without the private CA the certificate is not trusted.
+    let untrusted = RedisStoreConfig::new(redis.tls_url(cubewalk_testkit::TLS_USER.1));
+    let err = RedisStore::connect(&untrusted)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.to_lowercase().contains("certificate"),
+        "unclear error: {err}"
+    );
+}

@@ -1,11 +1,13 @@
 //! Test helpers shared by the workspace's tests and benchmarks: real `redis-server` processes
 //! on free loopback ports, and the local gateway started in-process on a free port.
 
+mod cluster;
 mod gateway;
 mod redis;
 
+pub use cluster::RedisCluster;
 pub use gateway::TestGateway;
-pub use redis::RedisServer;
+pub use redis::{RedisServer, TLS_USER};
 
 /// A free TCP port on loopback (bound, then released, so a server can take it).
 pub fn free_port() -> u16 {

@@ -129,6 +129,16 @@ pub struct RedisStore {
     operation_timeout: Duration,
 }
 
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match self.conn {
+            Conn::Single(_) => "single",
+            Conn::Cluster(_) => "cluster",
+        };
+        write!(f, "RedisStore({mode})")
+    }
+}
+
 impl RedisStore {
     /// Prepares a store without connecting (single-server mode): the connection is made on
     /// first use and made again whenever it breaks, so the process can start (and answer 503)
