@@ -1,0 +1,30 @@
+//! The blocks Lambda: `GET`/`PUT /cubewalkblocks` on Redis. The Redis connection is made once
+//! per process (outside the handler) and re-established after it breaks; configuration from
+//! `CUBEWALK_REDIS_URL`, `CUBEWALK_REDIS_CLUSTER`, `CUBEWALK_REDIS_CA_FILE`,
+//! `CUBEWALK_REDIS_TIMEOUT_MS`.
+
+use aws_lambda_events::apigw::ApiGatewayProxyRequest;
+use cubewalk_server::handlers::blocks;
+use cubewalk_server::store::{ChunkStore, RedisStore, RedisStoreConfig};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    cubewalk_lambda::init_logging();
+    let config = RedisStoreConfig::from_env()?;
+    tracing::info!(?config, "blocks starting");
+    let store: Arc<dyn ChunkStore> = if config.cluster {
+        Arc::new(RedisStore::connect(&config).await?)
+    } else {
+        // Lazy: a Redis outage at cold start gives 503s, not a crash loop.
+        Arc::new(RedisStore::connect_lazy(&config)?)
+    };
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayProxyRequest>| {
+            let store = store.clone();
+            async move { Ok::<_, Error>(blocks::handle(&event.payload, store.as_ref()).await) }
+        },
+    ))
+    .await
+}

@@ -1,0 +1,239 @@
+//! Each Lambda binary answers real invocations through a local Lambda Runtime API (a small
+//! server in this test speaking the same HTTP protocol as the Lambda service): the authorizer
+//! with TOKEN events, the blocks function with REST proxy events against a real redis-server.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the test's Runtime API hands out and collects.
+#[derive(Default)]
+struct Invocations {
+    queue: VecDeque<(String, Value)>,
+    /// (request id, "response" | "error", body)
+    results: Vec<(String, String, Value)>,
+    init_errors: Vec<Value>,
+}
+
+type Shared = Arc<Mutex<Invocations>>;
+
+async fn next(State(s): State<Shared>) -> (StatusCode, HeaderMap, String) {
+    loop {
+        let item = s.lock().unwrap().queue.pop_front();
+        if let Some((id, event)) = item {
+            let mut h = HeaderMap::new();
+            h.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                + 30_000;
+            h.insert(
+                "lambda-runtime-deadline-ms",
+                deadline.to_string().parse().unwrap(),
+            );
+            h.insert(
+                "lambda-runtime-invoked-function-arn",
+                "arn:aws:lambda:eu-west-1:123456789012:function:test"
+                    .parse()
+                    .unwrap(),
+            );
+            h.insert(
+                "lambda-runtime-trace-id",
+                "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700".parse().unwrap(),
+            );
+            return (StatusCode::OK, h, event.to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn response(State(s): State<Shared>, Path(id): Path<String>, body: String) -> StatusCode {
+    s.lock().unwrap().results.push((
+        id,
+        "response".into(),
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    ));
+    StatusCode::ACCEPTED
+}
+
+async fn error(State(s): State<Shared>, Path(id): Path<String>, body: String) -> StatusCode {
+    s.lock().unwrap().results.push((
+        id,
+        "error".into(),
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    ));
+    StatusCode::ACCEPTED
+}
+
+async fn init_error(State(s): State<Shared>, body: String) -> StatusCode {
+    s.lock()
+        .unwrap()
+        .init_errors
+        .push(serde_json::from_str(&body).unwrap_or(Value::String(body)));
+    StatusCode::ACCEPTED
+}
+
+/// Runs `binary` against a local Runtime API with `events`, returning each result in order and
+/// everything the function logged.
+fn invoke(
+    binary: &str,
+    env: &[(&str, String)],
+    events: Vec<Value>,
+) -> (Vec<(String, Value)>, String) {
+    let state: Shared = Arc::new(Mutex::new(Invocations::default()));
+    for (i, e) in events.iter().enumerate() {
+        state
+            .lock()
+            .unwrap()
+            .queue
+            .push_back((format!("req-{i}"), e.clone()));
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .with_state(state.clone());
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let log_path = std::env::temp_dir().join(format!(
+        "cubewalk-lambda-{}-{}.log",
+        std::process::id(),
+        addr.port()
+    ));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child: Child = Command::new(binary)
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "test")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/test")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "stream")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while state.lock().unwrap().results.len() < events.len() {
+        assert!(
+            state.lock().unwrap().init_errors.is_empty(),
+            "init failed: {:?}",
+            state.lock().unwrap().init_errors
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{binary} exited early with {status}: {}",
+                std::fs::read_to_string(&log_path).unwrap()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{binary} did not answer every invocation"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    let mut results = state.lock().unwrap().results.clone();
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    (
+        results
+            .into_iter()
+            .map(|(_, kind, body)| (kind, body))
+            .collect(),
+        logs,
+    )
+}
+
+#[test]
+fn authorizer_binary_allows_the_right_token_and_refuses_the_wrong_one() {
+    let secret = "lambda-secret-token-1";
+    let event = |token: &str| {
+        json!({
+            "type": "TOKEN",
+            "authorizationToken": token,
+            "methodArn": "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET/cubewalkblocks"
+        })
+    };
+    let (results, logs) = invoke(
+        env!("CARGO_BIN_EXE_authorizer"),
+        &[("CUBEWALK_TOKENS", format!("old-token-0, {secret}"))],
+        vec![event(secret), event("wrong-token-999")],
+    );
+    let (kind, allow) = &results[0];
+    assert_eq!(kind, "response");
+    assert_eq!(allow["principalId"], "client-1");
+    assert_eq!(allow["policyDocument"]["Statement"][0]["Effect"], "Allow");
+    assert_eq!(
+        allow["policyDocument"]["Statement"][0]["Resource"][0],
+        "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/*/*"
+    );
+    let (kind, err) = &results[1];
+    assert_eq!(kind, "error");
+    assert_eq!(
+        err["errorMessage"], "Unauthorized",
+        "API Gateway maps exactly this message to 401"
+    );
+    // Logs are JSON lines and never carry a token.
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with('{') && l.contains("\"allow\"")),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains(secret) && !logs.contains("wrong-token-999"),
+        "token in logs: {logs}"
+    );
+}
+
+#[test]
+fn blocks_binary_round_trips_through_real_redis() {
+    let redis = cubewalk_testkit::RedisServer::start();
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../server/tests/fixtures");
+    let read = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(format!("{fixtures}/{name}")).unwrap())
+            .unwrap()
+    };
+    let (results, logs) = invoke(
+        env!("CARGO_BIN_EXE_blocks"),
+        &[("CUBEWALK_REDIS_URL", redis.url())],
+        vec![read("rest-put-event.json"), read("rest-get-event.json")],
+    );
+    let (kind, put) = &results[0];
+    assert_eq!(kind, "response");
+    assert_eq!(put["statusCode"], 200, "{put}");
+    let put_body: Value = serde_json::from_str(put["body"].as_str().unwrap()).unwrap();
+    assert_eq!(put_body["chunks"][0]["version"], 1);
+    let (_, get) = &results[1];
+    assert_eq!(get["statusCode"], 200, "{get}");
+    let get_body: Value = serde_json::from_str(get["body"].as_str().unwrap()).unwrap();
+    assert_eq!(get_body["chunks"][0]["key"], json!([0, 0, 0]));
+    assert_eq!(get_body["chunks"][0]["version"], 1);
+    assert!(get_body["chunks"][0]["data"].as_str().unwrap().len() > 1);
+    assert_eq!(
+        redis.command(&["EXISTS", "cw:{default:0,0,0}"]).unwrap(),
+        ":1"
+    );
+    assert!(
+        !logs.contains("REDACTED"),
+        "request headers must not be logged: {logs}"
+    );
+}
