@@ -9,6 +9,8 @@ echo "== format"
 cargo fmt --all -- --check
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+scripts/check-deploy.sh
+
 echo "== build (libraries and binaries the tests run)"
 cargo build --workspace --locked
 echo "== tests"
