@@ -12,7 +12,7 @@ echo "== cargo lambda build --release --arm64"
 rustup target list --installed | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 cargo lambda build --release --arm64 -p cubewalk-lambda --output-format zip
 for f in authorizer blocks; do
-  zip="target/lambda/$f/bootstrap.zip"
+  zip="${CARGO_TARGET_DIR:-target}/lambda/$f/bootstrap.zip"
   [ -s "$zip" ] || { echo "missing $zip"; exit 1; }
   echo "lambda $f: $(stat -c %s "$zip") bytes zipped ($zip)"
 done

@@ -15,3 +15,6 @@ echo "== build (libraries and binaries the tests run)"
 cargo build --workspace --locked
 echo "== tests"
 cargo test --workspace --locked
+
+echo "== C# tests under Mono"
+"unity-sample/Tests~/run-tests.sh"

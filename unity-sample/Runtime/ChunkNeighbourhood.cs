@@ -1,0 +1,138 @@
+using System;
+
+namespace CubeWalk
+{
+    /// <summary>
+    /// The (2r+1)^3 chunks around a centre chunk, kept up to date with non-blocking fetches that
+    /// send the versions already held, so only changed chunks travel. Plain C#: the sample's
+    /// MonoBehaviour only feeds it the player's chunk and calls <see cref="CubeWalkClient.Update"/>.
+    /// Steady-state refreshes allocate no managed memory.
+    /// </summary>
+    public sealed class ChunkNeighbourhood
+    {
+        readonly CubeWalkClient client;
+        readonly string world;
+        readonly int radius;
+        readonly FetchRequest request = new FetchRequest();
+        readonly Action<FetchRequest> onFetched;
+        ChunkKey[] spareKeys;
+        ulong[] spareVersions;
+        int[][] spareBuffers;
+
+        /// <summary>The chunks, x major, then z, then y (the game's order).</summary>
+        public ChunkKey[] Keys { get; private set; }
+        /// <summary>The version held for each chunk (<see cref="CubeWalkClient.NoVersion"/> until loaded).</summary>
+        public ulong[] Versions { get; private set; }
+        /// <summary>Each chunk's cubes, int[4096] in the game's order.</summary>
+        public int[][] Buffers { get; private set; }
+        /// <summary>After a refresh, 1 where the chunk changed.</summary>
+        public byte[] Changed { get; private set; }
+        /// <summary>The centre chunk.</summary>
+        public ChunkKey Center { get; private set; }
+        /// <summary>True while a refresh is in flight.</summary>
+        public bool Busy { get; private set; }
+        /// <summary>Refreshes completed successfully.</summary>
+        public int Refreshes { get; private set; }
+        /// <summary>Status of the last refresh.</summary>
+        public Native.CwStatus LastStatus { get; private set; }
+        /// <summary>Called with the index of each chunk whose cubes changed (on the Update thread).</summary>
+        public Action<int> ChunkChanged;
+
+        /// <summary>A neighbourhood of radius <paramref name="radius"/> chunks around (0,0,0).</summary>
+        public ChunkNeighbourhood(CubeWalkClient client, string world, int radius)
+        {
+            if (client == null) throw new ArgumentNullException("client");
+            if (radius < 0 || radius > 8) throw new ArgumentOutOfRangeException("radius", "0..8");
+            this.client = client;
+            this.world = world;
+            this.radius = radius;
+            int side = 2 * radius + 1, n = side * side * side;
+            Keys = new ChunkKey[n];
+            Versions = new ulong[n];
+            Buffers = new int[n][];
+            Changed = new byte[n];
+            spareKeys = new ChunkKey[n];
+            spareVersions = new ulong[n];
+            spareBuffers = new int[n][];
+            for (int i = 0; i < n; i++)
+            {
+                Buffers[i] = new int[CubeWalkClient.ChunkCubes];
+                Versions[i] = CubeWalkClient.NoVersion;
+            }
+            onFetched = OnFetched;
+            Layout(new ChunkKey(0, 0, 0), Keys);
+            Center = new ChunkKey(0, 0, 0);
+        }
+
+        void Layout(ChunkKey c, ChunkKey[] into)
+        {
+            int i = 0;
+            for (int x = -radius; x <= radius; x++)
+                for (int z = -radius; z <= radius; z++)
+                    for (int y = -radius; y <= radius; y++)
+                        into[i++] = new ChunkKey(c.X + x, c.Y + y, c.Z + z);
+        }
+
+        /// <summary>Re-centres on <paramref name="center"/>: chunks still in range keep their data and
+        /// version; new ones will be loaded by the next <see cref="Refresh"/>. Ignored while busy.</summary>
+        public bool MoveTo(ChunkKey center)
+        {
+            if (Busy || center.Equals(Center)) return false;
+            Layout(center, spareKeys);
+            int side = 2 * radius + 1;
+            var recycled = 0;
+            for (int i = 0; i < spareKeys.Length; i++) spareBuffers[i] = null;
+            for (int i = 0; i < Keys.Length; i++)
+            {
+                ChunkKey k = Keys[i];
+                int dx = k.X - center.X + radius, dy = k.Y - center.Y + radius, dz = k.Z - center.Z + radius;
+                if (dx >= 0 && dx < side && dy >= 0 && dy < side && dz >= 0 && dz < side)
+                {
+                    int j = (dx * side + dz) * side + dy;
+                    spareBuffers[j] = Buffers[i];
+                    spareVersions[j] = Versions[i];
+                    Buffers[i] = null;
+                }
+            }
+            for (int j = 0; j < spareKeys.Length; j++)
+            {
+                if (spareBuffers[j] != null) continue;
+                while (Buffers[recycled] == null) recycled++;
+                spareBuffers[j] = Buffers[recycled];
+                Buffers[recycled] = null;
+                spareVersions[j] = CubeWalkClient.NoVersion;
+            }
+            Swap();
+            Center = center;
+            return true;
+        }
+
+        void Swap()
+        {
+            var k = Keys; Keys = spareKeys; spareKeys = k;
+            var v = Versions; Versions = spareVersions; spareVersions = v;
+            var b = Buffers; Buffers = spareBuffers; spareBuffers = b;
+        }
+
+        /// <summary>Starts a refresh unless one is in flight: a non-blocking fetch of every chunk with
+        /// the version held. Returns whether one was started.</summary>
+        public bool Refresh()
+        {
+            if (Busy) return false;
+            Busy = true;
+            client.BeginFetch(world, Keys, Versions, Buffers, Changed, onFetched, request);
+            return true;
+        }
+
+        void OnFetched(FetchRequest r)
+        {
+            Busy = false;
+            LastStatus = r.Status;
+            if (r.Status != Native.CwStatus.Ok) return;
+            Refreshes++;
+            if (ChunkChanged == null) return;
+            for (int i = 0; i < Changed.Length; i++)
+                if (Changed[i] != 0) ChunkChanged(i);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+using System;
+using System.Runtime.InteropServices;
+using CubeWalk.Native;
+
+namespace CubeWalk
+{
+    /// <summary>Position of a chunk in its world, in chunk units. Same layout as the native CwChunkKey.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct ChunkKey : IEquatable<ChunkKey>
+    {
+        /// <summary>Chunk x.</summary>
+        public int X;
+        /// <summary>Chunk y (up).</summary>
+        public int Y;
+        /// <summary>Chunk z.</summary>
+        public int Z;
+
+        /// <summary>A key from its coordinates.</summary>
+        public ChunkKey(int x, int y, int z) { X = x; Y = y; Z = z; }
+
+        /// <inheritdoc/>
+        public bool Equals(ChunkKey other) { return X == other.X && Y == other.Y && Z == other.Z; }
+        /// <inheritdoc/>
+        public override bool Equals(object obj) { return obj is ChunkKey && Equals((ChunkKey)obj); }
+        /// <inheritdoc/>
+        public override int GetHashCode() { return (X * 73856093) ^ (Y * 19349663) ^ (Z * 83492791); }
+        /// <inheritdoc/>
+        public override string ToString() { return X + "," + Y + "," + Z; }
+    }
+
+    /// <summary>One cube edit: set cube <see cref="Index"/> of <see cref="Chunk"/> to <see cref="Value"/>.
+    /// Same layout as the native CwEdit.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct CubeEdit
+    {
+        /// <summary>The chunk.</summary>
+        public ChunkKey Chunk;
+        /// <summary>Cube index in the game's order: x * 256 + z * 16 + y.</summary>
+        public uint Index;
+        /// <summary>The cube's new value (opaque to the network layer).</summary>
+        public int Value;
+
+        /// <summary>An edit of the cube at local (x, y, z), each 0..15.</summary>
+        public CubeEdit(ChunkKey chunk, int x, int y, int z, int value)
+        {
+            if (x < 0 || x > 15 || y < 0 || y > 15 || z < 0 || z > 15)
+                throw new ArgumentOutOfRangeException("x/y/z", "local coordinates must be 0..15");
+            Chunk = chunk;
+            Index = (uint)(x * 256 + z * 16 + y);
+            Value = value;
+        }
+    }
+
+    /// <summary>A chunk and its version after a put. Same layout as the native CwChunkVersion.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct ChunkVersion
+    {
+        /// <summary>The chunk.</summary>
+        public ChunkKey Key;
+        /// <summary>Always 0 (alignment).</summary>
+        public uint Reserved;
+        /// <summary>The chunk's version after the put.</summary>
+        public ulong Version;
+    }
+
+    /// <summary>Client settings; the defaults suit a game talking to API Gateway.</summary>
+    public sealed class CubeWalkOptions
+    {
+        /// <summary>Longest one call may take, retries included (ms).</summary>
+        public uint TimeoutMs = 10000;
+        /// <summary>Longest wait for a connection (ms).</summary>
+        public uint ConnectTimeoutMs = 5000;
+        /// <summary>Retries of transient failures (connect errors, 429, 502, 503, 504).</summary>
+        public uint MaxRetries = 3;
+        /// <summary>Backoff base delay (ms).</summary>
+        public uint RetryBaseDelayMs = 100;
+        /// <summary>Largest wait between retries (ms).</summary>
+        public uint RetryMaxDelayMs = 2000;
+        /// <summary>Most HTTP requests in flight at once.</summary>
+        public uint MaxInFlight = 16;
+        /// <summary>Allow plain http:// to a non-loopback host (sends the token in clear).</summary>
+        public bool AllowInsecureHttp;
+        /// <summary>Extra trusted root certificates (PEM bytes), or null.</summary>
+        public byte[] CaPem;
+    }
+
+    /// <summary>The one exception type of the SDK: the native status and its message.</summary>
+    public sealed class CubeWalkException : Exception
+    {
+        /// <summary>What failed, as the native library reports it.</summary>
+        public CwStatus Status { get; private set; }
+
+        /// <summary>An exception for a failed status.</summary>
+        public CubeWalkException(CwStatus status, string message)
+            : base(status + ": " + message)
+        {
+            Status = status;
+        }
+    }
+}

@@ -1,0 +1,263 @@
+using System;
+using System.Threading;
+using CubeWalk;
+using CubeWalk.Native;
+using NUnit.Framework;
+
+namespace CubeWalk.Tests
+{
+    /// <summary>The wrapper and generated bindings against the real native library and a local
+    /// gateway (started by run-tests.sh; endpoint and token in CUBEWALK_TEST_ENDPOINT/TOKEN).</summary>
+    [TestFixture]
+    public class CubeWalkClientTests
+    {
+        static string Endpoint { get { return Environment.GetEnvironmentVariable("CUBEWALK_TEST_ENDPOINT"); } }
+        static string Token { get { return Environment.GetEnvironmentVariable("CUBEWALK_TEST_TOKEN"); } }
+
+        CubeWalkClient client;
+
+        [SetUp]
+        public void Start()
+        {
+            Assert.IsNotNull(Endpoint, "CUBEWALK_TEST_ENDPOINT not set: run Tests/run-tests.sh");
+            client = new CubeWalkClient(Endpoint, Token);
+        }
+
+        [TearDown]
+        public void Stop()
+        {
+            client.Dispose();
+        }
+
+        static int[][] Buffers(int n)
+        {
+            var b = new int[n][];
+            for (int i = 0; i < n; i++) b[i] = new int[4096];
+            return b;
+        }
+
+        static ulong[] NoVersions(int n)
+        {
+            var v = new ulong[n];
+            for (int i = 0; i < n; i++) v[i] = CubeWalkClient.NoVersion;
+            return v;
+        }
+
+        void PumpUntil(Func<bool> done)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(20);
+            while (!done())
+            {
+                Assert.Less(DateTime.UtcNow, deadline, "request never completed");
+                client.Update();
+                Thread.Sleep(1);
+            }
+        }
+
+        [Test]
+        public void PutThenFetchRoundTripsIntoIntArrays()
+        {
+            var chunk = new ChunkKey(2, -1, 3);
+            var edits = new[] { new CubeEdit(chunk, 1, 2, 3, 7), new CubeEdit { Chunk = chunk, Index = 4095, Value = -9 } };
+            var results = new ChunkVersion[1];
+            Assert.AreEqual(1, client.PutBlocks("mono-roundtrip", edits, results));
+            Assert.AreEqual(1UL, results[0].Version);
+            Assert.AreEqual(chunk, results[0].Key);
+
+            var buffers = Buffers(1);
+            var versions = NoVersions(1);
+            var changed = new byte[1];
+            client.FetchBlocks("mono-roundtrip", new[] { chunk }, versions, buffers, changed);
+            Assert.AreEqual(1UL, versions[0]);
+            Assert.AreEqual(1, changed[0]);
+            Assert.AreEqual(7, buffers[0][1 * 256 + 3 * 16 + 2]);
+            Assert.AreEqual(-9, buffers[0][4095]);
+            Assert.AreEqual(0, buffers[0][0]);
+        }
+
+        [Test]
+        public void RefetchAtCurrentVersionIsNotModified()
+        {
+            var chunk = new ChunkKey(0, 0, 0);
+            client.PutBlocks("mono-notmod", new[] { new CubeEdit { Chunk = chunk, Index = 5, Value = 3 } }, new ChunkVersion[1]);
+            var buffers = Buffers(2);
+            var keys = new[] { chunk, new ChunkKey(9, 9, 9) };
+            var versions = NoVersions(2);
+            var changed = new byte[2];
+            client.FetchBlocks("mono-notmod", keys, versions, buffers, changed);
+            CollectionAssert.AreEqual(new ulong[] { 1, 0 }, versions);
+            buffers[0][5] = 1234;
+            client.FetchBlocks("mono-notmod", keys, versions, buffers, changed);
+            CollectionAssert.AreEqual(new byte[] { 0, 0 }, changed);
+            Assert.AreEqual(1234, buffers[0][5], "unchanged chunk's buffer is left alone");
+        }
+
+        [Test]
+        public void WrongTokenRaisesUnauthorized()
+        {
+            client.Init(Endpoint, "definitely-wrong-token");
+            var ex = Assert.Throws<CubeWalkException>(() =>
+                client.FetchBlocks("w", new[] { new ChunkKey(0, 0, 0) }, NoVersions(1), Buffers(1)));
+            Assert.AreEqual(CwStatus.Unauthorized, ex.Status);
+            StringAssert.DoesNotContain("definitely-wrong-token", ex.Message);
+        }
+
+        [Test]
+        public void BadArgumentsRaiseInsteadOfCrashing()
+        {
+            Assert.Throws<ArgumentException>(() => client.FetchBlocks("w", new ChunkKey[0], new ulong[0], new int[0][]));
+            Assert.Throws<ArgumentException>(() => client.FetchBlocks("w", new[] { new ChunkKey() }, NoVersions(1), new[] { new int[10] }));
+            var ex = Assert.Throws<CubeWalkException>(() =>
+                client.FetchBlocks("bad world id!", new[] { new ChunkKey() }, NoVersions(1), Buffers(1)));
+            Assert.AreEqual(CwStatus.InvalidArgument, ex.Status);
+            ex = Assert.Throws<CubeWalkException>(() =>
+                client.PutBlocks("w", new[] { new CubeEdit { Index = 4096 } }, new ChunkVersion[1]));
+            Assert.AreEqual(CwStatus.InvalidArgument, ex.Status);
+            ex = Assert.Throws<CubeWalkException>(() => client.Init("http://example.com/prod/cubewalkblocks", Token));
+            Assert.AreEqual(CwStatus.InvalidArgument, ex.Status);
+            client.Init(Endpoint, Token);
+        }
+
+        [Test]
+        public void NonBlockingRequestPolledToCompletion()
+        {
+            var chunk = new ChunkKey(4, 4, 4);
+            PutRequest put = client.BeginPut("mono-async", new[] { new CubeEdit { Chunk = chunk, Index = 0, Value = 11 } }, new ChunkVersion[1]);
+            PumpUntil(() => put.IsDone);
+            put.ThrowIfFailed();
+            Assert.AreEqual(1, put.Count);
+            Assert.AreEqual(1UL, put.Results[0].Version);
+
+            int completedOnThread = -1;
+            var buffers = Buffers(1);
+            FetchRequest fetch = client.BeginFetch("mono-async", new[] { chunk }, NoVersions(1), buffers, new byte[1],
+                r => completedOnThread = Thread.CurrentThread.ManagedThreadId);
+            Assert.AreEqual(0, buffers[0][0], "not written before Update");
+            PumpUntil(() => fetch.IsDone);
+            Assert.AreEqual(CwStatus.Ok, fetch.Status);
+            Assert.AreEqual(11, buffers[0][0]);
+            Assert.AreEqual(Thread.CurrentThread.ManagedThreadId, completedOnThread, "completion on the polling thread");
+        }
+
+        [Test]
+        public void TaskHelpersCompleteFromUpdate()
+        {
+            var chunk = new ChunkKey(5, 5, 5);
+            var putTask = client.PutAsync("mono-task", new[] { new CubeEdit { Chunk = chunk, Index = 1, Value = 2 } }, new ChunkVersion[1]);
+            PumpUntil(() => putTask.IsCompleted);
+            Assert.AreEqual(1UL, putTask.Result.Results[0].Version);
+            var buffers = Buffers(1);
+            var fetchTask = client.FetchAsync("mono-task", new[] { chunk }, NoVersions(1), buffers, new byte[1]);
+            PumpUntil(() => fetchTask.IsCompleted);
+            Assert.AreEqual(2, buffers[0][1]);
+
+            client.Init(Endpoint, "another-wrong-token");
+            var failing = client.FetchAsync("mono-task", new[] { chunk }, NoVersions(1), buffers, new byte[1]);
+            PumpUntil(() => failing.IsCompleted);
+            Assert.IsTrue(failing.IsFaulted);
+            Assert.AreEqual(CwStatus.Unauthorized, ((CubeWalkException)failing.Exception.InnerException).Status);
+        }
+
+        [Test]
+        public void CancelCompletesAtOnceAndLeavesBuffersAlone()
+        {
+            var buffers = Buffers(27);
+            for (int i = 0; i < 27; i++) buffers[i][0] = -5;
+            var keys = new ChunkKey[27];
+            for (int i = 0; i < 27; i++) keys[i] = new ChunkKey(i, 100, 0);
+            client.PutBlocks("mono-cancel", new[] { new CubeEdit { Chunk = keys[0], Index = 0, Value = 1 } }, new ChunkVersion[1]);
+            FetchRequest r = client.BeginFetch("mono-cancel", keys, NoVersions(27), buffers, new byte[27]);
+            client.Cancel(r);
+            Assert.IsTrue(r.IsDone);
+            Assert.AreEqual(CwStatus.Cancelled, r.Status);
+            Thread.Sleep(200);
+            client.Update();
+            for (int i = 0; i < 27; i++) Assert.AreEqual(-5, buffers[i][0]);
+        }
+
+        [Test]
+        public void ShutdownThenInitAgainLikeTwoPlaySessions()
+        {
+            for (int session = 0; session < 2; session++)
+            {
+                var buffers = Buffers(1);
+                FetchRequest inFlight = client.BeginFetch("mono-play", new[] { new ChunkKey(session, 0, 0) }, NoVersions(1), buffers, new byte[1]);
+                client.Shutdown();
+                Assert.IsTrue(inFlight.IsDone);
+                Assert.AreEqual(CwStatus.Cancelled, inFlight.Status);
+                Assert.IsFalse(client.IsInitialized);
+                client.Reinitialize();
+                Assert.IsTrue(client.IsInitialized);
+                var versions = NoVersions(1);
+                client.FetchBlocks("mono-play", new[] { new ChunkKey(session, 0, 0) }, versions, buffers);
+                Assert.AreEqual(0UL, versions[0]);
+            }
+        }
+
+        [Test]
+        public void ManyRequestsInFlight()
+        {
+            const int n = 64;
+            var requests = new PutRequest[n];
+            for (int i = 0; i < n; i++)
+                requests[i] = client.BeginPut("mono-many", new[] { new CubeEdit { Chunk = new ChunkKey(i, 0, 0), Index = 7, Value = i } }, new ChunkVersion[1]);
+            Assert.AreEqual(n, client.PendingCount);
+            PumpUntil(() => client.PendingCount == 0);
+            foreach (var r in requests) r.ThrowIfFailed();
+            var keys = new ChunkKey[n];
+            for (int i = 0; i < n; i++) keys[i] = new ChunkKey(i, 0, 0);
+            var buffers = Buffers(n);
+            client.FetchBlocks("mono-many", keys, NoVersions(n), buffers);
+            for (int i = 0; i < n; i++) Assert.AreEqual(i, buffers[i][7]);
+        }
+
+        [Test]
+        public void SteadyStatePollingAllocatesNothing()
+        {
+            // The sample's loop: a neighbourhood refreshed again as soon as each refresh lands,
+            // with Update called every "frame".
+            client.PutBlocks("mono-alloc", new[] { new CubeEdit { Chunk = new ChunkKey(0, 0, 0), Index = 0, Value = 1 } }, new ChunkVersion[1]);
+            var hood = new ChunkNeighbourhood(client, "mono-alloc", 1);
+            hood.Refresh();
+            PumpUntil(() => !hood.Busy);
+            Assert.AreEqual(CwStatus.Ok, hood.LastStatus);
+            Assert.AreEqual(1, hood.Buffers[13][0], "centre chunk loaded");
+            // Warm up every path (JIT) once more before measuring.
+            hood.Refresh();
+            PumpUntil(() => !hood.Busy);
+
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            int refreshesBefore = hood.Refreshes;
+            for (int frame = 0; frame < 1000; frame++)
+            {
+                client.Update();
+                if (!hood.Busy) hood.Refresh();
+                Thread.Sleep(1); // a frame's worth of other work, so refreshes complete and restart
+            }
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            PumpUntil(() => !hood.Busy);
+            Console.WriteLine("steady state: 1000 polls, " + (hood.Refreshes - refreshesBefore) + " refreshes, " + allocated + " managed bytes");
+            Assert.AreEqual(0, allocated, "managed bytes allocated across 1000 steady-state polls");
+            Assert.Greater(hood.Refreshes - refreshesBefore, 10, "refreshes completed and restarted during the loop");
+        }
+
+        [Test]
+        public void NeighbourhoodMovesKeepingLoadedChunks()
+        {
+            client.PutBlocks("mono-move", new[] { new CubeEdit { Chunk = new ChunkKey(1, 0, 0), Index = 0, Value = 42 } }, new ChunkVersion[1]);
+            var hood = new ChunkNeighbourhood(client, "mono-move", 1);
+            hood.Refresh();
+            PumpUntil(() => !hood.Busy);
+            int[] chunk100 = hood.Buffers[Array.IndexOf(hood.Keys, new ChunkKey(1, 0, 0))];
+            Assert.AreEqual(42, chunk100[0]);
+            Assert.IsTrue(hood.MoveTo(new ChunkKey(1, 0, 0)));
+            int i = Array.IndexOf(hood.Keys, new ChunkKey(1, 0, 0));
+            Assert.AreSame(chunk100, hood.Buffers[i], "a chunk still in range keeps its buffer");
+            Assert.AreEqual(1UL, hood.Versions[i]);
+            Assert.AreEqual(CubeWalkClient.NoVersion, hood.Versions[Array.IndexOf(hood.Keys, new ChunkKey(2, 1, 1))]);
+            hood.Refresh();
+            PumpUntil(() => !hood.Busy);
+            Assert.AreEqual(CwStatus.Ok, hood.LastStatus);
+        }
+    }
+}

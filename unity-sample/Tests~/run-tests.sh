@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs the C# tests under Mono against the real native library and a local gateway:
+# builds libcubewalk and cubewalk-server, starts the gateway on a free loopback port (embedded
+# store), compiles the bindings, wrapper and tests with mcs, runs NUnit, and ends with
+# "N passed, N failed".
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$root"
+
+cargo build --locked --workspace
+target="${CARGO_TARGET_DIR:-$root/target}/debug"
+work="$(mktemp -d)"
+token="mono-test-token-$RANDOM$RANDOM"
+
+"$target/cubewalk-server" serve --bind 127.0.0.1:0 --tokens "$token" > "$work/gateway.out" 2> "$work/gateway.err" &
+gateway=$!
+trap 'kill $gateway 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 100); do
+  grep -q "listening on" "$work/gateway.out" 2>/dev/null && break
+  sleep 0.1
+done
+endpoint="$(grep -o 'http://[^ ]*' "$work/gateway.out" | head -1)"
+[ -n "$endpoint" ] || { echo "gateway did not start"; cat "$work/gateway.err"; exit 1; }
+
+nunit="/usr/lib/cli/nunit.framework-2.6.3/nunit.framework.dll"
+mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591,0618 -target:library -out:"$work/CubeWalk.Tests.dll" \
+  -r:"$nunit" \
+  "$root"/unity-sample/Runtime/*.cs "$here"/*.cs
+cp "$nunit" "$work/"
+# The Unity glue (sample MonoBehaviour, Editor play-mode hooks) against stand-in Unity types:
+# compile-checked only, since Unity itself is not available here.
+mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591,0067,0649 -define:UNITY_EDITOR -target:library \
+  -out:"$work/CubeWalk.UnityGlue.dll" "$root"/unity-sample/Runtime/*.cs "$root"/unity-sample/Runtime/Unity/*.cs \
+  "$root"/unity-sample/Samples~/ChunkStreaming/*.cs "$here"/UnityStubs/*.cs
+
+set +e
+LD_LIBRARY_PATH="$target" CUBEWALK_TEST_ENDPOINT="$endpoint" CUBEWALK_TEST_TOKEN="$token" \
+  nunit-console -nologo -labels -xml="$work/result.xml" "$work/CubeWalk.Tests.dll" > "$work/nunit.out" 2>&1
+status=$?
+set -e
+cat "$work/nunit.out"
+total=$(grep -o 'total="[0-9]*"' "$work/result.xml" | head -1 | grep -o '[0-9]*' || echo 0)
+failures=$(grep -o 'failures="[0-9]*"' "$work/result.xml" | head -1 | grep -o '[0-9]*' || echo 0)
+errors=$(grep -o 'errors="[0-9]*"' "$work/result.xml" | head -1 | grep -o '[0-9]*' || echo 0)
+failed=$((failures + errors))
+passed=$((total - failed))
+echo "C#: $passed passed, $failed failed"
+[ "$status" = 0 ] && [ "$failed" = 0 ] && [ "$total" -gt 0 ]
