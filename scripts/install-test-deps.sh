@@ -15,6 +15,11 @@ command -v redis-cli >/dev/null || need_apt+=(redis-tools)
 command -v mcs >/dev/null || need_apt+=(mono-mcs)
 command -v mono >/dev/null || need_apt+=(mono-runtime)
 command -v nunit-console >/dev/null || need_apt+=(nunit-console libnunit-cil-dev)
+# The Mono benchmark's hand-written comparison client uses HttpClient, DataContractJsonSerializer
+# and DeflateStream.
+[ -e /usr/lib/mono/4.5/System.Net.Http.dll ] || need_apt+=(libmono-system-net-http4.0-cil)
+[ -e /usr/lib/mono/4.5/System.Runtime.Serialization.dll ] || need_apt+=(libmono-system-runtime-serialization4.0-cil)
+[ -e /usr/lib/mono/4.5/System.IO.Compression.dll ] || need_apt+=(libmono-system-io-compression4.0-cil)
 command -v cc >/dev/null || need_apt+=(gcc)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 

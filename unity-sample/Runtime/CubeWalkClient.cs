@@ -28,6 +28,7 @@ namespace CubeWalk
 
         readonly List<CubeWalkRequest> pending = new List<CubeWalkRequest>(64);
         IntPtr[] pointers = new IntPtr[64];
+        GCHandle[] blockingPins = new GCHandle[64];
         string endpoint, token;
         CubeWalkOptions options;
         string cachedWorld;
@@ -105,8 +106,10 @@ namespace CubeWalk
             ValidateFetch(keys, versions, buffers, changed);
             byte[] w = WorldBytes(world);
             int n = keys.Length;
-            var handles = new GCHandle[n];
-            var ptrs = new IntPtr[n];
+            if (pointers.Length < n) pointers = new IntPtr[Math.Max(n, pointers.Length * 2)];
+            if (blockingPins.Length < n) blockingPins = new GCHandle[Math.Max(n, blockingPins.Length * 2)];
+            GCHandle[] handles = blockingPins;
+            IntPtr[] ptrs = pointers;
             try
             {
                 for (int i = 0; i < n; i++)

@@ -1,0 +1,149 @@
+// Fetch throughput and managed allocations: CubeWalkClient versus what a Unity developer would
+// write by hand (HttpClient + JSON parsing + decoding into int[]), against the same gateway in
+// one run. Usage: mono Bench.exe <endpoint> <token> <seconds-per-row>
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.IO.Compression;
+using System.Net.Http;
+using System.Runtime.Serialization;
+using System.Runtime.Serialization.Json;
+using System.Text;
+using CubeWalk;
+
+[DataContract] class Entry { [DataMember] public int[] key; [DataMember] public ulong version; [DataMember] public string data; }
+[DataContract] class Answer { [DataMember] public string world; [DataMember] public Entry[] chunks; }
+
+static class HandWritten
+{
+    static readonly DataContractJsonSerializer Json = new DataContractJsonSerializer(typeof(Answer));
+
+    /// The straightforward hand-written client: GET, parse JSON, base64, inflate, run-length decode.
+    public static void Fetch(HttpClient http, string url, string token, int[][] buffers)
+    {
+        var req = new HttpRequestMessage(HttpMethod.Get, url);
+        req.Headers.Add("token", token);
+        var resp = http.SendAsync(req).Result;
+        resp.EnsureSuccessStatusCode();
+        var stream = resp.Content.ReadAsStreamAsync().Result;
+        var answer = (Answer)Json.ReadObject(stream);
+        for (int i = 0; i < answer.chunks.Length; i++) Decode(Convert.FromBase64String(answer.chunks[i].data), buffers[i]);
+    }
+
+    static void Decode(byte[] blob, int[] output)
+    {
+        if (blob.Length == 0) { Array.Clear(output, 0, output.Length); return; }
+        if (blob[0] == 2) { Buffer.BlockCopy(blob, 1, output, 0, 16384); return; }
+        var rle = new MemoryStream();
+        using (var inflate = new DeflateStream(new MemoryStream(blob, 1, blob.Length - 1), CompressionMode.Decompress))
+            inflate.CopyTo(rle);
+        byte[] r = rle.GetBuffer();
+        int pos = 0, filled = 0, end = (int)rle.Length;
+        while (pos < end)
+        {
+            long run = Varint(r, ref pos);
+            uint zz = (uint)Varint(r, ref pos);
+            int value = (int)(zz >> 1) ^ -(int)(zz & 1);
+            for (long k = 0; k < run; k++) output[filled++] = value;
+        }
+    }
+
+    static long Varint(byte[] b, ref int pos)
+    {
+        long v = 0;
+        for (int shift = 0; ; shift += 7)
+        {
+            byte x = b[pos++];
+            v |= (long)(x & 0x7f) << shift;
+            if ((x & 0x80) == 0) return v;
+        }
+    }
+}
+
+static class Program
+{
+    static int[] Terrain()
+    {
+        var c = new int[4096];
+        for (int x = 0; x < 16; x++)
+            for (int z = 0; z < 16; z++)
+            {
+                int h = 6 + (x * 7 + z * 13) % 5;
+                for (int y = 0; y < 16; y++)
+                    c[x * 256 + z * 16 + y] = y < h - 3 ? 1 : y < h - 1 ? 2 : y == h - 1 ? 3 : 0;
+            }
+        return c;
+    }
+
+    static void Main(string[] args)
+    {
+        string endpoint = args[0], token = args[1];
+        double seconds = double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture);
+        var client = new CubeWalkClient(endpoint, token);
+        var terrain = Terrain();
+        var keys = new ChunkKey[27];
+        for (int i = 0; i < 27; i++)
+        {
+            keys[i] = new ChunkKey(i % 3, i / 9, (i / 3) % 3);
+            var edits = new CubeEdit[4096];
+            for (int j = 0; j < 4096; j++) edits[j] = new CubeEdit { Chunk = keys[i], Index = (uint)j, Value = terrain[j] };
+            client.PutBlocks("bench", edits, new ChunkVersion[1]);
+        }
+        var http = new HttpClient();
+        Console.WriteLine("| chunks per fetch | client | fetches/s | managed bytes per fetch (calling thread) |");
+        Console.WriteLine("|---|---|---|---|");
+        foreach (int n in new[] { 1, 27 })
+        {
+            var nkeys = new ChunkKey[n];
+            Array.Copy(keys, nkeys, n);
+            var buffers = new int[n][];
+            for (int i = 0; i < n; i++) buffers[i] = new int[4096];
+            var versions = new ulong[n];
+            var changed = new byte[n];
+            var sb = new StringBuilder(endpoint + "?world=bench&chunks=");
+            for (int i = 0; i < n; i++) sb.Append(i == 0 ? "" : ";").Append(nkeys[i].X + "," + nkeys[i].Y + "," + nkeys[i].Z);
+            string url = sb.ToString();
+
+            // Both run in alternating slices so they see the same machine.
+            double sdkFetches = 0, sdkTime = 0, handFetches = 0, handTime = 0, pollFetches = 0, pollTime = 0;
+            long sdkBytes = 0, handBytes = 0, pollBytes = 0;
+            var request = new FetchRequest();
+            for (int slice = 0; slice < 6; slice++)
+            {
+                Measure(seconds / 6, () =>
+                {
+                    for (int i = 0; i < n; i++) versions[i] = CubeWalkClient.NoVersion;
+                    client.FetchBlocks("bench", nkeys, versions, buffers, changed);
+                }, ref sdkFetches, ref sdkTime, ref sdkBytes);
+                Measure(seconds / 6, () => HandWritten.Fetch(http, url, token, buffers), ref handFetches, ref handTime, ref handBytes);
+                Measure(seconds / 6, () =>
+                {
+                    // The game-loop path: begin (reusing the request object), then poll every "frame".
+                    for (int i = 0; i < n; i++) versions[i] = CubeWalkClient.NoVersion;
+                    client.BeginFetch("bench", nkeys, versions, buffers, changed, null, request);
+                    while (!request.IsDone) client.Update();
+                }, ref pollFetches, ref pollTime, ref pollBytes);
+            }
+            if (buffers[0][0] != terrain[0] || buffers[0][4095] != terrain[4095]) throw new Exception("wrong data");
+            double sdkRate = sdkFetches / sdkTime, handRate = handFetches / handTime;
+            Console.WriteLine("| " + n + " | CubeWalkClient.FetchBlocks | " + sdkRate.ToString("F0") + " | " + (sdkBytes / sdkFetches).ToString("F0") + " |");
+            Console.WriteLine("| " + n + " | CubeWalkClient.BeginFetch + Update (polled) | " + (pollFetches / pollTime).ToString("F0") + " | " + (pollBytes / pollFetches).ToString("F0") + " |");
+            Console.WriteLine("| " + n + " | HttpClient + DataContractJsonSerializer + DeflateStream | " + handRate.ToString("F0") + " | " + (handBytes / handFetches).ToString("F0") + " |");
+            Console.WriteLine("| " + n + " | **throughput ratio CubeWalkClient / hand-written** | **" + (sdkRate / handRate).ToString("F2") + "x** | |");
+        }
+        client.Dispose();
+    }
+
+    static void Measure(double seconds, Action fetch, ref double count, ref double time, ref long bytes)
+    {
+        fetch(); // warm
+        var sw = Stopwatch.StartNew();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        int done = 0;
+        while (sw.Elapsed.TotalSeconds < seconds) { fetch(); done++; }
+        bytes += GC.GetAllocatedBytesForCurrentThread() - before;
+        time += sw.Elapsed.TotalSeconds;
+        count += done;
+    }
+}
