@@ -19,16 +19,20 @@ impl TestGateway {
         authorizer: Arc<dyn Authorizer>,
         store: Arc<dyn ChunkStore>,
     ) -> Self {
-        Self::start_with(config, authorizer, move || store)
+        Self::start_with(config, authorizer, move || async move { store })
     }
 
     /// As [`TestGateway::start`], making the store inside the gateway's runtime (a Redis
-    /// store's connection task must live on the runtime that serves it).
-    pub fn start_with(
+    /// store's connection tasks must live on the runtime that serves it).
+    pub fn start_with<F, Fut>(
         config: GatewayConfig,
         authorizer: Arc<dyn Authorizer>,
-        make_store: impl FnOnce() -> Arc<dyn ChunkStore> + Send + 'static,
-    ) -> Self {
+        make_store: F,
+    ) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Arc<dyn ChunkStore>>,
+    {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -38,7 +42,7 @@ impl TestGateway {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let store = make_store();
+                let store = make_store().await;
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                     .await
                     .expect("bind");

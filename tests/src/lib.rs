@@ -6,7 +6,7 @@ use cubewalk::Status;
 use cubewalk_server::gateway::{GatewayConfig, TokenAuthorizer};
 use cubewalk_server::handlers::authorizer::TokenSet;
 use cubewalk_server::store::{ChunkStore, MemoryStore, RedisStore, RedisStoreConfig};
-use cubewalk_testkit::{RedisServer, TestGateway};
+use cubewalk_testkit::{RedisCluster, RedisServer, TestGateway};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The token every end-to-end gateway accepts.
@@ -25,6 +25,8 @@ pub enum Backend {
     Memory,
     /// A real redis-server started for the test.
     Redis(RedisServer),
+    /// A real 3-node Redis Cluster started for the test.
+    Cluster(RedisCluster),
 }
 
 /// A gateway and the store behind it, kept alive together.
@@ -46,21 +48,34 @@ impl Stack {
         Self::on(Backend::Redis(RedisServer::start()))
     }
 
+    /// A gateway on a fresh 3-node Redis Cluster.
+    pub fn cluster() -> Self {
+        Self::on(Backend::Cluster(RedisCluster::start()))
+    }
+
     fn on(backend: Backend) -> Self {
-        let redis_url = match &backend {
+        let redis = match &backend {
             Backend::Memory => None,
-            Backend::Redis(r) => Some(r.url()),
+            Backend::Redis(r) => Some((r.url(), false)),
+            Backend::Cluster(c) => Some((c.url(), true)),
         };
         let gateway = TestGateway::start_with(
             GatewayConfig::default(),
             Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]))),
-            move || -> Arc<dyn ChunkStore> {
-                match redis_url {
+            move || async move {
+                let store: Arc<dyn ChunkStore> = match redis {
                     None => Arc::new(MemoryStore::new()),
-                    Some(url) => {
-                        Arc::new(RedisStore::connect_lazy(&RedisStoreConfig::new(url)).unwrap())
+                    Some((url, cluster)) => {
+                        let mut config = RedisStoreConfig::new(url);
+                        config.cluster = cluster;
+                        if cluster {
+                            Arc::new(RedisStore::connect(&config).await.unwrap())
+                        } else {
+                            Arc::new(RedisStore::connect_lazy(&config).unwrap())
+                        }
                     }
-                }
+                };
+                store
             },
         );
         Self { gateway, backend }
