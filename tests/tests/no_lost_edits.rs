@@ -29,7 +29,7 @@ fn own_cube(thread: u32, k: u32) -> u32 {
 type Acked = HashMap<(usize, u32), (u64, i32)>;
 
 fn client_thread(t: u32, world: &'static str) -> (Acked, u32) {
-    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(t + 1) * 0x1000_0001;
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (u64::from(t + 1) * 0x1000_0001);
     let mut next = move || {
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -53,7 +53,7 @@ fn client_thread(t: u32, world: &'static str) -> (Acked, u32) {
                 continue;
             }
             // Unique, non-zero value per edit: thread in the high bits, sequence below.
-            let value = ((t + 1) << 20 | seq << 2 | edits.len() as u32) as i32;
+            let value = (((t + 1) << 20) | (seq << 2) | edits.len() as u32) as i32;
             edits.push((
                 chunk,
                 CwEdit {
