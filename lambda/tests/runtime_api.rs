@@ -87,14 +87,18 @@ fn invoke(
     env: &[(&str, String)],
     events: Vec<Value>,
 ) -> (Vec<(String, Value)>, String) {
+    invoke_with(binary, env, events, &|_| {})
+}
+
+/// As [`invoke`], handing out one event at a time and calling `between(i)` once event `i` was
+/// answered (to break things between invocations).
+fn invoke_with(
+    binary: &str,
+    env: &[(&str, String)],
+    events: Vec<Value>,
+    between: &dyn Fn(usize),
+) -> (Vec<(String, Value)>, String) {
     let state: Shared = Arc::new(Mutex::new(Invocations::default()));
-    for (i, e) in events.iter().enumerate() {
-        state
-            .lock()
-            .unwrap()
-            .queue
-            .push_back((format!("req-{i}"), e.clone()));
-    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -130,23 +134,28 @@ fn invoke(
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while state.lock().unwrap().results.len() < events.len() {
-        assert!(
-            state.lock().unwrap().init_errors.is_empty(),
-            "init failed: {:?}",
-            state.lock().unwrap().init_errors
-        );
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "{binary} exited early with {status}: {}",
-                std::fs::read_to_string(&log_path).unwrap()
+    for (i, event) in events.iter().enumerate() {
+        state
+            .lock()
+            .unwrap()
+            .queue
+            .push_back((format!("req-{i}"), event.clone()));
+        while state.lock().unwrap().results.len() <= i {
+            let init_errors = state.lock().unwrap().init_errors.clone();
+            assert!(init_errors.is_empty(), "init failed: {init_errors:?}");
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "{binary} exited early with {status}: {}",
+                    std::fs::read_to_string(&log_path).unwrap()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{binary} did not answer every invocation"
             );
+            std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(
-            Instant::now() < deadline,
-            "{binary} did not answer every invocation"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+        between(i);
     }
     let _ = child.kill();
     let _ = child.wait();
@@ -236,4 +245,36 @@ fn blocks_binary_round_trips_through_real_redis() {
         !logs.contains("REDACTED"),
         "request headers must not be logged: {logs}"
     );
+}
+
+#[test]
+fn blocks_binary_survives_a_killed_redis_connection_between_invocations() {
+    // What a long idle looks like to a frozen Lambda: its Redis connection is gone when it thaws.
+    let redis = cubewalk_testkit::RedisServer::start();
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../server/tests/fixtures");
+    let get: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{fixtures}/rest-get-event.json")).unwrap(),
+    )
+    .unwrap();
+    let killed = std::sync::atomic::AtomicUsize::new(0);
+    let (results, _) = invoke_with(
+        env!("CARGO_BIN_EXE_blocks"),
+        &[("CUBEWALK_REDIS_URL", redis.url())],
+        vec![get.clone(), get.clone(), get],
+        &|_| {
+            let answer = redis
+                .command(&["CLIENT", "KILL", "TYPE", "normal"])
+                .unwrap();
+            let n = answer.trim_start_matches(':').parse::<usize>().unwrap_or(0);
+            killed.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        },
+    );
+    assert!(
+        killed.load(std::sync::atomic::Ordering::Relaxed) >= 2,
+        "connections were killed"
+    );
+    for (kind, r) in &results {
+        assert_eq!(kind, "response");
+        assert_eq!(r["statusCode"], 200, "{r}");
+    }
 }
