@@ -22,7 +22,7 @@ fn profile_dir() -> PathBuf {
 fn c_program_round_trips_through_the_shared_library() {
     // Make sure the cdylib is current (a no-op when `cargo build` already made it).
     let status = Command::new(env!("CARGO"))
-        .args(["build", "-p", "cubewalk", "--lib"])
+        .args(["build", "--workspace", "--locked"])
         .current_dir(workspace())
         .status()
         .unwrap();
