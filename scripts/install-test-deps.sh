@@ -21,6 +21,8 @@ command -v nunit-console >/dev/null || need_apt+=(nunit-console libnunit-cil-dev
 [ -e /usr/lib/mono/4.5/System.Runtime.Serialization.dll ] || need_apt+=(libmono-system-runtime-serialization4.0-cil)
 [ -e /usr/lib/mono/4.5/System.IO.Compression.dll ] || need_apt+=(libmono-system-io-compression4.0-cil)
 command -v cc >/dev/null || need_apt+=(gcc)
+command -v valgrind >/dev/null || need_apt+=(valgrind)
+command -v wrk >/dev/null || need_apt+=(wrk)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -16,5 +16,8 @@ cargo build --workspace --locked
 echo "== tests"
 cargo test --workspace --locked
 
+echo "== C ABI under valgrind memcheck"
+scripts/memcheck.sh
+
 echo "== C# tests under Mono"
 "unity-sample/Tests~/run-tests.sh"
