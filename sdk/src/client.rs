@@ -145,6 +145,11 @@ impl Client {
             let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
                 Error::InvalidArgument(format!("extra root CA is not valid PEM: {e}"))
             })?;
+            if certs.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "extra root CA holds no PEM certificate".into(),
+                ));
+            }
             for c in certs {
                 builder = builder.add_root_certificate(c);
             }

@@ -25,7 +25,7 @@ enum Command {
 #[derive(clap::Args)]
 struct ServeArgs {
     /// Address to listen on. Loopback by default: anything else exposes the world to the network.
-    #[arg(long, env = "CUBEWALK_BIND", default_value = "127.0.0.1:3000")]
+    #[arg(long, env = "CUBEWALK_BIND", default_value = gateway::DEFAULT_BIND)]
     bind: String,
     /// Redis URL (`redis://`, `rediss://`); the embedded in-memory store when absent.
     #[arg(long, env = "CUBEWALK_REDIS_URL", hide_env_values = true)]
@@ -56,6 +56,7 @@ fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");

@@ -7,7 +7,7 @@ mod redis;
 
 pub use cluster::RedisCluster;
 pub use gateway::TestGateway;
-pub use redis::{RedisServer, TLS_USER};
+pub use redis::{throwaway_certificates, RedisServer, TLS_USER};
 
 /// A free TCP port on loopback (bound, then released, so a server can take it).
 pub fn free_port() -> u16 {

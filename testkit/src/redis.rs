@@ -199,7 +199,7 @@ pub(crate) fn command_on(
 
 /// A throwaway CA and a server certificate it signed, for 127.0.0.1 and localhost:
 /// (CA PEM, server certificate PEM, server key PEM).
-fn throwaway_certificates() -> (String, String, String) {
+pub fn throwaway_certificates() -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();

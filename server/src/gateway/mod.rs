@@ -39,6 +39,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Where `cubewalk-server serve` listens unless told otherwise: loopback only, so a developer's
+/// local world is not reachable from the network by accident.
+pub const DEFAULT_BIND: &str = "127.0.0.1:3000";
+
 /// API Gateway's request payload limit.
 pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
 /// The header the TOKEN authorizer reads.
@@ -144,7 +148,9 @@ fn gateway_error(status: u16, body: &'static str, error_type: &'static str) -> R
         .expect("static response")
 }
 
-fn unauthorized() -> Response {
+fn unauthorized(why: &'static str) -> Response {
+    // Say why for the operator, never with the token itself.
+    tracing::info!(status = 401, reason = why, "request refused");
     gateway_error(
         401,
         r#"{"message":"Unauthorized"}"#,
@@ -204,11 +210,11 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|t| !t.is_empty())
     else {
-        return unauthorized();
+        return unauthorized("no token header");
     };
     if let Some(re) = &gw.config.token_regex {
         if !re.is_match(token) {
-            return unauthorized();
+            return unauthorized("token fails the validation expression");
         }
     }
 
@@ -241,7 +247,9 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
                         return authorizer_failure();
                     }
                 },
-                Ok(Ok(Err(message))) if message == "Unauthorized" => return unauthorized(),
+                Ok(Ok(Err(message))) if message == "Unauthorized" => {
+                    return unauthorized("authorizer refused the token")
+                }
                 Ok(Ok(Err(message))) => {
                     tracing::error!(error = %message, "authorizer failed");
                     return authorizer_failure();
