@@ -156,3 +156,19 @@ pub fn put(world: &str, edits: &[CwEdit]) -> (Status, Vec<CwChunkVersion>) {
 pub fn key(x: i32, y: i32, z: i32) -> CwChunkKey {
     CwChunkKey { x, y, z }
 }
+
+/// The directory holding this profile's build output (`target/debug`), after making sure the
+/// workspace's libraries and binaries there are current (a no-op when `cargo build` ran).
+pub fn built_artifacts() -> std::path::PathBuf {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--workspace", "--locked"])
+        .current_dir(workspace)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build --workspace failed");
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}

@@ -12,22 +12,9 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The directory holding this profile's build output (`target/debug`).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
 #[test]
 fn c_program_round_trips_through_the_shared_library() {
-    // Make sure the cdylib is current (a no-op when `cargo build` already made it).
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--workspace", "--locked"])
-        .current_dir(workspace())
-        .status()
-        .unwrap();
-    assert!(status.success(), "building libcubewalk failed");
-    let lib_dir = profile_dir();
+    let lib_dir = cubewalk_e2e::built_artifacts();
     assert!(
         lib_dir.join("libcubewalk.so").exists(),
         "no libcubewalk.so in {}",
