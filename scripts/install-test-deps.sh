@@ -40,4 +40,7 @@ if [ ${#need_pip[@]} -gt 0 ]; then
   hash -r
 fi
 
+# cargo-fuzz runs the fuzz targets for a fixed budget in CI (scripts/fuzz.sh).
+command -v cargo-fuzz >/dev/null || cargo install --locked --quiet cargo-fuzz
+
 echo "test dependencies: redis-server $(redis-server --version | awk '{print $3}'), mono $(mono --version | head -1 | awk '{print $5}'), $(cfn-lint --version), $(cargo-lambda --version 2>/dev/null || cargo lambda --version)"

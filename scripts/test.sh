@@ -16,6 +16,9 @@ cargo build --workspace --locked
 echo "== tests"
 cargo test --workspace --locked
 
+echo "== fuzzing (small fixed budget; scripts/fuzz.sh 600 for a long run)"
+scripts/fuzz.sh 15
+
 echo "== C ABI under valgrind memcheck"
 scripts/memcheck.sh
 

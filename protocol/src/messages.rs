@@ -463,3 +463,58 @@ mod tests {
         assert!(envelope.len() < LAMBDA_PAYLOAD_LIMIT, "{}", envelope.len());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any query text is parsed or refused with a 4xx, never a panic or a 5xx.
+        #[test]
+        fn fetch_query_never_panics(world in proptest::option::of(".{0,80}"), chunks in proptest::option::of("[-0-9,;@ a-z]{0,300}")) {
+            if let Err(e) = FetchQuery::parse(world.as_deref(), chunks.as_deref()) {
+                prop_assert!((400..500).contains(&e.status()));
+            }
+        }
+
+        /// Well-formed selections round-trip through the query string.
+        #[test]
+        fn fetch_query_round_trips(keys in proptest::collection::hash_set(any::<(i32, i32, i32)>(), 0..40), held in proptest::collection::vec(proptest::option::of(any::<u64>()), 40)) {
+            let q = FetchQuery {
+                world: WorldId::default(),
+                chunks: keys.into_iter().zip(held).map(|((x, y, z), v)| (ChunkKey::new(x, y, z), v)).collect(),
+            };
+            let qs = q.to_query_string();
+            let chunks = qs.split("chunks=").nth(1);
+            prop_assert_eq!(FetchQuery::parse(Some("default"), chunks).unwrap(), q);
+        }
+
+        /// Arbitrary bytes as a PUT body: parsed or refused with a 4xx.
+        #[test]
+        fn put_body_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(r) = PutRequest::parse(&body) {
+                if let Err(e) = r.group() {
+                    prop_assert!((400..500).contains(&e.status()));
+                }
+            }
+        }
+
+        /// JSON-shaped PUT bodies with hostile values: parsed or refused with a 4xx.
+        #[test]
+        fn put_body_json_never_panics(edits in proptest::collection::vec((any::<[i32; 3]>(), proptest::option::of(any::<u32>()), proptest::option::of(any::<[u32; 3]>()), any::<i64>()), 0..20), world in ".{0,70}") {
+            let body = serde_json::json!({
+                "world": world,
+                "edits": edits.iter().map(|(c, i, l, v)| serde_json::json!({"chunk": c, "index": i, "local": l, "value": v})).collect::<Vec<_>>(),
+            });
+            match PutRequest::parse(body.to_string().as_bytes()) {
+                Ok(r) => {
+                    if let Err(e) = r.group() {
+                        prop_assert!((400..500).contains(&e.status()));
+                    }
+                }
+                Err(e) => prop_assert!((400..500).contains(&e.status())),
+            }
+        }
+    }
+}

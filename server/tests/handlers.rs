@@ -307,3 +307,40 @@ async fn lambda_response_serializes_as_api_gateway_expects() {
     assert_eq!(v["headers"]["content-type"], "application/json");
     assert!(v["body"].is_string());
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+        /// Whatever the body, the handler answers 200 or a 4xx JSON error: never a 500 or a panic.
+        #[test]
+        fn any_put_body_is_200_or_a_4xx(body in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+            "\\{\"edits\":\\[(\\{\"chunk\":\\[-?[0-9]{1,12},-?[0-9]{1,3},[0-9]\\],\"(index|local)\":[0-9\\[\\],]{1,8},\"value\":-?[0-9]{1,12}\\},?){0,4}\\]\\}",
+        ]) {
+            let store = MemoryStore::new();
+            let r = runtime().block_on(handle(&put_event(&body), &store));
+            let status = r.status_code;
+            prop_assert!(status == 200 || (400..500).contains(&status), "status {} for {:?}", status, body);
+            if status != 200 {
+                let parsed: Result<ErrorBody, _> = serde_json::from_str(&body_text(&r));
+                prop_assert!(parsed.is_ok());
+            }
+        }
+
+        /// Whatever the query, the handler answers 200 or a 4xx JSON error.
+        #[test]
+        fn any_query_is_200_or_a_4xx(world in ".{0,70}", chunks in "[-0-9,;@a-z]{0,200}") {
+            let store = MemoryStore::new();
+            let r = runtime().block_on(handle(&get_event(&[("world", &world), ("chunks", &chunks)]), &store));
+            let status = r.status_code;
+            prop_assert!(status == 200 || (400..500).contains(&status), "status {}", status);
+        }
+    }
+}
