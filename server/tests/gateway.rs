@@ -308,3 +308,37 @@ async fn the_authorizer_receives_a_real_token_event() {
         "arn:aws:execute-api:local:000000000000:cubewalk-local/prod/PUT/cubewalkblocks"
     );
 }
+
+#[tokio::test]
+async fn large_answers_are_gzipped_for_clients_that_accept_it() {
+    let gw = start(
+        GatewayConfig::default(),
+        Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]))),
+    );
+    let chunks: Vec<String> = (0..100).map(|i| format!("{i},0,0@0")).collect();
+    let url = format!("{}?chunks={}", gw.blocks_url(), chunks.join(";"));
+    // reqwest without its gzip feature enabled on this client: we see the raw encoding.
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let resp = raw
+        .get(&url)
+        .header("token", TOKEN)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    let zipped = resp.bytes().await.unwrap().len();
+    let plain = raw.get(&url).header("token", TOKEN).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain_len = plain.bytes().await.unwrap().len();
+    assert!(zipped * 4 < plain_len, "gzip {zipped} vs plain {plain_len}");
+    // Small answers stay uncompressed, as with API Gateway's minimumCompressionSize.
+    let small = raw
+        .get(gw.blocks_url())
+        .header("token", TOKEN)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert!(small.headers().get("content-encoding").is_none());
+}

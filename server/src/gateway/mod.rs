@@ -13,7 +13,8 @@
 //! | integration takes longer than 29 s | 504 `{"message": "Endpoint request timed out"}` |
 //!
 //! Authorizer answers are cached per token for the configured TTL (0 disables the cache) and
-//! reused for every method, as API Gateway does.
+//! reused for every method, as API Gateway does. Answers above `minimumCompressionSize` (1024
+//! bytes, as in the SAM template) are gzipped for clients that send `Accept-Encoding: gzip`.
 
 mod cache;
 pub mod policy;
@@ -29,7 +30,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use base64::Engine;
 use cache::AuthCache;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use policy::{parse_grant, Decision};
 use regex::Regex;
@@ -85,6 +86,9 @@ pub struct GatewayConfig {
     pub integration_timeout: Duration,
     /// Region, account and API id used to build method ARNs.
     pub arn_prefix: String,
+    /// API Gateway's `minimumCompressionSize`: answers larger than this many bytes are gzipped
+    /// for clients that accept it (`None` disables compression).
+    pub minimum_compression_size: Option<u16>,
 }
 
 impl Default for GatewayConfig {
@@ -96,6 +100,7 @@ impl Default for GatewayConfig {
             authorizer_timeout: Duration::from_secs(10),
             integration_timeout: Duration::from_secs(29),
             arn_prefix: "arn:aws:execute-api:local:000000000000:cubewalk-local".into(),
+            minimum_compression_size: Some(1024),
         }
     }
 }
@@ -113,16 +118,25 @@ pub fn router(
     authorizer: Arc<dyn Authorizer>,
     store: Arc<dyn ChunkStore>,
 ) -> axum::Router {
+    let compression = config.minimum_compression_size;
     let state = Arc::new(Gateway {
         cache: AuthCache::new(config.auth_cache_ttl),
         config,
         authorizer,
         store,
     });
-    axum::Router::new()
+    let router = axum::Router::new()
         .fallback(gateway)
         .with_state(state)
-        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::extract::DefaultBodyLimit::disable());
+    match compression {
+        Some(min) => router.layer(
+            tower_http::compression::CompressionLayer::new()
+                .gzip(true)
+                .compress_when(tower_http::compression::predicate::SizeAbove::new(min)),
+        ),
+        None => router,
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight requests.
@@ -284,12 +298,14 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
     }
 
     let event = proxy_event(&gw.config, &parts, body, &grant.context, peer);
-    let store = gw.store.clone();
-    let run = tokio::spawn(async move { blocks::handle(&event, store.as_ref()).await });
+    // Run the integration in this task (no hop to another worker on the hot path), but still
+    // turn a panic into API Gateway's 502, as a crashed Lambda would give.
+    let run =
+        std::panic::AssertUnwindSafe(blocks::handle(&event, gw.store.as_ref())).catch_unwind();
     match tokio::time::timeout(gw.config.integration_timeout, run).await {
         Ok(Ok(resp)) => proxy_response(resp),
-        Ok(Err(join)) => {
-            tracing::error!(error = %join, "integration crashed");
+        Ok(Err(_)) => {
+            tracing::error!("integration crashed");
             gateway_error(
                 502,
                 r#"{"message": "Internal server error"}"#,
