@@ -13,20 +13,15 @@ mod stats;
 use clap::Parser;
 use cubewalk::ffi::*;
 use cubewalk::{ChunkEdit, ChunkKey, Client, ClientOptions, Status};
+use cubewalk_e2e::{init_with, Stack, TOKEN};
 use cubewalk_protocol::codec::{blob_from_base64, decode_chunk_into, fixtures, ChunkData};
 use cubewalk_protocol::{FetchQuery, FetchResponse, WorldId};
-use cubewalk_server::gateway::{GatewayConfig, TokenAuthorizer};
-use cubewalk_server::handlers::authorizer::TokenSet;
-use cubewalk_server::store::{ChunkStore, RedisStore, RedisStoreConfig};
-use cubewalk_testkit::{RedisServer, TestGateway};
 use stats::{ms, us, Samples};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const TOKEN: &str = "bench-token-0123456789";
 
 #[derive(Parser)]
 #[command(about = "Measure CubeWalk Net end to end and write BENCHMARKS.md")]
@@ -45,8 +40,7 @@ struct Args {
 /// Everything the sections share: Redis, the gateway on it, a byte-counting proxy in front.
 struct Env {
     rt: tokio::runtime::Runtime,
-    redis: RedisServer,
-    _gateway: TestGateway,
+    stack: Stack,
     url: String,
     proxy_url: String,
     counters: Arc<proxy::Counters>,
@@ -57,26 +51,20 @@ struct Env {
 
 impl Env {
     fn start(quick: bool) -> Self {
-        let redis = RedisServer::start();
-        let redis_url = redis.url();
-        let gateway = TestGateway::start_with(
-            GatewayConfig::default(),
-            Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]))),
-            move || async move {
-                let store: Arc<dyn ChunkStore> =
-                    Arc::new(RedisStore::connect_lazy(&RedisStoreConfig::new(redis_url)).unwrap());
-                store
-            },
-        );
+        let stack = Stack::redis();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let target: std::net::SocketAddr =
-            gateway.base.trim_start_matches("http://").parse().unwrap();
+        let target: std::net::SocketAddr = stack
+            .gateway
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap();
         let (proxy_addr, counters) = proxy::start(&rt, target);
-        let url = gateway.blocks_url();
+        let url = stack.endpoint();
         let proxy_url = format!("http://{proxy_addr}/prod/cubewalkblocks");
         let client = {
             let _g = rt.enter();
@@ -92,8 +80,7 @@ impl Env {
         };
         Self {
             rt,
-            redis,
-            _gateway: gateway,
+            stack,
             url,
             proxy_url,
             counters,
@@ -101,6 +88,10 @@ impl Env {
             client,
             rounds: if quick { 300 } else { 2000 },
         }
+    }
+
+    fn redis(&self) -> &cubewalk_e2e::RedisServer {
+        self.stack.redis_ref()
     }
 
     /// Writes whole chunks with the Rust client.
@@ -121,19 +112,10 @@ impl Env {
 
     /// (Re)initializes the C ABI on `endpoint`.
     fn init_abi(&self, endpoint: &str) {
-        let mut o = unsafe { std::mem::zeroed::<CwOptions>() };
-        assert_eq!(unsafe { cw_options_default(&mut o) }, Status::Ok);
-        o.timeout_ms = 60_000;
-        o.max_in_flight = 64;
-        let s = unsafe {
-            cw_init_with_options(
-                endpoint.as_ptr(),
-                endpoint.len(),
-                TOKEN.as_ptr(),
-                TOKEN.len(),
-                &o,
-            )
-        };
+        let s = init_with(endpoint, |o| {
+            o.timeout_ms = 60_000;
+            o.max_in_flight = 64;
+        });
         assert_eq!(s, Status::Ok);
     }
 }
@@ -202,7 +184,7 @@ fn sizes(env: &Env) -> Section {
         let data = parsed.chunks[0].data.clone().unwrap();
         let blob = blob_from_base64(&data).unwrap();
         let usage = env
-            .redis
+            .redis()
             .command(&["MEMORY", "USAGE", &format!("cw:{{{world}:{key}}}")])
             .unwrap();
         let usage = usage
@@ -262,7 +244,7 @@ fn server(env: &Env) -> Section {
     let key = ChunkKey::new(0, 0, 0);
     env.seed(world, &[(key, &fixtures::terrain())]);
     let redis_key = format!("cw:{{{world}:{key}}}");
-    let mut raw = redis::Client::open(env.redis.url())
+    let mut raw = redis::Client::open(env.redis().url())
         .unwrap()
         .get_connection()
         .unwrap();

@@ -209,7 +209,7 @@ impl Arena {
                 .map(|i| CwChunkKey { x: i, y: 0, z: 0 })
                 .collect(),
             versions: vec![CW_NO_VERSION; SLOTS],
-            changed: vec![0; SLOTS],
+            changed: vec![0; SLOTS + 1],
             edits: (0..SLOTS as i32)
                 .map(|i| CwEdit {
                     chunk: CwChunkKey { x: i, y: 0, z: 0 },
@@ -289,13 +289,14 @@ fn run(call: &Call, a: &mut Arena) -> i32 {
                 count,
                 begin,
             } => {
-                let k = n(*count, *keys)
-                    .min(n(*count, *versions))
-                    .min(n(*count, *buffers));
-                let k = if matches!(changed, Ptr::Tail) && k > 1 {
-                    usize::MAX
-                } else {
-                    k
+                let tail = [keys, versions, buffers, changed]
+                    .iter()
+                    .any(|p| matches!(p, Ptr::Tail));
+                // A tail pointer holds one element: any larger count must be one the library
+                // refuses before reading (over its limit), or the test itself would be at fault.
+                let k = match n(*count, Ptr::Valid) {
+                    k if tail && k > 1 => usize::MAX,
+                    k => k,
                 };
                 for (i, p) in a.pointers.iter_mut().enumerate() {
                     let base = a.buffers[i].as_mut_ptr();

@@ -3,10 +3,12 @@
 
 mod cluster;
 mod gateway;
+mod process;
 mod redis;
 
 pub use cluster::RedisCluster;
 pub use gateway::TestGateway;
+pub use process::ServerProcess;
 pub use redis::{throwaway_certificates, RedisServer, TLS_USER};
 
 /// A free TCP port on loopback (bound, then released, so a server can take it).

@@ -6,7 +6,7 @@ use cubewalk::Status;
 use cubewalk_server::gateway::{GatewayConfig, TokenAuthorizer};
 use cubewalk_server::handlers::authorizer::TokenSet;
 use cubewalk_server::store::{ChunkStore, MemoryStore, RedisStore, RedisStoreConfig};
-use cubewalk_testkit::{RedisCluster, RedisServer, TestGateway};
+pub use cubewalk_testkit::{RedisCluster, RedisServer, TestGateway};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The token every end-to-end gateway accepts.
@@ -46,6 +46,27 @@ impl Stack {
     /// A gateway on a fresh real Redis.
     pub fn redis() -> Self {
         Self::on(Backend::Redis(RedisServer::start()))
+    }
+
+    /// A gateway on a fresh real Redis started with extra arguments (persistence, ...).
+    pub fn redis_with(args: &[&str]) -> Self {
+        Self::on(Backend::Redis(RedisServer::start_with(args)))
+    }
+
+    /// The Redis server behind the gateway, to inspect it.
+    pub fn redis_ref(&self) -> &RedisServer {
+        match &self.backend {
+            Backend::Redis(r) => r,
+            _ => panic!("this stack has no single Redis server"),
+        }
+    }
+
+    /// The Redis server behind the gateway (to kill, restart or inspect it).
+    pub fn redis_server(&mut self) -> &mut RedisServer {
+        match &mut self.backend {
+            Backend::Redis(r) => r,
+            _ => panic!("this stack has no single Redis server"),
+        }
     }
 
     /// A gateway on a fresh 3-node Redis Cluster.
@@ -96,6 +117,25 @@ pub fn init(endpoint: &str, token: &str) -> Status {
             endpoint.len(),
             token.as_ptr(),
             token.len(),
+        )
+    }
+}
+
+/// `cw_init_with_options` with the defaults changed by `configure`.
+pub fn init_with(endpoint: &str, configure: impl FnOnce(&mut CwOptions)) -> Status {
+    // SAFETY: CwOptions is plain data; cw_options_default fills every field.
+    let mut options = unsafe { std::mem::zeroed::<CwOptions>() };
+    // SAFETY: a valid, writable CwOptions.
+    assert_eq!(unsafe { cw_options_default(&mut options) }, Status::Ok);
+    configure(&mut options);
+    // SAFETY: valid slices and options for the call.
+    unsafe {
+        cw_init_with_options(
+            endpoint.as_ptr(),
+            endpoint.len(),
+            TOKEN.as_ptr(),
+            TOKEN.len(),
+            &options,
         )
     }
 }

@@ -2,7 +2,6 @@
 //! keep-alive connections for a bounded time with zero errors, and its memory stays bounded.
 //! Figures are printed; `scripts/soak.sh` runs the same with wrk for longer.
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,26 +22,9 @@ fn rss_kib(pid: u32) -> u64 {
 #[test]
 fn gateway_holds_256_keep_alive_connections_without_errors() {
     let bin = cubewalk_e2e::built_artifacts().join("cubewalk-server");
-    let log = std::env::temp_dir().join(format!("cubewalk-load-{}.out", std::process::id()));
-    let mut server = Command::new(bin)
-        .args(["serve", "--bind", "127.0.0.1:0", "--tokens", TOKEN])
-        .env("RUST_LOG", "warn")
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let url = loop {
-        let printed = std::fs::read_to_string(&log).unwrap();
-        if let Some(u) = printed
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-        {
-            break u.to_string();
-        }
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let server =
+        cubewalk_testkit::ServerProcess::start(&bin, &["--tokens", TOKEN], &[("RUST_LOG", "warn")]);
+    let url = server.url.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -54,7 +36,7 @@ fn gateway_holds_256_keep_alive_connections_without_errors() {
         let r = reqwest::Client::new().put(&url).header("token", TOKEN).json(&body).send().await.unwrap();
         assert!(r.status().is_success());
     });
-    let rss_before = rss_kib(server.id());
+    let rss_before = rss_kib(server.pid());
 
     let ok = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -87,10 +69,8 @@ fn gateway_holds_256_keep_alive_connections_without_errors() {
         }
     });
     let elapsed = started.elapsed();
-    let rss_after = rss_kib(server.id());
-    let _ = server.kill();
-    let _ = server.wait();
-    let _ = std::fs::remove_file(&log);
+    let rss_after = rss_kib(server.pid());
+    drop(server);
     let (ok, errors) = (ok.load(Ordering::Relaxed), errors.load(Ordering::Relaxed));
     println!(
         "load: {CONNECTIONS} keep-alive connections for {:.1} s: {ok} requests ({:.0}/s), {errors} errors; gateway RSS {} MiB -> {} MiB",

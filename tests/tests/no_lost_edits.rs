@@ -97,20 +97,11 @@ fn client_thread(t: u32, world: &'static str) -> (Acked, u32) {
 
 fn hammer(stack: &Stack, world: &'static str) {
     let endpoint = stack.endpoint();
-    let mut options = unsafe { std::mem::zeroed::<CwOptions>() };
-    assert_eq!(unsafe { cw_options_default(&mut options) }, Status::Ok);
-    options.timeout_ms = 60_000;
-    options.max_retries = 20;
-    options.max_in_flight = 64;
-    let s = unsafe {
-        cw_init_with_options(
-            endpoint.as_ptr(),
-            endpoint.len(),
-            TOKEN.as_ptr(),
-            TOKEN.len(),
-            &options,
-        )
-    };
+    let s = init_with(&endpoint, |o| {
+        o.timeout_ms = 60_000;
+        o.max_retries = 20;
+        o.max_in_flight = 64;
+    });
     assert_eq!(s, Status::Ok);
 
     let handles: Vec<_> = (0..THREADS)

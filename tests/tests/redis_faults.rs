@@ -6,53 +6,25 @@
 use cubewalk::ffi::*;
 use cubewalk::Status;
 use cubewalk_e2e::*;
-use cubewalk_server::gateway::{GatewayConfig, TokenAuthorizer};
-use cubewalk_server::handlers::authorizer::TokenSet;
-use cubewalk_server::store::{ChunkStore, RedisStore, RedisStoreConfig};
-use cubewalk_testkit::{RedisServer, TestGateway};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn gateway_on(redis: &RedisServer) -> TestGateway {
-    let url = redis.url();
-    TestGateway::start_with(
-        GatewayConfig::default(),
-        Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]))),
-        move || async move {
-            let store: Arc<dyn ChunkStore> =
-                Arc::new(RedisStore::connect_lazy(&RedisStoreConfig::new(url)).unwrap());
-            store
-        },
-    )
-}
-
 fn init_with_small_budget(endpoint: &str) {
-    let mut o = unsafe { std::mem::zeroed::<CwOptions>() };
-    assert_eq!(unsafe { cw_options_default(&mut o) }, Status::Ok);
-    o.timeout_ms = 15_000;
-    o.max_retries = 2;
-    o.retry_base_delay_ms = 10;
-    o.retry_max_delay_ms = 50;
-    assert_eq!(
-        unsafe {
-            cw_init_with_options(
-                endpoint.as_ptr(),
-                endpoint.len(),
-                TOKEN.as_ptr(),
-                TOKEN.len(),
-                &o,
-            )
-        },
-        Status::Ok
-    );
+    let s = init_with(endpoint, |o| {
+        o.timeout_ms = 15_000;
+        o.max_retries = 2;
+        o.retry_base_delay_ms = 10;
+        o.retry_max_delay_ms = 50;
+    });
+    assert_eq!(s, Status::Ok);
 }
 
 #[test]
 fn redis_killed_mid_load_gives_503_then_recovers_without_restarting_the_gateway() {
     let _g = serial();
-    let mut redis = RedisServer::start();
-    let gw = gateway_on(&redis);
-    init_with_small_budget(&gw.blocks_url());
+    let mut stack = Stack::redis();
+    let endpoint = stack.endpoint();
+    init_with_small_budget(&endpoint);
 
     // Load from 4 threads while Redis dies under it.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -82,13 +54,13 @@ fn redis_killed_mid_load_gives_503_then_recovers_without_restarting_the_gateway(
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    redis.kill();
+    stack.redis_server().kill();
 
     // Straight HTTP: 503 with a JSON error body, well within API Gateway's 29 s.
     let http = reqwest::blocking::Client::new();
     let start = Instant::now();
     let resp = http
-        .get(format!("{}?chunks=0,0,0", gw.blocks_url()))
+        .get(format!("{}?chunks=0,0,0", endpoint))
         .header("token", TOKEN)
         .send()
         .unwrap();
@@ -119,7 +91,7 @@ fn redis_killed_mid_load_gives_503_then_recovers_without_restarting_the_gateway(
     );
 
     std::thread::sleep(Duration::from_millis(300));
-    redis.restart();
+    stack.redis_server().restart();
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut all = std::collections::HashMap::<i32, u32>::new();
@@ -164,7 +136,7 @@ fn redis_killed_mid_load_gives_503_then_recovers_without_restarting_the_gateway(
 #[test]
 fn with_appendfsync_always_a_redis_crash_loses_no_acknowledged_edit() {
     let _g = serial();
-    let mut redis = RedisServer::start_with(&[
+    let mut stack = Stack::redis_with(&[
         "--appendonly",
         "yes",
         "--appendfsync",
@@ -172,8 +144,7 @@ fn with_appendfsync_always_a_redis_crash_loses_no_acknowledged_edit() {
         "--save",
         "",
     ]);
-    let gw = gateway_on(&redis);
-    init_with_small_budget(&gw.blocks_url());
+    init_with_small_budget(&stack.endpoint());
     let mut acked = Vec::new();
     for n in 0..300u32 {
         let k = key((n % 5) as i32, 0, 0);
@@ -188,8 +159,8 @@ fn with_appendfsync_always_a_redis_crash_loses_no_acknowledged_edit() {
         assert_eq!(s, Status::Ok, "{}", last_error());
         acked.push((n, v[0].version));
     }
-    redis.kill(); // SIGKILL: no shutdown save, only the AOF survives
-    redis.restart();
+    stack.redis_server().kill(); // SIGKILL: no shutdown save, only the AOF survives
+    stack.redis_server().restart();
     let keys: Vec<_> = (0..5).map(|x| key(x, 0, 0)).collect();
     let mut versions = [CW_NO_VERSION; 5];
     let mut buffers = vec![Box::new([0i32; 4096]); 5];
