@@ -154,7 +154,7 @@ extern "C" {
 // The library version as `major << 16 | minor << 8 | patch`.
 uint32_t cw_version(void);
 
-// A static, NUL-terminated name for a status code (`"CW_OK"`, ...). Never free it.
+// A static, NUL-terminated name for a status code (`"CW_STATUS_OK"`, ...). Never free it.
 const char *cw_status_str(int32_t status);
 
 // Fills `*out` with the default options (10 s timeout, 5 s connect, 3 retries from 100 ms up
@@ -192,7 +192,7 @@ CwStatus cw_init_with_options(const uint8_t *endpoint,
                               size_t token_len,
                               const CwOptions *options);
 
-// Cancels every request in flight (blocking calls return `CW_CANCELLED`, non-blocking ones
+// Cancels every request in flight (blocking calls return `CW_STATUS_CANCELLED`, non-blocking ones
 // report it from `cw_poll`) and stops the library's threads without waiting for them. Returns
 // at once. `cw_init` afterwards starts afresh. Safe to call when not initialized.
 CwStatus cw_shutdown(void);
@@ -246,7 +246,7 @@ CwStatus cw_fetch_blocks_begin(const uint8_t *world,
 // On success `out_versions[0..*out_count]` hold each touched chunk's new version, in order of
 // first appearance. `capacity` must be at least the number of distinct chunks touched;
 // otherwise nothing is sent, `*out_count` is set to the number needed and the call returns
-// `CW_BUFFER_TOO_SMALL`.
+// `CW_STATUS_BUFFER_TOO_SMALL`.
 //
 // # Safety
 // `edits` must hold `count` elements, `out_versions` `capacity`, `out_count` one, all valid
@@ -275,20 +275,20 @@ CwStatus cw_put_blocks_begin(const uint8_t *world,
                              size_t *out_count,
                              uint64_t *out_request_id);
 
-// Reports on a non-blocking request: `CW_PENDING` while it runs (never blocks); otherwise
+// Reports on a non-blocking request: `CW_STATUS_PENDING` while it runs (never blocks); otherwise
 // writes its results into the memory given at begin and returns its final status, after
 // which the id is forgotten. Call it from the thread that owns the output memory (the game's
 // main thread, once per frame); poll one id from one thread at a time.
 CwStatus cw_poll(uint64_t request_id);
 
 // Cancels a non-blocking request: its output memory is never touched after this returns and
-// the id is forgotten. `CW_INVALID_ARGUMENT` for an unknown or finished id.
+// the id is forgotten. `CW_STATUS_INVALID_ARGUMENT` for an unknown or finished id.
 CwStatus cw_cancel(uint64_t request_id);
 
 // Copies the message of this thread's most recent failed call into `buf` (UTF-8,
 // NUL-terminated, truncated on a character boundary to fit) and its full length (without
 // NUL) into `*out_len` when not null. Empty when no call failed. Returns
-// `CW_BUFFER_TOO_SMALL` when truncated. Does not change the last error itself.
+// `CW_STATUS_BUFFER_TOO_SMALL` when truncated. Does not change the last error itself.
 //
 // # Safety
 // `buf` must point to `len` writable bytes; `out_len` null or writable.

@@ -31,7 +31,7 @@ namespace CubeWalk.Native
         public static extern uint cw_version();
 
         /// <summary>
-        ///  A static, NUL-terminated name for a status code (`"CW_OK"`, ...). Never free it.
+        ///  A static, NUL-terminated name for a status code (`"CW_STATUS_OK"`, ...). Never free it.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "cw_status_str", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern byte* cw_status_str(int status);
@@ -74,7 +74,7 @@ namespace CubeWalk.Native
         public static extern CwStatus cw_init_with_options(byte* endpoint, System.UIntPtr endpoint_len, byte* token, System.UIntPtr token_len, CwOptions* options);
 
         /// <summary>
-        ///  Cancels every request in flight (blocking calls return `CW_CANCELLED`, non-blocking ones
+        ///  Cancels every request in flight (blocking calls return `CW_STATUS_CANCELLED`, non-blocking ones
         ///  report it from `cw_poll`) and stops the library's threads without waiting for them. Returns
         ///  at once. `cw_init` afterwards starts afresh. Safe to call when not initialized.
         /// </summary>
@@ -124,7 +124,7 @@ namespace CubeWalk.Native
         ///  On success `out_versions[0..*out_count]` hold each touched chunk's new version, in order of
         ///  first appearance. `capacity` must be at least the number of distinct chunks touched;
         ///  otherwise nothing is sent, `*out_count` is set to the number needed and the call returns
-        ///  `CW_BUFFER_TOO_SMALL`.
+        ///  `CW_STATUS_BUFFER_TOO_SMALL`.
         ///
         ///  # Safety
         ///  `edits` must hold `count` elements, `out_versions` `capacity`, `out_count` one, all valid
@@ -146,7 +146,7 @@ namespace CubeWalk.Native
         public static extern CwStatus cw_put_blocks_begin(byte* world, System.UIntPtr world_len, CwEdit* edits, System.UIntPtr count, CwChunkVersion* out_versions, System.UIntPtr capacity, System.UIntPtr* out_count, ulong* out_request_id);
 
         /// <summary>
-        ///  Reports on a non-blocking request: `CW_PENDING` while it runs (never blocks); otherwise
+        ///  Reports on a non-blocking request: `CW_STATUS_PENDING` while it runs (never blocks); otherwise
         ///  writes its results into the memory given at begin and returns its final status, after
         ///  which the id is forgotten. Call it from the thread that owns the output memory (the game's
         ///  main thread, once per frame); poll one id from one thread at a time.
@@ -156,7 +156,7 @@ namespace CubeWalk.Native
 
         /// <summary>
         ///  Cancels a non-blocking request: its output memory is never touched after this returns and
-        ///  the id is forgotten. `CW_INVALID_ARGUMENT` for an unknown or finished id.
+        ///  the id is forgotten. `CW_STATUS_INVALID_ARGUMENT` for an unknown or finished id.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "cw_cancel", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern CwStatus cw_cancel(ulong request_id);
@@ -165,7 +165,7 @@ namespace CubeWalk.Native
         ///  Copies the message of this thread's most recent failed call into `buf` (UTF-8,
         ///  NUL-terminated, truncated on a character boundary to fit) and its full length (without
         ///  NUL) into `*out_len` when not null. Empty when no call failed. Returns
-        ///  `CW_BUFFER_TOO_SMALL` when truncated. Does not change the last error itself.
+        ///  `CW_STATUS_BUFFER_TOO_SMALL` when truncated. Does not change the last error itself.
         ///
         ///  # Safety
         ///  `buf` must point to `len` writable bytes; `out_len` null or writable.

@@ -39,7 +39,7 @@ pub extern "C" fn cw_version() -> u32 {
         | part(env!("CARGO_PKG_VERSION_PATCH"))
 }
 
-/// A static, NUL-terminated name for a status code (`"CW_OK"`, ...). Never free it.
+/// A static, NUL-terminated name for a status code (`"CW_STATUS_OK"`, ...). Never free it.
 #[no_mangle]
 pub extern "C" fn cw_status_str(status: i32) -> *const std::ffi::c_char {
     let s: &'static [u8] = match status {
@@ -185,7 +185,7 @@ fn convert_options(o: &CwOptions) -> Result<ClientOptions, Error> {
     })
 }
 
-/// Cancels every request in flight (blocking calls return `CW_CANCELLED`, non-blocking ones
+/// Cancels every request in flight (blocking calls return `CW_STATUS_CANCELLED`, non-blocking ones
 /// report it from `cw_poll`) and stops the library's threads without waiting for them. Returns
 /// at once. `cw_init` afterwards starts afresh. Safe to call when not initialized.
 #[no_mangle]
@@ -400,7 +400,7 @@ unsafe fn put_args(
 /// On success `out_versions[0..*out_count]` hold each touched chunk's new version, in order of
 /// first appearance. `capacity` must be at least the number of distinct chunks touched;
 /// otherwise nothing is sent, `*out_count` is set to the number needed and the call returns
-/// `CW_BUFFER_TOO_SMALL`.
+/// `CW_STATUS_BUFFER_TOO_SMALL`.
 ///
 /// # Safety
 /// `edits` must hold `count` elements, `out_versions` `capacity`, `out_count` one, all valid
@@ -487,7 +487,7 @@ pub unsafe extern "C" fn cw_put_blocks_begin(
     })
 }
 
-/// Reports on a non-blocking request: `CW_PENDING` while it runs (never blocks); otherwise
+/// Reports on a non-blocking request: `CW_STATUS_PENDING` while it runs (never blocks); otherwise
 /// writes its results into the memory given at begin and returns its final status, after
 /// which the id is forgotten. Call it from the thread that owns the output memory (the game's
 /// main thread, once per frame); poll one id from one thread at a time.
@@ -497,7 +497,7 @@ pub extern "C" fn cw_poll(request_id: u64) -> Status {
 }
 
 /// Cancels a non-blocking request: its output memory is never touched after this returns and
-/// the id is forgotten. `CW_INVALID_ARGUMENT` for an unknown or finished id.
+/// the id is forgotten. `CW_STATUS_INVALID_ARGUMENT` for an unknown or finished id.
 #[no_mangle]
 pub extern "C" fn cw_cancel(request_id: u64) -> Status {
     guard(|| session::cancel(request_id))
@@ -506,7 +506,7 @@ pub extern "C" fn cw_cancel(request_id: u64) -> Status {
 /// Copies the message of this thread's most recent failed call into `buf` (UTF-8,
 /// NUL-terminated, truncated on a character boundary to fit) and its full length (without
 /// NUL) into `*out_len` when not null. Empty when no call failed. Returns
-/// `CW_BUFFER_TOO_SMALL` when truncated. Does not change the last error itself.
+/// `CW_STATUS_BUFFER_TOO_SMALL` when truncated. Does not change the last error itself.
 ///
 /// # Safety
 /// `buf` must point to `len` writable bytes; `out_len` null or writable.
