@@ -13,7 +13,7 @@ mod stats;
 use clap::Parser;
 use cubewalk::ffi::*;
 use cubewalk::{ChunkEdit, ChunkKey, Client, ClientOptions, Status};
-use cubewalk_e2e::{init_with, Stack, TOKEN};
+use cubewalk_e2e::{fetch_into, init_with, Stack, TOKEN};
 use cubewalk_protocol::codec::{blob_from_base64, decode_chunk_into, fixtures, ChunkData};
 use cubewalk_protocol::{FetchQuery, FetchResponse, WorldId};
 use stats::{ms, us, Samples};
@@ -120,7 +120,7 @@ impl Env {
     }
 }
 
-/// A fetch of `keys` through the C ABI (blocking), into `buffers`.
+/// A fetch of `keys` through the C ABI (blocking), into the buffers behind `ptrs`.
 fn abi_fetch(
     world: &str,
     keys: &[CwChunkKey],
@@ -128,18 +128,7 @@ fn abi_fetch(
     ptrs: &[*mut i32],
     changed: &mut [u8],
 ) {
-    let s = unsafe {
-        cw_fetch_blocks(
-            world.as_ptr(),
-            world.len(),
-            keys.as_ptr(),
-            keys.len(),
-            versions.as_mut_ptr(),
-            ptrs.as_ptr(),
-            changed.as_mut_ptr(),
-        )
-    };
-    assert_eq!(s, Status::Ok);
+    assert_eq!(fetch_into(world, keys, versions, ptrs, changed), Status::Ok);
 }
 
 fn cw_keys(keys: &[ChunkKey]) -> Vec<CwChunkKey> {

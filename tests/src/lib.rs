@@ -158,7 +158,21 @@ pub fn fetch(
     changed: &mut [u8],
 ) -> Status {
     let ptrs: Vec<*mut i32> = buffers.iter_mut().map(|b| b.as_mut_ptr()).collect();
-    // SAFETY: every array holds keys.len() elements, each buffer 4096 cubes.
+    fetch_into(world, keys, versions, &ptrs, changed)
+}
+
+/// Blocking fetch into caller buffers given as raw pointers, exactly the C call.
+pub fn fetch_into(
+    world: &str,
+    keys: &[CwChunkKey],
+    versions: &mut [u64],
+    buffers: &[*mut i32],
+    changed: &mut [u8],
+) -> Status {
+    assert!(
+        versions.len() >= keys.len() && buffers.len() >= keys.len() && changed.len() >= keys.len()
+    );
+    // SAFETY: every array holds keys.len() elements; each buffer pointer is the caller's 4096 cubes.
     unsafe {
         cw_fetch_blocks(
             world.as_ptr(),
@@ -166,7 +180,7 @@ pub fn fetch(
             keys.as_ptr(),
             keys.len(),
             versions.as_mut_ptr(),
-            ptrs.as_ptr(),
+            buffers.as_ptr(),
             changed.as_mut_ptr(),
         )
     }

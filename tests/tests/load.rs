@@ -41,6 +41,7 @@ fn gateway_holds_256_keep_alive_connections_without_errors() {
     let ok = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let stop_at = started + RUN_FOR;
     rt.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..CONNECTIONS {
@@ -51,7 +52,7 @@ fn gateway_holds_256_keep_alive_connections_without_errors() {
                     .pool_max_idle_per_host(1)
                     .build()
                     .unwrap();
-                while started.elapsed() < RUN_FOR {
+                while Instant::now() < stop_at {
                     let served = match client.get(&url).header("token", TOKEN).send().await {
                         Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
                         Err(_) => false,
