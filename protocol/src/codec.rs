@@ -15,6 +15,8 @@
 
 use crate::chunk::CHUNK_CUBES;
 use base64::Engine;
+use miniz_oxide::inflate::core::{self as inflate_core, inflate_flags, DecompressorOxide};
+use miniz_oxide::inflate::TINFLStatus;
 
 /// A chunk's decoded contents in the game's order (`x * 256 + z * 16 + y`).
 pub type ChunkData = [i32; CHUNK_CUBES];
@@ -91,6 +93,13 @@ pub fn encode_chunk(data: &ChunkData) -> Vec<u8> {
     }
 }
 
+thread_local! {
+    /// The inflater of [`decode_chunk_into`] and its output buffer, sized to the largest valid
+    /// run-length stream.
+    static INFLATE: std::cell::RefCell<(Box<DecompressorOxide>, Vec<u8>)> =
+        std::cell::RefCell::new((Box::default(), vec![0; MAX_RLE_LEN]));
+}
+
 /// Decodes a blob into `out`, the caller's 4096-cube buffer. On error `out` may hold a partial
 /// result and must not be used.
 pub fn decode_chunk_into(blob: &[u8], out: &mut ChunkData) -> Result<(), DecodeError> {
@@ -108,28 +117,47 @@ pub fn decode_chunk_into(blob: &[u8], out: &mut ChunkData) -> Result<(), DecodeE
             }
             Ok(())
         }
-        TAG_RLE_DEFLATE => {
-            let rle = miniz_oxide::inflate::decompress_to_vec_with_limit(payload, MAX_RLE_LEN)
-                .map_err(|_| DecodeError::Deflate)?;
+        TAG_RLE_DEFLATE => INFLATE.with(|state| {
+            // One decompressor and one bounded output buffer per thread: no per-chunk
+            // allocation or zeroing, and a stream that expands past the bound is refused.
+            let mut state = state.borrow_mut();
+            let (decompressor, scratch) = &mut *state;
+            decompressor.init();
+            let flags = inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF
+                | inflate_flags::TINFL_FLAG_IGNORE_ADLER32;
+            let (status, _, written) =
+                inflate_core::decompress(decompressor, payload, &mut scratch[..], 0, flags);
+            if status != TINFLStatus::Done {
+                return Err(DecodeError::Deflate);
+            }
+            let rle = &scratch[..written];
             let mut pos = 0;
             let mut filled = 0;
             while pos < rle.len() {
-                let run = get_varint(&rle, &mut pos).ok_or(DecodeError::Runs("truncated run"))?;
+                let run = get_varint(rle, &mut pos).ok_or(DecodeError::Runs("truncated run"))?;
                 let value =
-                    get_varint(&rle, &mut pos).ok_or(DecodeError::Runs("truncated value"))?;
+                    get_varint(rle, &mut pos).ok_or(DecodeError::Runs("truncated value"))?;
                 let value = unzigzag(value).ok_or(DecodeError::Runs("value out of range"))?;
                 if run == 0 || run > (CHUNK_CUBES - filled) as u64 {
                     return Err(DecodeError::Runs("run length out of range"));
                 }
                 let run = run as usize;
-                out[filled..filled + run].fill(value);
+                let dst = &mut out[filled..filled + run];
+                if run <= 16 {
+                    // Terrain runs are short: a plain loop beats a memset call per run.
+                    for cube in dst {
+                        *cube = value;
+                    }
+                } else {
+                    dst.fill(value);
+                }
                 filled += run;
             }
             if filled != CHUNK_CUBES {
                 return Err(DecodeError::Runs("runs do not cover the chunk"));
             }
             Ok(())
-        }
+        }),
         other => Err(DecodeError::UnknownTag(other)),
     }
 }
