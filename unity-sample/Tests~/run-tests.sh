@@ -23,7 +23,8 @@ done
 endpoint="$(grep -o 'http://[^ ]*' "$work/gateway.out" | head -1)"
 [ -n "$endpoint" ] || { echo "gateway did not start"; cat "$work/gateway.err"; exit 1; }
 
-nunit="/usr/lib/cli/nunit.framework-2.6.3/nunit.framework.dll"
+nunit="$(ls /usr/lib/cli/nunit.framework-2.6*/nunit.framework.dll | head -1)"
+[ -n "$nunit" ] || { echo "NUnit 2.6 not found (apt-get install libnunit-cil-dev)"; exit 1; }
 mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591,0618 -target:library -out:"$work/CubeWalk.Tests.dll" \
   -r:"$nunit" \
   "$root"/unity-sample/Runtime/*.cs "$here"/*.cs
