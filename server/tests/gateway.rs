@@ -189,7 +189,7 @@ async fn authorizer_failures_are_500_with_null_message() {
 async fn cache_hits_within_ttl_and_misses_after_it() {
     let auth = scripted(|_| Ok(policy("Allow", "arn:*/prod/*/*")));
     let config = GatewayConfig {
-        auth_cache_ttl: Duration::from_millis(400),
+        auth_cache_ttl: Duration::from_millis(1500),
         ..GatewayConfig::default()
     };
     let gw = start(config, auth.clone());
@@ -207,7 +207,7 @@ async fn cache_hits_within_ttl_and_misses_after_it() {
         200
     );
     assert_eq!(auth.calls.load(Ordering::SeqCst), 2);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1800)).await;
     assert_eq!(call("GET", &url, Some(TOKEN), None).await.0, 200);
     assert_eq!(
         auth.calls.load(Ordering::SeqCst),
