@@ -220,23 +220,11 @@ impl Client {
             }
         }
         let deadline = Instant::now() + self.inner.options.timeout;
-        let mut batches = fetch_batches(&world, chunks);
-        if batches.len() == 1 {
-            // The common case needs no extra task (and no hop to another worker thread).
-            let only = batches.pop().expect("one batch");
-            return self.inner.fetch_batch(only, deadline).await;
-        }
-        let mut tasks = tokio::task::JoinSet::new();
-        for (n, query) in batches.into_iter().enumerate() {
-            let inner = self.inner.clone();
-            tasks.spawn(async move { (n, inner.fetch_batch(query, deadline).await) });
-        }
-        let mut parts: Vec<Option<Vec<FetchedBlob>>> = vec![None; tasks.len()];
-        while let Some(joined) = tasks.join_next().await {
-            let (n, result) = joined.map_err(|e| Error::Internal(e.to_string()))?;
-            parts[n] = Some(result?);
-        }
-        Ok(parts.into_iter().flatten().flatten().collect())
+        let batches = fetch_batches(&world, chunks);
+        run_batches(&self.inner, batches, move |inner, query| async move {
+            inner.fetch_batch(query, deadline).await
+        })
+        .await
     }
 
     /// Applies `edits` in `world` and returns the version of every touched chunk afterwards,
@@ -246,23 +234,43 @@ impl Client {
         let world = parse_world(world)?;
         let grouped = group_edits(edits)?;
         let deadline = Instant::now() + self.inner.options.timeout;
-        let mut batches = put_batches(&world, grouped);
-        if batches.len() == 1 {
-            let only = batches.pop().expect("one batch");
-            return self.inner.put_batch(only, deadline).await;
-        }
-        let mut tasks = tokio::task::JoinSet::new();
-        for (n, request) in batches.into_iter().enumerate() {
-            let inner = self.inner.clone();
-            tasks.spawn(async move { (n, inner.put_batch(request, deadline).await) });
-        }
-        let mut parts: Vec<Option<Vec<VersionEntry>>> = vec![None; tasks.len()];
-        while let Some(joined) = tasks.join_next().await {
-            let (n, result) = joined.map_err(|e| Error::Internal(e.to_string()))?;
-            parts[n] = Some(result?);
-        }
-        Ok(parts.into_iter().flatten().flatten().collect())
+        let batches = put_batches(&world, grouped);
+        run_batches(&self.inner, batches, move |inner, request| async move {
+            inner.put_batch(request, deadline).await
+        })
+        .await
     }
+}
+
+/// Sends every batch with `send` and concatenates the answers in batch order. A single batch
+/// (the common case) runs in place, with no extra task and no hop to another worker thread;
+/// several run concurrently.
+async fn run_batches<B, T, F, Fut>(
+    inner: &Arc<Inner>,
+    mut batches: Vec<B>,
+    send: F,
+) -> Result<Vec<T>>
+where
+    B: Send + 'static,
+    T: Send + 'static,
+    F: Fn(Arc<Inner>, B) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>>> + Send + 'static,
+{
+    if batches.len() == 1 {
+        let only = batches.pop().expect("one batch");
+        return send(inner.clone(), only).await;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (n, batch) in batches.into_iter().enumerate() {
+        let run = send(inner.clone(), batch);
+        tasks.spawn(async move { (n, run.await) });
+    }
+    let mut parts: Vec<Option<Vec<T>>> = (0..tasks.len()).map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        let (n, result) = joined.map_err(|e| Error::Internal(e.to_string()))?;
+        parts[n] = Some(result?);
+    }
+    Ok(parts.into_iter().flatten().flatten().collect())
 }
 
 impl Inner {

@@ -22,8 +22,18 @@ pub async fn handle(
     store: &dyn ChunkStore,
 ) -> ApiGatewayProxyResponse {
     let result = route(req, store).await;
-    let response = match &result {
-        Ok(body) => json_response(200, body.clone()),
+    match &result {
+        Ok(_) => tracing::info!(method = %req.http_method, status = 200, "blocks"),
+        Err(e) if e.status() >= 500 => {
+            tracing::error!(method = %req.http_method, status = e.status(), error = %e, "blocks")
+        }
+        Err(e) => {
+            tracing::info!(method = %req.http_method, status = e.status(), error = %e, "blocks")
+        }
+    }
+    match result {
+        // The body moves into the response: a fetch answer can be megabytes.
+        Ok(body) => json_response(200, body),
         Err(e) => {
             let mut r = json_response(
                 e.status(),
@@ -35,17 +45,7 @@ pub async fn handle(
             }
             r
         }
-    };
-    match &result {
-        Ok(_) => tracing::info!(method = %req.http_method, status = 200, "blocks"),
-        Err(e) if e.status() >= 500 => {
-            tracing::error!(method = %req.http_method, status = e.status(), error = %e, "blocks")
-        }
-        Err(e) => {
-            tracing::info!(method = %req.http_method, status = e.status(), error = %e, "blocks")
-        }
     }
-    response
 }
 
 async fn route(req: &ApiGatewayProxyRequest, store: &dyn ChunkStore) -> Result<String, WireError> {
