@@ -9,12 +9,14 @@ pub mod chunk;
 pub mod codec;
 pub mod limits;
 pub mod messages;
+pub mod revision;
 pub mod world;
 
 pub use chunk::{cube_index, ChunkKey, CHUNK_CUBES, CHUNK_SIDE};
 pub use codec::{decode_chunk, encode_chunk, ChunkData, DecodeError};
 pub use messages::{
-    ChunkEdit, CubeRef, ErrorBody, ErrorDetail, FetchEntry, FetchQuery, FetchResponse, PutRequest,
-    PutResponse, VersionEntry, WireError,
+    ChunkEdit, CubeRef, ErrorBody, ErrorDetail, FetchEntry, FetchQuery, FetchResponse,
+    IdempotencyKey, PutRequest, PutResponse, VersionEntry, WireError,
 };
+pub use revision::{revision, EMPTY_REVISION, NO_REVISION};
 pub use world::{WorldId, DEFAULT_WORLD};

@@ -20,3 +20,9 @@ pub const LAMBDA_PAYLOAD_LIMIT: usize = 6_000_000;
 /// Upper bound on one fetched chunk's JSON entry: the longest key and version plus the
 /// largest base64 blob.
 pub const MAX_FETCH_ENTRY_JSON_LEN: usize = MAX_BLOB_BASE64_LEN + 96;
+/// How long the server remembers a put's idempotency key (and the answer it gave), in seconds.
+/// A client may retry a put under the same key only within this window; the SDK's longest
+/// call (`timeout_ms` at most 600 000) stays inside it.
+pub const IDEMPOTENCY_WINDOW_SECS: u64 = 900;
+/// Shortest and longest idempotency key, in characters of `A-Z a-z 0-9 _ -`.
+pub const IDEMPOTENCY_KEY_LEN: std::ops::RangeInclusive<usize> = 16..=64;

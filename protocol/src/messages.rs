@@ -2,7 +2,8 @@
 
 use crate::chunk::{cube_index, ChunkKey, CHUNK_CUBES};
 use crate::limits::{
-    MAX_CHUNKS_PARAM_LEN, MAX_CHUNKS_PER_FETCH, MAX_CHUNKS_PER_PUT, MAX_EDITS_PER_PUT,
+    IDEMPOTENCY_KEY_LEN, MAX_CHUNKS_PARAM_LEN, MAX_CHUNKS_PER_FETCH, MAX_CHUNKS_PER_PUT,
+    MAX_EDITS_PER_PUT,
 };
 use crate::world::{WorldId, DEFAULT_WORLD};
 use serde::{Deserialize, Serialize};
@@ -100,7 +101,7 @@ pub struct ErrorDetail {
 pub struct FetchQuery {
     /// The world to read.
     pub world: WorldId,
-    /// The chunks, in the order the answer lists them, with the version the caller holds.
+    /// The chunks, in the order the answer lists them, with the revision the caller holds.
     pub chunks: Vec<(ChunkKey, Option<u64>)>,
 }
 
@@ -182,7 +183,8 @@ pub struct FetchResponse {
 pub struct FetchEntry {
     /// The chunk.
     pub key: ChunkKey,
-    /// Its current version; 0 for a chunk never written.
+    /// Its current revision ([`crate::revision`]: a tag of its content, 0 for all air). The
+    /// field keeps the name `version` that the C ABI uses; revisions are not ordered.
     pub version: u64,
     /// Base64 of the encoded chunk (see [`crate::codec`]; `""` is all air). Absent when the
     /// caller already holds `version` ("not modified").
@@ -197,8 +199,63 @@ pub struct PutRequest {
     /// The world to edit (default `default`).
     #[serde(default)]
     pub world: WorldId,
+    /// Names this logical put so that a retry of it is recognised: for
+    /// [`crate::limits::IDEMPOTENCY_WINDOW_SECS`] after a chunk applied a put with this key,
+    /// the same key on that chunk changes nothing and answers the revision it answered then.
+    /// Without it, a retried put whose first answer was lost would write its (older) values
+    /// over a newer edit made in between.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<IdempotencyKey>,
     /// The edits, applied in order (a later edit of the same cube wins).
     pub edits: Vec<ChunkEdit>,
+}
+
+/// A put's idempotency key: 16 to 64 characters of `A-Z a-z 0-9 _ -`, unique per logical put
+/// (the SDK draws 128 random bits for each).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Checks `s` and wraps it.
+    pub fn new(s: &str) -> Result<Self, WireError> {
+        let ok = IDEMPOTENCY_KEY_LEN.contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(WireError::Invalid(format!(
+                "idempotency_key must be {} to {} characters of A-Z a-z 0-9 _ -",
+                IDEMPOTENCY_KEY_LEN.start(),
+                IDEMPOTENCY_KEY_LEN.end()
+            )))
+        }
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for IdempotencyKey {
+    type Error = WireError;
+    fn try_from(s: String) -> Result<Self, WireError> {
+        Self::new(&s)
+    }
+}
+
+impl From<IdempotencyKey> for String {
+    fn from(k: IdempotencyKey) -> String {
+        k.0
+    }
+}
+
+impl std::fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// One cube edit: set the cube at `index` (or `local` x, y, z) of `chunk` to `value`.
@@ -326,7 +383,7 @@ pub struct PutResponse {
 pub struct VersionEntry {
     /// The chunk.
     pub key: ChunkKey,
-    /// Its version after the edits.
+    /// Its revision after the edits ([`crate::revision`]).
     pub version: u64,
 }
 

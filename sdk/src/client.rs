@@ -4,17 +4,23 @@ use crate::endpoint::parse_endpoint;
 use crate::error::{Error, Result};
 use crate::retry::{is_transient_status, parse_retry_after, RetryPolicy};
 use cubewalk_protocol::codec::{blob_from_base64, decode_chunk_into, ChunkData};
-use cubewalk_protocol::limits::{MAX_CHUNKS_PER_FETCH, MAX_CHUNKS_PER_PUT, MAX_EDITS_PER_PUT};
-use cubewalk_protocol::{
-    ChunkEdit, ChunkKey, ErrorBody, FetchQuery, FetchResponse, PutRequest, PutResponse,
-    VersionEntry, WorldId, CHUNK_CUBES,
+use cubewalk_protocol::limits::{
+    IDEMPOTENCY_WINDOW_SECS, MAX_CHUNKS_PER_FETCH, MAX_CHUNKS_PER_PUT, MAX_EDITS_PER_PUT,
 };
-use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use cubewalk_protocol::{
+    ChunkEdit, ChunkKey, ErrorBody, FetchQuery, FetchResponse, IdempotencyKey, PutRequest,
+    PutResponse, VersionEntry, WorldId, CHUNK_CUBES,
+};
+use futures_util::future::{FutureExt, Shared};
+use rand::Rng;
+use reqwest::header::{HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::Method;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, Semaphore};
 use tokio::time::Instant;
 use url::Url;
 
@@ -26,6 +32,11 @@ const FETCH_PARAM_BUDGET: usize = 6000;
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 /// Longest accepted token.
 pub const MAX_TOKEN_LEN: usize = 4096;
+/// Longest `timeout` a client accepts, in milliseconds. A put is retried only within its
+/// call's timeout, and the server remembers a put's idempotency key for longer than this, so
+/// every retry is recognised.
+pub const MAX_TIMEOUT_MS: u32 = 600_000;
+const _: () = assert!((MAX_TIMEOUT_MS as u64) / 1000 < IDEMPOTENCY_WINDOW_SECS);
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -105,7 +116,14 @@ struct Inner {
     token: HeaderValue,
     options: ClientOptions,
     permits: Semaphore,
+    /// For each chunk, the last put begun on it that has not finished: a later put of the
+    /// same chunk waits for it, so puts apply in the order they were begun.
+    put_tails: Mutex<HashMap<(WorldId, ChunkKey), (u64, PutDone)>>,
+    next_put: AtomicU64,
 }
+
+/// Resolves when a put has finished (or was dropped).
+type PutDone = Shared<oneshot::Receiver<()>>;
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -133,13 +151,20 @@ impl Client {
                 "max_in_flight must be 1 to 1024".into(),
             ));
         }
-        if options.timeout.is_zero() {
-            return Err(Error::InvalidArgument("timeout must be positive".into()));
+        if options.timeout.is_zero()
+            || options.timeout > Duration::from_millis(u64::from(MAX_TIMEOUT_MS))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "timeout must be 1 to {MAX_TIMEOUT_MS} ms"
+            )));
         }
         let mut builder = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("cubewalk-sdk/", env!("CARGO_PKG_VERSION")))
+            // A followed redirect would carry the token header to whatever host the answer
+            // names, in clear if it says http://. The endpoint must be the final URL.
+            .redirect(reqwest::redirect::Policy::none())
             .no_proxy();
         if let Some(pem) = &options.extra_root_ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
@@ -164,6 +189,8 @@ impl Client {
                 token,
                 permits: Semaphore::new(options.max_in_flight),
                 options,
+                put_tails: Mutex::new(HashMap::new()),
+                next_put: AtomicU64::new(0),
             }),
         })
     }
@@ -227,18 +254,156 @@ impl Client {
         .await
     }
 
-    /// Applies `edits` in `world` and returns the version of every touched chunk afterwards,
+    /// Applies `edits` in `world` and returns the revision of every touched chunk afterwards,
     /// in order of first appearance. All edits to one chunk travel in one request, so they
     /// apply atomically; a batch too big for one request is split by chunk.
-    pub async fn put(&self, world: &str, edits: &[ChunkEdit]) -> Result<Vec<VersionEntry>> {
+    ///
+    /// The put takes its place in line when this method is called, before the returned future
+    /// is first polled: a later put of the same chunk through this client (or its clones)
+    /// waits until this one has finished, so puts apply in the order they were begun. Each
+    /// request carries its own idempotency key, reused by its retries, so a retry of a request
+    /// the server already applied changes nothing. No edits: no request, an empty answer.
+    ///
+    /// A put split over several requests that fails part way answers
+    /// [`Error::PartialPut`], listing the chunks confirmed applied.
+    pub fn put(
+        &self,
+        world: &str,
+        edits: &[ChunkEdit],
+    ) -> impl Future<Output = Result<Vec<VersionEntry>>> + Send + 'static {
+        let prepared = self.prepare_put(world, edits);
+        let inner = self.inner.clone();
+        async move {
+            let Some((batches, turn, deadline)) = prepared? else {
+                return Ok(Vec::new());
+            };
+            turn.wait().await;
+            let result = run_put_batches(&inner, batches, deadline).await;
+            drop(turn);
+            result
+        }
+    }
+
+    /// Validates and splits a put and takes its place in line for its chunks.
+    fn prepare_put(
+        &self,
+        world: &str,
+        edits: &[ChunkEdit],
+    ) -> Result<Option<(Vec<PutRequest>, PutTurn, Instant)>> {
         let world = parse_world(world)?;
         let grouped = group_edits(edits)?;
+        if grouped.is_empty() {
+            return Ok(None);
+        }
         let deadline = Instant::now() + self.inner.options.timeout;
-        let batches = put_batches(&world, grouped);
-        run_batches(&self.inner, batches, move |inner, request| async move {
-            inner.put_batch(request, deadline).await
-        })
-        .await
+        let turn = PutTurn::take(&self.inner, &world, grouped.iter().map(|(k, _)| *k));
+        Ok(Some((put_batches(&world, grouped), turn, deadline)))
+    }
+}
+
+/// A put's place in the per-chunk lines of its client: it waits for the puts begun before it
+/// on any of its chunks, and lets the ones after it go when dropped.
+struct PutTurn {
+    inner: Arc<Inner>,
+    id: u64,
+    chunks: Vec<(WorldId, ChunkKey)>,
+    before: Vec<PutDone>,
+    _done: oneshot::Sender<()>,
+}
+
+impl PutTurn {
+    fn take(inner: &Arc<Inner>, world: &WorldId, chunks: impl Iterator<Item = ChunkKey>) -> Self {
+        let id = inner.next_put.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let done = rx.shared();
+        let chunks: Vec<_> = chunks.map(|k| (world.clone(), k)).collect();
+        let mut before = Vec::new();
+        let mut tails = lock(&inner.put_tails);
+        for c in &chunks {
+            if let Some((_, prev)) = tails.insert(c.clone(), (id, done.clone())) {
+                before.push(prev);
+            }
+        }
+        Self {
+            inner: inner.clone(),
+            id,
+            chunks,
+            before,
+            _done: tx,
+        }
+    }
+
+    async fn wait(&self) {
+        for prev in &self.before {
+            // Finished or dropped: either way its turn is over.
+            let _ = prev.clone().await;
+        }
+    }
+}
+
+impl Drop for PutTurn {
+    fn drop(&mut self) {
+        let mut tails = lock(&self.inner.put_tails);
+        for c in &self.chunks {
+            if tails.get(c).is_some_and(|(id, _)| *id == self.id) {
+                tails.remove(c);
+            }
+        }
+    }
+}
+
+/// Locks ignoring poison: the map stays consistent through every critical section.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sends a put's requests (concurrently when several) and waits for all of them, so that a
+/// failure can say which chunks were applied.
+async fn run_put_batches(
+    inner: &Arc<Inner>,
+    batches: Vec<PutRequest>,
+    deadline: Instant,
+) -> Result<Vec<VersionEntry>> {
+    if batches.len() == 1 {
+        let only = batches.into_iter().next().expect("one batch");
+        return inner.put_batch(only, deadline).await;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    let count = batches.len();
+    let total: usize = batches.iter().map(|b| chunks_of(b).len()).sum();
+    for (n, batch) in batches.into_iter().enumerate() {
+        let inner = inner.clone();
+        tasks.spawn(async move { (n, inner.put_batch(batch, deadline).await) });
+    }
+    let mut parts: Vec<Option<Result<Vec<VersionEntry>>>> = (0..count).map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((n, result)) => parts[n] = Some(result),
+            Err(e) => {
+                let panic = Error::Internal(format!("put request task failed: {e}"));
+                if let Some(slot) = parts.iter_mut().find(|p| p.is_none()) {
+                    *slot = Some(Err(panic));
+                }
+            }
+        }
+    }
+    let mut applied = Vec::new();
+    let mut cause = None;
+    for part in parts.into_iter().flatten() {
+        match part {
+            Ok(entries) => applied.extend(entries),
+            Err(e) => {
+                cause.get_or_insert(e);
+            }
+        }
+    }
+    match cause {
+        None => Ok(applied),
+        Some(cause) => Err(Error::PartialPut {
+            applied,
+            total,
+            cause: Box::new(cause),
+        }),
     }
 }
 
@@ -323,12 +488,7 @@ impl Inner {
             .await?;
         let resp: PutResponse = serde_json::from_slice(&answer)
             .map_err(|e| Error::Protocol(format!("put answer is not valid: {e}")))?;
-        let mut expected: Vec<ChunkKey> = Vec::new();
-        for e in &request.edits {
-            if expected.last() != Some(&e.chunk) {
-                expected.push(e.chunk);
-            }
-        }
+        let expected = chunks_of(&request);
         let got: Vec<ChunkKey> = resp.chunks.iter().map(|c| c.key).collect();
         if got != expected {
             return Err(Error::Protocol(
@@ -422,6 +582,7 @@ impl Inner {
         }
         let mut resp = req.send().await.map_err(transport_failure)?;
         let status = resp.status().as_u16();
+        let resp_location = resp.headers().get(LOCATION).cloned();
         let retry_after = resp
             .headers()
             .get(RETRY_AFTER)
@@ -442,6 +603,8 @@ impl Inner {
         }
         if (200..300).contains(&status) {
             Ok(bytes)
+        } else if (300..400).contains(&status) {
+            Err(Failure::Fatal(redirect_refused(status, resp_location)))
         } else {
             Err(Failure::Status {
                 status,
@@ -450,6 +613,17 @@ impl Inner {
             })
         }
     }
+}
+
+/// The chunks a put request touches, in order (its edits are grouped by chunk).
+fn chunks_of(request: &PutRequest) -> Vec<ChunkKey> {
+    let mut chunks: Vec<ChunkKey> = Vec::new();
+    for e in &request.edits {
+        if chunks.last() != Some(&e.chunk) {
+            chunks.push(e.chunk);
+        }
+    }
+    chunks
 }
 
 /// What one attempt ended in, before the retry decision.
@@ -477,6 +651,27 @@ fn transport_failure(e: reqwest::Error) -> Failure {
         source = s.source();
     }
     Failure::Transport(message)
+}
+
+/// A redirect is never followed (the token would go with it); the error names where it
+/// pointed so the caller can fix the endpoint.
+fn redirect_refused(status: u16, location: Option<HeaderValue>) -> Error {
+    let target = location
+        .as_ref()
+        .and_then(|l| l.to_str().ok())
+        .map(|l| match Url::parse(l) {
+            Ok(u) => format!(
+                "host {}",
+                u.host_str().map_or_else(|| "(none)".into(), str::to_owned)
+            ),
+            // A relative Location stays on the endpoint's own host.
+            Err(_) => "a path on the same host".into(),
+        })
+        .unwrap_or_else(|| "no Location".into());
+    Error::Protocol(format!(
+        "the server answered {status} redirecting to {target}; redirects are never followed \
+         (the token would be sent along): give the final URL as the endpoint"
+    ))
 }
 
 fn response_too_large() -> Error {
@@ -586,15 +781,17 @@ fn group_edits(edits: &[ChunkEdit]) -> Result<Vec<ChunkCubes>> {
 /// Packs grouped edits into requests within the per-request edit and chunk limits, never
 /// splitting one chunk's edits across requests.
 fn put_batches(world: &WorldId, grouped: Vec<ChunkCubes>) -> Vec<PutRequest> {
+    let request = |edits| PutRequest {
+        world: world.clone(),
+        idempotency_key: Some(new_idempotency_key()),
+        edits,
+    };
     let mut batches = Vec::new();
     let mut current: Vec<ChunkEdit> = Vec::new();
     let mut chunks = 0;
     for (key, cubes) in grouped {
         if chunks == MAX_CHUNKS_PER_PUT || current.len() + cubes.len() > MAX_EDITS_PER_PUT {
-            batches.push(PutRequest {
-                world: world.clone(),
-                edits: std::mem::take(&mut current),
-            });
+            batches.push(request(std::mem::take(&mut current)));
             chunks = 0;
         }
         current.extend(
@@ -604,13 +801,16 @@ fn put_batches(world: &WorldId, grouped: Vec<ChunkCubes>) -> Vec<PutRequest> {
         );
         chunks += 1;
     }
-    if !current.is_empty() || batches.is_empty() {
-        batches.push(PutRequest {
-            world: world.clone(),
-            edits: current,
-        });
+    if !current.is_empty() {
+        batches.push(request(current));
     }
     batches
+}
+
+/// 128 random bits: a fresh key for each request of each logical put.
+fn new_idempotency_key() -> IdempotencyKey {
+    let bits: u128 = rand::rng().random();
+    IdempotencyKey::new(&format!("{bits:032x}")).expect("32 hex digits make a valid key")
 }
 
 #[cfg(test)]

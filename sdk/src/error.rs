@@ -93,6 +93,18 @@ pub enum Error {
     /// Internal failure.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A put split over several requests failed part way: the chunks in `applied` were
+    /// confirmed applied (with their revisions); the others failed with `cause` and may or may
+    /// not have been applied (refetch them to know).
+    #[error("{cause} ({} of {total} chunks confirmed applied)", applied.len())]
+    PartialPut {
+        /// Chunks confirmed applied, in the put's order of first appearance.
+        applied: Vec<cubewalk_protocol::VersionEntry>,
+        /// Distinct chunks the put touched.
+        total: usize,
+        /// Why the rest failed.
+        cause: Box<Error>,
+    },
 }
 
 impl Error {
@@ -111,6 +123,7 @@ impl Error {
             Self::BufferTooSmall { .. } => Status::BufferTooSmall,
             Self::Protocol(_) => Status::Protocol,
             Self::Internal(_) => Status::Internal,
+            Self::PartialPut { cause, .. } => cause.status(),
         }
     }
 }

@@ -50,11 +50,12 @@ async fn real_events_round_trip() {
     let (status, body) = send(&store, &event("rest-put-event.json")).await;
     assert_eq!(status, 200, "{body}");
     let put: PutResponse = serde_json::from_str(&body).unwrap();
+    let (r0, r1) = (put.chunks[0].version, put.chunks[1].version);
     assert_eq!(
         serde_json::to_value(&put).unwrap(),
         json!({"world": "default", "chunks": [
-            {"key": [0, 0, 0], "version": 1},
-            {"key": [1, 0, 0], "version": 1}
+            {"key": [0, 0, 0], "version": r0},
+            {"key": [1, 0, 0], "version": r1}
         ]})
     );
 
@@ -69,18 +70,24 @@ async fn real_events_round_trip() {
     let c1 =
         decode_chunk(&blob_from_base64(got.chunks[1].data.as_deref().unwrap()).unwrap()).unwrap();
     assert_eq!(c1[4095], -1);
+    assert_eq!((got.chunks[0].version, got.chunks[1].version), (r0, r1));
 
     // Holding the current versions: both come back without data.
-    let (_, body) = send(&store, &get_event(&[("chunks", "0,0,0@1;1,0,0@1;2,0,0@0")])).await;
+    let held = format!("0,0,0@{r0};1,0,0@{r1};2,0,0@0");
+    let (_, body) = send(&store, &get_event(&[("chunks", held.as_str())])).await;
     let got: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         got,
         json!({"world": "default", "chunks": [
-            {"key": [0, 0, 0], "version": 1},
-            {"key": [1, 0, 0], "version": 1},
+            {"key": [0, 0, 0], "version": r0},
+            {"key": [1, 0, 0], "version": r1},
             {"key": [2, 0, 0], "version": 0}
         ]})
     );
+    // A version that names other content is answered with the data.
+    let stale = format!("0,0,0@{r1}");
+    let (_, body) = send(&store, &get_event(&[("chunks", stale.as_str())])).await;
+    assert!(body.contains(r#""data":""#), "{body}");
     // A never-written chunk asked without a version reads as all air ("" data) at version 0.
     let (_, body) = send(&store, &get_event(&[("chunks", "9,9,9")])).await;
     assert_eq!(

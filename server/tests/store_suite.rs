@@ -1,7 +1,7 @@
 //! One suite of store semantics, run against the embedded store and a real `redis-server`.
 
 use cubewalk_protocol::codec::{decode_chunk, fixtures};
-use cubewalk_protocol::{ChunkKey, CubeRef, WorldId};
+use cubewalk_protocol::{ChunkKey, CubeRef, IdempotencyKey, WorldId, EMPTY_REVISION};
 use cubewalk_server::store::{ChunkStore, MemoryStore, RedisStore, RedisStoreConfig, StoreError};
 use cubewalk_testkit::RedisServer;
 use std::sync::Arc;
@@ -36,14 +36,17 @@ async fn put_then_fetch_round_trips(store: &dyn ChunkStore) {
                 (a, vec![set(0, 7), set(4095, -9)]),
                 (b, vec![set(17, i32::MAX)]),
             ],
+            None,
         )
         .await
         .unwrap();
-    assert_eq!(v, vec![1, 1]);
     let got = store
         .fetch(&w, &[b, a, ChunkKey::new(9, 9, 9)])
         .await
         .unwrap();
+    // The answer names the stored content.
+    assert_eq!(v, vec![got[1].revision(), got[0].revision()]);
+    assert_eq!(got[1].version, 1);
     let cb = decode_chunk(&got[0].blob).unwrap();
     let ca = decode_chunk(&got[1].blob).unwrap();
     assert_eq!((ca[0], ca[4095], ca[1]), (7, -9, 0));
@@ -51,38 +54,110 @@ async fn put_then_fetch_round_trips(store: &dyn ChunkStore) {
     assert_eq!(got[2].version, 0);
     // A later edit of the same cube in one batch wins.
     let v = store
-        .apply(&w, &[(a, vec![set(1, 1), set(1, 2)])])
+        .apply(&w, &[(a, vec![set(1, 1), set(1, 2)])], None)
         .await
         .unwrap();
-    assert_eq!(v, vec![2]);
-    let ca = decode_chunk(&store.fetch(&w, &[a]).await.unwrap()[0].blob).unwrap();
+    let again = store.fetch(&w, &[a]).await.unwrap();
+    assert_eq!((v, again[0].version), (vec![again[0].revision()], 2));
+    let ca = decode_chunk(&again[0].blob).unwrap();
     assert_eq!((ca[0], ca[1]), (7, 2));
 }
 
 async fn unchanged_batch_keeps_version_and_emptied_chunk_keeps_version(store: &dyn ChunkStore) {
     let w = world("versions");
     let k = ChunkKey::new(3, 3, 3);
+    let first = store
+        .apply(&w, &[(k, vec![set(5, 1)])], None)
+        .await
+        .unwrap();
+    assert_ne!(first, vec![EMPTY_REVISION]);
     assert_eq!(
-        store.apply(&w, &[(k, vec![set(5, 1)])]).await.unwrap(),
-        vec![1]
+        store
+            .apply(&w, &[(k, vec![set(5, 1)])], None)
+            .await
+            .unwrap(),
+        first
     );
+    assert_eq!(store.fetch(&w, &[k]).await.unwrap()[0].version, 1);
+    // Back to all air: the revision of all air, whatever happened before.
     assert_eq!(
-        store.apply(&w, &[(k, vec![set(5, 1)])]).await.unwrap(),
-        vec![1]
-    );
-    assert_eq!(
-        store.apply(&w, &[(k, vec![set(5, 0)])]).await.unwrap(),
-        vec![2]
+        store
+            .apply(&w, &[(k, vec![set(5, 0)])], None)
+            .await
+            .unwrap(),
+        vec![EMPTY_REVISION]
     );
     let got = store.fetch(&w, &[k]).await.unwrap();
     assert_eq!(got[0].version, 2);
     assert!(got[0].blob.is_empty(), "an emptied chunk stores no data");
 }
 
+/// A second apply under the same idempotency key changes nothing and answers the first one's
+/// revision, even after another writer changed the chunk in between; another key applies.
+async fn idempotency_key_applies_once(store: &dyn ChunkStore) {
+    let w = world("idempotent");
+    let (k, other) = (ChunkKey::new(4, 4, 4), ChunkKey::new(5, 4, 4));
+    let key = IdempotencyKey::new("retry-key-0123456789").unwrap();
+    let first = store
+        .apply(&w, &[(k, vec![set(0, 111)])], Some(&key))
+        .await
+        .unwrap();
+    // Another player sets the same cube.
+    store
+        .apply(&w, &[(k, vec![set(0, 222)])], None)
+        .await
+        .unwrap();
+    // The first put's retry (answer lost): nothing changes, the original answer comes back;
+    // a chunk the first attempt did not reach is applied.
+    let retry = store
+        .apply(
+            &w,
+            &[(k, vec![set(0, 111)]), (other, vec![set(1, 5)])],
+            Some(&key),
+        )
+        .await
+        .unwrap();
+    assert_eq!(retry[0], first[0]);
+    let got = store.fetch(&w, &[k, other]).await.unwrap();
+    assert_eq!(
+        decode_chunk(&got[0].blob).unwrap()[0],
+        222,
+        "retry overwrote a newer edit"
+    );
+    assert_eq!(decode_chunk(&got[1].blob).unwrap()[1], 5);
+    // A put that changed nothing is remembered too: its retry must not undo a later edit.
+    let noop = IdempotencyKey::new("noop-key-0123456789a").unwrap();
+    store
+        .apply(&w, &[(k, vec![set(0, 222)])], Some(&noop))
+        .await
+        .unwrap();
+    store
+        .apply(&w, &[(k, vec![set(0, 333)])], None)
+        .await
+        .unwrap();
+    store
+        .apply(&w, &[(k, vec![set(0, 222)])], Some(&noop))
+        .await
+        .unwrap();
+    let got = store.fetch(&w, &[k]).await.unwrap();
+    assert_eq!(decode_chunk(&got[0].blob).unwrap()[0], 333);
+    // A fresh key is a new put.
+    let fresh = IdempotencyKey::new("fresh-key-0123456789").unwrap();
+    store
+        .apply(&w, &[(k, vec![set(0, 444)])], Some(&fresh))
+        .await
+        .unwrap();
+    let got = store.fetch(&w, &[k]).await.unwrap();
+    assert_eq!(decode_chunk(&got[0].blob).unwrap()[0], 444);
+    // No edits: nothing to do, on every store.
+    assert!(store.apply(&w, &[], Some(&fresh)).await.unwrap().is_empty());
+    assert!(store.apply(&w, &[], None).await.unwrap().is_empty());
+}
+
 async fn worlds_are_separate(store: &dyn ChunkStore) {
     let k = ChunkKey::new(0, 0, 0);
     store
-        .apply(&world("w-a"), &[(k, vec![set(0, 1)])])
+        .apply(&world("w-a"), &[(k, vec![set(0, 1)])], None)
         .await
         .unwrap();
     let other = store.fetch(&world("w-b"), &[k]).await.unwrap();
@@ -101,15 +176,15 @@ async fn whole_chunk_fixtures_survive(store: &dyn ChunkStore) {
             .enumerate()
             .map(|(i, &v)| set(i as u16, v))
             .collect();
-        store.apply(&w, &[(k, edits)]).await.unwrap();
+        store.apply(&w, &[(k, edits)], None).await.unwrap();
         let got = store.fetch(&w, &[k]).await.unwrap();
         assert_eq!(*decode_chunk(&got[0].blob).unwrap(), *chunk);
     }
 }
 
 /// `writers` tasks edit one chunk at once: each owns some cubes and also writes one shared cube.
-/// Every owned cube must end at its writer's last value (no lost update), and each writer's
-/// acknowledged versions must strictly grow.
+/// Every owned cube must end at its writer's last value (no lost update), and the write counter
+/// counts at least every changing batch.
 async fn concurrent_writers_lose_nothing(store: Arc<dyn ChunkStore>, writers: u16, edits: i32) {
     let w = world("contended");
     let k = ChunkKey::new(1, 1, 1);
@@ -118,16 +193,18 @@ async fn concurrent_writers_lose_nothing(store: Arc<dyn ChunkStore>, writers: u1
         let store = store.clone();
         let w = w.clone();
         tasks.push(tokio::spawn(async move {
-            let mut last_version = 0;
             for n in 1..=edits {
                 // Two owned cubes per writer, alternating, plus the shared cube 4095.
                 let own = id * 2 + (n % 2) as u16;
                 let v = store
-                    .apply(&w, &[(k, vec![set(own, n), set(4095, i32::from(id))])])
+                    .apply(
+                        &w,
+                        &[(k, vec![set(own, n), set(4095, i32::from(id))])],
+                        None,
+                    )
                     .await
                     .expect("apply");
-                assert!(v[0] > last_version, "versions must grow for each writer");
-                last_version = v[0];
+                assert_ne!(v[0], EMPTY_REVISION);
             }
         }));
     }
@@ -156,6 +233,7 @@ async fn run_suite(store: Arc<dyn ChunkStore>) {
     unchanged_batch_keeps_version_and_emptied_chunk_keeps_version(store.as_ref()).await;
     worlds_are_separate(store.as_ref()).await;
     whole_chunk_fixtures_survive(store.as_ref()).await;
+    idempotency_key_applies_once(store.as_ref()).await;
     concurrent_writers_lose_nothing(store, 8, 400).await;
 }
 
@@ -187,7 +265,7 @@ async fn redis_stores_chunks_compactly() {
         .map(|(i, &v)| set(i as u16, v))
         .collect();
     store
-        .apply(&w, &[(ChunkKey::new(0, 0, 0), edits)])
+        .apply(&w, &[(ChunkKey::new(0, 0, 0), edits)], None)
         .await
         .unwrap();
     let usage = redis
@@ -211,11 +289,17 @@ async fn redis_down_is_unavailable_and_recovers() {
         .unwrap();
     let w = world("faults");
     let k = ChunkKey::new(0, 0, 0);
-    store.apply(&w, &[(k, vec![set(0, 1)])]).await.unwrap();
+    store
+        .apply(&w, &[(k, vec![set(0, 1)])], None)
+        .await
+        .unwrap();
     redis.kill();
     let err = store.fetch(&w, &[k]).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
-    let err = store.apply(&w, &[(k, vec![set(0, 2)])]).await.unwrap_err();
+    let err = store
+        .apply(&w, &[(k, vec![set(0, 2)])], None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     redis.restart();
     // The same store object reconnects by itself (the data was not persisted).
@@ -238,7 +322,10 @@ async fn redis_survives_killed_connection() {
         .unwrap();
     let w = world("killed");
     let k = ChunkKey::new(0, 0, 0);
-    store.apply(&w, &[(k, vec![set(0, 1)])]).await.unwrap();
+    store
+        .apply(&w, &[(k, vec![set(0, 1)])], None)
+        .await
+        .unwrap();
     // What a long idle behind a NAT or a frozen Lambda looks like: the server drops us.
     assert!(redis
         .command(&["CLIENT", "KILL", "TYPE", "normal"])
@@ -252,10 +339,10 @@ async fn redis_survives_killed_connection() {
         .command(&["CLIENT", "KILL", "TYPE", "normal"])
         .is_some());
     let v = store
-        .apply(&w, &[(k, vec![set(1, 5)])])
+        .apply(&w, &[(k, vec![set(1, 5)])], None)
         .await
         .expect("put after kill");
-    assert_eq!(v, vec![2]);
+    assert_eq!(v, vec![store.fetch(&w, &[k]).await.unwrap()[0].revision()]);
 }
 
 #[tokio::test]
@@ -286,8 +373,10 @@ async fn redis_cluster_store_suite() {
         .iter()
         .map(|&k| (k, vec![set(1, k.x + 1000)]))
         .collect();
-    assert_eq!(store.apply(&w, &edits).await.unwrap(), vec![1; 64]);
+    let revisions = store.apply(&w, &edits, None).await.unwrap();
     let got = store.fetch(&w, &keys).await.unwrap();
+    let fetched: Vec<u64> = got.iter().map(|c| c.revision()).collect();
+    assert_eq!(revisions, fetched);
     for (k, c) in keys.iter().zip(got) {
         assert_eq!(decode_chunk(&c.blob).unwrap()[1], k.x + 1000);
     }
@@ -314,8 +403,12 @@ async fn redis_over_tls_with_user_and_password() {
     let w = world("tls");
     let k = ChunkKey::new(0, 0, 0);
     assert_eq!(
-        store.apply(&w, &[(k, vec![set(3, 9)])]).await.unwrap(),
-        vec![1]
+        store
+            .apply(&w, &[(k, vec![set(3, 9)])], None)
+            .await
+            .unwrap()
+            .len(),
+        1
     );
     assert_eq!(
         decode_chunk(&store.fetch(&w, &[k]).await.unwrap()[0].blob).unwrap()[3],

@@ -76,7 +76,10 @@ namespace CubeWalk.Native
         /// <summary>
         ///  Cancels every request in flight (blocking calls return `CW_STATUS_CANCELLED`, non-blocking ones
         ///  report it from `cw_poll`) and stops the library's threads without waiting for them. Returns
-        ///  at once. `cw_init` afterwards starts afresh. Safe to call when not initialized.
+        ///  at once (it waits only for a `cw_poll` that is copying a result out at that moment). Once
+        ///  it returns, every request id begun before it polls `CW_STATUS_CANCELLED`, no caller memory
+        ///  given to those requests is written again, and their memory is freed. `cw_init` afterwards
+        ///  starts afresh. Safe to call when not initialized.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "cw_shutdown", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern CwStatus cw_shutdown();
@@ -85,10 +88,13 @@ namespace CubeWalk.Native
         ///  Fetches `count` chunks of `world`, blocking until done.
         ///
         ///  - `keys[i]`: the chunks (each at most once).
-        ///  - `versions[i]`: in, the version of chunk i the caller holds in `buffers[i]`, or
-        ///    `CW_NO_VERSION`; out, the chunk's current version.
+        ///  - `versions[i]`: in, the version (revision) of chunk i the caller holds in `buffers[i]`,
+        ///    or `CW_NO_VERSION`; out, the chunk's current version. A version is a 64-bit tag of the
+        ///    chunk's content (0 = all air): equal versions mean equal cubes, whatever the server lost
+        ///    or restored in between; versions are not ordered.
         ///  - `buffers[i]`: the caller's `int32_t[4096]` for chunk i, in game order; written only when
-        ///    the chunk changed (a chunk held at its current version is left alone).
+        ///    the chunk changed (a chunk held at its current version is left alone). Buffers must not
+        ///    overlap (`CW_STATUS_INVALID_ARGUMENT`).
         ///  - `changed` (may be null): out, `changed[i]` is 1 when `buffers[i]` was written, else 0.
         ///
         ///  Requests are split and sent concurrently when `count` exceeds one request's limit. On error
@@ -118,13 +124,19 @@ namespace CubeWalk.Native
 
         /// <summary>
         ///  Applies `count` cube edits in `world`, blocking until done. Edits apply in order (a later
-        ///  edit of the same cube wins); all edits of one chunk apply atomically. Values are absolute,
-        ///  so retrying a put is safe.
+        ///  edit of the same cube wins); all edits of one chunk apply atomically. Each request carries
+        ///  an idempotency key that its automatic retries reuse, so a retry of a request the server had
+        ///  already applied (its answer lost) changes nothing: it never writes over a newer edit made
+        ///  in between. Puts of the same chunk through this library apply in the order they were
+        ///  begun. `count` 0 sends nothing and succeeds with `*out_count` 0.
         ///
         ///  On success `out_versions[0..*out_count]` hold each touched chunk's new version, in order of
         ///  first appearance. `capacity` must be at least the number of distinct chunks touched;
         ///  otherwise nothing is sent, `*out_count` is set to the number needed and the call returns
-        ///  `CW_STATUS_BUFFER_TOO_SMALL`.
+        ///  `CW_STATUS_BUFFER_TOO_SMALL`. On any other failure `out_versions[0..*out_count]` list the
+        ///  chunks confirmed applied (only a put split over several requests, more than 256 chunks or
+        ///  16384 edits, can have some); the other chunks may or may not have been applied: fetch them
+        ///  to know, rather than putting the same edits again, which could overwrite newer edits.
         ///
         ///  # Safety
         ///  `edits` must hold `count` elements, `out_versions` `capacity`, `out_count` one, all valid
@@ -149,14 +161,17 @@ namespace CubeWalk.Native
         ///  Reports on a non-blocking request: `CW_STATUS_PENDING` while it runs (never blocks); otherwise
         ///  writes its results into the memory given at begin and returns its final status, after
         ///  which the id is forgotten. Call it from the thread that owns the output memory (the game's
-        ///  main thread, once per frame); poll one id from one thread at a time.
+        ///  main thread, once per frame). An id begun before the last `cw_shutdown` polls
+        ///  `CW_STATUS_CANCELLED`; a panic inside the request is `CW_STATUS_INTERNAL`.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "cw_poll", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern CwStatus cw_poll(ulong request_id);
 
         /// <summary>
-        ///  Cancels a non-blocking request: its output memory is never touched after this returns and
-        ///  the id is forgotten. `CW_STATUS_INVALID_ARGUMENT` for an unknown or finished id.
+        ///  Cancels a non-blocking request: its output memory is never touched after this returns,
+        ///  whatever it returns, and the id is forgotten. `CW_STATUS_INVALID_ARGUMENT` for an unknown
+        ///  or finished id (when a `cw_poll` on another thread is writing the result at that moment,
+        ///  this waits until it is written). A cancelled put may or may not have reached the server.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "cw_cancel", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern CwStatus cw_cancel(ulong request_id);

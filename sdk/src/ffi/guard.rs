@@ -31,16 +31,20 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<Status, Error>) -> Status {
             e.status()
         }
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            let e = Error::Internal(format!("caught panic: {what}"));
+            let e = Error::Internal(format!("caught panic: {}", panic_message(&*panic)));
             set_last_error(&e);
             e.status()
         }
     }
+}
+
+/// What a caught panic said, when it said it with a string.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 fn invalid(what: &str, why: &str) -> Error {

@@ -13,10 +13,10 @@ mod guard;
 mod session;
 pub mod types;
 
-use crate::client::{Client, ClientOptions};
+use crate::client::{Client, ClientOptions, MAX_TIMEOUT_MS};
 use crate::error::{Error, Status};
 use crate::retry::RetryPolicy;
-use cubewalk_protocol::{ChunkEdit, ChunkKey};
+use cubewalk_protocol::{ChunkEdit, ChunkKey, CHUNK_CUBES};
 use guard::{check_count, check_ptr, guard, slice, utf8};
 use session::{Outcome, Outputs};
 use std::collections::HashSet;
@@ -150,8 +150,8 @@ fn convert_options(o: &CwOptions) -> Result<ClientOptions, Error> {
     if o.struct_size as usize != std::mem::size_of::<CwOptions>() {
         return bad("struct_size must be sizeof(CwOptions); fill it with cw_options_default");
     }
-    if !(1..=600_000).contains(&o.timeout_ms) {
-        return bad("timeout_ms must be 1..=600000");
+    if !(1..=MAX_TIMEOUT_MS).contains(&o.timeout_ms) {
+        return bad(&format!("timeout_ms must be 1..={MAX_TIMEOUT_MS}"));
     }
     if !(1..=60_000).contains(&o.connect_timeout_ms) {
         return bad("connect_timeout_ms must be 1..=60000");
@@ -187,7 +187,10 @@ fn convert_options(o: &CwOptions) -> Result<ClientOptions, Error> {
 
 /// Cancels every request in flight (blocking calls return `CW_STATUS_CANCELLED`, non-blocking ones
 /// report it from `cw_poll`) and stops the library's threads without waiting for them. Returns
-/// at once. `cw_init` afterwards starts afresh. Safe to call when not initialized.
+/// at once (it waits only for a `cw_poll` that is copying a result out at that moment). Once
+/// it returns, every request id begun before it polls `CW_STATUS_CANCELLED`, no caller memory
+/// given to those requests is written again, and their memory is freed. `cw_init` afterwards
+/// starts afresh. Safe to call when not initialized.
 #[no_mangle]
 pub extern "C" fn cw_shutdown() -> Status {
     guard(|| {
@@ -233,6 +236,7 @@ unsafe fn fetch_args(
     for (i, &b) in buffer_ptrs.iter().enumerate() {
         check_ptr(b.cast_const(), &format!("buffers[{i}]"))?;
     }
+    check_disjoint(buffer_ptrs)?;
     if !changed.is_null() {
         check_count(count, CW_MAX_FETCH_CHUNKS, "changed")?;
     }
@@ -257,13 +261,41 @@ unsafe fn fetch_args(
     })
 }
 
+/// Refuses chunk buffers that overlap (the same buffer given twice, or two closer than 4096
+/// cubes): two chunks would be decoded into one place and the versions recorded for both,
+/// a divergence that no later fetch would notice.
+fn check_disjoint(buffers: &[*mut i32]) -> Result<(), Error> {
+    let mut by_address: Vec<(usize, usize)> = buffers
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| (b as usize, i))
+        .collect();
+    by_address.sort_unstable();
+    for pair in by_address.windows(2) {
+        let ((a, i), (b, j)) = (pair[0], pair[1]);
+        if b - a < CHUNK_BYTES {
+            let (i, j) = (i.min(j), i.max(j));
+            return Err(Error::InvalidArgument(format!(
+                "buffers[{i}] and buffers[{j}] overlap: each chunk needs its own 4096 cubes"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of one chunk buffer.
+const CHUNK_BYTES: usize = CHUNK_CUBES * std::mem::size_of::<i32>();
+
 /// Fetches `count` chunks of `world`, blocking until done.
 ///
 /// - `keys[i]`: the chunks (each at most once).
-/// - `versions[i]`: in, the version of chunk i the caller holds in `buffers[i]`, or
-///   `CW_NO_VERSION`; out, the chunk's current version.
+/// - `versions[i]`: in, the version (revision) of chunk i the caller holds in `buffers[i]`,
+///   or `CW_NO_VERSION`; out, the chunk's current version. A version is a 64-bit tag of the
+///   chunk's content (0 = all air): equal versions mean equal cubes, whatever the server lost
+///   or restored in between; versions are not ordered.
 /// - `buffers[i]`: the caller's `int32_t[4096]` for chunk i, in game order; written only when
-///   the chunk changed (a chunk held at its current version is left alone).
+///   the chunk changed (a chunk held at its current version is left alone). Buffers must not
+///   overlap (`CW_STATUS_INVALID_ARGUMENT`).
 /// - `changed` (may be null): out, `changed[i]` is 1 when `buffers[i]` was written, else 0.
 ///
 /// Requests are split and sent concurrently when `count` exceeds one request's limit. On error
@@ -394,13 +426,19 @@ unsafe fn put_args(
 }
 
 /// Applies `count` cube edits in `world`, blocking until done. Edits apply in order (a later
-/// edit of the same cube wins); all edits of one chunk apply atomically. Values are absolute,
-/// so retrying a put is safe.
+/// edit of the same cube wins); all edits of one chunk apply atomically. Each request carries
+/// an idempotency key that its automatic retries reuse, so a retry of a request the server had
+/// already applied (its answer lost) changes nothing: it never writes over a newer edit made
+/// in between. Puts of the same chunk through this library apply in the order they were
+/// begun. `count` 0 sends nothing and succeeds with `*out_count` 0.
 ///
 /// On success `out_versions[0..*out_count]` hold each touched chunk's new version, in order of
 /// first appearance. `capacity` must be at least the number of distinct chunks touched;
 /// otherwise nothing is sent, `*out_count` is set to the number needed and the call returns
-/// `CW_STATUS_BUFFER_TOO_SMALL`.
+/// `CW_STATUS_BUFFER_TOO_SMALL`. On any other failure `out_versions[0..*out_count]` list the
+/// chunks confirmed applied (only a put split over several requests, more than 256 chunks or
+/// 16384 edits, can have some); the other chunks may or may not have been applied: fetch them
+/// to know, rather than putting the same edits again, which could overwrite newer edits.
 ///
 /// # Safety
 /// `edits` must hold `count` elements, `out_versions` `capacity`, `out_count` one, all valid
@@ -433,7 +471,7 @@ pub unsafe extern "C" fn cw_put_blocks(
             edits,
             outputs,
         } = args;
-        let result = session::block_on(move |c| async move { c.put(&world, &edits).await });
+        let result = session::block_on(move |c| c.put(&world, &edits));
         // SAFETY: this call's own arguments, still valid.
         unsafe { session::write_outcome(Outcome::Put(result), &outputs) }?;
         Ok(Status::Ok)
@@ -478,7 +516,11 @@ pub unsafe extern "C" fn cw_put_blocks_begin(
             outputs,
         } = args;
         let id = session::begin(
-            move |c| async move { Outcome::Put(c.put(&world, &edits).await) },
+            move |c| {
+                // Called now: the put takes its place in line before begin returns.
+                let put = c.put(&world, &edits);
+                async move { Outcome::Put(put.await) }
+            },
             outputs,
         )?;
         // SAFETY: checked above.
@@ -490,14 +532,17 @@ pub unsafe extern "C" fn cw_put_blocks_begin(
 /// Reports on a non-blocking request: `CW_STATUS_PENDING` while it runs (never blocks); otherwise
 /// writes its results into the memory given at begin and returns its final status, after
 /// which the id is forgotten. Call it from the thread that owns the output memory (the game's
-/// main thread, once per frame); poll one id from one thread at a time.
+/// main thread, once per frame). An id begun before the last `cw_shutdown` polls
+/// `CW_STATUS_CANCELLED`; a panic inside the request is `CW_STATUS_INTERNAL`.
 #[no_mangle]
 pub extern "C" fn cw_poll(request_id: u64) -> Status {
     guard(|| session::poll(request_id))
 }
 
-/// Cancels a non-blocking request: its output memory is never touched after this returns and
-/// the id is forgotten. `CW_STATUS_INVALID_ARGUMENT` for an unknown or finished id.
+/// Cancels a non-blocking request: its output memory is never touched after this returns,
+/// whatever it returns, and the id is forgotten. `CW_STATUS_INVALID_ARGUMENT` for an unknown
+/// or finished id (when a `cw_poll` on another thread is writing the result at that moment,
+/// this waits until it is written). A cancelled put may or may not have reached the server.
 #[no_mangle]
 pub extern "C" fn cw_cancel(request_id: u64) -> Status {
     guard(|| session::cancel(request_id))

@@ -6,11 +6,13 @@ use super::types::{CwChunkKey, CwChunkVersion};
 use crate::client::{Client, FetchedBlob, FetchedChunk};
 use crate::error::{Error, Result, Status};
 use cubewalk_protocol::{VersionEntry, CHUNK_CUBES};
+use futures_util::FutureExt;
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::{oneshot, watch};
@@ -39,6 +41,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 static REQUESTS: Lazy<Mutex<HashMap<u64, Pending>>> = Lazy::new(|| Mutex::new(HashMap::new()));
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Ids below this were issued before the last `cw_shutdown`: unknown ones poll `Cancelled`.
+static CANCELLED_BELOW: AtomicU64 = AtomicU64::new(0);
 
 /// Locks ignoring poison: every critical section leaves the maps consistent, and a panic
 /// elsewhere must not make the library unusable for the rest of the game session.
@@ -64,15 +68,28 @@ pub(crate) fn init(client: Client) -> Result<()> {
     Ok(())
 }
 
-/// Cancels everything in flight and stops the runtime without waiting for its threads.
+/// Cancels everything in flight and stops the runtime without waiting for its threads. When
+/// it returns, every request begun before it is forgotten (its memory freed), will poll
+/// `Cancelled`, and will never write caller memory again: a `cw_poll` that was writing a
+/// result when shutdown began has finished writing.
 pub(crate) fn shutdown() {
     let (runtime, cancel) = {
         let mut g = lock(&GLOBAL);
         g.client = None;
         (g.runtime.take(), g.cancel.take())
     };
-    for p in lock(&REQUESTS).values() {
+    let forgotten: Vec<Pending> = {
+        let mut table = lock(&REQUESTS);
+        CANCELLED_BELOW.fetch_max(NEXT_ID.load(Ordering::Acquire), Ordering::AcqRel);
+        table.drain().map(|(_, p)| p).collect()
+    };
+    for p in forgotten {
         p.abort.abort();
+        if let Some(gate) = &p.writing {
+            // A cw_poll on another thread is copying this result out: let it finish, so
+            // nothing is written after we return.
+            drop(lock(gate));
+        }
     }
     if let Some(cancel) = cancel {
         let _ = cancel.send(true);
@@ -165,15 +182,23 @@ pub(crate) enum Outcome {
     Fetch(Result<Vec<FetchedChunk>>),
     /// Put result.
     Put(Result<Vec<VersionEntry>>),
+    /// The request's task panicked (caught): reported as `Internal`.
+    Panicked(String),
 }
 
 struct Pending {
     rx: oneshot::Receiver<Outcome>,
     abort: AbortHandle,
-    outputs: Outputs,
+    /// Taken by the `cw_poll` that writes the result.
+    outputs: Option<Outputs>,
+    /// Held by that `cw_poll` while it writes; `cw_cancel` and `cw_shutdown` wait on it so
+    /// that nothing is written after they return.
+    writing: Option<Arc<Mutex<()>>>,
 }
 
-/// Starts `make(client)` and registers it; returns its request id.
+/// Starts `make(client)` and registers it; returns its request id. `make` runs now, on the
+/// caller's thread (a put takes its place in line there); the future it returns runs on the
+/// runtime.
 pub(crate) fn begin<F, Fut>(make: F, outputs: Outputs) -> Result<u64>
 where
     F: FnOnce(Client) -> Fut,
@@ -183,64 +208,98 @@ where
     let (tx, rx) = oneshot::channel();
     let fut = make(client);
     let task = handle.spawn(async move {
-        let _ = tx.send(fut.await);
+        let outcome = AssertUnwindSafe(fut)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Outcome::Panicked(super::guard::panic_message(&*panic)));
+        let _ = tx.send(outcome);
     });
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let id = NEXT_ID.fetch_add(1, Ordering::AcqRel);
     lock(&REQUESTS).insert(
         id,
         Pending {
             rx,
             abort: task.abort_handle(),
-            outputs,
+            outputs: Some(outputs),
+            writing: None,
         },
     );
     Ok(id)
 }
 
+/// Ids start at 1; those below the mark were handed out before the last shutdown.
+fn issued_before_shutdown(id: u64) -> bool {
+    id != 0 && id < CANCELLED_BELOW.load(Ordering::Acquire)
+}
+
+fn unknown(id: u64) -> Error {
+    Error::InvalidArgument(format!(
+        "request id {id} is unknown (never issued, already completed or cancelled)"
+    ))
+}
+
 /// `Pending` while running; otherwise writes the outputs and returns the final status (the id
 /// is then forgotten).
 pub(crate) fn poll(id: u64) -> Result<Status> {
+    let gate = Arc::new(Mutex::new(()));
+    let held = lock(&gate);
     let (outcome, outputs) = {
         let mut table = lock(&REQUESTS);
         let Some(p) = table.get_mut(&id) else {
-            return Err(Error::InvalidArgument(format!(
-                "request id {id} is unknown (never issued, already completed or cancelled)"
-            )));
+            if issued_before_shutdown(id) {
+                return Ok(Status::Cancelled);
+            }
+            return Err(unknown(id));
         };
+        if p.writing.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "request id {id} is being completed by a cw_poll on another thread"
+            )));
+        }
         match p.rx.try_recv() {
             Err(oneshot::error::TryRecvError::Empty) => return Ok(Status::Pending),
-            Ok(outcome) => {
-                let p = table.remove(&id).expect("present");
-                (Some(outcome), p.outputs)
-            }
             Err(oneshot::error::TryRecvError::Closed) => {
-                let p = table.remove(&id).expect("present");
-                (None, p.outputs)
+                table.remove(&id);
+                return Err(Error::Cancelled);
+            }
+            Ok(outcome) => {
+                // Stays in the table, marked, until written: a cw_cancel or cw_shutdown that
+                // comes now waits for the write instead of returning while it happens.
+                p.writing = Some(gate.clone());
+                (outcome, p.outputs.take().expect("outputs taken only here"))
             }
         }
     };
-    match outcome {
-        None => Err(Error::Cancelled),
-        Some(outcome) => {
-            // SAFETY: the caller promised (cw_*_begin docs) that these stay valid until a final
-            // status; we are on the caller's thread, inside cw_poll.
-            unsafe { write_outcome(outcome, &outputs) }?;
-            Ok(Status::Ok)
-        }
-    }
+    // SAFETY: the caller promised (cw_*_begin docs) that these stay valid until a final
+    // status or a cw_cancel, and any cw_cancel now waits for `gate`.
+    let written = unsafe { write_outcome(outcome, &outputs) };
+    lock(&REQUESTS).remove(&id);
+    drop(held);
+    written.map(|()| Status::Ok)
 }
 
-/// Cancels a request; its outputs are never written.
+/// Cancels a request; its outputs are never written once this returns.
 pub(crate) fn cancel(id: u64) -> Result<Status> {
-    match lock(&REQUESTS).remove(&id) {
-        Some(p) => {
-            p.abort.abort();
-            Ok(Status::Ok)
+    let gate = {
+        let mut table = lock(&REQUESTS);
+        match table.get(&id) {
+            None if issued_before_shutdown(id) => return Ok(Status::Ok),
+            None => return Err(unknown(id)),
+            Some(p) => match &p.writing {
+                Some(gate) => gate.clone(),
+                None => {
+                    let p = table.remove(&id).expect("present");
+                    p.abort.abort();
+                    return Ok(Status::Ok);
+                }
+            },
         }
-        None => Err(Error::InvalidArgument(format!(
-            "request id {id} is unknown (never issued, already completed or cancelled)"
-        ))),
-    }
+    };
+    // A cw_poll on another thread is writing the result: wait until it is done.
+    drop(lock(&gate));
+    Err(Error::InvalidArgument(format!(
+        "request id {id} completed (cw_poll wrote its outputs) before it could be cancelled"
+    )))
 }
 
 /// Writes a finished request's result into caller memory.
@@ -279,7 +338,22 @@ pub(crate) unsafe fn write_outcome(outcome: Outcome, outputs: &Outputs) -> Resul
                 out_count,
             },
         ) => {
-            let entries = result?;
+            let (entries, failure) = match result {
+                Ok(entries) => (entries, None),
+                Err(Error::PartialPut {
+                    applied,
+                    total,
+                    cause,
+                }) => (
+                    applied.clone(),
+                    Some(Error::PartialPut {
+                        applied,
+                        total,
+                        cause,
+                    }),
+                ),
+                Err(e) => (Vec::new(), Some(e)),
+            };
             for (i, e) in entries.iter().enumerate() {
                 // SAFETY: capacity was checked at begin against the distinct chunk count.
                 unsafe {
@@ -294,10 +368,11 @@ pub(crate) unsafe fn write_outcome(outcome: Outcome, outputs: &Outputs) -> Resul
                     });
                 }
             }
-            // SAFETY: caller contract.
+            // SAFETY: caller contract. On failure: how many chunks are confirmed applied.
             unsafe { out_count.write(entries.len()) };
-            Ok(())
+            failure.map_or(Ok(()), Err)
         }
+        (Outcome::Panicked(what), _) => Err(Error::Internal(format!("caught panic: {what}"))),
         _ => Err(Error::Internal("request kind mismatch".into())),
     }
 }

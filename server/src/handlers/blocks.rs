@@ -73,10 +73,15 @@ async fn fetch(req: &ApiGatewayProxyRequest, store: &dyn ChunkStore) -> Result<S
         .chunks
         .iter()
         .zip(stored)
-        .map(|(&(key, held), s)| FetchEntry {
-            key,
-            version: s.version,
-            data: (held != Some(s.version)).then(|| blob_to_base64(&s.blob)),
+        .map(|(&(key, held), s)| {
+            // "Not modified" only when the client names this very content (see
+            // cubewalk_protocol::revision): a restored or lost store cannot make it lie.
+            let version = s.revision();
+            FetchEntry {
+                key,
+                version,
+                data: (held != Some(version)).then(|| blob_to_base64(&s.blob)),
+            }
         })
         .collect();
     let resp = FetchResponse {
@@ -90,7 +95,13 @@ async fn put(req: &ApiGatewayProxyRequest, store: &dyn ChunkStore) -> Result<Str
     let body = request_body(req)?;
     let request = PutRequest::parse(&body)?;
     let grouped = request.group()?;
-    let versions = store.apply(&request.world, &grouped).await?;
+    let versions = if grouped.is_empty() {
+        Vec::new()
+    } else {
+        store
+            .apply(&request.world, &grouped, request.idempotency_key.as_ref())
+            .await?
+    };
     let resp = PutResponse {
         world: request.world,
         chunks: grouped

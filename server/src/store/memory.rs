@@ -1,17 +1,48 @@
 //! The embedded in-memory store: zero setup, same semantics as Redis, gone when the process ends.
 
-use super::{edit_blob, ChunkStore, StoreError, StoredChunk};
+use super::{edit_blob, ChunkStore, StoreError, StoredChunk, IDEMPOTENCY_WINDOW};
 use async_trait::async_trait;
 use cubewalk_protocol::messages::ChunkEdits;
-use cubewalk_protocol::{ChunkKey, WorldId};
+use cubewalk_protocol::{revision, ChunkKey, IdempotencyKey, WorldId};
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Instant;
 
 /// Shards spread lock contention between chunks; a chunk always lives in one shard, so holding
 /// its shard's lock while editing makes the edit atomic.
 const SHARDS: usize = 64;
 
-type Shard = HashMap<(WorldId, ChunkKey), StoredChunk>;
+/// Expired idempotency records of a shard are swept once it holds this many.
+const SWEEP_AT: usize = 4096;
+
+/// The chunks of one shard and the idempotency keys they applied, with the revision answered
+/// and when the record expires.
+#[derive(Default)]
+struct Shard {
+    chunks: HashMap<(WorldId, ChunkKey), StoredChunk>,
+    applied: HashMap<(WorldId, ChunkKey, IdempotencyKey), (u64, Instant)>,
+    sweep_at: usize,
+}
+
+impl Shard {
+    fn remember(&mut self, id: (WorldId, ChunkKey, IdempotencyKey), revision: u64) {
+        let now = Instant::now();
+        if self.applied.len() >= self.sweep_at.max(SWEEP_AT) {
+            self.applied.retain(|_, (_, expires)| *expires > now);
+            // Sweep again only after the live set has doubled: amortised O(1) per put.
+            self.sweep_at = self.applied.len() * 2;
+        }
+        self.applied
+            .insert(id, (revision, now + IDEMPOTENCY_WINDOW));
+    }
+
+    fn recall(&self, id: &(WorldId, ChunkKey, IdempotencyKey)) -> Option<u64> {
+        self.applied
+            .get(id)
+            .filter(|(_, expires)| *expires > Instant::now())
+            .map(|(r, _)| *r)
+    }
+}
 
 /// Chunks held in process memory.
 pub struct MemoryStore {
@@ -21,7 +52,7 @@ pub struct MemoryStore {
 impl Default for MemoryStore {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
         }
     }
 }
@@ -58,6 +89,7 @@ impl ChunkStore for MemoryStore {
             .iter()
             .map(|&k| {
                 self.lock(k)
+                    .chunks
                     .get(&(world.clone(), k))
                     .cloned()
                     .unwrap_or_default()
@@ -65,28 +97,43 @@ impl ChunkStore for MemoryStore {
             .collect())
     }
 
-    async fn apply(&self, world: &WorldId, edits: &[ChunkEdits]) -> Result<Vec<u64>, StoreError> {
-        let mut versions = Vec::with_capacity(edits.len());
-        for (key, cubes) in edits {
-            let mut shard = self.lock(*key);
-            let id = (world.clone(), *key);
-            let current = shard.get(&id);
+    async fn apply(
+        &self,
+        world: &WorldId,
+        edits: &[ChunkEdits],
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut revisions = Vec::with_capacity(edits.len());
+        for (chunk, cubes) in edits {
+            let mut shard = self.lock(*chunk);
+            let record = key.map(|k| (world.clone(), *chunk, k.clone()));
+            if let Some(done) = record.as_ref().and_then(|r| shard.recall(r)) {
+                revisions.push(done);
+                continue;
+            }
+            let id = (world.clone(), *chunk);
+            let current = shard.chunks.get(&id);
             let blob = current.map(|c| c.blob.as_slice()).unwrap_or(&[]);
             let version = current.map_or(0, |c| c.version);
-            match edit_blob(world, *key, blob, cubes)? {
+            let answer = match edit_blob(world, *chunk, blob, cubes)? {
                 Some(blob) => {
-                    shard.insert(
+                    let r = revision(&blob);
+                    shard.chunks.insert(
                         id,
                         StoredChunk {
                             version: version + 1,
                             blob,
                         },
                     );
-                    versions.push(version + 1);
+                    r
                 }
-                None => versions.push(version),
+                None => revision(blob),
+            };
+            if let Some(record) = record {
+                shard.remember(record, answer);
             }
+            revisions.push(answer);
         }
-        Ok(versions)
+        Ok(revisions)
     }
 }

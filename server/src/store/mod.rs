@@ -1,9 +1,15 @@
 //! Chunk storage: the [`ChunkStore`] abstraction, shared edit logic, and its two
 //! implementations ([`MemoryStore`] for zero-setup local runs, [`RedisStore`] for production).
 //!
-//! Both keep each chunk as its encoded blob (see [`cubewalk_protocol::codec`]) plus a version
+//! Both keep each chunk as its encoded blob (see [`cubewalk_protocol::codec`]) plus a counter
 //! that grows by one with every batch of edits that changes the chunk, so a fetch sends stored
-//! bytes without re-encoding them.
+//! bytes without re-encoding them. The counter serves the store's own check-and-set; what a
+//! client holds is the chunk's revision ([`cubewalk_protocol::revision`]), derived from the
+//! blob, so no loss or restore of stored data can make one revision name two contents.
+//!
+//! A put may carry an idempotency key: each chunk remembers, inside the same atomic step that
+//! applies the edits, which keys it applied and the revision it answered, for
+//! [`IDEMPOTENCY_WINDOW_SECS`]. A retry under a remembered key changes nothing.
 
 mod memory;
 mod redis;
@@ -13,16 +19,26 @@ pub use self::redis::{RedisStore, RedisStoreConfig};
 
 use async_trait::async_trait;
 use cubewalk_protocol::codec::{decode_chunk_into, encode_chunk};
+use cubewalk_protocol::limits::IDEMPOTENCY_WINDOW_SECS;
 use cubewalk_protocol::messages::ChunkEdits;
-use cubewalk_protocol::{ChunkKey, CubeRef, WireError, WorldId, CHUNK_CUBES};
+use cubewalk_protocol::{ChunkKey, CubeRef, IdempotencyKey, WireError, WorldId, CHUNK_CUBES};
 
-/// A chunk as stored: its version (0 for a chunk never written) and its encoded blob.
+/// A chunk as stored: its write counter (0 for a chunk never written) and its encoded blob.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredChunk {
-    /// Grows by one with each applied batch that changed the chunk.
+    /// Grows by one with each applied batch that changed the chunk; starts again from 0 when
+    /// the store loses the chunk. Internal to the store: clients are given
+    /// [`StoredChunk::revision`].
     pub version: u64,
     /// The encoded chunk; empty means all air.
     pub blob: Vec<u8>,
+}
+
+impl StoredChunk {
+    /// The revision a client holds for this content.
+    pub fn revision(&self) -> u64 {
+        cubewalk_protocol::revision(&self.blob)
+    }
 }
 
 /// Why a store operation failed.
@@ -55,8 +71,9 @@ impl From<StoreError> for WireError {
 /// Storage of chunks, keyed by world and chunk key.
 ///
 /// Guarantees every implementation keeps (checked by the shared suite in `tests/store_suite`):
-/// all edits to one chunk in one [`ChunkStore::apply`] call land atomically, and concurrent
-/// callers never lose an acknowledged edit.
+/// all edits to one chunk in one [`ChunkStore::apply`] call land atomically, concurrent
+/// callers never lose an acknowledged edit, and a second apply under the same idempotency key
+/// within the window changes nothing and answers the first one's revision.
 #[async_trait]
 pub trait ChunkStore: Send + Sync {
     /// Reads `keys` (one round trip for a remote store), in order.
@@ -66,9 +83,16 @@ pub trait ChunkStore: Send + Sync {
         keys: &[ChunkKey],
     ) -> Result<Vec<StoredChunk>, StoreError>;
 
-    /// Applies each chunk's edits atomically and returns each chunk's version afterwards, in
-    /// order. A batch that changes nothing leaves the version as it was.
-    async fn apply(&self, world: &WorldId, edits: &[ChunkEdits]) -> Result<Vec<u64>, StoreError>;
+    /// Applies each chunk's edits atomically and returns each chunk's revision afterwards, in
+    /// order. A batch that changes nothing leaves the chunk as it was. With `key`, a chunk
+    /// that already applied a put under `key` (within [`IDEMPOTENCY_WINDOW_SECS`]) is left
+    /// alone and answers the revision it answered then. No edits: no work, an empty answer.
+    async fn apply(
+        &self,
+        world: &WorldId,
+        edits: &[ChunkEdits],
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Vec<u64>, StoreError>;
 }
 
 /// Applies `edits` to the chunk held in `current`, returning the new blob, or `None` when no
@@ -93,3 +117,7 @@ pub(crate) fn edit_blob(
     }
     Ok(changed.then(|| encode_chunk(&cubes)))
 }
+
+/// How long a chunk remembers an idempotency key.
+pub(crate) const IDEMPOTENCY_WINDOW: std::time::Duration =
+    std::time::Duration::from_secs(IDEMPOTENCY_WINDOW_SECS);

@@ -8,16 +8,20 @@
 //! touched, in parallel. `rediss://` URLs use TLS (rustls); `user:password@` in the URL
 //! authenticates (ACL/RBAC).
 //!
-//! Edits are an optimistic check-and-set: read version and blob, apply the edits here, then a
-//! Lua script writes the new blob only if the version is still the one read. A writer that
+//! A put's idempotency key is remembered per chunk as `cw:{<world>:<x>,<y>,<z>}:put:<key>`
+//! (same hash slot) with the revision answered, set by the same script that writes the chunk
+//! and expiring after the idempotency window.
+//!
+//! Edits are an optimistic check-and-set: read the write counter and blob, apply the edits
+//! here, then a Lua script writes the new blob only if the counter is still the one read. A writer that
 //! loses the race reads again and retries, so no acknowledged edit is ever overwritten by a
 //! stale copy. Reads and writes of many chunks are pipelined: a fetch is one round trip, an
 //! uncontended put two.
 
-use super::{edit_blob, ChunkStore, StoreError, StoredChunk};
+use super::{edit_blob, ChunkStore, StoreError, StoredChunk, IDEMPOTENCY_WINDOW};
 use async_trait::async_trait;
 use cubewalk_protocol::messages::ChunkEdits;
-use cubewalk_protocol::{ChunkKey, WorldId};
+use cubewalk_protocol::{revision, ChunkKey, IdempotencyKey, WorldId};
 use futures_util::future::join_all;
 use rand::Rng;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -25,14 +29,29 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisResult};
 use std::time::Duration;
 
-/// Writes the new blob only if the stored version still equals ARGV[1]; returns the new
-/// version, or -1 when another writer got there first.
+/// The check-and-set of one chunk, with its idempotency record in the same atomic step.
+///
+/// KEYS[1]: the chunk's hash; KEYS[2] (optional): the put's idempotency record.
+/// ARGV[1]: the write counter read; ARGV[2]: the new blob (`''` for all air); ARGV[3]: `1` to
+/// write the blob, `0` when the edits change nothing (only the record is written); ARGV[4]:
+/// the revision to answer, as decimal text (Lua numbers would round a 64-bit value); ARGV[5]:
+/// how long the record lives, in seconds.
+///
+/// Answers the revision (the remembered one when the key was already applied), or nil when
+/// another writer changed the chunk since it was read.
 const CAS_SCRIPT: &str = r"
+if KEYS[2] then
+  local done = redis.call('GET', KEYS[2])
+  if done then return done end
+end
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-if v ~= tonumber(ARGV[1]) then return -1 end
-if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'd') else redis.call('HSET', KEYS[1], 'd', ARGV[2]) end
-redis.call('HSET', KEYS[1], 'v', v + 1)
-return v + 1
+if v ~= tonumber(ARGV[1]) then return false end
+if ARGV[3] == '1' then
+  if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'd') else redis.call('HSET', KEYS[1], 'd', ARGV[2]) end
+  redis.call('HSET', KEYS[1], 'v', v + 1)
+end
+if KEYS[2] then redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[5]) end
+return ARGV[4]
 ";
 
 /// How many times a put re-reads a chunk that another writer changed under it before giving up
@@ -267,47 +286,97 @@ impl RedisStore {
             .collect())
     }
 
+    /// Reads the chunks at `pending` and, with a key, whether each already applied it.
+    async fn read_for_put(
+        &self,
+        world: &WorldId,
+        edits: &[ChunkEdits],
+        pending: &[usize],
+        key: Option<&IdempotencyKey>,
+    ) -> Result<(Vec<StoredChunk>, Vec<Option<u64>>), StoreError> {
+        let keys: Vec<ChunkKey> = pending.iter().map(|&i| edits[i].0).collect();
+        let stored = self.read(world, &keys).await?;
+        let Some(key) = key else {
+            return Ok((stored, vec![None; keys.len()]));
+        };
+        let cmds = keys
+            .iter()
+            .map(|&k| {
+                let mut c = redis::cmd("GET");
+                c.arg(applied_key(world, k, key));
+                c
+            })
+            .collect();
+        let done: Vec<Option<String>> = self.run_all(cmds).await.map_err(|e| unavailable(&e))?;
+        let done = done
+            .into_iter()
+            .map(|d| d.and_then(|text| text.parse().ok()))
+            .collect();
+        Ok((stored, done))
+    }
+
     async fn apply_inner(
         &self,
         world: &WorldId,
         edits: &[ChunkEdits],
+        key: Option<&IdempotencyKey>,
     ) -> Result<Vec<u64>, StoreError> {
-        let mut versions = vec![0u64; edits.len()];
+        let mut revisions = vec![0u64; edits.len()];
         let mut pending: Vec<usize> = (0..edits.len()).collect();
         let mut reconnects = 0;
         for attempt in 0..MAX_CAS_ATTEMPTS {
+            if pending.is_empty() {
+                return Ok(revisions);
+            }
             if attempt > 0 {
                 // Full jitter keeps colliding writers from retrying in lockstep.
                 let cap = 100u64 << attempt.min(6);
                 let micros = rand::rng().random_range(0..=cap);
                 tokio::time::sleep(Duration::from_micros(micros)).await;
             }
-            let keys: Vec<ChunkKey> = pending.iter().map(|&i| edits[i].0).collect();
-            let current = self.read(world, &keys).await?;
+            let (current, done) = self.read_for_put(world, edits, &pending, key).await?;
             let mut cmds = Vec::new();
             let mut writing = Vec::new();
-            for (&i, stored) in pending.iter().zip(&current) {
-                let (key, cubes) = &edits[i];
-                match edit_blob(world, *key, &stored.blob, cubes)? {
-                    Some(blob) => {
-                        let mut cmd = redis::cmd("EVAL");
-                        cmd.arg(CAS_SCRIPT)
-                            .arg(1)
-                            .arg(chunk_key(world, *key))
-                            .arg(stored.version)
-                            .arg(blob);
-                        cmds.push(cmd);
-                        writing.push(i);
-                    }
-                    None => versions[i] = stored.version,
+            for ((&i, stored), done) in pending.iter().zip(&current).zip(done) {
+                if let Some(r) = done {
+                    revisions[i] = r;
+                    continue;
                 }
+                let (chunk, cubes) = &edits[i];
+                let (write, blob, answer) = match edit_blob(world, *chunk, &stored.blob, cubes)? {
+                    Some(blob) => {
+                        let r = revision(&blob);
+                        (true, blob, r)
+                    }
+                    None => (false, Vec::new(), stored.revision()),
+                };
+                if !write && key.is_none() {
+                    // Nothing to change and nothing to remember.
+                    revisions[i] = answer;
+                    continue;
+                }
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(CAS_SCRIPT)
+                    .arg(if key.is_some() { 2 } else { 1 })
+                    .arg(chunk_key(world, *chunk));
+                if let Some(key) = key {
+                    cmd.arg(applied_key(world, *chunk, key));
+                }
+                cmd.arg(stored.version)
+                    .arg(blob)
+                    .arg(if write { "1" } else { "0" })
+                    .arg(answer.to_string())
+                    .arg(IDEMPOTENCY_WINDOW.as_secs());
+                cmds.push(cmd);
+                writing.push(i);
             }
             if writing.is_empty() {
-                return Ok(versions);
+                return Ok(revisions);
             }
             // When the connection breaks mid-write some scripts may have run: the next attempt
-            // re-reads, finds those edits already in place and reports the version as is.
-            let results: Vec<i64> = match self.run_all(cmds).await {
+            // re-reads, finds those edits already in place (or, with a key, already recorded)
+            // and answers without writing again.
+            let results: Vec<Option<String>> = match self.run_all(cmds).await {
                 Ok(r) => r,
                 Err(e) if is_broken_connection(&e) && reconnects < 2 => {
                     reconnects += 1;
@@ -318,14 +387,15 @@ impl RedisStore {
             };
             pending.clear();
             for (i, r) in writing.into_iter().zip(results) {
-                if r < 0 {
-                    pending.push(i);
-                } else {
-                    versions[i] = r as u64;
+                match r.map(|text| text.parse::<u64>()) {
+                    None => pending.push(i),
+                    Some(Ok(r)) => revisions[i] = r,
+                    Some(Err(_)) => {
+                        return Err(StoreError::Unavailable(
+                            "Redis answered a revision that is not a number".into(),
+                        ))
+                    }
                 }
-            }
-            if pending.is_empty() {
-                return Ok(versions);
             }
         }
         Err(StoreError::Unavailable(format!(
@@ -349,8 +419,16 @@ impl ChunkStore for RedisStore {
             .map_err(|_| StoreError::Unavailable("Redis fetch timed out".into()))?
     }
 
-    async fn apply(&self, world: &WorldId, edits: &[ChunkEdits]) -> Result<Vec<u64>, StoreError> {
-        tokio::time::timeout(self.operation_timeout, self.apply_inner(world, edits))
+    async fn apply(
+        &self,
+        world: &WorldId,
+        edits: &[ChunkEdits],
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Vec<u64>, StoreError> {
+        if edits.is_empty() {
+            return Ok(Vec::new());
+        }
+        tokio::time::timeout(self.operation_timeout, self.apply_inner(world, edits, key))
             .await
             .map_err(|_| StoreError::Unavailable("Redis put timed out".into()))?
     }
@@ -366,6 +444,12 @@ pub fn install_crypto_provider() {
 /// key a chunk may ever use shares one slot.
 pub(crate) fn chunk_key(world: &WorldId, k: ChunkKey) -> String {
     format!("cw:{{{world}:{},{},{}}}", k.x, k.y, k.z)
+}
+
+/// The record that `chunk` applied the put named `key`; in the chunk's hash slot, so the
+/// check-and-set script can read and write it atomically with the chunk.
+pub(crate) fn applied_key(world: &WorldId, chunk: ChunkKey, key: &IdempotencyKey) -> String {
+    format!("{}:put:{key}", chunk_key(world, chunk))
 }
 
 fn is_broken_connection(e: &redis::RedisError) -> bool {
