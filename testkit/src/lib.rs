@@ -1,14 +1,17 @@
 //! Test helpers shared by the workspace's tests and benchmarks: real `redis-server` processes
-//! on free loopback ports, and the local gateway started in-process on a free port.
+//! on free loopback ports, the local gateway started in-process on a free port, and a TCP relay
+//! that can be re-pointed or made to lose answers.
 
 mod cluster;
 mod gateway;
 mod process;
 mod redis;
+mod relay;
 
 pub use cluster::RedisCluster;
 pub use gateway::TestGateway;
 pub use process::ServerProcess;
+pub use relay::{DropHook, Relay};
 pub use redis::{throwaway_certificates, RedisServer, TLS_USER};
 
 /// A free TCP port on loopback (bound, then released, so a server can take it).

@@ -27,6 +27,8 @@ pub enum Backend {
     Redis(RedisServer),
     /// A real 3-node Redis Cluster started for the test.
     Cluster(RedisCluster),
+    /// Redis at a URL the test manages itself (behind a relay, a replica pair, ...).
+    External(String),
 }
 
 /// A gateway and the store behind it, kept alive together.
@@ -69,6 +71,11 @@ impl Stack {
         }
     }
 
+    /// A gateway on Redis at `url`, which the test starts, moves and stops itself.
+    pub fn redis_at(url: String) -> Self {
+        Self::on(Backend::External(url))
+    }
+
     /// A gateway on a fresh 3-node Redis Cluster.
     pub fn cluster() -> Self {
         Self::on(Backend::Cluster(RedisCluster::start()))
@@ -78,6 +85,7 @@ impl Stack {
         let redis = match &backend {
             Backend::Memory => None,
             Backend::Redis(r) => Some((r.url(), false)),
+            Backend::External(url) => Some((url.clone(), false)),
             Backend::Cluster(c) => Some((c.url(), true)),
         };
         let gateway = TestGateway::start_with(

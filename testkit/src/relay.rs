@@ -1,0 +1,167 @@
+//! A TCP relay on loopback that a test can re-point and make misbehave: the stand-in for a DNS
+//! name that moves to a promoted replica, and for a network that loses an answer after the
+//! server acted on the request.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Runs once, on the relay's thread, when an answer is dropped, before the client sees its
+/// connection close.
+pub type DropHook = Box<dyn FnOnce() + Send>;
+
+struct Shared {
+    target: AtomicU16,
+    /// Bumped by `switch`: connections of an older generation are closed.
+    generation: watch::Sender<u64>,
+    drop_next_answer: Mutex<Option<DropHook>>,
+    delay_first: Mutex<Option<Duration>>,
+    dropped: AtomicU64,
+    stopped: AtomicBool,
+}
+
+/// A running relay; stopped when dropped.
+pub struct Relay {
+    /// The port clients connect to.
+    pub port: u16,
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    /// A relay on a free loopback port forwarding to `127.0.0.1:target`.
+    pub fn start(target: u16) -> Self {
+        let (generation, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            target: AtomicU16::new(target),
+            generation,
+            drop_next_answer: Mutex::new(None),
+            delay_first: Mutex::new(None),
+            dropped: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+        });
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let inner = shared.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                port_tx
+                    .send(listener.local_addr().expect("addr").port())
+                    .expect("send port");
+                tokio::select! {
+                    _ = stop_rx => {}
+                    _ = accept_loop(listener, inner) => {}
+                }
+            });
+        });
+        let port = port_rx.recv().expect("relay did not start");
+        Self {
+            port,
+            shared,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Forwards new connections to `target` and closes every open one, as a failover does.
+    pub fn switch(&self, target: u16) {
+        self.shared.target.store(target, Ordering::SeqCst);
+        self.shared.generation.send_modify(|g| *g += 1);
+    }
+
+    /// The next answer the server sends back is not delivered: `hook` runs, then the client's
+    /// connection is closed. The server has acted on the request by then.
+    pub fn drop_next_answer(&self, hook: DropHook) {
+        *self.shared.drop_next_answer.lock().unwrap() = Some(hook);
+    }
+
+    /// The next connection's request bytes are held back for `delay` before being forwarded.
+    pub fn delay_next_connection(&self, delay: Duration) {
+        *self.shared.delay_first.lock().unwrap() = Some(delay);
+    }
+
+    /// How many answers were dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    while let Ok((client, _)) = listener.accept().await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _ = relay_one(client, shared).await;
+        });
+    }
+}
+
+async fn relay_one(mut client: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
+    let mut generation = shared.generation.subscribe();
+    generation.borrow_and_update();
+    let delay = shared.delay_first.lock().unwrap().take();
+    let target = SocketAddr::from(([127, 0, 0, 1], shared.target.load(Ordering::SeqCst)));
+    let mut server = TcpStream::connect(target).await?;
+    let (mut cr, mut cw) = client.split();
+    let (mut sr, mut sw) = server.split();
+    let upstream = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut first = true;
+        loop {
+            let n = cr.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            if first {
+                first = false;
+                if let Some(d) = delay {
+                    tokio::time::sleep(d).await;
+                }
+            }
+            sw.write_all(&buf[..n]).await?;
+        }
+    };
+    let downstream = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = sr.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            let hook = shared.drop_next_answer.lock().unwrap().take();
+            if let Some(hook) = hook {
+                shared.dropped.fetch_add(1, Ordering::SeqCst);
+                tokio::task::spawn_blocking(hook).await.ok();
+                return Err(std::io::Error::other("answer dropped"));
+            }
+            cw.write_all(&buf[..n]).await?;
+        }
+    };
+    tokio::select! {
+        r = upstream => r,
+        r = downstream => r,
+        _ = generation.changed() => Ok(()),
+    }
+}

@@ -1,0 +1,267 @@
+//! What a client holds stays true, and what it sends twice lands once.
+//!
+//! - A chunk's version names its content: after Redis loses data (FLUSHALL, a restart without
+//!   persistence, a failover to a replica that missed the last write) and another player
+//!   writes the chunk again, a client still holding the old version gets the current data,
+//!   never "not modified".
+//! - A put whose answer is lost after the server applied it is retried by the SDK under the
+//!   same idempotency key: the retry changes nothing, even when another player set the same
+//!   cube in between (a fault-injecting relay drops the answer and runs the other player's
+//!   put before the retry).
+//! - Two non-blocking puts of one chunk from one client apply in the order they were begun,
+//!   even when the first one's request is held back on the network.
+
+use cubewalk::ffi::*;
+use cubewalk::{ChunkEdit, ChunkKey, Client, ClientOptions, Status};
+use cubewalk_e2e::*;
+use cubewalk_testkit::Relay;
+use std::time::{Duration, Instant};
+
+const WORLD: &str = "stale";
+
+fn client(endpoint: &str) -> Client {
+    let mut options = ClientOptions::default();
+    options.retry.max_retries = 10;
+    options.retry.base_delay = Duration::from_millis(20);
+    Client::new(endpoint, TOKEN, options).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn set(index: u16, value: i32) -> ChunkEdit {
+    ChunkEdit::at_index(ChunkKey::new(0, 0, 0), index, value)
+}
+
+/// Puts until the gateway answers (Redis may still be coming back), returning the version.
+async fn put_until_ok(c: &Client, edit: ChunkEdit) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match c.put(WORLD, &[edit.clone()]).await {
+            Ok(v) => return v[0].version,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "put never succeeded: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// The shared scenario: player A writes cube 0, client X loads the chunk; `lose` makes Redis
+/// lose that write; player B writes cube 5; X asks with the version it holds.
+async fn stale_client_gets_current_data(endpoint: &str, lose: impl FnOnce()) {
+    let (a, b, x) = (client(endpoint), client(endpoint), client(endpoint));
+    let first = put_until_ok(&a, set(0, 111)).await;
+    let k = ChunkKey::new(0, 0, 0);
+    let held = x.fetch(WORLD, &[(k, None)]).await.unwrap();
+    assert_eq!(held[0].version, first);
+    assert_eq!(held[0].data.as_ref().unwrap()[0], 111);
+
+    lose();
+
+    let second = put_until_ok(&b, set(5, 222)).await;
+    assert_ne!(second, first, "two contents share one version");
+    let now = x.fetch(WORLD, &[(k, Some(first))]).await.unwrap();
+    let data = now[0]
+        .data
+        .as_ref()
+        .expect("answered 'not modified' for content the client does not hold");
+    assert_eq!((data[0], data[5], now[0].version), (0, 222, second));
+}
+
+#[test]
+fn flushed_redis_never_answers_not_modified_for_other_content() {
+    let redis = RedisServer::start();
+    let stack = Stack::redis_at(redis.url());
+    runtime().block_on(stale_client_gets_current_data(&stack.endpoint(), || {
+        assert_eq!(redis.command(&["FLUSHALL"]).as_deref(), Some("+OK"));
+    }));
+}
+
+#[test]
+fn restarted_redis_without_persistence_never_answers_not_modified_for_other_content() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let stack = Stack::redis_at(url);
+    let endpoint = stack.endpoint();
+    runtime().block_on(stale_client_gets_current_data(&endpoint, || {
+        redis.restart();
+    }));
+}
+
+#[test]
+fn promoted_replica_that_missed_the_last_write_never_answers_not_modified() {
+    let primary = RedisServer::start();
+    let replica = RedisServer::start();
+    let pport = primary.port.to_string();
+    assert_eq!(
+        replica
+            .command(&["REPLICAOF", "127.0.0.1", &pport])
+            .as_deref(),
+        Some("+OK")
+    );
+    // The gateway reaches Redis through a relay, as a client reaches ElastiCache through its
+    // primary endpoint's DNS name, which moves to the replica on failover.
+    let relay = Relay::start(primary.port);
+    let stack = Stack::redis_at(format!("redis://127.0.0.1:{}", relay.port));
+    let endpoint = stack.endpoint();
+    let rt = runtime();
+    let a = client(&endpoint);
+    // An earlier write reaches the replica.
+    rt.block_on(put_until_ok(&a, set(1, 7)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while primary.command(&["WAIT", "1", "1000"]).as_deref() != Some(":1") {
+        assert!(Instant::now() < deadline, "replica never caught up");
+    }
+    let k = ChunkKey::new(0, 0, 0);
+    // The replica stops receiving, then the primary acknowledges one more write.
+    assert_eq!(
+        replica.command(&["REPLICAOF", "NO", "ONE"]).as_deref(),
+        Some("+OK")
+    );
+    let last = rt.block_on(put_until_ok(&a, set(0, 111)));
+    let x = client(&endpoint);
+    let held = rt.block_on(x.fetch(WORLD, &[(k, None)])).unwrap();
+    assert_eq!(held[0].version, last);
+    // Failover: the endpoint now leads to the promoted replica, which never saw `last`.
+    relay.switch(replica.port);
+    let b = client(&endpoint);
+    let second = rt.block_on(put_until_ok(&b, set(5, 222)));
+    assert_ne!(second, last);
+    let now = rt.block_on(x.fetch(WORLD, &[(k, Some(last))])).unwrap();
+    let data = now[0]
+        .data
+        .as_ref()
+        .expect("answered 'not modified' after a failover lost the write the client holds");
+    // The replica's copy: cube 1 from before, cube 5 from B, and A's lost cube 0 is gone.
+    assert_eq!((data[0], data[1], data[5]), (0, 7, 222));
+}
+
+#[test]
+fn retried_put_whose_answer_was_lost_never_overwrites_a_newer_edit() {
+    let stack = Stack::redis();
+    let direct = stack.endpoint();
+    let gateway_port: u16 = stack
+        .gateway
+        .base
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let relay = Relay::start(gateway_port);
+    let via_relay = format!("http://127.0.0.1:{}/prod/cubewalkblocks", relay.port);
+    let b_endpoint = direct.clone();
+    // When A's first answer is lost, B sets the same cube before A retries.
+    relay.drop_next_answer(Box::new(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            client(&b_endpoint)
+                .put(WORLD, &[set(0, 222)])
+                .await
+                .expect("B's put");
+        });
+    }));
+    let rt = runtime();
+    let a = client(&via_relay);
+    let answered = rt.block_on(a.put(WORLD, &[set(0, 111)])).expect("A's put");
+    assert_eq!(relay.dropped(), 1, "the relay did not lose A's answer");
+    let now = rt
+        .block_on(client(&direct).fetch(WORLD, &[(ChunkKey::new(0, 0, 0), None)]))
+        .unwrap();
+    assert_eq!(
+        now[0].data.as_ref().unwrap()[0],
+        222,
+        "A's retry wrote its older value over B's edit"
+    );
+    // A was answered what its first (applied) attempt produced: content with cube 0 = 111.
+    let only_a = cubewalk_protocol::revision(&cubewalk_protocol::encode_chunk(&{
+        let mut c = [0i32; 4096];
+        c[0] = 111;
+        c
+    }));
+    assert_eq!(answered[0].version, only_a);
+}
+
+#[test]
+fn non_blocking_puts_of_one_chunk_apply_in_the_order_begun() {
+    let _g = serial();
+    let stack = Stack::redis();
+    let gateway_port: u16 = stack
+        .gateway
+        .base
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let relay = Relay::start(gateway_port);
+    let endpoint = format!("http://127.0.0.1:{}/prod/cubewalkblocks", relay.port);
+    assert_eq!(init(&endpoint, TOKEN), Status::Ok);
+    let w = "ordered";
+    for round in 0..5 {
+        // The first put's request is held back on the network; the second is not.
+        relay.delay_next_connection(Duration::from_millis(300));
+        let mut ids = [0u64; 2];
+        let mut outs = [[CwChunkVersion::default(); 1]; 2];
+        let mut counts = [0usize; 2];
+        for (n, value) in [1, 2].into_iter().enumerate() {
+            let edit = CwEdit {
+                chunk: key(0, 0, 0),
+                index: 0,
+                value: round * 10 + value,
+            };
+            // SAFETY: valid arrays that outlive the request (polled to completion below).
+            let s = unsafe {
+                cw_put_blocks_begin(
+                    w.as_ptr(),
+                    w.len(),
+                    &edit,
+                    1,
+                    outs[n].as_mut_ptr(),
+                    1,
+                    &mut counts[n],
+                    &mut ids[n],
+                )
+            };
+            assert_eq!(s, Status::Ok, "{}", last_error());
+        }
+        for id in ids {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                match cw_poll(id) {
+                    Status::Pending => {
+                        assert!(Instant::now() < deadline);
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    s => {
+                        assert_eq!(s, Status::Ok, "{}", last_error());
+                        break;
+                    }
+                }
+            }
+        }
+        let mut versions = [CW_NO_VERSION];
+        let mut buffers = vec![Box::new([0i32; 4096])];
+        let mut changed = [0u8];
+        assert_eq!(
+            fetch(w, &[key(0, 0, 0)], &mut versions, &mut buffers, &mut changed),
+            Status::Ok
+        );
+        assert_eq!(
+            buffers[0][0],
+            round * 10 + 2,
+            "round {round}: the put begun first applied last"
+        );
+        assert_eq!(versions[0], outs[1][0].version);
+    }
+    assert_eq!(cw_shutdown(), Status::Ok);
+}
