@@ -11,8 +11,8 @@ mod relay;
 pub use cluster::RedisCluster;
 pub use gateway::TestGateway;
 pub use process::ServerProcess;
-pub use relay::{DropHook, Relay};
 pub use redis::{throwaway_certificates, RedisServer, TLS_USER};
+pub use relay::{DropHook, Relay};
 
 /// A free TCP port on loopback (bound, then released, so a server can take it).
 pub fn free_port() -> u16 {

@@ -253,7 +253,13 @@ fn non_blocking_puts_of_one_chunk_apply_in_the_order_begun() {
         let mut buffers = vec![Box::new([0i32; 4096])];
         let mut changed = [0u8];
         assert_eq!(
-            fetch(w, &[key(0, 0, 0)], &mut versions, &mut buffers, &mut changed),
+            fetch(
+                w,
+                &[key(0, 0, 0)],
+                &mut versions,
+                &mut buffers,
+                &mut changed
+            ),
             Status::Ok
         );
         assert_eq!(
@@ -264,4 +270,28 @@ fn non_blocking_puts_of_one_chunk_apply_in_the_order_begun() {
         assert_eq!(versions[0], outs[1][0].version);
     }
     assert_eq!(cw_shutdown(), Status::Ok);
+}
+
+#[test]
+fn an_empty_put_gets_the_same_answer_from_every_store() {
+    let stacks = [
+        ("embedded", Stack::memory()),
+        ("redis", Stack::redis()),
+        ("cluster", Stack::cluster()),
+    ];
+    let http = reqwest::blocking::Client::new();
+    for (name, stack) in &stacks {
+        let resp = http
+            .put(stack.endpoint())
+            .header("token", TOKEN)
+            .body(r#"{"edits":[]}"#)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{name}");
+        assert_eq!(
+            resp.text().unwrap(),
+            r#"{"world":"default","chunks":[]}"#,
+            "{name}"
+        );
+    }
 }

@@ -232,6 +232,27 @@ fn issued_before_shutdown(id: u64) -> bool {
     id != 0 && id < CANCELLED_BELOW.load(Ordering::Acquire)
 }
 
+/// How many non-blocking requests the library holds (running, or finished and not yet
+/// polled). 0 after `cw_shutdown`: nothing is kept for requests no one will poll.
+pub fn pending_requests() -> usize {
+    lock(&REQUESTS).len()
+}
+
+/// Begins a request whose task panics, to check that the panic is reported as `Internal`.
+#[doc(hidden)]
+pub fn begin_panicking_request(changed: *mut u8) -> Result<u64> {
+    begin(
+        |_| async {
+            panic!("deliberate panic inside a request");
+        },
+        Outputs::Fetch {
+            versions: std::ptr::null_mut(),
+            buffers: Vec::new(),
+            changed,
+        },
+    )
+}
+
 fn unknown(id: u64) -> Error {
     Error::InvalidArgument(format!(
         "request id {id} is unknown (never issued, already completed or cancelled)"
