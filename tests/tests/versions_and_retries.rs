@@ -42,7 +42,7 @@ fn set(index: u16, value: i32) -> ChunkEdit {
 async fn put_until_ok(c: &Client, edit: ChunkEdit) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match c.put(WORLD, &[edit.clone()]).await {
+        match c.put(WORLD, std::slice::from_ref(&edit)).await {
             Ok(v) => return v[0].version,
             Err(e) => {
                 assert!(Instant::now() < deadline, "put never succeeded: {e}");
