@@ -436,3 +436,52 @@ async fn redis_over_tls_with_user_and_password() {
         "unclear error: {err}"
     );
 }
+
+/// The deployment's Redis user, exactly as `template.yaml` defines it, can do everything the
+/// store does and nothing keyless that could destroy or stall the world.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn template_access_string_allows_the_store_and_nothing_else() {
+    let template = include_str!("../template.yaml");
+    let access = template
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("AccessString: \"on "))
+        .expect("the blocks user's AccessString in template.yaml")
+        .trim_end_matches('"');
+    let redis = RedisServer::start();
+    let mut setuser = vec!["ACL", "SETUSER", "blocks", "reset", "on", ">acl-test-pass"];
+    setuser.extend(access.split_whitespace());
+    assert_eq!(redis.command(&setuser).as_deref(), Some("+OK"), "{access}");
+
+    let url = format!("redis://blocks:acl-test-pass@127.0.0.1:{}", redis.port);
+    let store = RedisStore::connect(&RedisStoreConfig::new(url.clone()))
+        .await
+        .expect("the template's user connects");
+    run_suite(Arc::new(store)).await;
+
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for cmd in [
+        vec!["FLUSHALL"],
+        vec!["FLUSHDB"],
+        vec!["CONFIG", "GET", "maxmemory"],
+        vec!["SCRIPT", "FLUSH"],
+        vec!["KEYS", "*"],
+        vec!["CLIENT", "KILL", "TYPE", "normal"],
+        vec!["DEL", "other:key"],
+    ] {
+        let mut c = redis::cmd(cmd[0]);
+        for a in &cmd[1..] {
+            c.arg(*a);
+        }
+        let err = c
+            .query_async::<redis::Value>(&mut conn)
+            .await
+            .expect_err(&format!("{cmd:?} was allowed"));
+        assert!(
+            err.to_string().to_lowercase().contains("noperm"),
+            "{cmd:?}: unexpected error {err}"
+        );
+    }
+    // The world is still there.
+    assert_eq!(redis.command(&["DBSIZE"]).map(|n| n != ":0"), Some(true));
+}
