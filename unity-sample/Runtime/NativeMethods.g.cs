@@ -128,7 +128,8 @@ namespace CubeWalk.Native
         ///  an idempotency key that its automatic retries reuse, so a retry of a request the server had
         ///  already applied (its answer lost) changes nothing: it never writes over a newer edit made
         ///  in between. Puts of the same chunk through this library apply in the order they were
-        ///  begun. `count` 0 sends nothing and succeeds with `*out_count` 0.
+        ///  begun. `count` 0 is `CW_STATUS_INVALID_ARGUMENT`, like every zero length, and sends
+        ///  nothing.
         ///
         ///  On success `out_versions[0..*out_count]` hold each touched chunk's new version, in order of
         ///  first appearance. `capacity` must be at least the number of distinct chunks touched;
