@@ -497,7 +497,7 @@ fn sdk(env: &Env) -> Section {
     }
 }
 
-/// The REFERENCE.md neighbourhood: 9x9x9 chunks around (0,0,0); cy<0 solid, cy==0 terrain, cy>0 empty.
+/// The neighbourhood fixture of `protocol/README.md`: 9x9x9 chunks around (0,0,0); cy<0 solid, cy==0 terrain, cy>0 empty.
 fn neighbourhood_keys() -> Vec<ChunkKey> {
     let mut keys = Vec::new();
     for x in -4..=4 {

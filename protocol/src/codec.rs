@@ -214,7 +214,7 @@ fn get_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
-/// The measurement fixtures of REFERENCE.md section 8, shared by tests and benchmarks.
+/// The measurement fixtures defined in `protocol/README.md`, shared by tests and benchmarks.
 pub mod fixtures {
     use super::ChunkData;
     use crate::chunk::{cube_index, CHUNK_CUBES};

@@ -1,4 +1,5 @@
-//! Parity of the local gateway with API Gateway's REST behaviour (REFERENCE.md section 3).
+//! Parity of the local gateway with API Gateway's REST behaviour (authorizer outcomes and their
+//! bodies, caching, limits), as listed in `protocol/README.md` and the README.
 
 use async_trait::async_trait;
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequest;
