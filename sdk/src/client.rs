@@ -11,7 +11,7 @@ use cubewalk_protocol::{
     ChunkEdit, ChunkKey, ErrorBody, FetchQuery, FetchResponse, IdempotencyKey, PutRequest,
     PutResponse, VersionEntry, WorldId, CHUNK_CUBES,
 };
-use futures_util::future::{FutureExt, Shared};
+use futures_util::future::{join_all, FutureExt, Shared};
 use rand::Rng;
 use reqwest::header::{HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::Method;
@@ -368,28 +368,18 @@ async fn run_put_batches(
         let only = batches.into_iter().next().expect("one batch");
         return inner.put_batch(only, deadline).await;
     }
-    let mut tasks = tokio::task::JoinSet::new();
-    let count = batches.len();
     let total: usize = batches.iter().map(|b| chunks_of(b).len()).sum();
-    for (n, batch) in batches.into_iter().enumerate() {
-        let inner = inner.clone();
-        tasks.spawn(async move { (n, inner.put_batch(batch, deadline).await) });
-    }
-    let mut parts: Vec<Option<Result<Vec<VersionEntry>>>> = (0..count).map(|_| None).collect();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((n, result)) => parts[n] = Some(result),
-            Err(e) => {
-                let panic = Error::Internal(format!("put request task failed: {e}"));
-                if let Some(slot) = parts.iter_mut().find(|p| p.is_none()) {
-                    *slot = Some(Err(panic));
-                }
-            }
-        }
-    }
+    // Concurrent within this task: each waits on the network, and every one is awaited (none
+    // dropped half way) so the answer can say which were applied.
+    let parts = join_all(
+        batches
+            .into_iter()
+            .map(|batch| inner.put_batch(batch, deadline)),
+    )
+    .await;
     let mut applied = Vec::new();
     let mut cause = None;
-    for part in parts.into_iter().flatten() {
+    for part in parts {
         match part {
             Ok(entries) => applied.extend(entries),
             Err(e) => {

@@ -9,52 +9,15 @@ use cubewalk::Status;
 use cubewalk_protocol::codec::{blob_to_base64, encode_chunk, fixtures};
 use serde_json::json;
 use std::ptr::null_mut;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use wiremock::matchers::{body_string_contains, method};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
-static SERIAL: Mutex<()> = Mutex::new(());
+mod common;
+use common::{last_error, serial, Mock2};
+
 const TOKEN: &str = "lifecycle-token-1";
 const SENTINEL: i32 = 0x5A5A_5A5A;
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-struct Mock2 {
-    rt: tokio::runtime::Runtime,
-    server: MockServer,
-}
-
-impl Mock2 {
-    fn new(mocks: Vec<Mock>) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let server = rt.block_on(async {
-            let s = MockServer::start().await;
-            for m in mocks {
-                m.mount(&s).await;
-            }
-            s
-        });
-        Self { rt, server }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("{}/prod/cubewalkblocks", self.server.uri())
-    }
-
-    fn requests(&self) -> usize {
-        self.rt
-            .block_on(self.server.received_requests())
-            .unwrap()
-            .len()
-    }
-}
 
 fn terrain(delay: Duration) -> Mock {
     Mock::given(method("GET")).respond_with(
@@ -67,21 +30,7 @@ fn terrain(delay: Duration) -> Mock {
 }
 
 fn init(endpoint: &str) -> Status {
-    unsafe {
-        cw_init(
-            endpoint.as_ptr(),
-            endpoint.len(),
-            TOKEN.as_ptr(),
-            TOKEN.len(),
-        )
-    }
-}
-
-fn last_error() -> String {
-    let mut buf = [0u8; 1024];
-    let mut len = 0usize;
-    unsafe { cw_last_error(buf.as_mut_ptr(), buf.len(), &mut len) };
-    String::from_utf8_lossy(&buf[..len.min(1023)]).into_owned()
+    common::init(endpoint, TOKEN)
 }
 
 /// Begins a fetch of chunk (0,0,0) into `buffer`, `version` and `changed`.
@@ -107,7 +56,7 @@ fn begin_fetch(buffer: *mut i32, version: *mut u64, changed: *mut u8) -> (Status
 #[test]
 fn after_shutdown_every_request_polls_cancelled_and_writes_nothing() {
     let _g = serial();
-    let mock = Mock2::new(vec![terrain(Duration::from_millis(300))]);
+    let mock = Mock2::with(vec![terrain(Duration::from_millis(300))]);
     assert_eq!(init(&mock.endpoint()), Status::Ok);
     let mut finished = Box::new([SENTINEL; 4096]);
     let mut finished_version = CW_NO_VERSION;
@@ -174,11 +123,9 @@ fn nothing_is_written_after_cancel_returns_even_while_another_thread_polls() {
     let entries: Vec<_> = (0..CHUNKS)
         .map(|x| json!({"key": [x, 0, 0], "version": 7, "data": blob}))
         .collect();
-    let mock =
-        Mock2::new(vec![Mock::given(method("GET"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(
-                json!({"world": "default", "chunks": entries}),
-            ))]);
+    let mock = Mock2::with(vec![Mock::given(method("GET")).respond_with(
+        ResponseTemplate::new(200).set_body_json(json!({"world": "default", "chunks": entries})),
+    )]);
     assert_eq!(init(&mock.endpoint()), Status::Ok);
     let rounds: u32 = std::env::var("CUBEWALK_RACE_ROUNDS")
         .ok()
@@ -249,7 +196,7 @@ fn nothing_is_written_after_cancel_returns_even_while_another_thread_polls() {
 #[test]
 fn the_same_or_overlapping_buffers_in_one_fetch_are_refused() {
     let _g = serial();
-    let mock = Mock2::new(vec![terrain(Duration::ZERO)]);
+    let mock = Mock2::with(vec![terrain(Duration::ZERO)]);
     assert_eq!(init(&mock.endpoint()), Status::Ok);
     let keys = [
         CwChunkKey { x: 0, y: 0, z: 0 },
@@ -317,7 +264,7 @@ fn the_same_or_overlapping_buffers_in_one_fetch_are_refused() {
 #[test]
 fn a_panic_inside_a_request_is_internal_not_cancelled() {
     let _g = serial();
-    let mock = Mock2::new(vec![terrain(Duration::ZERO)]);
+    let mock = Mock2::with(vec![terrain(Duration::ZERO)]);
     assert_eq!(init(&mock.endpoint()), Status::Ok);
     let id = test_hooks::begin_panicking_request(null_mut()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -347,7 +294,7 @@ fn a_redirect_is_an_error_and_the_token_never_leaves() {
     other.set_nonblocking(true).unwrap();
     let other_port = other.local_addr().unwrap().port();
     let location = format!("http://127.0.0.2:{other_port}/prod/cubewalkblocks");
-    let mock = Mock2::new(vec![Mock::given(method("GET")).respond_with(
+    let mock = Mock2::with(vec![Mock::given(method("GET")).respond_with(
         ResponseTemplate::new(302).insert_header("Location", location.as_str()),
     )]);
     assert_eq!(init(&mock.endpoint()), Status::Ok);
@@ -387,7 +334,7 @@ fn a_split_put_that_fails_part_way_lists_the_chunks_applied() {
     let _g = serial();
     // 300 chunks make two requests (256 + 44); the one holding chunk 299 is refused.
     let answer = |n: std::ops::Range<i32>| json!({"world": "default", "chunks": n.map(|x| json!({"key": [x, 0, 0], "version": 5})).collect::<Vec<_>>()});
-    let mock = Mock2::new(vec![
+    let mock = Mock2::with(vec![
         Mock::given(method("PUT"))
             .and(body_string_contains("[299,0,0]"))
             .respond_with(ResponseTemplate::new(422).set_body_json(
@@ -447,7 +394,7 @@ fn a_split_put_that_fails_part_way_lists_the_chunks_applied() {
 
 #[test]
 fn the_rust_client_sends_nothing_for_an_empty_put() {
-    let mock = Mock2::new(vec![]);
+    let mock = Mock2::with(vec![]);
     let client = cubewalk::Client::new(&mock.endpoint(), TOKEN, Default::default()).unwrap();
     let got = mock.rt.block_on(client.put("default", &[])).unwrap();
     assert!(got.is_empty());

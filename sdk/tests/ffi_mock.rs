@@ -8,75 +8,16 @@ use cubewalk::Status;
 use cubewalk_protocol::codec::{blob_to_base64, encode_chunk, fixtures};
 use serde_json::json;
 use std::ptr::{null, null_mut};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::ResponseTemplate;
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A mock server on its own runtime, so the test thread can make blocking C calls.
-struct Mock2 {
-    rt: tokio::runtime::Runtime,
-    server: MockServer,
-}
-
-impl Mock2 {
-    fn new(verb: &str, template: ResponseTemplate) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let server = rt.block_on(async {
-            let s = MockServer::start().await;
-            Mock::given(method(verb))
-                .respond_with(template)
-                .mount(&s)
-                .await;
-            s
-        });
-        Self { rt, server }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("{}/prod/cubewalkblocks", self.server.uri())
-    }
-
-    fn requests(&self) -> usize {
-        self.rt
-            .block_on(self.server.received_requests())
-            .unwrap()
-            .len()
-    }
-}
+mod common;
+use common::{init, last_error, serial, Mock2};
 
 fn terrain_answer(version: u64) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({"world": "default", "chunks": [
         {"key": [0, 0, 0], "version": version, "data": blob_to_base64(&encode_chunk(&fixtures::terrain()))}
     ]}))
-}
-
-fn init(endpoint: &str, token: &str) -> Status {
-    unsafe {
-        cw_init(
-            endpoint.as_ptr(),
-            endpoint.len(),
-            token.as_ptr(),
-            token.len(),
-        )
-    }
-}
-
-fn last_error() -> String {
-    let mut buf = [0u8; 1024];
-    let mut len = 0usize;
-    unsafe { cw_last_error(buf.as_mut_ptr(), buf.len(), &mut len) };
-    String::from_utf8_lossy(&buf[..len.min(1023)]).into_owned()
 }
 
 fn fetch_one(buffer: &mut [i32; 4096], version: &mut u64) -> Status {

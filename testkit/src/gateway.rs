@@ -8,6 +8,8 @@ use std::sync::Arc;
 pub struct TestGateway {
     /// `http://127.0.0.1:<port>`.
     pub base: String,
+    /// The port it listens on.
+    pub port: u16,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -33,33 +35,18 @@ impl TestGateway {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Arc<dyn ChunkStore>>,
     {
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let store = make_store().await;
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                addr_tx
-                    .send(listener.local_addr().expect("addr"))
-                    .expect("send addr");
-                let app = gateway::router(config, authorizer, store);
-                gateway::serve(listener, app, async {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .expect("serve");
-            });
+        let (addr, stop_tx, thread) = crate::serve_on_thread(move |listener, stop_rx| async move {
+            let store = make_store().await;
+            let app = gateway::router(config, authorizer, store);
+            gateway::serve(listener, app, async {
+                let _ = stop_rx.await;
+            })
+            .await
+            .expect("serve");
         });
-        let addr = addr_rx.recv().expect("gateway did not start");
         Self {
             base: format!("http://{addr}"),
+            port: addr.port(),
             stop: Some(stop_tx),
             thread: Some(thread),
         }

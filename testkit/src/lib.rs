@@ -21,3 +21,39 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("no free loopback port")
 }
+
+/// Runs `serve` on its own runtime thread (two workers) with a listener on a free loopback
+/// port, and returns once it is bound: the port, the sender that asks `serve` to stop (it gets
+/// the receiver), and the thread to join. Shared by the in-process servers of the test kit.
+pub(crate) fn serve_on_thread<F, Fut>(
+    serve: F,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+)
+where
+    F: FnOnce(tokio::net::TcpListener, tokio::sync::oneshot::Receiver<()>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            addr_tx
+                .send(listener.local_addr().expect("addr"))
+                .expect("send addr");
+            serve(listener, stop_rx).await;
+        });
+    });
+    let addr = addr_rx.recv().expect("server thread did not start");
+    (addr, stop_tx, thread)
+}

@@ -45,29 +45,15 @@ impl Relay {
             dropped: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
         });
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
         let inner = shared.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                port_tx
-                    .send(listener.local_addr().expect("addr").port())
-                    .expect("send port");
-                tokio::select! {
-                    _ = stop_rx => {}
-                    _ = accept_loop(listener, inner) => {}
-                }
-            });
+        let (addr, stop_tx, thread) = crate::serve_on_thread(move |listener, stop_rx| async move {
+            tokio::select! {
+                _ = stop_rx => {}
+                _ = accept_loop(listener, inner) => {}
+            }
         });
-        let port = port_rx.recv().expect("relay did not start");
         Self {
-            port,
+            port: addr.port(),
             shared,
             stop: Some(stop_tx),
             thread: Some(thread),

@@ -146,15 +146,7 @@ fn promoted_replica_that_missed_the_last_write_never_answers_not_modified() {
 fn retried_put_whose_answer_was_lost_never_overwrites_a_newer_edit() {
     let stack = Stack::redis();
     let direct = stack.endpoint();
-    let gateway_port: u16 = stack
-        .gateway
-        .base
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let relay = Relay::start(gateway_port);
+    let relay = Relay::start(stack.gateway.port);
     let via_relay = format!("http://127.0.0.1:{}/prod/cubewalkblocks", relay.port);
     let b_endpoint = direct.clone();
     // When A's first answer is lost, B sets the same cube before A retries.
@@ -195,15 +187,7 @@ fn retried_put_whose_answer_was_lost_never_overwrites_a_newer_edit() {
 fn non_blocking_puts_of_one_chunk_apply_in_the_order_begun() {
     let _g = serial();
     let stack = Stack::redis();
-    let gateway_port: u16 = stack
-        .gateway
-        .base
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let relay = Relay::start(gateway_port);
+    let relay = Relay::start(stack.gateway.port);
     let endpoint = format!("http://127.0.0.1:{}/prod/cubewalkblocks", relay.port);
     assert_eq!(init(&endpoint, TOKEN), Status::Ok);
     let w = "ordered";

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::{oneshot, watch};
@@ -41,6 +41,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 static REQUESTS: Lazy<Mutex<HashMap<u64, Pending>>> = Lazy::new(|| Mutex::new(HashMap::new()));
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Signalled whenever a `cw_poll` has finished writing a result (paired with `REQUESTS`).
+static WRITTEN: Condvar = Condvar::new();
 /// Ids below this were issued before the last `cw_shutdown`: unknown ones poll `Cancelled`.
 static CANCELLED_BELOW: AtomicU64 = AtomicU64::new(0);
 
@@ -78,17 +80,16 @@ pub(crate) fn shutdown() {
         g.client = None;
         (g.runtime.take(), g.cancel.take())
     };
-    let forgotten: Vec<Pending> = {
+    {
         let mut table = lock(&REQUESTS);
         CANCELLED_BELOW.fetch_max(NEXT_ID.load(Ordering::Acquire), Ordering::AcqRel);
-        table.drain().map(|(_, p)| p).collect()
-    };
-    for p in forgotten {
-        p.abort.abort();
-        if let Some(gate) = &p.writing {
-            // A cw_poll on another thread is copying this result out: let it finish, so
-            // nothing is written after we return.
-            drop(lock(gate));
+        // A cw_poll on another thread may be copying a result out: let it finish, so nothing
+        // is written after we return.
+        while table.values().any(|p| p.writing) {
+            table = wait_written(table);
+        }
+        for (_, p) in table.drain() {
+            p.abort.abort();
         }
     }
     if let Some(cancel) = cancel {
@@ -191,9 +192,10 @@ struct Pending {
     abort: AbortHandle,
     /// Taken by the `cw_poll` that writes the result.
     outputs: Option<Outputs>,
-    /// Held by that `cw_poll` while it writes; `cw_cancel` and `cw_shutdown` wait on it so
-    /// that nothing is written after they return.
-    writing: Option<Arc<Mutex<()>>>,
+    /// Set by that `cw_poll` while it writes (the entry leaves the table when it is done);
+    /// `cw_cancel` and `cw_shutdown` wait on [`WRITTEN`] meanwhile, so that nothing is
+    /// written after they return.
+    writing: bool,
 }
 
 /// Starts `make(client)` and registers it; returns its request id. `make` runs now, on the
@@ -221,7 +223,7 @@ where
             rx,
             abort: task.abort_handle(),
             outputs: Some(outputs),
-            writing: None,
+            writing: false,
         },
     );
     Ok(id)
@@ -262,8 +264,6 @@ fn unknown(id: u64) -> Error {
 /// `Pending` while running; otherwise writes the outputs and returns the final status (the id
 /// is then forgotten).
 pub(crate) fn poll(id: u64) -> Result<Status> {
-    let gate = Arc::new(Mutex::new(()));
-    let held = lock(&gate);
     let (outcome, outputs) = {
         let mut table = lock(&REQUESTS);
         let Some(p) = table.get_mut(&id) else {
@@ -272,7 +272,7 @@ pub(crate) fn poll(id: u64) -> Result<Status> {
             }
             return Err(unknown(id));
         };
-        if p.writing.is_some() {
+        if p.writing {
             return Err(Error::InvalidArgument(format!(
                 "request id {id} is being completed by a cw_poll on another thread"
             )));
@@ -286,41 +286,60 @@ pub(crate) fn poll(id: u64) -> Result<Status> {
             Ok(outcome) => {
                 // Stays in the table, marked, until written: a cw_cancel or cw_shutdown that
                 // comes now waits for the write instead of returning while it happens.
-                p.writing = Some(gate.clone());
+                p.writing = true;
                 (outcome, p.outputs.take().expect("outputs taken only here"))
             }
         }
     };
+    let _done = Written(id);
     // SAFETY: the caller promised (cw_*_begin docs) that these stay valid until a final
-    // status or a cw_cancel, and any cw_cancel now waits for `gate`.
-    let written = unsafe { write_outcome(outcome, &outputs) };
-    lock(&REQUESTS).remove(&id);
-    drop(held);
-    written.map(|()| Status::Ok)
+    // status or a cw_cancel, and any cw_cancel now waits until the entry leaves the table.
+    unsafe { write_outcome(outcome, &outputs) }.map(|()| Status::Ok)
+}
+
+/// Takes a written request out of the table and wakes its waiters when dropped, so that even
+/// a panic while writing cannot leave `cw_cancel` or `cw_shutdown` waiting forever.
+struct Written(u64);
+
+impl Drop for Written {
+    fn drop(&mut self) {
+        lock(&REQUESTS).remove(&self.0);
+        WRITTEN.notify_all();
+    }
 }
 
 /// Cancels a request; its outputs are never written once this returns.
 pub(crate) fn cancel(id: u64) -> Result<Status> {
-    let gate = {
-        let mut table = lock(&REQUESTS);
+    let mut table = lock(&REQUESTS);
+    let mut waited = false;
+    loop {
         match table.get(&id) {
+            None if waited => {
+                return Err(Error::InvalidArgument(format!(
+                    "request id {id} completed (cw_poll wrote its outputs) before it could be cancelled"
+                )))
+            }
             None if issued_before_shutdown(id) => return Ok(Status::Ok),
             None => return Err(unknown(id)),
-            Some(p) => match &p.writing {
-                Some(gate) => gate.clone(),
-                None => {
-                    let p = table.remove(&id).expect("present");
-                    p.abort.abort();
-                    return Ok(Status::Ok);
-                }
-            },
+            // A cw_poll on another thread is writing the result: wait until it is done.
+            Some(p) if p.writing => {
+                table = wait_written(table);
+                waited = true;
+            }
+            Some(_) => {
+                let p = table.remove(&id).expect("present");
+                p.abort.abort();
+                return Ok(Status::Ok);
+            }
         }
-    };
-    // A cw_poll on another thread is writing the result: wait until it is done.
-    drop(lock(&gate));
-    Err(Error::InvalidArgument(format!(
-        "request id {id} completed (cw_poll wrote its outputs) before it could be cancelled"
-    )))
+    }
+}
+
+/// Waits until some `cw_poll` has finished writing a result, ignoring poison like [`lock`].
+fn wait_written(
+    table: std::sync::MutexGuard<'_, HashMap<u64, Pending>>,
+) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
+    WRITTEN.wait(table).unwrap_or_else(|p| p.into_inner())
 }
 
 /// Writes a finished request's result into caller memory.
@@ -359,21 +378,11 @@ pub(crate) unsafe fn write_outcome(outcome: Outcome, outputs: &Outputs) -> Resul
                 out_count,
             },
         ) => {
-            let (entries, failure) = match result {
-                Ok(entries) => (entries, None),
-                Err(Error::PartialPut {
-                    applied,
-                    total,
-                    cause,
-                }) => (
-                    applied.clone(),
-                    Some(Error::PartialPut {
-                        applied,
-                        total,
-                        cause,
-                    }),
-                ),
-                Err(e) => (Vec::new(), Some(e)),
+            // On a failure part way, the chunks confirmed applied; on any other, none.
+            let entries: &[VersionEntry] = match &result {
+                Ok(entries) => entries,
+                Err(Error::PartialPut { applied, .. }) => applied,
+                Err(_) => &[],
             };
             for (i, e) in entries.iter().enumerate() {
                 // SAFETY: capacity was checked at begin against the distinct chunk count.
@@ -391,7 +400,7 @@ pub(crate) unsafe fn write_outcome(outcome: Outcome, outputs: &Outputs) -> Resul
             }
             // SAFETY: caller contract. On failure: how many chunks are confirmed applied.
             unsafe { out_count.write(entries.len()) };
-            failure.map_or(Ok(()), Err)
+            result.map(|_| ())
         }
         (Outcome::Panicked(what), _) => Err(Error::Internal(format!("caught panic: {what}"))),
         _ => Err(Error::Internal("request kind mismatch".into())),

@@ -3,7 +3,7 @@
 use super::{edit_blob, ChunkStore, StoreError, StoredChunk, IDEMPOTENCY_WINDOW};
 use async_trait::async_trait;
 use cubewalk_protocol::messages::ChunkEdits;
-use cubewalk_protocol::{revision, ChunkKey, IdempotencyKey, WorldId};
+use cubewalk_protocol::{ChunkKey, IdempotencyKey, WorldId};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -115,20 +115,17 @@ impl ChunkStore for MemoryStore {
             let current = shard.chunks.get(&id);
             let blob = current.map(|c| c.blob.as_slice()).unwrap_or(&[]);
             let version = current.map_or(0, |c| c.version);
-            let answer = match edit_blob(world, *chunk, blob, cubes)? {
-                Some(blob) => {
-                    let r = revision(&blob);
-                    shard.chunks.insert(
-                        id,
-                        StoredChunk {
-                            version: version + 1,
-                            blob,
-                        },
-                    );
-                    r
-                }
-                None => revision(blob),
-            };
+            let edited = edit_blob(world, *chunk, blob, cubes)?;
+            if let Some(blob) = edited.blob {
+                shard.chunks.insert(
+                    id,
+                    StoredChunk {
+                        version: version + 1,
+                        blob,
+                    },
+                );
+            }
+            let answer = edited.revision;
             if let Some(record) = record {
                 shard.remember(record, answer);
             }

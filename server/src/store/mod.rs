@@ -95,14 +95,20 @@ pub trait ChunkStore: Send + Sync {
     ) -> Result<Vec<u64>, StoreError>;
 }
 
-/// Applies `edits` to the chunk held in `current`, returning the new blob, or `None` when no
-/// cube changed value.
+/// A chunk after edits: the blob to store (`None` when no cube changed value) and the
+/// revision of the resulting content, which is what the put answers either way.
+pub(crate) struct Edited {
+    pub(crate) blob: Option<Vec<u8>>,
+    pub(crate) revision: u64,
+}
+
+/// Applies `edits` to the chunk held in `current`.
 pub(crate) fn edit_blob(
     world: &WorldId,
     key: ChunkKey,
     current: &[u8],
     edits: &[CubeRef],
-) -> Result<Option<Vec<u8>>, StoreError> {
+) -> Result<Edited, StoreError> {
     let mut cubes = [0i32; CHUNK_CUBES];
     decode_chunk_into(current, &mut cubes).map_err(|e| StoreError::Corrupt {
         world: world.to_string(),
@@ -115,7 +121,18 @@ pub(crate) fn edit_blob(
         changed |= *slot != e.value;
         *slot = e.value;
     }
-    Ok(changed.then(|| encode_chunk(&cubes)))
+    Ok(if changed {
+        let blob = encode_chunk(&cubes);
+        Edited {
+            revision: cubewalk_protocol::revision(&blob),
+            blob: Some(blob),
+        }
+    } else {
+        Edited {
+            blob: None,
+            revision: cubewalk_protocol::revision(current),
+        }
+    })
 }
 
 /// How long a chunk remembers an idempotency key.

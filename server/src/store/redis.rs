@@ -21,7 +21,7 @@
 use super::{edit_blob, ChunkStore, StoreError, StoredChunk, IDEMPOTENCY_WINDOW};
 use async_trait::async_trait;
 use cubewalk_protocol::messages::ChunkEdits;
-use cubewalk_protocol::{revision, ChunkKey, IdempotencyKey, WorldId};
+use cubewalk_protocol::{ChunkKey, IdempotencyKey, WorldId};
 use futures_util::future::join_all;
 use rand::Rng;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -254,64 +254,63 @@ impl RedisStore {
         }
     }
 
+    /// Reads `keys` in one round trip (one pipeline, or one batch per node in a cluster).
+    /// With `applied`, the same round trip also reads whether each chunk already applied the
+    /// put of that idempotency key, and the revision it answered then.
     async fn read(
         &self,
         world: &WorldId,
         keys: &[ChunkKey],
-    ) -> Result<Vec<StoredChunk>, StoreError> {
+        applied: Option<&IdempotencyKey>,
+    ) -> Result<(Vec<StoredChunk>, Vec<Option<u64>>), StoreError> {
         let cmds = || {
-            keys.iter()
-                .map(|&k| {
-                    let mut c = redis::cmd("HMGET");
-                    c.arg(chunk_key(world, k)).arg("v").arg("d");
-                    c
-                })
-                .collect::<Vec<_>>()
+            let mut cmds = Vec::with_capacity(keys.len() * (1 + usize::from(applied.is_some())));
+            for &k in keys {
+                let mut c = redis::cmd("HMGET");
+                c.arg(chunk_key(world, k)).arg("v").arg("d");
+                cmds.push(c);
+                if let Some(applied) = applied {
+                    let mut c = redis::cmd("GET");
+                    c.arg(applied_key(world, k, applied));
+                    cmds.push(c);
+                }
+            }
+            cmds
         };
         // A connection that broke while idle (Lambda freezes the process between invocations)
         // fails the first command; reads are idempotent, so one more try on the reconnected
         // connection hides it.
-        let rows: Vec<(Option<u64>, Option<Vec<u8>>)> = match self.run_all(cmds()).await {
+        let values: Vec<redis::Value> = match self.run_all(cmds()).await {
             Err(e) if is_broken_connection(&e) => {
                 self.run_all(cmds()).await.map_err(|e| unavailable(&e))?
             }
             other => other.map_err(|e| unavailable(&e))?,
         };
-        Ok(rows
-            .into_iter()
-            .map(|(v, d)| StoredChunk {
+        let odd = |e: redis::ParsingError| {
+            StoreError::Unavailable(format!("unexpected Redis answer: {e}"))
+        };
+        let mut values = values.into_iter();
+        let mut next = || {
+            values.next().ok_or_else(|| {
+                StoreError::Unavailable("Redis answered fewer replies than commands".into())
+            })
+        };
+        let mut stored = Vec::with_capacity(keys.len());
+        let mut done = Vec::with_capacity(keys.len());
+        for _ in keys {
+            let (v, d): (Option<u64>, Option<Vec<u8>>) =
+                redis::from_redis_value(next()?).map_err(odd)?;
+            stored.push(StoredChunk {
                 version: v.unwrap_or(0),
                 blob: d.unwrap_or_default(),
-            })
-            .collect())
-    }
-
-    /// Reads the chunks at `pending` and, with a key, whether each already applied it.
-    async fn read_for_put(
-        &self,
-        world: &WorldId,
-        edits: &[ChunkEdits],
-        pending: &[usize],
-        key: Option<&IdempotencyKey>,
-    ) -> Result<(Vec<StoredChunk>, Vec<Option<u64>>), StoreError> {
-        let keys: Vec<ChunkKey> = pending.iter().map(|&i| edits[i].0).collect();
-        let stored = self.read(world, &keys).await?;
-        let Some(key) = key else {
-            return Ok((stored, vec![None; keys.len()]));
-        };
-        let cmds = keys
-            .iter()
-            .map(|&k| {
-                let mut c = redis::cmd("GET");
-                c.arg(applied_key(world, k, key));
-                c
-            })
-            .collect();
-        let done: Vec<Option<String>> = self.run_all(cmds).await.map_err(|e| unavailable(&e))?;
-        let done = done
-            .into_iter()
-            .map(|d| d.and_then(|text| text.parse().ok()))
-            .collect();
+            });
+            if applied.is_some() {
+                let answered: Option<String> = redis::from_redis_value(next()?).map_err(odd)?;
+                done.push(answered.and_then(|text| text.parse().ok()));
+            } else {
+                done.push(None);
+            }
+        }
         Ok((stored, done))
     }
 
@@ -334,7 +333,8 @@ impl RedisStore {
                 let micros = rand::rng().random_range(0..=cap);
                 tokio::time::sleep(Duration::from_micros(micros)).await;
             }
-            let (current, done) = self.read_for_put(world, edits, &pending, key).await?;
+            let chunks: Vec<ChunkKey> = pending.iter().map(|&i| edits[i].0).collect();
+            let (current, done) = self.read(world, &chunks, key).await?;
             let mut cmds = Vec::new();
             let mut writing = Vec::new();
             for ((&i, stored), done) in pending.iter().zip(&current).zip(done) {
@@ -343,16 +343,10 @@ impl RedisStore {
                     continue;
                 }
                 let (chunk, cubes) = &edits[i];
-                let (write, blob, answer) = match edit_blob(world, *chunk, &stored.blob, cubes)? {
-                    Some(blob) => {
-                        let r = revision(&blob);
-                        (true, blob, r)
-                    }
-                    None => (false, Vec::new(), stored.revision()),
-                };
-                if !write && key.is_none() {
+                let edited = edit_blob(world, *chunk, &stored.blob, cubes)?;
+                if edited.blob.is_none() && key.is_none() {
                     // Nothing to change and nothing to remember.
-                    revisions[i] = answer;
+                    revisions[i] = edited.revision;
                     continue;
                 }
                 let mut cmd = redis::cmd("EVAL");
@@ -362,10 +356,11 @@ impl RedisStore {
                 if let Some(key) = key {
                     cmd.arg(applied_key(world, *chunk, key));
                 }
+                let write = if edited.blob.is_some() { "1" } else { "0" };
                 cmd.arg(stored.version)
-                    .arg(blob)
-                    .arg(if write { "1" } else { "0" })
-                    .arg(answer.to_string())
+                    .arg(edited.blob.unwrap_or_default())
+                    .arg(write)
+                    .arg(edited.revision.to_string())
                     .arg(IDEMPOTENCY_WINDOW.as_secs());
                 cmds.push(cmd);
                 writing.push(i);
@@ -414,9 +409,11 @@ impl ChunkStore for RedisStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        tokio::time::timeout(self.operation_timeout, self.read(world, keys))
-            .await
-            .map_err(|_| StoreError::Unavailable("Redis fetch timed out".into()))?
+        let (stored, _) =
+            tokio::time::timeout(self.operation_timeout, self.read(world, keys, None))
+                .await
+                .map_err(|_| StoreError::Unavailable("Redis fetch timed out".into()))??;
+        Ok(stored)
     }
 
     async fn apply(
