@@ -6,7 +6,9 @@ namespace CubeWalk
     /// The (2r+1)^3 chunks around a centre chunk, kept up to date with non-blocking fetches that
     /// send the versions already held, so only changed chunks travel. Plain C#: the sample's
     /// MonoBehaviour only feeds it the player's chunk and calls <see cref="CubeWalkClient.Update"/>.
-    /// Steady-state refreshes allocate no managed memory.
+    /// Steady-state refreshes allocate no managed memory. Its methods may be called from any
+    /// thread; its arrays are rewritten by the <see cref="CubeWalkClient.Update"/> that completes
+    /// a refresh, so read them on the thread that calls Update.
     /// </summary>
     public sealed class ChunkNeighbourhood
     {
@@ -15,6 +17,7 @@ namespace CubeWalk
         readonly int radius;
         readonly FetchRequest request = new FetchRequest();
         readonly Action<FetchRequest> onFetched;
+        readonly object gate = new object();
         ChunkKey[] spareKeys;
         ulong[] spareVersions;
         int[][] spareBuffers;
@@ -33,8 +36,10 @@ namespace CubeWalk
         public bool Busy { get; private set; }
         /// <summary>Refreshes completed successfully.</summary>
         public int Refreshes { get; private set; }
-        /// <summary>Status of the last refresh.</summary>
+        /// <summary>Status of the last refresh (or of the last refresh that could not start).</summary>
         public Native.CwStatus LastStatus { get; private set; }
+        /// <summary>The error message of the last refresh when it failed; null after a success.</summary>
+        public string LastError { get; private set; }
         /// <summary>Called with the index of each chunk whose cubes changed (on the Update thread).</summary>
         public Action<int> ChunkChanged;
 
@@ -77,6 +82,11 @@ namespace CubeWalk
         /// version; new ones will be loaded by the next <see cref="Refresh"/>. Ignored while busy.</summary>
         public bool MoveTo(ChunkKey center)
         {
+            lock (gate) return MoveToLocked(center);
+        }
+
+        bool MoveToLocked(ChunkKey center)
+        {
             if (Busy || center.Equals(Center)) return false;
             Layout(center, spareKeys);
             int side = 2 * radius + 1;
@@ -115,21 +125,45 @@ namespace CubeWalk
         }
 
         /// <summary>Starts a refresh unless one is in flight: a non-blocking fetch of every chunk with
-        /// the version held. Returns whether one was started.</summary>
+        /// the version held. Returns whether one was started; when the fetch cannot start (the
+        /// client shut down, for one) it returns false with the reason in
+        /// <see cref="LastStatus"/> and <see cref="LastError"/>, and the next call tries again.</summary>
         public bool Refresh()
         {
-            if (Busy) return false;
-            Busy = true;
-            client.BeginFetch(world, Keys, Versions, Buffers, Changed, onFetched, request);
-            return true;
+            lock (gate)
+            {
+                if (Busy) return false;
+                Busy = true;
+                try
+                {
+                    client.BeginFetch(world, Keys, Versions, Buffers, Changed, onFetched, request);
+                    return true;
+                }
+                catch (CubeWalkException e)
+                {
+                    Busy = false;
+                    LastStatus = e.Status;
+                    LastError = e.Message;
+                    return false;
+                }
+                catch
+                {
+                    Busy = false;
+                    throw;
+                }
+            }
         }
 
         void OnFetched(FetchRequest r)
         {
-            Busy = false;
-            LastStatus = r.Status;
-            if (r.Status != Native.CwStatus.Ok) return;
-            Refreshes++;
+            lock (gate)
+            {
+                Busy = false;
+                LastStatus = r.Status;
+                LastError = r.Error;
+                if (r.Status != Native.CwStatus.Ok) return;
+                Refreshes++;
+            }
             if (ChunkChanged == null) return;
             for (int i = 0; i < Changed.Length; i++)
                 if (Changed[i] != 0) ChunkChanged(i);

@@ -2,20 +2,27 @@ using System;
 using System.Collections.Generic;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Threading;
 using System.Threading.Tasks;
 using CubeWalk.Native;
 
 namespace CubeWalk
 {
     /// <summary>
-    /// Safe wrapper over the native CubeWalk library. Blocking calls for tools and tests;
-    /// non-blocking requests for the game loop, completed only inside <see cref="Update"/> on the
-    /// calling thread (the native library never calls back into C#). Chunk data goes straight
-    /// into the caller's int[4096] arrays, pinned while a request is in flight.
+    /// Safe wrapper over the native CubeWalk library. Blocking calls for tools, tests and worker
+    /// threads; non-blocking requests for the game loop, completed only inside <see cref="Update"/>
+    /// (the native library never calls back into C#). Chunk data goes straight into the caller's
+    /// int[4096] arrays, pinned while a request is in flight.
     ///
-    /// The native library holds one session per process: creating a client (or calling
-    /// <see cref="Init"/>) replaces the previous settings; <see cref="Dispose"/> shuts it down.
-    /// Use it from one thread (the game's main thread).
+    /// Every public method may be called from any thread: blocking calls use scratch space of
+    /// their own thread, request bookkeeping is locked, and a finished request completes (its
+    /// callback runs) on the thread whose <see cref="Update"/> found it finished.
+    ///
+    /// The native library holds one session per process. Clients share it: each client holds a
+    /// reference, and the session is shut down when the last client is disposed. Clients open at
+    /// the same time must use the same endpoint, token and options (a client with other settings
+    /// is refused with <see cref="InvalidOperationException"/> rather than silently changing the
+    /// others' settings).
     /// </summary>
     public sealed class CubeWalkClient : IDisposable
     {
@@ -24,31 +31,38 @@ namespace CubeWalk
         /// <summary>Cubes in a chunk.</summary>
         public const int ChunkCubes = 4096;
 
+        // The process-wide native session: which clients hold it and with which settings.
+        static readonly object sessionLock = new object();
+        static readonly List<CubeWalkClient> open = new List<CubeWalkClient>();
+        static readonly List<CubeWalkClient> suspended = new List<CubeWalkClient>();
+        static Settings sessionSettings;
         static CubeWalkClient current;
 
+        // Guards `pending` and the order of native begin calls, so pending order is begin order.
+        readonly object gate = new object();
         readonly List<CubeWalkRequest> pending = new List<CubeWalkRequest>(64);
-        IntPtr[] pointers = new IntPtr[64];
-        GCHandle[] blockingPins = new GCHandle[64];
-        string endpoint, token;
-        CubeWalkOptions options;
-        string cachedWorld;
-        byte[] cachedWorldBytes;
-        bool initialized;
+        // Owned by the thread inside Update (one at a time, see `updating`).
+        readonly List<CubeWalkRequest> completing = new List<CubeWalkRequest>(64);
+        readonly List<string> completingErrors = new List<string>(64);
+        readonly object updateLock = new object();
+        bool updating;
+        Settings settings;
+        volatile bool initialized;
 
-        /// <summary>Creates a client and initializes the native library.</summary>
+        /// <summary>Creates a client and initializes (or joins) the native session.</summary>
         public CubeWalkClient(string endpoint, string token, CubeWalkOptions options = null)
         {
             Init(endpoint, token, options);
         }
 
-        /// <summary>The client made most recently (used by the Editor play-mode hooks).</summary>
+        /// <summary>The client made most recently.</summary>
         public static CubeWalkClient Current { get { return current; } }
 
         /// <summary>True between a successful <see cref="Init"/> and <see cref="Dispose"/>.</summary>
         public bool IsInitialized { get { return initialized; } }
 
         /// <summary>Requests begun and not yet completed.</summary>
-        public int PendingCount { get { return pending.Count; } }
+        public int PendingCount { get { lock (gate) return pending.Count + completing.Count; } }
 
         /// <summary>The native library version as major.minor.patch.</summary>
         public static string NativeVersion
@@ -60,56 +74,52 @@ namespace CubeWalk
             }
         }
 
-        /// <summary>(Re)initializes the native library: <paramref name="endpoint"/> is the URL of
-        /// /cubewalkblocks with its stage, <paramref name="token"/> the secret for the token header.</summary>
+        /// <summary>(Re)initializes this client: <paramref name="endpoint"/> is the URL of
+        /// /cubewalkblocks with its stage, <paramref name="token"/> the secret for the token
+        /// header. While other clients are open the settings must equal theirs
+        /// (<see cref="InvalidOperationException"/> otherwise); when this is the only client, new
+        /// settings apply to requests begun afterwards.</summary>
         public unsafe void Init(string endpoint, string token, CubeWalkOptions options = null)
         {
             if (endpoint == null) throw new ArgumentNullException("endpoint");
             if (token == null) throw new ArgumentNullException("token");
-            options = options ?? new CubeWalkOptions();
-            byte[] e = Encoding.UTF8.GetBytes(endpoint);
-            byte[] t = Encoding.UTF8.GetBytes(token);
-            CwOptions o;
-            Check(NativeMethods.cw_options_default(&o));
-            o.timeout_ms = options.TimeoutMs;
-            o.connect_timeout_ms = options.ConnectTimeoutMs;
-            o.max_retries = options.MaxRetries;
-            o.retry_base_delay_ms = options.RetryBaseDelayMs;
-            o.retry_max_delay_ms = options.RetryMaxDelayMs;
-            o.max_in_flight = options.MaxInFlight;
-            o.allow_insecure_http = (byte)(options.AllowInsecureHttp ? 1 : 0);
-            byte[] ca = options.CaPem;
-            fixed (byte* ep = e)
-            fixed (byte* tp = t)
-            fixed (byte* cp = ca)
+            var wanted = new Settings(endpoint, token, options ?? new CubeWalkOptions());
+            lock (sessionLock)
             {
-                if (ca != null && ca.Length > 0)
+                int others = open.Count - (open.Contains(this) ? 1 : 0);
+                if (others > 0)
                 {
-                    o.ca_pem = cp;
-                    o.ca_pem_len = (UIntPtr)ca.Length;
+                    // The others' settings may differ from this client's old ones: the session is theirs.
+                    if (!wanted.SameAs(sessionSettings))
+                        throw new InvalidOperationException("another CubeWalkClient is open with a different endpoint, token or options; "
+                            + "the native library holds one session per process, so open clients must share their settings");
                 }
-                Check(NativeMethods.cw_init_with_options(ep, (UIntPtr)e.Length, tp, (UIntPtr)t.Length, &o));
+                else
+                {
+                    wanted.Apply();
+                    sessionSettings = wanted;
+                }
+                settings = wanted;
+                if (!open.Contains(this)) open.Add(this);
+                suspended.Remove(this);
+                initialized = true;
+                current = this;
             }
-            this.endpoint = endpoint;
-            this.token = token;
-            this.options = options;
-            initialized = true;
-            current = this;
         }
 
-        /// <summary>Fetches chunks, blocking the calling thread (tools, tests, loading screens).
-        /// <paramref name="versions"/>[i]: in, the version held in <paramref name="buffers"/>[i] (or
-        /// <see cref="NoVersion"/>); out, the current version. Buffers of unchanged chunks are left
-        /// alone; <paramref name="changed"/> (optional) tells which were written.</summary>
+        /// <summary>Fetches chunks, blocking the calling thread (tools, tests, loading screens on a
+        /// worker thread). <paramref name="versions"/>[i]: in, the version held in
+        /// <paramref name="buffers"/>[i] (or <see cref="NoVersion"/>); out, the current version.
+        /// Buffers of unchanged chunks are left alone; <paramref name="changed"/> (optional) tells
+        /// which were written. Allocates nothing in the steady state.</summary>
         public unsafe void FetchBlocks(string world, ChunkKey[] keys, ulong[] versions, int[][] buffers, byte[] changed = null)
         {
             ValidateFetch(keys, versions, buffers, changed);
-            byte[] w = WorldBytes(world);
+            Scratch scratch = Scratch.ForThisThread(keys.Length);
+            byte[] w = scratch.WorldBytes(world);
             int n = keys.Length;
-            if (pointers.Length < n) pointers = new IntPtr[Math.Max(n, pointers.Length * 2)];
-            if (blockingPins.Length < n) blockingPins = new GCHandle[Math.Max(n, blockingPins.Length * 2)];
-            GCHandle[] handles = blockingPins;
-            IntPtr[] ptrs = pointers;
+            GCHandle[] handles = scratch.Pins;
+            IntPtr[] ptrs = scratch.Pointers;
             try
             {
                 for (int i = 0; i < n; i++)
@@ -137,7 +147,7 @@ namespace CubeWalk
         public unsafe int PutBlocks(string world, CubeEdit[] edits, ChunkVersion[] results)
         {
             ValidatePut(edits, results);
-            byte[] w = WorldBytes(world);
+            byte[] w = Scratch.ForThisThread(0).WorldBytes(world);
             UIntPtr count;
             fixed (byte* wp = w)
             fixed (CubeEdit* ep = edits)
@@ -164,9 +174,10 @@ namespace CubeWalk
             r.Buffers = buffers;
             r.Changed = changed;
             if (completed != null) r.Completed = completed;
-            byte[] w = WorldBytes(world);
             int n = keys.Length;
-            if (pointers.Length < n) pointers = new IntPtr[Math.Max(n, pointers.Length * 2)];
+            Scratch scratch = Scratch.ForThisThread(n);
+            byte[] w = scratch.WorldBytes(world);
+            IntPtr[] pointers = scratch.Pointers;
             try
             {
                 for (int i = 0; i < n; i++)
@@ -183,20 +194,24 @@ namespace CubeWalk
                 {
                     ulong* vp = (ulong*)r.Pins[r.PinCount - 2].AddrOfPinnedObject();
                     byte* cp = (byte*)r.Pins[r.PinCount - 1].AddrOfPinnedObject();
-                    Check(NativeMethods.cw_fetch_blocks_begin(wp, (UIntPtr)w.Length, (CwChunkKey*)kp, (UIntPtr)n, vp, (int**)bp, cp, &id));
+                    lock (gate)
+                    {
+                        Check(NativeMethods.cw_fetch_blocks_begin(wp, (UIntPtr)w.Length, (CwChunkKey*)kp, (UIntPtr)n, vp, (int**)bp, cp, &id));
+                        r.Id = id;
+                        pending.Add(r);
+                    }
                 }
-                r.Id = id;
             }
             catch
             {
                 r.Unpin();
                 throw;
             }
-            pending.Add(r);
             return r;
         }
 
-        /// <summary>Starts a put and returns at once; completes inside a later <see cref="Update"/>.</summary>
+        /// <summary>Starts a put and returns at once; completes inside a later <see cref="Update"/>.
+        /// Puts of the same chunk apply in the order they were begun.</summary>
         public unsafe PutRequest BeginPut(string world, CubeEdit[] edits, ChunkVersion[] results,
             Action<PutRequest> completed = null, PutRequest reuse = null)
         {
@@ -206,7 +221,7 @@ namespace CubeWalk
             r.Results = results;
             r.CountBox[0] = UIntPtr.Zero;
             if (completed != null) r.Completed = completed;
-            byte[] w = WorldBytes(world);
+            byte[] w = Scratch.ForThisThread(0).WorldBytes(world);
             try
             {
                 r.Pin(results);
@@ -217,47 +232,87 @@ namespace CubeWalk
                 {
                     var rp = (CwChunkVersion*)r.Pins[0].AddrOfPinnedObject();
                     var np = (UIntPtr*)r.Pins[1].AddrOfPinnedObject();
-                    Check(NativeMethods.cw_put_blocks_begin(wp, (UIntPtr)w.Length, (CwEdit*)ep, (UIntPtr)edits.Length,
-                        rp, (UIntPtr)results.Length, np, &id));
+                    lock (gate)
+                    {
+                        Check(NativeMethods.cw_put_blocks_begin(wp, (UIntPtr)w.Length, (CwEdit*)ep, (UIntPtr)edits.Length,
+                            rp, (UIntPtr)results.Length, np, &id));
+                        r.Id = id;
+                        pending.Add(r);
+                    }
                 }
-                r.Id = id;
             }
             catch
             {
                 r.Unpin();
                 throw;
             }
-            pending.Add(r);
             return r;
         }
 
         /// <summary>Polls every request in flight (never blocks) and completes the finished ones on
-        /// this thread: results land in the caller's arrays, then the Completed callback runs.
-        /// Call it once per frame. Allocates nothing unless a request fails.</summary>
+        /// this thread, in the order they were begun: results land in the caller's arrays, then the
+        /// Completed callbacks run. Call it once per frame. While another thread is inside Update
+        /// (or when called from a Completed callback) it returns at once and that call completes
+        /// the requests. Allocates nothing unless a request fails.</summary>
         public void Update()
         {
-            for (int i = pending.Count - 1; i >= 0; i--)
+            if (!Monitor.TryEnter(updateLock)) return;
+            try
             {
-                if (i >= pending.Count) continue;
-                CubeWalkRequest r = pending[i];
-                CwStatus s = NativeMethods.cw_poll(r.Id);
-                if (s == CwStatus.Pending) continue;
-                Finish(i, r, s, s == CwStatus.Ok ? null : LastError());
+                if (updating) return;
+                updating = true;
+                lock (gate)
+                {
+                    int kept = 0;
+                    for (int i = 0; i < pending.Count; i++)
+                    {
+                        CubeWalkRequest r = pending[i];
+                        CwStatus s = NativeMethods.cw_poll(r.Id);
+                        if (s == CwStatus.Pending)
+                        {
+                            pending[kept++] = r;
+                            continue;
+                        }
+                        r.Status = s;
+                        completing.Add(r);
+                        completingErrors.Add(s == CwStatus.Ok ? null : LastError());
+                    }
+                    pending.RemoveRange(kept, pending.Count - kept);
+                }
+                // Callbacks run outside the lock: they may begin, cancel or dispose.
+                for (int i = 0; i < completing.Count; i++)
+                {
+                    CubeWalkRequest r = completing[i];
+                    Complete(r, r.Status, completingErrors[i]);
+                }
+            }
+            finally
+            {
+                completing.Clear();
+                completingErrors.Clear();
+                updating = false;
+                Monitor.Exit(updateLock);
             }
         }
 
-        /// <summary>Cancels a request in flight: its arrays are never written after this returns.
-        /// It completes at once with status Cancelled. A cancelled put may or may not have reached
-        /// the server.</summary>
+        /// <summary>Cancels a request in flight: its arrays are never written after this returns,
+        /// and it completes at once with status Cancelled. A request that already finished (its
+        /// results written, its completion due in the running <see cref="Update"/>) is left to
+        /// complete normally. A cancelled put may or may not have reached the server.</summary>
         public void Cancel(CubeWalkRequest request)
         {
-            int i = pending.IndexOf(request);
-            if (i < 0) return;
-            NativeMethods.cw_cancel(request.Id);
-            Finish(i, request, CwStatus.Cancelled, "cancelled");
+            if (request == null) throw new ArgumentNullException("request");
+            lock (gate)
+            {
+                int i = pending.IndexOf(request);
+                if (i < 0) return;
+                NativeMethods.cw_cancel(request.Id);
+                pending.RemoveAt(i);
+            }
+            Complete(request, CwStatus.Cancelled, "cancelled");
         }
 
-        /// <summary>A fetch as a Task, completed from <see cref="Update"/> on the calling thread.</summary>
+        /// <summary>A fetch as a Task, completed from <see cref="Update"/>.</summary>
         public Task<FetchRequest> FetchAsync(string world, ChunkKey[] keys, ulong[] versions, int[][] buffers, byte[] changed)
         {
             var tcs = new TaskCompletionSource<FetchRequest>();
@@ -265,7 +320,7 @@ namespace CubeWalk
             return tcs.Task;
         }
 
-        /// <summary>A put as a Task, completed from <see cref="Update"/> on the calling thread.</summary>
+        /// <summary>A put as a Task, completed from <see cref="Update"/>.</summary>
         public Task<PutRequest> PutAsync(string world, CubeEdit[] edits, ChunkVersion[] results)
         {
             var tcs = new TaskCompletionSource<PutRequest>();
@@ -273,27 +328,103 @@ namespace CubeWalk
             return tcs.Task;
         }
 
-        /// <summary>Cancels everything in flight and shuts the native library down. A new client (or
-        /// <see cref="Init"/>) works afterwards.</summary>
+        /// <summary>Cancels this client's requests and leaves the native session; the last client
+        /// out shuts the library down. <see cref="Init"/> works afterwards.</summary>
         public void Dispose()
         {
             Shutdown();
-            if (current == this) current = null;
+            lock (sessionLock)
+            {
+                suspended.Remove(this);
+                if (current == this) current = null;
+            }
         }
 
-        /// <summary>Leaving Play mode in the Editor: cancel and shut down, keeping the settings.</summary>
+        /// <summary>Cancels this client's requests in flight (they complete at once with status
+        /// Cancelled; their arrays are never written afterwards) and leaves the native session,
+        /// keeping the settings for <see cref="Reinitialize"/>. The last client out shuts the
+        /// library down.</summary>
         public void Shutdown()
         {
-            NativeMethods.cw_shutdown();
-            for (int i = pending.Count - 1; i >= 0; i--)
-                Finish(i, pending[i], CwStatus.Cancelled, "shut down");
-            initialized = false;
+            lock (sessionLock)
+            {
+                CancelAllPending();
+                if (open.Remove(this) && open.Count == 0) NativeMethods.cw_shutdown();
+                initialized = false;
+            }
+            CompleteCancelled("shut down");
         }
 
-        /// <summary>Entering Play mode again: initialize with the settings of the last Init.</summary>
+        /// <summary>Initializes again with the settings of the last <see cref="Init"/>.</summary>
         public void Reinitialize()
         {
-            if (!initialized && endpoint != null) Init(endpoint, token, options);
+            Settings s = settings;
+            if (!initialized && s != null) Init(s.Endpoint, s.Token, s.Options);
+        }
+
+        /// <summary>Shuts every open client down and the native library with them, whatever holds
+        /// it: once this returns no request begun earlier writes anything. The Editor runs it before
+        /// an assembly reload, so nothing is written into a domain that is going away.</summary>
+        public static void ShutdownAll()
+        {
+            CubeWalkClient[] all;
+            lock (sessionLock)
+            {
+                all = open.ToArray();
+                foreach (var c in all) c.CancelAllPending();
+                open.Clear();
+                NativeMethods.cw_shutdown();
+                foreach (var c in all) c.initialized = false;
+            }
+            foreach (var c in all) c.CompleteCancelled("shut down");
+        }
+
+        /// <summary>Leaving Play mode: <see cref="ShutdownAll"/>, remembering the clients for
+        /// <see cref="ResumeAll"/>.</summary>
+        internal static void SuspendAll()
+        {
+            lock (sessionLock)
+            {
+                suspended.Clear();
+                suspended.AddRange(open);
+            }
+            ShutdownAll();
+        }
+
+        /// <summary>Entering Play mode again: reinitialize the clients <see cref="SuspendAll"/> shut.</summary>
+        internal static void ResumeAll()
+        {
+            CubeWalkClient[] again;
+            lock (sessionLock)
+            {
+                again = suspended.ToArray();
+                suspended.Clear();
+            }
+            foreach (var c in again) c.Reinitialize();
+        }
+
+        // Native cancels under the gate; completions (callbacks) later, outside every lock.
+        readonly List<CubeWalkRequest> cancelled = new List<CubeWalkRequest>();
+
+        void CancelAllPending()
+        {
+            lock (gate)
+            {
+                foreach (var r in pending) NativeMethods.cw_cancel(r.Id);
+                cancelled.AddRange(pending);
+                pending.Clear();
+            }
+        }
+
+        void CompleteCancelled(string why)
+        {
+            CubeWalkRequest[] done;
+            lock (gate)
+            {
+                done = cancelled.ToArray();
+                cancelled.Clear();
+            }
+            foreach (var r in done) Complete(r, CwStatus.Cancelled, why);
         }
 
         static void Settle<T>(TaskCompletionSource<T> tcs, T r) where T : CubeWalkRequest
@@ -303,25 +434,13 @@ namespace CubeWalk
             else tcs.SetException(new CubeWalkException(r.Status, r.Error));
         }
 
-        void Finish(int index, CubeWalkRequest r, CwStatus status, string error)
+        static void Complete(CubeWalkRequest r, CwStatus status, string error)
         {
-            pending.RemoveAt(index);
             r.Unpin();
             r.Status = status;
             r.Error = error;
             r.IsDone = true;
             r.InvokeCompleted();
-        }
-
-        byte[] WorldBytes(string world)
-        {
-            if (world == null) throw new ArgumentNullException("world");
-            if (!string.Equals(world, cachedWorld, StringComparison.Ordinal))
-            {
-                cachedWorldBytes = Encoding.UTF8.GetBytes(world);
-                cachedWorld = world;
-            }
-            return cachedWorldBytes;
         }
 
         static void ValidateFetch(ChunkKey[] keys, ulong[] versions, int[][] buffers, byte[] changed)
@@ -356,6 +475,102 @@ namespace CubeWalk
             NativeMethods.cw_last_error(buf, (UIntPtr)1024, &len);
             int n = (int)Math.Min(len.ToUInt64(), 1023);
             return Encoding.UTF8.GetString(buf, n);
+        }
+
+        /// <summary>Per-thread scratch space for building native arguments, so calls from several
+        /// threads never share it and the steady state allocates nothing.</summary>
+        sealed class Scratch
+        {
+            [ThreadStatic] static Scratch mine;
+
+            internal IntPtr[] Pointers = new IntPtr[64];
+            internal GCHandle[] Pins = new GCHandle[64];
+            string world;
+            byte[] worldBytes;
+
+            internal static Scratch ForThisThread(int chunks)
+            {
+                Scratch s = mine ?? (mine = new Scratch());
+                if (s.Pointers.Length < chunks)
+                {
+                    int size = Math.Max(chunks, s.Pointers.Length * 2);
+                    s.Pointers = new IntPtr[size];
+                    s.Pins = new GCHandle[size];
+                }
+                return s;
+            }
+
+            internal byte[] WorldBytes(string w)
+            {
+                if (w == null) throw new ArgumentNullException("world");
+                if (!string.Equals(w, world, StringComparison.Ordinal))
+                {
+                    worldBytes = Encoding.UTF8.GetBytes(w);
+                    world = w;
+                }
+                return worldBytes;
+            }
+        }
+
+        /// <summary>The settings a session was opened with, compared field by field.</summary>
+        sealed class Settings
+        {
+            internal readonly string Endpoint, Token;
+            internal readonly CubeWalkOptions Options;
+
+            internal Settings(string endpoint, string token, CubeWalkOptions options)
+            {
+                Endpoint = endpoint;
+                Token = token;
+                // A copy: the caller may change its object after Init without changing the session.
+                Options = options.Clone();
+            }
+
+            internal bool SameAs(Settings other)
+            {
+                if (other == null) return false;
+                CubeWalkOptions a = Options, b = other.Options;
+                return Endpoint == other.Endpoint && Token == other.Token
+                    && a.TimeoutMs == b.TimeoutMs && a.ConnectTimeoutMs == b.ConnectTimeoutMs
+                    && a.MaxRetries == b.MaxRetries && a.RetryBaseDelayMs == b.RetryBaseDelayMs
+                    && a.RetryMaxDelayMs == b.RetryMaxDelayMs && a.MaxInFlight == b.MaxInFlight
+                    && a.AllowInsecureHttp == b.AllowInsecureHttp && SameBytes(a.CaPem, b.CaPem);
+            }
+
+            static bool SameBytes(byte[] a, byte[] b)
+            {
+                int la = a == null ? 0 : a.Length, lb = b == null ? 0 : b.Length;
+                if (la != lb) return false;
+                for (int i = 0; i < la; i++) if (a[i] != b[i]) return false;
+                return true;
+            }
+
+            internal unsafe void Apply()
+            {
+                byte[] e = Encoding.UTF8.GetBytes(Endpoint);
+                byte[] t = Encoding.UTF8.GetBytes(Token);
+                CwOptions o;
+                Check(NativeMethods.cw_options_default(&o));
+                o.timeout_ms = Options.TimeoutMs;
+                o.connect_timeout_ms = Options.ConnectTimeoutMs;
+                o.max_retries = Options.MaxRetries;
+                o.retry_base_delay_ms = Options.RetryBaseDelayMs;
+                o.retry_max_delay_ms = Options.RetryMaxDelayMs;
+                o.max_in_flight = Options.MaxInFlight;
+                o.allow_insecure_http = (byte)(Options.AllowInsecureHttp ? 1 : 0);
+                byte[] ca = Options.CaPem;
+                fixed (byte* ep = e)
+                fixed (byte* tp = t)
+                fixed (byte* cp = ca)
+                {
+                    if (ca != null && ca.Length > 0)
+                    {
+                        o.ca_pem = cp;
+                        o.ca_pem_len = (UIntPtr)ca.Length;
+                    }
+                    Check(NativeMethods.cw_init_with_options(ep, (UIntPtr)e.Length, tp, (UIntPtr)t.Length, &o));
+                }
+            }
         }
     }
 }

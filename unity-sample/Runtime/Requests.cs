@@ -5,7 +5,7 @@ using CubeWalk.Native;
 namespace CubeWalk
 {
     /// <summary>A non-blocking request. Completed only inside <see cref="CubeWalkClient.Update"/>, on
-    /// the thread that calls it. Request objects may be reused once done, so a game loop that
+    /// the thread whose Update found it finished. Request objects may be reused once done, so a game loop that
     /// keeps re-issuing requests allocates nothing.</summary>
     public abstract class CubeWalkRequest
     {
@@ -13,8 +13,12 @@ namespace CubeWalk
         internal GCHandle[] Pins = new GCHandle[0];
         internal int PinCount;
 
-        /// <summary>True once the request finished (successfully or not).</summary>
-        public bool IsDone { get; internal set; }
+        // Read by threads other than the one completing the request.
+        volatile bool isDone;
+
+        /// <summary>True once the request finished (successfully or not) and its results are in
+        /// the caller's arrays.</summary>
+        public bool IsDone { get { return isDone; } internal set { isDone = value; } }
         /// <summary>The final status (<see cref="CwStatus.Pending"/> until done).</summary>
         public CwStatus Status { get; internal set; }
         /// <summary>The error message when <see cref="Status"/> is not Ok; null otherwise.</summary>
@@ -62,7 +66,7 @@ namespace CubeWalk
         public int[][] Buffers { get; internal set; }
         /// <summary>Out: 1 where the buffer was written, 0 where the chunk was unchanged.</summary>
         public byte[] Changed { get; internal set; }
-        /// <summary>Called on completion, on the thread calling Update.</summary>
+        /// <summary>Called on completion, on the thread whose Update completed the request.</summary>
         public Action<FetchRequest> Completed;
 
         internal override void InvokeCompleted() { if (Completed != null) Completed(this); }
@@ -78,7 +82,7 @@ namespace CubeWalk
         public ChunkVersion[] Results { get; internal set; }
         /// <summary>How many entries of <see cref="Results"/> are filled.</summary>
         public int Count { get { return (int)CountBox[0].ToUInt32(); } }
-        /// <summary>Called on completion, on the thread calling Update.</summary>
+        /// <summary>Called on completion, on the thread whose Update completed the request.</summary>
         public Action<PutRequest> Completed;
 
         internal override void InvokeCompleted() { if (Completed != null) Completed(this); }

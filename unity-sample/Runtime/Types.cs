@@ -82,6 +82,14 @@ namespace CubeWalk
         public bool AllowInsecureHttp;
         /// <summary>Extra trusted root certificates (PEM bytes), or null.</summary>
         public byte[] CaPem;
+
+        /// <summary>A copy (the certificate bytes copied too).</summary>
+        public CubeWalkOptions Clone()
+        {
+            var c = (CubeWalkOptions)MemberwiseClone();
+            if (CaPem != null) c.CaPem = (byte[])CaPem.Clone();
+            return c;
+        }
     }
 
     /// <summary>The one exception type of the SDK: the native status and its message.</summary>

@@ -4,10 +4,12 @@ using UnityEditor;
 namespace CubeWalk.Unity
 {
     /// <summary>
-    /// The Unity Editor keeps native plugins loaded between Play sessions. Shut the library down
-    /// when leaving Play mode (cancelling requests and unpinning buffers) and initialize it again
-    /// on entering, so the second Play session works like the first. Editor-only glue; the logic
-    /// lives in <see cref="CubeWalkClient"/>.
+    /// The Unity Editor keeps native plugins loaded between Play sessions and across script
+    /// reloads. Leaving Play mode shuts every client down (cancelling requests and unpinning
+    /// buffers) and entering it again reinitializes them, so the second Play session works like
+    /// the first; before an assembly reload every request in flight is cancelled and the library
+    /// shut down, so nothing is written into the domain being unloaded. Editor-only glue; the
+    /// logic lives in <see cref="CubeWalkClient"/>.
     /// </summary>
     [InitializeOnLoad]
     static class CubeWalkPlayModeHooks
@@ -15,14 +17,13 @@ namespace CubeWalk.Unity
         static CubeWalkPlayModeHooks()
         {
             EditorApplication.playModeStateChanged += OnPlayModeChanged;
+            AssemblyReloadEvents.beforeAssemblyReload += CubeWalkClient.ShutdownAll;
         }
 
         static void OnPlayModeChanged(PlayModeStateChange change)
         {
-            var client = CubeWalkClient.Current;
-            if (client == null) return;
-            if (change == PlayModeStateChange.ExitingPlayMode) client.Shutdown();
-            else if (change == PlayModeStateChange.EnteredPlayMode) client.Reinitialize();
+            if (change == PlayModeStateChange.ExitingPlayMode) CubeWalkClient.SuspendAll();
+            else if (change == PlayModeStateChange.EnteredPlayMode) CubeWalkClient.ResumeAll();
         }
     }
 }

@@ -33,4 +33,9 @@ namespace UnityEditor
     public enum PlayModeStateChange { EnteredEditMode, ExitingEditMode, EnteredPlayMode, ExitingPlayMode }
     public static class EditorApplication { public static event Action<PlayModeStateChange> playModeStateChanged; }
     public class InitializeOnLoadAttribute : Attribute { }
+    public static class AssemblyReloadEvents
+    {
+        public delegate void AssemblyReloadCallback();
+        public static event AssemblyReloadCallback beforeAssemblyReload;
+    }
 }
