@@ -160,7 +160,9 @@ impl Client {
         }
         let mut builder = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
+            // Below the local gateway's 30 s idle limit (and common load balancers'), so an idle
+            // connection is dropped here before a server closes it under a new request.
+            .pool_idle_timeout(Duration::from_secs(20))
             .user_agent(concat!("cubewalk-sdk/", env!("CARGO_PKG_VERSION")))
             // A followed redirect would carry the token header to whatever host the answer
             // names, in clear if it says http://. The endpoint must be the final URL.

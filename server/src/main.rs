@@ -48,6 +48,16 @@ struct ServeArgs {
     /// Identity validation expression for the `token` header.
     #[arg(long, default_value = gateway::DEFAULT_TOKEN_REGEX)]
     token_regex: String,
+    /// Most connections open at once (more wait in the listen backlog).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    max_connections: u64,
+    /// Seconds a connection may take to send a request head; idle keep-alive connections are
+    /// closed after it too.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout: u64,
+    /// Seconds an authorized request's body may take to arrive (408 after).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_timeout: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -113,12 +123,20 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             "embedded (in memory; gone when this process stops)".into(),
         ),
     };
+    let defaults = GatewayConfig::default();
     let config = GatewayConfig {
         stage: args.stage.clone(),
         auth_cache_ttl: Duration::from_secs(args.auth_cache_ttl),
         token_regex: Some(token_regex),
-        ..GatewayConfig::default()
+        body_timeout: Duration::from_secs(args.body_timeout),
+        connections: gateway::ConnectionLimits {
+            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+            header_timeout: Duration::from_secs(args.header_timeout),
+            ..defaults.connections.clone()
+        },
+        ..defaults
     };
+    let limits = config.connections.clone();
     let app = gateway::router(config, Arc::new(TokenAuthorizer(tokens)), store);
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await
@@ -138,7 +156,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         None => println!("try: curl -H \"token:$YOUR_TOKEN\" {url}"),
     }
     println!("press Ctrl-C to stop");
-    gateway::serve(listener, app, async {
+    gateway::serve(listener, app, limits, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await

@@ -37,8 +37,9 @@ impl TestGateway {
     {
         let (addr, stop_tx, thread) = crate::serve_on_thread(move |listener, stop_rx| async move {
             let store = make_store().await;
+            let limits = config.connections.clone();
             let app = gateway::router(config, authorizer, store);
-            gateway::serve(listener, app, async {
+            gateway::serve(listener, app, limits, async {
                 let _ = stop_rx.await;
             })
             .await

@@ -112,6 +112,19 @@ fn wrong_token_is_unauthorized(stack: &Stack) {
         }],
     );
     assert_eq!(s, Status::Unauthorized);
+    // A large body (16,384 edits, about 1 MB) is refused before the gateway reads it; the
+    // client still reads the 401 rather than a reset connection.
+    let big: Vec<CwEdit> = (0..16384)
+        .map(|i| CwEdit {
+            chunk: key(i / 4096, 0, 0),
+            index: (i % 4096) as u32,
+            value: 123_456_789,
+        })
+        .collect();
+    for _ in 0..5 {
+        let (s, _) = put("e2e", &big);
+        assert_eq!(s, Status::Unauthorized, "{}", last_error());
+    }
 }
 
 fn non_blocking_polled_to_completion(stack: &Stack) {

@@ -4,20 +4,27 @@
 //! | situation | answer |
 //! |---|---|
 //! | path other than `/<stage>/cubewalkblocks` | 403 `{"message":"Missing Authentication Token"}` |
-//! | body over 10 MB | 413 `{"message":"Request Too Long"}` |
 //! | `token` header missing or failing the validation regex | 401 `{"message":"Unauthorized"}`, authorizer not called |
 //! | authorizer fails with `Unauthorized` | 401 `{"message":"Unauthorized"}` |
 //! | policy with an explicit Deny | 403 `{"message":"User is not authorized to access this resource with an explicit deny"}` |
 //! | policy without a matching Allow | 403 `{"message":"User is not authorized to access this resource"}` |
 //! | authorizer crashes, times out or answers a malformed policy | 500 `{"message": null}` |
+//! | body over 10 MB (checked after authorization) | 413 `{"message":"Request Too Long"}` |
+//! | body not received within 30 s (after authorization) | 408 `{"message":"Request Timeout"}` |
 //! | integration takes longer than 29 s | 504 `{"message": "Endpoint request timed out"}` |
+//!
+//! The body is read only once the request is authorized, so a client without the token cannot
+//! make the gateway read or drain it. Connections are capped and timed out ([`listen`]).
 //!
 //! Authorizer answers are cached per token for the configured TTL (0 disables the cache) and
 //! reused for every method, as API Gateway does. Answers above `minimumCompressionSize` (1024
 //! bytes, as in the SAM template) are gzipped for clients that send `Accept-Encoding: gzip`.
 
 mod cache;
+pub mod listen;
 pub mod policy;
+
+pub use listen::{serve, ConnectionLimits};
 
 use crate::handlers::authorizer::{authorize, TokenSet};
 use crate::handlers::blocks;
@@ -89,6 +96,10 @@ pub struct GatewayConfig {
     /// API Gateway's `minimumCompressionSize`: answers larger than this many bytes are gzipped
     /// for clients that accept it (`None` disables compression).
     pub minimum_compression_size: Option<u16>,
+    /// Longest an authorized request's body may take to arrive (408 after it).
+    pub body_timeout: Duration,
+    /// Connection-level limits, applied by [`serve`].
+    pub connections: ConnectionLimits,
 }
 
 impl Default for GatewayConfig {
@@ -101,6 +112,8 @@ impl Default for GatewayConfig {
             integration_timeout: Duration::from_secs(29),
             arn_prefix: "arn:aws:execute-api:local:000000000000:cubewalk-local".into(),
             minimum_compression_size: Some(1024),
+            body_timeout: Duration::from_secs(30),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -139,20 +152,6 @@ pub fn router(
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-}
-
 fn gateway_error(status: u16, body: &'static str, error_type: &'static str) -> Response {
     Response::builder()
         .status(status)
@@ -187,20 +186,6 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
         .map(|c| c.0.ip().to_string());
     let (parts, body) = request.into_parts();
 
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_REQUEST_BYTES as u64) {
-        drain(&mut body.into_data_stream()).await;
-        return gateway_error(
-            413,
-            r#"{"message":"Request Too Long"}"#,
-            "RequestTooLongException",
-        );
-    }
-
     let resource_path = format!("/{}{}", gw.config.stage, blocks::RESOURCE);
     if parts.uri.path().trim_end_matches('/') != resource_path {
         return gateway_error(
@@ -210,14 +195,8 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
         );
     }
 
-    let Some(body) = read_limited(body).await else {
-        return gateway_error(
-            413,
-            r#"{"message":"Request Too Long"}"#,
-            "RequestTooLongException",
-        );
-    };
-
+    // Authorize before reading a byte of the body: an unauthorized client cannot make the
+    // gateway read (or drain) megabytes.
     let Some(token) = parts
         .headers
         .get(TOKEN_HEADER)
@@ -231,7 +210,6 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
             return unauthorized("token fails the validation expression");
         }
     }
-
     let method_arn = format!(
         "{}/{}/{}{}",
         gw.config.arn_prefix,
@@ -297,6 +275,25 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
         }
     }
 
+    let body = match tokio::time::timeout(gw.config.body_timeout, read_body(&parts, body)).await {
+        Ok(Some(body)) => body,
+        Ok(None) => {
+            return gateway_error(
+                413,
+                r#"{"message":"Request Too Long"}"#,
+                "RequestTooLongException",
+            )
+        }
+        Err(_) => {
+            tracing::info!(status = 408, "request body too slow");
+            return gateway_error(
+                408,
+                r#"{"message":"Request Timeout"}"#,
+                "RequestTimeoutException",
+            );
+        }
+    };
+
     let event = proxy_event(&gw.config, &parts, body, &grant.context, peer);
     // Run the integration in this task (no hop to another worker on the hot path), but still
     // turn a panic into API Gateway's 502, as a crashed Lambda would give.
@@ -320,9 +317,19 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
     }
 }
 
-/// Reads the body up to API Gateway's limit; `None` when it is longer (the rest is drained).
-async fn read_limited(body: Body) -> Option<Bytes> {
+/// Reads the body up to API Gateway's limit; `None` when it is (or is declared) longer, after
+/// draining the rest.
+async fn read_body(parts: &http::request::Parts, body: Body) -> Option<Bytes> {
     let mut stream = body.into_data_stream();
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_REQUEST_BYTES as u64) {
+        drain(&mut stream).await;
+        return None;
+    }
     let mut out = Vec::new();
     while let Some(frame) = stream.next().await {
         let frame = frame.ok()?;
@@ -335,8 +342,8 @@ async fn read_limited(body: Body) -> Option<Bytes> {
     Some(out.into())
 }
 
-/// Reads and drops the rest of an oversized body (up to a bound) so a client that is still
-/// sending reads our 413 instead of a reset connection.
+/// Reads and drops the rest of an oversized body (up to a bound, within the body timeout) so
+/// an authorized client that is still sending reads our 413 instead of a reset connection.
 async fn drain(stream: &mut axum::body::BodyDataStream) {
     const DRAIN_LIMIT: usize = 4 * MAX_REQUEST_BYTES;
     let mut seen = 0;
