@@ -25,6 +25,17 @@ command -v valgrind >/dev/null || need_apt+=(valgrind)
 command -v wrk >/dev/null || need_apt+=(wrk)
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+# Cross-built plugins (scripts/build-plugins.sh) and running them (scripts/run-plugins.sh):
+# mingw-w64 for Windows, the aarch64 cross toolchain and qemu-user for Linux arm64, Wine for the
+# DLL, llvm/binutils/file to inspect every artifact.
+command -v x86_64-w64-mingw32-gcc >/dev/null || need_apt+=(gcc-mingw-w64-x86-64)
+command -v aarch64-linux-gnu-gcc >/dev/null || need_apt+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+command -v qemu-aarch64 >/dev/null || need_apt+=(qemu-user)
+[ -x /usr/lib/wine/wine64 ] || command -v wine64 >/dev/null || need_apt+=(wine64)
+command -v llvm-nm >/dev/null || need_apt+=(llvm)
+command -v ld64.lld >/dev/null || command -v ld64.lld-14 >/dev/null || need_apt+=(lld)
+command -v readelf >/dev/null || need_apt+=(binutils)
+command -v file >/dev/null || need_apt+=(file)
 # The benchmark's plots are drawn with DejaVu Sans.
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
 
@@ -37,11 +48,19 @@ fi
 need_pip=()
 command -v cfn-lint >/dev/null || need_pip+=(cfn-lint)
 command -v cargo-lambda >/dev/null || need_pip+=(cargo-lambda)
+# Links the macOS plugin with zig (which cargo-lambda's ziglang package provides).
+command -v cargo-zigbuild >/dev/null || need_pip+=(cargo-zigbuild)
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "installing PyPI packages: ${need_pip[*]}"
   python3 -m pip install --quiet "${need_pip[@]}" || python3 -m pip install --quiet --break-system-packages "${need_pip[@]}"
   hash -r
 fi
+
+# Rust standard libraries for the plugin targets.
+installed_targets="$(rustup target list --installed)"
+for t in x86_64-pc-windows-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin aarch64-apple-darwin; do
+  echo "$installed_targets" | grep -qx "$t" || rustup target add "$t"
+done
 
 # cargo-fuzz runs the fuzz targets for a fixed budget in CI (scripts/fuzz.sh).
 command -v cargo-fuzz >/dev/null || cargo install --locked --quiet cargo-fuzz

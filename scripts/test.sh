@@ -24,3 +24,9 @@ scripts/memcheck.sh
 
 echo "== C# tests under Mono"
 "unity-sample/Tests~/run-tests.sh"
+
+echo "== native plugins: build (Windows, Linux x64/arm64, macOS), check, run under Wine and qemu, package"
+scripts/build-plugins.sh
+scripts/check-plugins.sh
+scripts/run-plugins.sh
+scripts/package-unity.sh

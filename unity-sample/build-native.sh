@@ -3,7 +3,9 @@
 # platform. Default: the host (Linux x86_64, macOS, or Windows under Git Bash/MSYS).
 #   ./build-native.sh            host platform
 #   ./build-native.sh android    arm64-v8a .so (needs ANDROID_NDK_HOME); 16 KB page aligned
-#   ./build-native.sh ios        static libcubewalk.a for device (run on macOS with Xcode)
+#   ./build-native.sh ios        static libcubewalk.a for device, internal symbols hidden (macOS + Xcode)
+#   ./build-native.sh ios-simulator   simulator library (arm64 + x86_64) in target/ios-simulator/
+# Windows, Linux (x64, arm64) and macOS are built on Linux by scripts/build-plugins.sh.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -21,19 +23,44 @@ case "${1:-host}" in
       *) echo "unknown host $(uname -s)"; exit 1 ;;
     esac ;;
   android)
+    # Needs the NDK (ANDROID_NDK_HOME). ring's C code is compiled by the cc crate, which finds
+    # the NDK's clang only through CC_<target>/AR_<target>, not through the linker setting.
     : "${ANDROID_NDK_HOME:?set ANDROID_NDK_HOME to your NDK}"
     rustup target add aarch64-linux-android
-    linker="$(ls "$ANDROID_NDK_HOME"/toolchains/llvm/prebuilt/*/bin/aarch64-linux-android24-clang | head -1)"
-    CARGO_TARGET_AARCH64_LINUX_ANDROID_LINKER="$linker" \
-    RUSTFLAGS="-C link-arg=-Wl,-z,max-page-size=16384" \
+    bin="$(ls -d "$ANDROID_NDK_HOME"/toolchains/llvm/prebuilt/*/bin | head -1)"
+    CARGO_TARGET_AARCH64_LINUX_ANDROID_LINKER="$bin/aarch64-linux-android24-clang" \
+    CC_aarch64_linux_android="$bin/aarch64-linux-android24-clang" \
+    AR_aarch64_linux_android="$bin/llvm-ar" \
+    CARGO_TARGET_AARCH64_LINUX_ANDROID_RUSTFLAGS="-C link-arg=-Wl,-z,max-page-size=16384" \
       cargo build --release --locked -p cubewalk --target aarch64-linux-android
     out="$plugins/Android/arm64-v8a/libcubewalk.so"
-    cp "$target_dir/aarch64-linux-android/release/libcubewalk.so" "$out" ;;
+    mkdir -p "$(dirname "$out")"
+    cp "$target_dir/aarch64-linux-android/release/libcubewalk.so" "$out"
+    "$bin/llvm-strip" "$out" ;;
   ios)
+    # Needs macOS with Xcode. The static library is prelinked into one object whose only
+    # global symbols are the cw_* functions, so it cannot clash with another Rust library
+    # (or a second copy of Rust's std) in the same app.
     rustup target add aarch64-apple-ios
     cargo build --release --locked -p cubewalk --target aarch64-apple-ios
+    work="$(mktemp -d)"
+    grep -o '^[A-Za-z].* \**cw_[a-z_]*(' "$root/include/cubewalk.h" | grep -o 'cw_[a-z_]*' | sort -u | sed 's/^/_/' > "$work/exports"
+    xcrun ld -r -arch arm64 -exported_symbols_list "$work/exports" \
+      -force_load "$target_dir/aarch64-apple-ios/release/libcubewalk.a" -o "$work/cubewalk.o"
     out="$plugins/iOS/libcubewalk.a"
-    cp "$target_dir/aarch64-apple-ios/release/libcubewalk.a" "$out" ;;
-  *) echo "usage: $0 [host|android|ios]"; exit 2 ;;
+    mkdir -p "$(dirname "$out")"
+    rm -f "$out"
+    xcrun ar rcs "$out" "$work/cubewalk.o"
+    rm -rf "$work" ;;
+  ios-simulator)
+    # For Unity's "Simulator SDK" builds only: arm64 + x86_64 simulator slices in one library,
+    # written next to the device one (swap it in for a simulator build).
+    rustup target add aarch64-apple-ios-sim x86_64-apple-ios
+    cargo build --release --locked -p cubewalk --target aarch64-apple-ios-sim --target x86_64-apple-ios
+    out="$root/target/ios-simulator/libcubewalk.a"
+    mkdir -p "$(dirname "$out")"
+    xcrun lipo -create "$target_dir/aarch64-apple-ios-sim/release/libcubewalk.a" \
+      "$target_dir/x86_64-apple-ios/release/libcubewalk.a" -output "$out" ;;
+  *) echo "usage: $0 [host|android|ios|ios-simulator]"; exit 2 ;;
 esac
 echo "native library copied to $out"

@@ -1,9 +1,32 @@
-/* A C program using the SDK exactly as documented in the README: init, put, fetch, check.
+/* A C program using the SDK exactly as documented in the README: init, put, blocking fetch,
+ * begin/poll, a wrong token, shutdown and init again. Built for the host and cross-built for
+ * Windows (run under Wine) and Linux arm64 (run under qemu-user).
  * Usage: roundtrip <endpoint> <token>. Exits 0 and prints "ok" when every check passes. */
+#define _POSIX_C_SOURCE 199309L /* nanosleep under -std=c99 */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cubewalk.h"
+#ifdef _WIN32
+#include <windows.h>
+static void pause_ms(unsigned ms) { Sleep(ms); }
+#else
+#include <time.h>
+static void pause_ms(unsigned ms) {
+    struct timespec t = {0, (long)ms * 1000000L};
+    nanosleep(&t, NULL);
+}
+#endif
+
+/* Polls a non-blocking request until it finishes (at most about 20 s). */
+static CwStatus wait_for(uint64_t id) {
+    for (int i = 0; i < 20000; i++) {
+        CwStatus s = cw_poll(id);
+        if (s != CW_STATUS_PENDING) return s;
+        pause_ms(1);
+    }
+    return CW_STATUS_PENDING;
+}
 
 static int fail(const char *what, CwStatus status) {
     char message[512];
@@ -67,6 +90,49 @@ int main(int argc, char **argv) {
     /* A bad argument is reported, not a crash. */
     s = cw_fetch_blocks(NULL, 0, keys, 2, versions, buffers, changed);
     if (s != CW_STATUS_INVALID_ARGUMENT) return fail("invalid-argument check", s);
+
+    /* Non-blocking: begin, poll until done; the buffer is written only by the final poll. */
+    static int32_t chunk_c[4096];
+    int32_t *one[1] = {chunk_c};
+    uint64_t held[1] = {CW_NO_VERSION};
+    uint8_t one_changed[1] = {0};
+    uint64_t id = 0;
+    s = cw_fetch_blocks_begin((const uint8_t *)world, strlen(world), keys, 1, held, one, one_changed, &id);
+    if (s != CW_STATUS_OK) return fail("cw_fetch_blocks_begin", s);
+    s = wait_for(id);
+    if (s != CW_STATUS_OK) return fail("cw_poll", s);
+    if (chunk_c[1 * 256 + 3 * 16 + 2] != 7 || held[0] != versions_out[0].version || !one_changed[0]) {
+        fprintf(stderr, "unexpected polled fetch result\n");
+        return 1;
+    }
+
+    /* A wrong token is refused as unauthorized. */
+    const char *wrong = "wrong-token-for-this-test";
+    s = cw_init((const uint8_t *)endpoint, strlen(endpoint), (const uint8_t *)wrong, strlen(wrong));
+    if (s != CW_STATUS_OK) return fail("cw_init (wrong token)", s);
+    versions[0] = versions[1] = CW_NO_VERSION;
+    s = cw_fetch_blocks((const uint8_t *)world, strlen(world), keys, 2, versions, buffers, changed);
+    if (s != CW_STATUS_UNAUTHORIZED) {
+        fprintf(stderr, "wrong token gave %s\n", cw_status_str(s));
+        return 1;
+    }
+
+    /* Shut down, then initialize again: the library works as on first use. */
+    s = cw_shutdown();
+    if (s != CW_STATUS_OK) return fail("cw_shutdown", s);
+    s = cw_fetch_blocks((const uint8_t *)world, strlen(world), keys, 2, versions, buffers, changed);
+    if (s != CW_STATUS_NOT_INITIALIZED) {
+        fprintf(stderr, "fetch after shutdown gave %s\n", cw_status_str(s));
+        return 1;
+    }
+    s = cw_init((const uint8_t *)endpoint, strlen(endpoint), (const uint8_t *)token, strlen(token));
+    if (s != CW_STATUS_OK) return fail("cw_init (again)", s);
+    s = cw_fetch_blocks((const uint8_t *)world, strlen(world), keys, 2, versions, buffers, changed);
+    if (s != CW_STATUS_OK) return fail("cw_fetch_blocks (after re-init)", s);
+    if (chunk_b[0] != -42) {
+        fprintf(stderr, "unexpected fetch result after re-init\n");
+        return 1;
+    }
 
     cw_shutdown();
     printf("ok (sdk %u.%u.%u)\n", cw_version() >> 16, (cw_version() >> 8) & 0xff, cw_version() & 0xff);

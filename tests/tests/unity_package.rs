@@ -52,6 +52,8 @@ fn manifest_and_assembly_definition_are_valid() {
         "semver"
     );
     assert!(manifest["unity"].as_str().unwrap().starts_with("20"));
+    // One version: the native library's (the workspace's), which the tarball also carries.
+    assert_eq!(version, env!("CARGO_PKG_VERSION"), "package.json version");
     for sample in manifest["samples"].as_array().unwrap() {
         assert!(package().join(sample["path"].as_str().unwrap()).is_dir());
     }

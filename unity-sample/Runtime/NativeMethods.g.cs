@@ -27,14 +27,22 @@ namespace CubeWalk.Native
         /// <summary>
         ///  The library version as `major &lt;&lt; 16 | minor &lt;&lt; 8 | patch`.
         /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        public static uint cw_version() { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
         [DllImport(__DllName, EntryPoint = "cw_version", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern uint cw_version();
+#endif
 
         /// <summary>
         ///  A static, NUL-terminated name for a status code (`"CW_STATUS_OK"`, ...). Never free it.
         /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        public static byte* cw_status_str(int status) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
         [DllImport(__DllName, EntryPoint = "cw_status_str", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern byte* cw_status_str(int status);
+#endif
 
         /// <summary>
         ///  Fills `*out` with the default options (10 s timeout, 5 s connect, 3 retries from 100 ms up
@@ -43,8 +51,12 @@ namespace CubeWalk.Native
         ///  # Safety
         ///  `out` must point to writable memory for one `CwOptions`.
         /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        public static CwStatus cw_options_default(CwOptions* @out) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
         [DllImport(__DllName, EntryPoint = "cw_options_default", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern CwStatus cw_options_default(CwOptions* @out);
+#endif
 
         /// <summary>
         ///  Initializes (or re-initializes) the library with default options. See
@@ -53,8 +65,12 @@ namespace CubeWalk.Native
         ///  # Safety
         ///  `endpoint` and `token` must point to `endpoint_len` and `token_len` readable bytes.
         /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        public static CwStatus cw_init(byte* endpoint, System.UIntPtr endpoint_len, byte* token, System.UIntPtr token_len) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
         [DllImport(__DllName, EntryPoint = "cw_init", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern CwStatus cw_init(byte* endpoint, System.UIntPtr endpoint_len, byte* token, System.UIntPtr token_len);
+#endif
 
         /// <summary>
         ///  Initializes the library: `endpoint` is the URL of the `/cubewalkblocks` resource with its
@@ -70,8 +86,12 @@ namespace CubeWalk.Native
         ///  String pointers must point to their lengths of readable bytes; `options`, if not null, to
         ///  a `CwOptions` (and its `ca_pem` to `ca_pem_len` bytes).
         /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        public static CwStatus cw_init_with_options(byte* endpoint, System.UIntPtr endpoint_len, byte* token, System.UIntPtr token_len, CwOptions* options) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
         [DllImport(__DllName, EntryPoint = "cw_init_with_options", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern CwStatus cw_init_with_options(byte* endpoint, System.UIntPtr endpoint_len, byte* token, System.UIntPtr token_len, CwOptions* options);
+#endif
 
         /// <summary>
         ///  Cancels every request in flight (blocking calls return `CW_STATUS_CANCELLED`, non-blocking ones
@@ -81,8 +101,12 @@ namespace CubeWalk.Native
         ///  given to those requests is written again, and their memory is freed. `cw_init` afterwards
         ///  starts afresh. Safe to call when not initialized.
         /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        public static CwStatus cw_shutdown() { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
         [DllImport(__DllName, EntryPoint = "cw_shutdown", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern CwStatus cw_shutdown();
+#endif
 
         /// <summary>
         ///  Fetches `count` chunks of `world`, blocking until done.
@@ -106,8 +130,12 @@ namespace CubeWalk.Native
         ///  Every array must hold `count` valid elements and each `buffers[i]` 4096 `int32_t`, valid for
         ///  the duration of the call.
         /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        public static CwStatus cw_fetch_blocks(byte* world, System.UIntPtr world_len, CwChunkKey* keys, System.UIntPtr count, ulong* versions, int** buffers, byte* changed) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
         [DllImport(__DllName, EntryPoint = "cw_fetch_blocks", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern CwStatus cw_fetch_blocks(byte* world, System.UIntPtr world_len, CwChunkKey* keys, System.UIntPtr count, ulong* versions, int** buffers, byte* changed);
+#endif
 
         /// <summary>
         ///  Starts a fetch without blocking and stores its id in `*out_request_id`. Arguments as
@@ -119,8 +147,12 @@ namespace CubeWalk.Native
         ///  # Safety
         ///  As `cw_fetch_blocks`, with the lifetime above; `out_request_id` writable.
         /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        public static CwStatus cw_fetch_blocks_begin(byte* world, System.UIntPtr world_len, CwChunkKey* keys, System.UIntPtr count, ulong* versions, int** buffers, byte* changed, ulong* out_request_id) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
         [DllImport(__DllName, EntryPoint = "cw_fetch_blocks_begin", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern CwStatus cw_fetch_blocks_begin(byte* world, System.UIntPtr world_len, CwChunkKey* keys, System.UIntPtr count, ulong* versions, int** buffers, byte* changed, ulong* out_request_id);
+#endif
 
         /// <summary>
         ///  Applies `count` cube edits in `world`, blocking until done. Edits apply in order (a later
@@ -143,8 +175,12 @@ namespace CubeWalk.Native
         ///  `edits` must hold `count` elements, `out_versions` `capacity`, `out_count` one, all valid
         ///  for the call.
         /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        public static CwStatus cw_put_blocks(byte* world, System.UIntPtr world_len, CwEdit* edits, System.UIntPtr count, CwChunkVersion* out_versions, System.UIntPtr capacity, System.UIntPtr* out_count) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
         [DllImport(__DllName, EntryPoint = "cw_put_blocks", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern CwStatus cw_put_blocks(byte* world, System.UIntPtr world_len, CwEdit* edits, System.UIntPtr count, CwChunkVersion* out_versions, System.UIntPtr capacity, System.UIntPtr* out_count);
+#endif
 
         /// <summary>
         ///  Starts a put without blocking and stores its id in `*out_request_id`. Arguments as
@@ -155,8 +191,12 @@ namespace CubeWalk.Native
         ///  # Safety
         ///  As `cw_put_blocks`, with the lifetime above; `out_request_id` writable.
         /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        public static CwStatus cw_put_blocks_begin(byte* world, System.UIntPtr world_len, CwEdit* edits, System.UIntPtr count, CwChunkVersion* out_versions, System.UIntPtr capacity, System.UIntPtr* out_count, ulong* out_request_id) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
         [DllImport(__DllName, EntryPoint = "cw_put_blocks_begin", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern CwStatus cw_put_blocks_begin(byte* world, System.UIntPtr world_len, CwEdit* edits, System.UIntPtr count, CwChunkVersion* out_versions, System.UIntPtr capacity, System.UIntPtr* out_count, ulong* out_request_id);
+#endif
 
         /// <summary>
         ///  Reports on a non-blocking request: `CW_STATUS_PENDING` while it runs (never blocks); otherwise
@@ -165,8 +205,12 @@ namespace CubeWalk.Native
         ///  main thread, once per frame). An id begun before the last `cw_shutdown` polls
         ///  `CW_STATUS_CANCELLED`; a panic inside the request is `CW_STATUS_INTERNAL`.
         /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        public static CwStatus cw_poll(ulong request_id) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
         [DllImport(__DllName, EntryPoint = "cw_poll", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern CwStatus cw_poll(ulong request_id);
+#endif
 
         /// <summary>
         ///  Cancels a non-blocking request: its output memory is never touched after this returns,
@@ -174,8 +218,12 @@ namespace CubeWalk.Native
         ///  or finished id (when a `cw_poll` on another thread is writing the result at that moment,
         ///  this waits until it is written). A cancelled put may or may not have reached the server.
         /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        public static CwStatus cw_cancel(ulong request_id) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
         [DllImport(__DllName, EntryPoint = "cw_cancel", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern CwStatus cw_cancel(ulong request_id);
+#endif
 
         /// <summary>
         ///  Copies the message of this thread's most recent failed call into `buf` (UTF-8,
@@ -186,8 +234,12 @@ namespace CubeWalk.Native
         ///  # Safety
         ///  `buf` must point to `len` writable bytes; `out_len` null or writable.
         /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        public static CwStatus cw_last_error(byte* buf, System.UIntPtr len, System.UIntPtr* out_len) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
         [DllImport(__DllName, EntryPoint = "cw_last_error", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern CwStatus cw_last_error(byte* buf, System.UIntPtr len, System.UIntPtr* out_len);
+#endif
 
 
     }

@@ -35,6 +35,11 @@ mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591,0067,0649 -define:UNITY_
   -out:"$work/CubeWalk.UnityGlue.dll" "$root"/unity-sample/Runtime/*.cs "$root"/unity-sample/Runtime/Unity/*.cs \
   "$root"/unity-sample/Samples~/ChunkStreaming/*.cs "$here"/UnityStubs/*.cs
 
+# A WebGL player build of the package: no P/Invoke may remain, and a client must refuse clearly.
+mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591,0618 -define:UNITY_WEBGL -target:exe \
+  -out:"$work/WebGLCheck.exe" "$root"/unity-sample/Runtime/*.cs "$here"/WebGL/WebGLCheck.cs
+mono "$work/WebGLCheck.exe"
+
 set +e
 LD_LIBRARY_PATH="$target" CUBEWALK_TEST_ENDPOINT="$endpoint" CUBEWALK_TEST_TOKEN="$token" \
   nunit-console -nologo -labels -xml="$work/result.xml" "$work/CubeWalk.Tests.dll" > "$work/nunit.out" 2>&1

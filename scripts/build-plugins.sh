@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Builds every native plugin that can be built on this (Linux x86_64) machine, release profile,
+# stripped, into target/plugins/Runtime/Plugins/ in the Unity package's layout:
+#   x86_64/cubewalk.dll           Windows x64 (mingw-w64; no DLL beyond what Windows ships)
+#   x86_64/libcubewalk.so         Linux x64
+#   arm64/libcubewalk.so          Linux arm64 (16 KB aligned LOAD segments)
+#   macOS/libcubewalk.dylib       macOS universal (x86_64 + arm64; zig compiles C, ld64.lld links)
+# Android and iOS need the NDK and Xcode: .github/workflows/native-plugins.yml builds them.
+# Each target is built once; a second run only relinks what changed.
+#   scripts/build-plugins.sh [windows|linux-x64|linux-arm64|macos ...]   (default: all four)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+# A target folder of its own: the Lambda build (zig, arm64) and the tests use other flags for
+# the same triples, and would otherwise rebuild each other's dependencies.
+export CARGO_TARGET_DIR="$root/target/plugin-build"
+out="$root/target/plugins/Runtime/Plugins"
+mkdir -p "$out"
+
+want=("$@")
+[ ${#want[@]} -gt 0 ] || want=(windows linux-x64 linux-arm64 macos)
+
+need_target() { rustup target list --installed | grep -qx "$1" || rustup target add "$1"; }
+
+for platform in "${want[@]}"; do
+  echo "== plugin: $platform"
+  case "$platform" in
+    windows)
+      need_target x86_64-pc-windows-gnu
+      # Static libgcc/winpthread: the DLL must load with nothing but Windows beside it.
+      CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
+      CC_x86_64_pc_windows_gnu=x86_64-w64-mingw32-gcc AR_x86_64_pc_windows_gnu=x86_64-w64-mingw32-ar \
+      CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUSTFLAGS="-C link-arg=-static-libgcc" \
+        cargo build --release --locked -p cubewalk --target x86_64-pc-windows-gnu
+      mkdir -p "$out/x86_64"
+      cp "$CARGO_TARGET_DIR/x86_64-pc-windows-gnu/release/cubewalk.dll" "$out/x86_64/cubewalk.dll"
+      x86_64-w64-mingw32-strip "$out/x86_64/cubewalk.dll" ;;
+    linux-x64)
+      CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=-Wl,-z,max-page-size=16384" \
+        cargo build --release --locked -p cubewalk --target x86_64-unknown-linux-gnu
+      mkdir -p "$out/x86_64"
+      cp "$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/libcubewalk.so" "$out/x86_64/libcubewalk.so" ;;
+    linux-arm64)
+      need_target aarch64-unknown-linux-gnu
+      CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+      CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
+      CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=-Wl,-z,max-page-size=16384" \
+        cargo build --release --locked -p cubewalk --target aarch64-unknown-linux-gnu
+      mkdir -p "$out/arm64"
+      cp "$CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/release/libcubewalk.so" "$out/arm64/libcubewalk.so" ;;
+    macos)
+      need_target x86_64-apple-darwin
+      need_target aarch64-apple-darwin
+      command -v cargo-zigbuild >/dev/null || python3 -m pip install --quiet cargo-zigbuild \
+        || python3 -m pip install --quiet --break-system-packages cargo-zigbuild
+      # zig compiles ring's C code; ld64.lld links (scripts/macos-ld.sh), because zig's Mach-O
+      # linker ignores rustc's exported-symbols list. The install name is @rpath, not the
+      # build folder.
+      macflags="-C link-arg=-Wl,-install_name,@rpath/libcubewalk.dylib"
+      CARGO_TARGET_X86_64_APPLE_DARWIN_LINKER="$root/scripts/macos-ld.sh" \
+      CARGO_TARGET_AARCH64_APPLE_DARWIN_LINKER="$root/scripts/macos-ld.sh" \
+      CARGO_TARGET_X86_64_APPLE_DARWIN_RUSTFLAGS="$macflags" \
+      CARGO_TARGET_AARCH64_APPLE_DARWIN_RUSTFLAGS="$macflags" \
+        cargo zigbuild --release --locked -p cubewalk --target universal2-apple-darwin
+      mkdir -p "$out/macOS"
+      cp "$CARGO_TARGET_DIR/universal2-apple-darwin/release/libcubewalk.dylib" "$out/macOS/libcubewalk.dylib" ;;
+    *) echo "unknown platform $platform (windows, linux-x64, linux-arm64, macos)"; exit 2 ;;
+  esac
+done
+echo "plugins in $out:"
+(cd "$out" && find . -type f | sort | while read -r f; do echo "  $f $(stat -c %s "$f") bytes"; done)
