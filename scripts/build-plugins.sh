@@ -21,33 +21,35 @@ want=("$@")
 [ ${#want[@]} -gt 0 ] || want=(windows linux-x64 linux-arm64 macos)
 
 need_target() { rustup target list --installed | grep -qx "$1" || rustup target add "$1"; }
+# Google Play requires 16 KB aligned segments on Android; Linux builds are aligned the same way.
+page16k="-C link-arg=-Wl,-z,max-page-size=16384"
+
+# cross_build <triple> <gcc prefix, empty for the host's> <rustflags> <file> <plugin folder>:
+# builds the cdylib for <triple> with that GNU toolchain as linker and C compiler (ring's C
+# code), and copies <file> into the plugin folder.
+cross_build() {
+  local triple="$1" prefix="$2" flags="$3" file="$4" folder="$5"
+  local var="${triple//-/_}"
+  need_target "$triple"
+  if [ -n "$prefix" ]; then
+    export "CARGO_TARGET_${var^^}_LINKER=$prefix-gcc" "CC_$var=$prefix-gcc" "AR_$var=$prefix-ar"
+  fi
+  env "CARGO_TARGET_${var^^}_RUSTFLAGS=$flags" cargo build --release --locked -p cubewalk --target "$triple"
+  mkdir -p "$out/$folder"
+  cp "$CARGO_TARGET_DIR/$triple/release/$file" "$out/$folder/$file"
+}
 
 for platform in "${want[@]}"; do
   echo "== plugin: $platform"
   case "$platform" in
     windows)
-      need_target x86_64-pc-windows-gnu
       # Static libgcc/winpthread: the DLL must load with nothing but Windows beside it.
-      CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
-      CC_x86_64_pc_windows_gnu=x86_64-w64-mingw32-gcc AR_x86_64_pc_windows_gnu=x86_64-w64-mingw32-ar \
-      CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUSTFLAGS="-C link-arg=-static-libgcc" \
-        cargo build --release --locked -p cubewalk --target x86_64-pc-windows-gnu
-      mkdir -p "$out/x86_64"
-      cp "$CARGO_TARGET_DIR/x86_64-pc-windows-gnu/release/cubewalk.dll" "$out/x86_64/cubewalk.dll"
+      cross_build x86_64-pc-windows-gnu x86_64-w64-mingw32 "-C link-arg=-static-libgcc" cubewalk.dll x86_64
       x86_64-w64-mingw32-strip "$out/x86_64/cubewalk.dll" ;;
     linux-x64)
-      CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=-Wl,-z,max-page-size=16384" \
-        cargo build --release --locked -p cubewalk --target x86_64-unknown-linux-gnu
-      mkdir -p "$out/x86_64"
-      cp "$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/libcubewalk.so" "$out/x86_64/libcubewalk.so" ;;
+      cross_build x86_64-unknown-linux-gnu "" "$page16k" libcubewalk.so x86_64 ;;
     linux-arm64)
-      need_target aarch64-unknown-linux-gnu
-      CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
-      CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
-      CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=-Wl,-z,max-page-size=16384" \
-        cargo build --release --locked -p cubewalk --target aarch64-unknown-linux-gnu
-      mkdir -p "$out/arm64"
-      cp "$CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/release/libcubewalk.so" "$out/arm64/libcubewalk.so" ;;
+      cross_build aarch64-unknown-linux-gnu aarch64-linux-gnu "$page16k" libcubewalk.so arm64 ;;
     macos)
       need_target x86_64-apple-darwin
       need_target aarch64-apple-darwin

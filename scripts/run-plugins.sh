@@ -12,15 +12,8 @@ work="$(mktemp -d)"
 token="cross-test-token-$RANDOM$RANDOM"
 
 cargo build --locked -p cubewalk-server --bin cubewalk-server
-"${CARGO_TARGET_DIR:-target}/debug/cubewalk-server" serve --bind 127.0.0.1:0 --tokens "$token" > "$work/gateway.out" 2> "$work/gateway.err" &
-gateway=$!
-trap 'kill $gateway 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 100); do
-  grep -q "listening on" "$work/gateway.out" 2>/dev/null && break
-  sleep 0.1
-done
-endpoint="$(grep -o 'http://[^ ]*' "$work/gateway.out" | head -1)"
-[ -n "$endpoint" ] || { echo "gateway did not start"; cat "$work/gateway.err"; exit 1; }
+server="${CARGO_TARGET_DIR:-$root/target}/debug/cubewalk-server"
+. "$root/scripts/start-gateway.sh"
 
 cflags=(-std=c99 -Wall -Wextra -Werror -pedantic -I "$root/include")
 

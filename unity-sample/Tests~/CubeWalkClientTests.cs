@@ -3,6 +3,7 @@ using System.Threading;
 using CubeWalk;
 using CubeWalk.Native;
 using NUnit.Framework;
+using static CubeWalk.Tests.TestSupport;
 
 namespace CubeWalk.Tests
 {
@@ -11,8 +12,6 @@ namespace CubeWalk.Tests
     [TestFixture]
     public class CubeWalkClientTests
     {
-        static string Endpoint { get { return Environment.GetEnvironmentVariable("CUBEWALK_TEST_ENDPOINT"); } }
-        static string Token { get { return Environment.GetEnvironmentVariable("CUBEWALK_TEST_TOKEN"); } }
 
         CubeWalkClient client;
 
@@ -29,30 +28,7 @@ namespace CubeWalk.Tests
             client.Dispose();
         }
 
-        static int[][] Buffers(int n)
-        {
-            var b = new int[n][];
-            for (int i = 0; i < n; i++) b[i] = new int[4096];
-            return b;
-        }
-
-        static ulong[] NoVersions(int n)
-        {
-            var v = new ulong[n];
-            for (int i = 0; i < n; i++) v[i] = CubeWalkClient.NoVersion;
-            return v;
-        }
-
-        void PumpUntil(Func<bool> done)
-        {
-            var deadline = DateTime.UtcNow.AddSeconds(20);
-            while (!done())
-            {
-                Assert.Less(DateTime.UtcNow, deadline, "request never completed");
-                client.Update();
-                Thread.Sleep(1);
-            }
-        }
+        void PumpUntil(Func<bool> done) { TestSupport.PumpUntil(client, done); }
 
         [Test]
         public void PutThenFetchRoundTripsIntoIntArrays()

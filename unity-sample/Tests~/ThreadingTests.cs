@@ -4,6 +4,7 @@ using System.Threading;
 using CubeWalk;
 using CubeWalk.Native;
 using NUnit.Framework;
+using static CubeWalk.Tests.TestSupport;
 
 namespace CubeWalk.Tests
 {
@@ -12,8 +13,6 @@ namespace CubeWalk.Tests
     [TestFixture]
     public class ThreadingTests
     {
-        static string Endpoint { get { return Environment.GetEnvironmentVariable("CUBEWALK_TEST_ENDPOINT"); } }
-        static string Token { get { return Environment.GetEnvironmentVariable("CUBEWALK_TEST_TOKEN"); } }
 
         static double ConcurrencySeconds
         {
@@ -38,31 +37,6 @@ namespace CubeWalk.Tests
         {
             foreach (var c in clients) c.Dispose();
             clients.Clear();
-        }
-
-        static int[][] Buffers(int n)
-        {
-            var b = new int[n][];
-            for (int i = 0; i < n; i++) b[i] = new int[4096];
-            return b;
-        }
-
-        static ulong[] NoVersions(int n)
-        {
-            var v = new ulong[n];
-            for (int i = 0; i < n; i++) v[i] = CubeWalkClient.NoVersion;
-            return v;
-        }
-
-        static void PumpUntil(CubeWalkClient c, Func<bool> done)
-        {
-            var deadline = DateTime.UtcNow.AddSeconds(20);
-            while (!done())
-            {
-                Assert.Less(DateTime.UtcNow, deadline, "request never completed");
-                c.Update();
-                Thread.Sleep(1);
-            }
         }
 
         /// <summary>Chunk i of a world tagged <paramref name="tag"/>: three cubes that name both, so a

@@ -13,15 +13,8 @@ target="${CARGO_TARGET_DIR:-$root/target}/debug"
 work="$(mktemp -d)"
 token="mono-test-token-$RANDOM$RANDOM"
 
-"$target/cubewalk-server" serve --bind 127.0.0.1:0 --tokens "$token" > "$work/gateway.out" 2> "$work/gateway.err" &
-gateway=$!
-trap 'kill $gateway 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 100); do
-  grep -q "listening on" "$work/gateway.out" 2>/dev/null && break
-  sleep 0.1
-done
-endpoint="$(grep -o 'http://[^ ]*' "$work/gateway.out" | head -1)"
-[ -n "$endpoint" ] || { echo "gateway did not start"; cat "$work/gateway.err"; exit 1; }
+server="$target/cubewalk-server"
+. "$root/scripts/start-gateway.sh"
 
 nunit="$(ls /usr/lib/cli/nunit.framework-2.6*/nunit.framework.dll | head -1)"
 [ -n "$nunit" ] || { echo "NUnit 2.6 not found (apt-get install libnunit-cil-dev)"; exit 1; }
