@@ -29,10 +29,8 @@
 #include <stdint.h>
 #include <stddef.h>
 
-// Longest `timeout` a client accepts, in milliseconds. A put is retried only within its
-// call's timeout, and the server remembers a put's idempotency key for longer than this, so
-// every retry is recognised.
-#define MAX_TIMEOUT_MS 600000
+// Longest accepted endpoint URL.
+#define CW_MAX_ENDPOINT_LEN 2048
 
 // Most chunks one fetch call may ask for (the library splits them into requests).
 #define CW_MAX_FETCH_CHUNKS 16384
@@ -46,6 +44,29 @@
 // "No version held": put in `versions[i]` before a fetch when the caller holds nothing for
 // that chunk, so its data always comes back.
 #define CW_NO_VERSION UINT64_MAX
+
+// Longest accepted token, in bytes.
+#define CW_MAX_TOKEN_LEN 4096
+
+// Longest `timeout` a client accepts, in milliseconds. A put is retried only within its
+// call's timeout, and the server remembers a put's idempotency key for longer than this, so
+// every retry is recognised.
+#define CW_MAX_TIMEOUT_MS 600000
+
+// Longest `connect_timeout`, in milliseconds.
+#define CW_MAX_CONNECT_TIMEOUT_MS 60000
+
+// Most retries after the first attempt.
+#define CW_MAX_RETRIES 100
+
+// Longest backoff delay (base or cap), in milliseconds.
+#define CW_MAX_RETRY_DELAY_MS 60000
+
+// Most HTTP requests in flight at once.
+#define CW_MAX_IN_FLIGHT 1024
+
+// Largest extra root certificate bundle, in bytes.
+#define CW_MAX_CA_PEM_BYTES (1 << 20)
 
 // Outcome of every C ABI function (`CwStatus` in C). Values are part of the ABI: never reorder.
 enum CwStatus

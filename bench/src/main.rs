@@ -16,6 +16,7 @@ use cubewalk::{ChunkEdit, ChunkKey, Client, ClientOptions, Status};
 use cubewalk_e2e::{fetch_into, init_with, Stack, TOKEN};
 use cubewalk_protocol::codec::{blob_from_base64, decode_chunk_into, fixtures, ChunkData};
 use cubewalk_protocol::{FetchQuery, FetchResponse, WorldId};
+use cubewalk_server::store::redis_chunk_key;
 use stats::{ms, us, Samples};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -181,7 +182,11 @@ fn sizes(env: &Env) -> Section {
         let blob = blob_from_base64(&data).unwrap();
         let usage = env
             .redis()
-            .command(&["MEMORY", "USAGE", &format!("cw:{{{world}:{key}}}")])
+            .command(&[
+                "MEMORY",
+                "USAGE",
+                &redis_chunk_key(&WorldId::new(world).unwrap(), key),
+            ])
             .unwrap();
         let usage = usage
             .strip_prefix(':')
@@ -240,7 +245,7 @@ fn server(env: &Env) -> Section {
     let world = "server";
     let key = ChunkKey::new(0, 0, 0);
     env.seed(world, &[(key, &fixtures::terrain())]);
-    let redis_key = format!("cw:{{{world}:{key}}}");
+    let redis_key = redis_chunk_key(&WorldId::new(world).unwrap(), key);
     let mut raw = redis::Client::open(env.redis().url())
         .unwrap()
         .get_connection()

@@ -338,23 +338,31 @@ impl PutRequest {
 
     /// Validates every edit and groups them per chunk, chunks in order of first appearance.
     pub fn group(&self) -> Result<Vec<ChunkEdits>, WireError> {
-        let mut order: Vec<ChunkEdits> = Vec::new();
-        let mut slot: HashMap<ChunkKey, usize> = HashMap::new();
-        for edit in &self.edits {
-            let cube = edit.resolve()?;
-            let i = *slot.entry(edit.chunk).or_insert_with(|| {
-                order.push((edit.chunk, Vec::new()));
-                order.len() - 1
-            });
-            order[i].1.push(cube);
-            if order.len() > MAX_CHUNKS_PER_PUT {
-                return Err(WireError::TooLarge(format!(
-                    "more than {MAX_CHUNKS_PER_PUT} chunks in one put"
-                )));
-            }
+        let grouped = group_by_chunk(&self.edits).map_err(|(_, e)| e)?;
+        if grouped.len() > MAX_CHUNKS_PER_PUT {
+            return Err(WireError::TooLarge(format!(
+                "more than {MAX_CHUNKS_PER_PUT} chunks in one put"
+            )));
         }
-        Ok(order)
+        Ok(grouped)
     }
+}
+
+/// Validates every edit and groups them per chunk, chunks in order of first appearance and each
+/// chunk's edits in request order: the grouping both the server and the SDK's splitting use.
+/// A bad edit fails with its position.
+pub fn group_by_chunk(edits: &[ChunkEdit]) -> Result<Vec<ChunkEdits>, (usize, WireError)> {
+    let mut order: Vec<ChunkEdits> = Vec::new();
+    let mut slot: HashMap<ChunkKey, usize> = HashMap::new();
+    for (n, edit) in edits.iter().enumerate() {
+        let cube = edit.resolve().map_err(|e| (n, e))?;
+        let i = *slot.entry(edit.chunk).or_insert_with(|| {
+            order.push((edit.chunk, Vec::new()));
+            order.len() - 1
+        });
+        order[i].1.push(cube);
+    }
+    Ok(order)
 }
 
 /// serde_json reports both syntax and type errors; type and value errors (a string where a

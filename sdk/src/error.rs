@@ -34,6 +34,45 @@ pub enum Status {
     Internal = 13,
 }
 
+impl Status {
+    /// The highest status value: the values are exactly `0..=LAST` (part of the ABI, checked
+    /// against the C header by a test).
+    ///
+    /// cbindgen:ignore
+    pub const LAST: i32 = Status::Internal as i32;
+
+    /// The status with this value, if any.
+    pub fn from_i32(value: i32) -> Option<Status> {
+        // SAFETY: `Status` is `repr(i32)` and its discriminants are exactly 0..=LAST (see above),
+        // so every value in that range is a valid `Status`.
+        (0..=Self::LAST)
+            .contains(&value)
+            .then(|| unsafe { std::mem::transmute::<i32, Status>(value) })
+    }
+
+    /// The C name (`CW_STATUS_INVALID_ARGUMENT`), derived from the variant's own name, as
+    /// cbindgen derives the header's enum: one list, the enum above.
+    pub fn c_name(self) -> &'static std::ffi::CStr {
+        static NAMES: once_cell::sync::Lazy<Vec<std::ffi::CString>> =
+            once_cell::sync::Lazy::new(|| {
+                (0..=Status::LAST)
+                    .filter_map(Status::from_i32)
+                    .map(|s| {
+                        let mut name = String::from("CW_STATUS");
+                        for c in format!("{s:?}").chars() {
+                            if c.is_ascii_uppercase() {
+                                name.push('_');
+                            }
+                            name.push(c.to_ascii_uppercase());
+                        }
+                        std::ffi::CString::new(name).expect("no NUL in a variant name")
+                    })
+                    .collect()
+            });
+        &NAMES[self as usize]
+    }
+}
+
 /// An SDK error. Messages never contain the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {

@@ -7,11 +7,14 @@
 //!   calls over P/Invoke: a thin layer that validates arguments, catches panics, owns the one
 //!   tokio runtime, and hands results back only inside calls made by the caller's thread.
 
+mod batching;
 pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod ffi;
+pub mod options;
 pub mod retry;
+mod transport;
 
 pub use client::{Client, ClientOptions, FetchedBlob, FetchedChunk};
 pub use cubewalk_protocol::{ChunkEdit, ChunkKey, VersionEntry, CHUNK_CUBES};

@@ -35,22 +35,8 @@ fn init(endpoint: &str) -> Status {
 
 /// Begins a fetch of chunk (0,0,0) into `buffer`, `version` and `changed`.
 fn begin_fetch(buffer: *mut i32, version: *mut u64, changed: *mut u8) -> (Status, u64) {
-    let key = CwChunkKey { x: 0, y: 0, z: 0 };
-    let ptrs = [buffer];
-    let mut id = 0;
-    let s = unsafe {
-        cw_fetch_blocks_begin(
-            b"default".as_ptr(),
-            7,
-            &key,
-            1,
-            version,
-            ptrs.as_ptr(),
-            changed,
-            &mut id,
-        )
-    };
-    (s, id)
+    // SAFETY: each caller keeps the outputs alive until the request ends.
+    unsafe { common::begin_fetch_origin(buffer, version, changed) }
 }
 
 #[test]

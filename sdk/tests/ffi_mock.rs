@@ -38,22 +38,8 @@ fn fetch_one(buffer: &mut [i32; 4096], version: &mut u64) -> Status {
 }
 
 fn begin_fetch(buffer: &mut [i32; 4096], version: &mut u64) -> (Status, u64) {
-    let key = CwChunkKey { x: 0, y: 0, z: 0 };
-    let ptrs = [buffer.as_mut_ptr()];
-    let mut id = 0;
-    let s = unsafe {
-        cw_fetch_blocks_begin(
-            b"default".as_ptr(),
-            7,
-            &key,
-            1,
-            version,
-            ptrs.as_ptr(),
-            null_mut(),
-            &mut id,
-        )
-    };
-    (s, id)
+    // SAFETY: each caller keeps the outputs alive until the request ends.
+    unsafe { common::begin_fetch_origin(buffer.as_mut_ptr(), version, null_mut()) }
 }
 
 fn poll_until_done(id: u64) -> Status {

@@ -39,11 +39,16 @@ fn c_header_is_current() {
 fn csharp_bindings_are_current() {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = std::env::temp_dir().join(format!("cubewalk-native-{}.g.cs", std::process::id()));
+    // The types shared with C# are the ones the C header exports: one list, in cbindgen.toml.
+    let shared_types = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
+        .unwrap()
+        .export
+        .include;
     csbindgen::Builder::default()
         .input_extern_file(crate_dir.join("src/ffi/mod.rs"))
         .input_extern_file(crate_dir.join("src/ffi/types.rs"))
         .input_extern_file(crate_dir.join("src/error.rs"))
-        .always_included_types(["Status", "CwChunkKey", "CwEdit", "CwChunkVersion", "CwOptions"])
+        .always_included_types(shared_types)
         .csharp_dll_name("cubewalk")
         .csharp_dll_name_if("UNITY_IOS && !UNITY_EDITOR", "__Internal")
         .csharp_namespace("CubeWalk.Native")
@@ -93,4 +98,29 @@ fn without_pinvoke_on_webgl(generated: &str) -> String {
         }
     }
     out
+}
+
+#[test]
+fn status_names_and_values_match_the_header() {
+    // The header's enum (written by cbindgen from `Status`) lists every status; `cw_status_str`
+    // derives its names from the same enum. Both must agree, and the values must be exactly
+    // 0..=Status::LAST, which `Status::from_i32` relies on.
+    let header = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../include/cubewalk.h"),
+    )
+    .unwrap();
+    let mut values = Vec::new();
+    for line in header.lines() {
+        let line = line.trim().trim_end_matches(',');
+        if let Some((name, value)) = line.split_once(" = ") {
+            if name.starts_with("CW_STATUS_") {
+                let value: i32 = value.parse().unwrap();
+                // SAFETY: cw_status_str returns a static NUL-terminated string.
+                let got = unsafe { std::ffi::CStr::from_ptr(cubewalk::ffi::cw_status_str(value)) };
+                assert_eq!(got.to_str().unwrap(), name, "value {value}");
+                values.push(value);
+            }
+        }
+    }
+    assert_eq!(values, (0..=cubewalk::Status::LAST).collect::<Vec<_>>());
 }

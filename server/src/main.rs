@@ -105,12 +105,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                         .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
                 );
             }
-            let store = if config.cluster {
-                RedisStore::connect(&config).await
-            } else {
-                RedisStore::connect_lazy(&config)
-            }
-            .map_err(|e| e.to_string())?;
+            let store = RedisStore::open(&config).await.map_err(|e| e.to_string())?;
             let mode = if config.cluster {
                 "Redis Cluster"
             } else {

@@ -116,107 +116,11 @@ impl Stack {
     }
 }
 
-/// `cw_init` with Rust strings.
-pub fn init(endpoint: &str, token: &str) -> Status {
-    // SAFETY: valid slices for the call.
-    unsafe {
-        cw_init(
-            endpoint.as_ptr(),
-            endpoint.len(),
-            token.as_ptr(),
-            token.len(),
-        )
-    }
-}
+pub use cubewalk::ffi::test_hooks::{fetch, fetch_into, init, key, last_error, put};
 
-/// `cw_init_with_options` with the defaults changed by `configure`.
+/// `cw_init_with_options` with the test token and the defaults changed by `configure`.
 pub fn init_with(endpoint: &str, configure: impl FnOnce(&mut CwOptions)) -> Status {
-    // SAFETY: CwOptions is plain data; cw_options_default fills every field.
-    let mut options = unsafe { std::mem::zeroed::<CwOptions>() };
-    // SAFETY: a valid, writable CwOptions.
-    assert_eq!(unsafe { cw_options_default(&mut options) }, Status::Ok);
-    configure(&mut options);
-    // SAFETY: valid slices and options for the call.
-    unsafe {
-        cw_init_with_options(
-            endpoint.as_ptr(),
-            endpoint.len(),
-            TOKEN.as_ptr(),
-            TOKEN.len(),
-            &options,
-        )
-    }
-}
-
-/// This thread's `cw_last_error` as a string.
-pub fn last_error() -> String {
-    let mut buf = vec![0u8; 4096];
-    let mut len = 0usize;
-    // SAFETY: valid buffer.
-    unsafe { cw_last_error(buf.as_mut_ptr(), buf.len(), &mut len) };
-    String::from_utf8_lossy(&buf[..len.min(4095)]).into_owned()
-}
-
-/// Blocking fetch of `keys` into `buffers`, as C would call it.
-pub fn fetch(
-    world: &str,
-    keys: &[CwChunkKey],
-    versions: &mut [u64],
-    buffers: &mut [Box<[i32; 4096]>],
-    changed: &mut [u8],
-) -> Status {
-    let ptrs: Vec<*mut i32> = buffers.iter_mut().map(|b| b.as_mut_ptr()).collect();
-    fetch_into(world, keys, versions, &ptrs, changed)
-}
-
-/// Blocking fetch into caller buffers given as raw pointers, exactly the C call.
-pub fn fetch_into(
-    world: &str,
-    keys: &[CwChunkKey],
-    versions: &mut [u64],
-    buffers: &[*mut i32],
-    changed: &mut [u8],
-) -> Status {
-    assert!(
-        versions.len() >= keys.len() && buffers.len() >= keys.len() && changed.len() >= keys.len()
-    );
-    // SAFETY: every array holds keys.len() elements; each buffer pointer is the caller's 4096 cubes.
-    unsafe {
-        cw_fetch_blocks(
-            world.as_ptr(),
-            world.len(),
-            keys.as_ptr(),
-            keys.len(),
-            versions.as_mut_ptr(),
-            buffers.as_ptr(),
-            changed.as_mut_ptr(),
-        )
-    }
-}
-
-/// Blocking put of `edits`, returning the status and the chunk versions.
-pub fn put(world: &str, edits: &[CwEdit]) -> (Status, Vec<CwChunkVersion>) {
-    let mut out = vec![CwChunkVersion::default(); edits.len()];
-    let mut n = 0usize;
-    // SAFETY: valid arrays for the call.
-    let s = unsafe {
-        cw_put_blocks(
-            world.as_ptr(),
-            world.len(),
-            edits.as_ptr(),
-            edits.len(),
-            out.as_mut_ptr(),
-            out.len(),
-            &mut n,
-        )
-    };
-    out.truncate(if s == Status::Ok { n } else { 0 });
-    (s, out)
-}
-
-/// A key from coordinates.
-pub fn key(x: i32, y: i32, z: i32) -> CwChunkKey {
-    CwChunkKey { x, y, z }
+    cubewalk::ffi::test_hooks::init_with(endpoint, TOKEN, configure)
 }
 
 /// The directory holding this profile's build output (`target/debug`), after making sure the

@@ -14,12 +14,7 @@ async fn main() -> Result<(), Error> {
     cubewalk_lambda::init_logging();
     let config = RedisStoreConfig::from_env()?;
     tracing::info!(?config, "blocks starting");
-    let store: Arc<dyn ChunkStore> = if config.cluster {
-        Arc::new(RedisStore::connect(&config).await?)
-    } else {
-        // Lazy: a Redis outage at cold start gives 503s, not a crash loop.
-        Arc::new(RedisStore::connect_lazy(&config)?)
-    };
+    let store: Arc<dyn ChunkStore> = Arc::new(RedisStore::open(&config).await?);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayProxyRequest>| {
             let store = store.clone();

@@ -15,14 +15,12 @@ pub mod types;
 
 pub use session::pending_requests;
 
-/// Hooks for the library's own tests; not part of the C ABI.
 #[doc(hidden)]
-pub mod test_hooks {
-    pub use super::session::begin_panicking_request;
-}
+pub mod test_hooks;
 
-use crate::client::{Client, ClientOptions, MAX_TIMEOUT_MS};
+use crate::client::Client;
 use crate::error::{Error, Status};
+use crate::options::{ClientOptions, MAX_CA_PEM_BYTES, MAX_ENDPOINT_LEN, MAX_TOKEN_LEN};
 use crate::retry::RetryPolicy;
 use cubewalk_protocol::{ChunkEdit, ChunkKey, CHUNK_CUBES};
 use guard::{check_count, check_ptr, guard, slice, utf8};
@@ -50,24 +48,10 @@ pub extern "C" fn cw_version() -> u32 {
 /// A static, NUL-terminated name for a status code (`"CW_STATUS_OK"`, ...). Never free it.
 #[no_mangle]
 pub extern "C" fn cw_status_str(status: i32) -> *const std::ffi::c_char {
-    let s: &'static [u8] = match status {
-        0 => b"CW_STATUS_OK\0",
-        1 => b"CW_STATUS_PENDING\0",
-        2 => b"CW_STATUS_INVALID_ARGUMENT\0",
-        3 => b"CW_STATUS_NOT_INITIALIZED\0",
-        4 => b"CW_STATUS_UNAUTHORIZED\0",
-        5 => b"CW_STATUS_FORBIDDEN\0",
-        6 => b"CW_STATUS_BAD_REQUEST\0",
-        7 => b"CW_STATUS_SERVER_ERROR\0",
-        8 => b"CW_STATUS_NETWORK\0",
-        9 => b"CW_STATUS_TIMEOUT\0",
-        10 => b"CW_STATUS_CANCELLED\0",
-        11 => b"CW_STATUS_BUFFER_TOO_SMALL\0",
-        12 => b"CW_STATUS_PROTOCOL\0",
-        13 => b"CW_STATUS_INTERNAL\0",
-        _ => b"CW_UNKNOWN_STATUS\0",
-    };
-    s.as_ptr().cast()
+    match Status::from_i32(status) {
+        Some(s) => s.c_name().as_ptr(),
+        None => c"CW_UNKNOWN_STATUS".as_ptr(),
+    }
 }
 
 /// Fills `*out` with the default options (10 s timeout, 5 s connect, 3 retries from 100 ms up
@@ -137,9 +121,9 @@ pub unsafe extern "C" fn cw_init_with_options(
 ) -> Status {
     guard(|| {
         // SAFETY: caller contract.
-        let endpoint = unsafe { utf8(endpoint, endpoint_len, 2048, "endpoint") }?;
+        let endpoint = unsafe { utf8(endpoint, endpoint_len, MAX_ENDPOINT_LEN, "endpoint") }?;
         // SAFETY: caller contract.
-        let token = unsafe { utf8(token, token_len, 4096, "token") }?;
+        let token = unsafe { utf8(token, token_len, MAX_TOKEN_LEN, "token") }?;
         let options = if options.is_null() {
             ClientOptions::default()
         } else {
@@ -153,31 +137,17 @@ pub unsafe extern "C" fn cw_init_with_options(
     })
 }
 
+/// The C struct as Rust options; ranges are checked once, by `Client::new`.
 fn convert_options(o: &CwOptions) -> Result<ClientOptions, Error> {
     let bad = |m: &str| Err(Error::InvalidArgument(format!("options: {m}")));
     if o.struct_size as usize != std::mem::size_of::<CwOptions>() {
         return bad("struct_size must be sizeof(CwOptions); fill it with cw_options_default");
     }
-    if !(1..=MAX_TIMEOUT_MS).contains(&o.timeout_ms) {
-        return bad(&format!("timeout_ms must be 1..={MAX_TIMEOUT_MS}"));
-    }
-    if !(1..=60_000).contains(&o.connect_timeout_ms) {
-        return bad("connect_timeout_ms must be 1..=60000");
-    }
-    if o.max_retries > 100 {
-        return bad("max_retries must be at most 100");
-    }
-    if o.retry_base_delay_ms > 60_000 || o.retry_max_delay_ms > 60_000 {
-        return bad("retry delays must be at most 60000 ms");
-    }
-    if !(1..=1024).contains(&o.max_in_flight) {
-        return bad("max_in_flight must be 1..=1024");
-    }
     let extra_root_ca_pem = if o.ca_pem.is_null() {
         None
     } else {
         // SAFETY: caller contract for ca_pem.
-        Some(unsafe { slice(o.ca_pem, o.ca_pem_len, 1 << 20, "options.ca_pem") }?.to_vec())
+        Some(unsafe { slice(o.ca_pem, o.ca_pem_len, MAX_CA_PEM_BYTES, "options.ca_pem") }?.to_vec())
     };
     Ok(ClientOptions {
         timeout: Duration::from_millis(u64::from(o.timeout_ms)),
@@ -406,9 +376,9 @@ unsafe fn put_args(
     let mut distinct = HashSet::new();
     let mut converted = Vec::with_capacity(edits.len());
     for (i, e) in edits.iter().enumerate() {
-        if e.index >= 4096 {
+        if e.index as usize >= CHUNK_CUBES {
             return Err(Error::InvalidArgument(format!(
-                "edits[{i}].index {} outside 0..4096",
+                "edits[{i}].index {} outside 0..{CHUNK_CUBES}",
                 e.index
             )));
         }

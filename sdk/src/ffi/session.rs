@@ -358,17 +358,21 @@ pub(crate) unsafe fn write_outcome(outcome: Outcome, outputs: &Outputs) -> Resul
         ) => {
             let chunks = result?;
             for (i, chunk) in chunks.iter().enumerate() {
-                // SAFETY: i < count; caller contract.
-                unsafe {
-                    versions.add(i).write(chunk.version);
-                    if let Some(data) = &chunk.data {
-                        std::ptr::copy_nonoverlapping(data.as_ptr(), buffers[i], CHUNK_CUBES);
-                    }
-                    if !changed.is_null() {
-                        changed.add(i).write(u8::from(chunk.data.is_some()));
-                    }
+                if let Some(data) = &chunk.data {
+                    // SAFETY: buffers[i] points to 4096 writable cubes; caller contract.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(data.as_ptr(), buffers[i], CHUNK_CUBES)
+                    };
                 }
             }
+            // SAFETY: caller contract for `versions` and `changed`.
+            unsafe {
+                write_versions(
+                    *versions,
+                    *changed,
+                    chunks.iter().map(|c| (c.version, c.data.is_some())),
+                )
+            };
             Ok(())
         }
         (
@@ -427,14 +431,33 @@ pub(crate) unsafe fn write_fetched_blobs(blobs: &[FetchedBlob], outputs: &Output
         let out = unsafe { &mut *buffers[i].cast::<[i32; CHUNK_CUBES]>() };
         b.decode_into(out)?;
     }
-    for (i, b) in blobs.iter().enumerate() {
+    // SAFETY: caller contract for `versions` and `changed`.
+    unsafe {
+        write_versions(
+            *versions,
+            *changed,
+            blobs.iter().map(|b| (b.version, b.blob.is_some())),
+        )
+    };
+    Ok(())
+}
+
+/// Writes each fetched chunk's version, and whether its buffer was written, in order.
+///
+/// # Safety
+/// `versions` (and `changed` unless null) must hold one writable element per chunk.
+unsafe fn write_versions(
+    versions: *mut u64,
+    changed: *mut u8,
+    chunks: impl Iterator<Item = (u64, bool)>,
+) {
+    for (i, (version, written)) in chunks.enumerate() {
         // SAFETY: i < count; caller contract.
         unsafe {
-            versions.add(i).write(b.version);
+            versions.add(i).write(version);
             if !changed.is_null() {
-                changed.add(i).write(u8::from(b.blob.is_some()));
+                changed.add(i).write(u8::from(written));
             }
         }
     }
-    Ok(())
 }

@@ -3,8 +3,6 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
-use cubewalk::ffi::*;
-use cubewalk::Status;
 use std::sync::Mutex;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -61,22 +59,4 @@ impl Mock2 {
     }
 }
 
-/// `cw_init` with Rust strings.
-pub fn init(endpoint: &str, token: &str) -> Status {
-    unsafe {
-        cw_init(
-            endpoint.as_ptr(),
-            endpoint.len(),
-            token.as_ptr(),
-            token.len(),
-        )
-    }
-}
-
-/// This thread's `cw_last_error`.
-pub fn last_error() -> String {
-    let mut buf = [0u8; 1024];
-    let mut len = 0usize;
-    unsafe { cw_last_error(buf.as_mut_ptr(), buf.len(), &mut len) };
-    String::from_utf8_lossy(&buf[..len.min(1023)]).into_owned()
-}
+pub use cubewalk::ffi::test_hooks::{begin_fetch_origin, init, last_error};

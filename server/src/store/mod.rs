@@ -15,7 +15,7 @@ mod memory;
 mod redis;
 
 pub use self::memory::MemoryStore;
-pub use self::redis::{RedisStore, RedisStoreConfig};
+pub use self::redis::{chunk_key as redis_chunk_key, RedisStore, RedisStoreConfig};
 
 use async_trait::async_trait;
 use cubewalk_protocol::codec::{decode_chunk_into, encode_chunk};

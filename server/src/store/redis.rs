@@ -189,6 +189,17 @@ impl RedisStore {
         })
     }
 
+    /// Opens the store the way a server process should: a single server lazily (a Redis outage
+    /// at start gives 503s until it returns, not a crash loop), a cluster at once (it needs the
+    /// topology). Call it inside the Tokio runtime that will use the store.
+    pub async fn open(config: &RedisStoreConfig) -> Result<Self, StoreError> {
+        if config.cluster {
+            Self::connect(config).await
+        } else {
+            Self::connect_lazy(config)
+        }
+    }
+
     /// Connects now (and, in cluster mode, reads the topology), failing when Redis cannot be
     /// reached or refuses the credentials.
     pub async fn connect(config: &RedisStoreConfig) -> Result<Self, StoreError> {
@@ -438,8 +449,8 @@ pub fn install_crypto_provider() {
 }
 
 /// The Redis key of a chunk. The braces make the whole chunk id the cluster hash tag, so every
-/// key a chunk may ever use shares one slot.
-pub(crate) fn chunk_key(world: &WorldId, k: ChunkKey) -> String {
+/// key a chunk may ever use shares one slot. Public for tools that inspect the store.
+pub fn chunk_key(world: &WorldId, k: ChunkKey) -> String {
     format!("cw:{{{world}:{},{},{}}}", k.x, k.y, k.z)
 }
 

@@ -1,0 +1,362 @@
+//! One HTTP request of the CubeWalk API and its retries: the reqwest client, the token
+//! header, the in-flight limit, how each answer maps to an [`Error`], and the retry loop.
+
+use crate::batching::chunks_of;
+use crate::client::FetchedBlob;
+use crate::error::{Error, Result};
+use crate::options::ClientOptions;
+use crate::retry::{is_transient_status, parse_retry_after, RetryPolicy};
+use cubewalk_protocol::codec::blob_from_base64;
+use cubewalk_protocol::{
+    ChunkKey, ErrorBody, FetchQuery, FetchResponse, PutRequest, PutResponse, VersionEntry,
+};
+use reqwest::header::{HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use reqwest::Method;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use url::Url;
+
+/// Largest response body read into memory; Lambda cannot answer more than 6 MB, so anything
+/// larger is not our server and is refused before it exhausts memory.
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The HTTP side of a client: shared by its clones through the client's `Arc`.
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    pub(crate) url: Url,
+    token: HeaderValue,
+    permits: Semaphore,
+    retry: RetryPolicy,
+    timeout: Duration,
+}
+
+impl Transport {
+    /// The reqwest client for `options`, sending `token` to `url`.
+    pub(crate) fn new(url: Url, token: HeaderValue, options: &ClientOptions) -> Result<Self> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            // Below the local gateway's 30 s idle limit (and common load balancers'), so an idle
+            // connection is dropped here before a server closes it under a new request.
+            .pool_idle_timeout(Duration::from_secs(20))
+            .user_agent(concat!("cubewalk-sdk/", env!("CARGO_PKG_VERSION")))
+            // A followed redirect would carry the token header to whatever host the answer
+            // names, in clear if it says http://. The endpoint must be the final URL.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy();
+        if let Some(pem) = &options.extra_root_ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                Error::InvalidArgument(format!("extra root CA is not valid PEM: {e}"))
+            })?;
+            if certs.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "extra root CA holds no PEM certificate".into(),
+                ));
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            url,
+            token,
+            permits: Semaphore::new(options.max_in_flight),
+            retry: options.retry,
+            timeout: options.timeout,
+        })
+    }
+}
+
+impl Transport {
+    /// Sends one fetch request (with retries) and checks the answer against the query.
+    pub(crate) async fn fetch_batch(
+        &self,
+        query: FetchQuery,
+        deadline: Instant,
+    ) -> Result<Vec<FetchedBlob>> {
+        let mut url = self.url.clone();
+        url.set_query(Some(&query.to_query_string()));
+        let body = self.send(Method::GET, url, None, deadline).await?;
+        let resp: FetchResponse = serde_json::from_slice(&body)
+            .map_err(|e| Error::Protocol(format!("fetch answer is not valid: {e}")))?;
+        if resp.chunks.len() != query.chunks.len() {
+            return Err(Error::Protocol(format!(
+                "asked for {} chunks, got {}",
+                query.chunks.len(),
+                resp.chunks.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(resp.chunks.len());
+        for ((key, held), entry) in query.chunks.iter().zip(resp.chunks) {
+            if entry.key != *key {
+                return Err(Error::Protocol(format!(
+                    "asked for chunk {key}, got {}",
+                    entry.key
+                )));
+            }
+            let blob = match entry.data {
+                Some(text) => Some(
+                    blob_from_base64(&text)
+                        .map_err(|e| Error::Protocol(format!("chunk {key}: {e}")))?,
+                ),
+                None if *held == Some(entry.version) => None,
+                None => {
+                    return Err(Error::Protocol(format!(
+                        "chunk {key} came back without data at a version the caller does not hold"
+                    )))
+                }
+            };
+            out.push(FetchedBlob {
+                key: *key,
+                version: entry.version,
+                blob,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Sends one put request (with retries) and checks the answer lists the chunks sent.
+    pub(crate) async fn put_batch(
+        &self,
+        request: PutRequest,
+        deadline: Instant,
+    ) -> Result<Vec<VersionEntry>> {
+        let body = serde_json::to_vec(&request).map_err(|e| Error::Internal(e.to_string()))?;
+        let answer = self
+            .send(Method::PUT, self.url.clone(), Some(body), deadline)
+            .await?;
+        let resp: PutResponse = serde_json::from_slice(&answer)
+            .map_err(|e| Error::Protocol(format!("put answer is not valid: {e}")))?;
+        let expected = chunks_of(&request);
+        let got: Vec<ChunkKey> = resp.chunks.iter().map(|c| c.key).collect();
+        if got != expected {
+            return Err(Error::Protocol(
+                "put answer does not list the chunks sent".into(),
+            ));
+        }
+        Ok(resp.chunks)
+    }
+
+    /// One logical request with retries of transient failures until `deadline`.
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+        deadline: Instant,
+    ) -> Result<Vec<u8>> {
+        let policy = self.retry;
+        let timeout_ms = self.timeout.as_millis() as u64;
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(Error::Timeout(timeout_ms));
+            }
+            let outcome = tokio::time::timeout(
+                remaining,
+                self.attempt(method.clone(), url.clone(), body.clone()),
+            )
+            .await
+            .unwrap_or(Err(Failure::Timeout));
+            let (failure, retry_after) = match outcome {
+                Ok(bytes) => return Ok(bytes),
+                Err(Failure::Status {
+                    status,
+                    message,
+                    retry_after,
+                }) if is_transient_status(status) => (
+                    Error::Server {
+                        status,
+                        message,
+                        attempts: attempt,
+                    },
+                    retry_after,
+                ),
+                Err(Failure::Status {
+                    status, message, ..
+                }) => return Err(final_status_error(status, message)),
+                Err(Failure::Transport(message)) => (
+                    Error::Network {
+                        message,
+                        attempts: attempt,
+                    },
+                    None,
+                ),
+                Err(Failure::Timeout) => return Err(Error::Timeout(timeout_ms)),
+                Err(Failure::Fatal(e)) => return Err(e),
+            };
+            if attempt > policy.max_retries {
+                return Err(failure);
+            }
+            let delay = policy.delay(attempt, retry_after);
+            if Instant::now() + delay >= deadline {
+                // Waiting would run past the deadline: report what failed, not a timeout.
+                return Err(failure);
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+    ) -> std::result::Result<Vec<u8>, Failure> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Failure::Fatal(Error::Cancelled))?;
+        let mut req = self
+            .http
+            .request(method, url)
+            .header("token", self.token.clone());
+        if let Some(body) = body {
+            req = req
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(body);
+        }
+        let mut resp = req.send().await.map_err(transport_failure)?;
+        let status = resp.status().as_u16();
+        let resp_location = resp.headers().get(LOCATION).cloned();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+        {
+            return Err(Failure::Fatal(response_too_large()));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(transport_failure)? {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(Failure::Fatal(response_too_large()));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if (200..300).contains(&status) {
+            Ok(bytes)
+        } else if (300..400).contains(&status) {
+            Err(Failure::Fatal(redirect_refused(status, resp_location)))
+        } else {
+            Err(Failure::Status {
+                status,
+                message: error_message(&bytes),
+                retry_after,
+            })
+        }
+    }
+}
+
+/// What one attempt ended in, before the retry decision.
+enum Failure {
+    Status {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    Transport(String),
+    Timeout,
+    Fatal(Error),
+}
+
+fn transport_failure(e: reqwest::Error) -> Failure {
+    if e.is_timeout() {
+        return Failure::Timeout;
+    }
+    // The full source chain says what really failed (refused, reset, certificate, ...).
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    Failure::Transport(message)
+}
+
+/// A redirect is never followed (the token would go with it); the error names where it
+/// pointed so the caller can fix the endpoint.
+fn redirect_refused(status: u16, location: Option<HeaderValue>) -> Error {
+    let target = location
+        .as_ref()
+        .and_then(|l| l.to_str().ok())
+        .map(|l| match Url::parse(l) {
+            Ok(u) => format!(
+                "host {}",
+                u.host_str().map_or_else(|| "(none)".into(), str::to_owned)
+            ),
+            // A relative Location stays on the endpoint's own host.
+            Err(_) => "a path on the same host".into(),
+        })
+        .unwrap_or_else(|| "no Location".into());
+    Error::Protocol(format!(
+        "the server answered {status} redirecting to {target}; redirects are never followed \
+         (the token would be sent along): give the final URL as the endpoint"
+    ))
+}
+
+fn response_too_large() -> Error {
+    Error::Protocol(format!(
+        "response larger than {MAX_RESPONSE_BYTES} bytes refused"
+    ))
+}
+
+fn final_status_error(status: u16, message: String) -> Error {
+    match status {
+        401 => Error::Unauthorized(message),
+        403 => Error::Forbidden(message),
+        400..=499 => Error::BadRequest { status, message },
+        _ => Error::Server {
+            status,
+            message,
+            attempts: 1,
+        },
+    }
+}
+
+/// The human part of an error body: our `{"error":{...}}`, API Gateway's `{"message":...}`,
+/// or the start of whatever else came back.
+fn error_message(body: &[u8]) -> String {
+    if let Ok(e) = serde_json::from_slice::<ErrorBody>(body) {
+        return format!("{}: {}", e.error.code, e.error.message);
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        if let Some(m) = v.get("message") {
+            return match m.as_str() {
+                Some(s) => s.to_owned(),
+                None => m.to_string(),
+            };
+        }
+    }
+    String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_from_bodies() {
+        assert_eq!(
+            error_message(br#"{"error":{"code":"x","message":"y"}}"#),
+            "x: y"
+        );
+        assert_eq!(
+            error_message(br#"{"message":"Unauthorized"}"#),
+            "Unauthorized"
+        );
+        assert_eq!(error_message(br#"{"message": null}"#), "null");
+        assert_eq!(error_message(b"plain"), "plain");
+    }
+}
