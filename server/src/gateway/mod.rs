@@ -39,7 +39,7 @@ use base64::Engine;
 use cache::AuthCache;
 use futures_util::{FutureExt, StreamExt};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use policy::{parse_grant, Decision};
+use policy::{parse_grant, Decision, Grant};
 use regex::Regex;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -152,34 +152,106 @@ pub fn router(
     }
 }
 
-fn gateway_error(status: u16, body: &'static str, error_type: &'static str) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .header("x-amzn-errortype", error_type)
-        .body(Body::from(body))
-        .expect("static response")
+/// Every answer the gateway gives on its own (not the integration's), with API Gateway's exact
+/// status, body and `x-amzn-errortype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// A path other than the stage's `/cubewalkblocks`.
+    MissingAuthenticationToken,
+    /// No token, a token failing the validation expression, or the authorizer said so.
+    Unauthorized(&'static str),
+    /// The policy denies explicitly.
+    ExplicitDeny,
+    /// The policy has no matching Allow.
+    NoAllow,
+    /// The authorizer crashed, timed out or answered a malformed policy.
+    AuthorizerFailure,
+    /// The body is over API Gateway's limit.
+    TooLong,
+    /// The body did not arrive within the body timeout.
+    BodyTimeout,
+    /// The integration crashed or answered something API Gateway cannot map.
+    BadIntegration,
+    /// The integration ran past its timeout.
+    IntegrationTimeout,
 }
 
-fn unauthorized(why: &'static str) -> Response {
-    // Say why for the operator, never with the token itself.
-    tracing::info!(status = 401, reason = why, "request refused");
-    gateway_error(
-        401,
-        r#"{"message":"Unauthorized"}"#,
-        "UnauthorizedException",
-    )
-}
-
-fn authorizer_failure() -> Response {
-    gateway_error(
-        500,
-        r#"{"message": null}"#,
-        "AuthorizerConfigurationException",
-    )
+impl Refusal {
+    fn response(self) -> Response {
+        let (status, body, error_type) = match self {
+            Self::MissingAuthenticationToken => (
+                403,
+                r#"{"message":"Missing Authentication Token"}"#,
+                "MissingAuthenticationTokenException",
+            ),
+            Self::Unauthorized(why) => {
+                // Say why for the operator, never with the token itself.
+                tracing::info!(status = 401, reason = why, "request refused");
+                (
+                    401,
+                    r#"{"message":"Unauthorized"}"#,
+                    "UnauthorizedException",
+                )
+            }
+            Self::ExplicitDeny => (
+                403,
+                r#"{"message":"User is not authorized to access this resource with an explicit deny"}"#,
+                "AccessDeniedException",
+            ),
+            Self::NoAllow => (
+                403,
+                r#"{"message":"User is not authorized to access this resource"}"#,
+                "AccessDeniedException",
+            ),
+            Self::AuthorizerFailure => (
+                500,
+                r#"{"message": null}"#,
+                "AuthorizerConfigurationException",
+            ),
+            Self::TooLong => (
+                413,
+                r#"{"message":"Request Too Long"}"#,
+                "RequestTooLongException",
+            ),
+            Self::BodyTimeout => {
+                tracing::info!(status = 408, "request body too slow");
+                (
+                    408,
+                    r#"{"message":"Request Timeout"}"#,
+                    "RequestTimeoutException",
+                )
+            }
+            Self::BadIntegration => (
+                502,
+                r#"{"message": "Internal server error"}"#,
+                "InternalServerErrorException",
+            ),
+            Self::IntegrationTimeout => (
+                504,
+                r#"{"message": "Endpoint request timed out"}"#,
+                "IntegrationTimeoutException",
+            ),
+        };
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .header("x-amzn-errortype", error_type)
+            .body(Body::from(body))
+            .expect("static response")
+    }
 }
 
 async fn gateway(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
+    match handle(&gw, request).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+/// API Gateway's order: the path, then the token (header, validation expression, authorizer
+/// and policy), and only then the body, so an unauthorized client cannot make the gateway read
+/// (or drain) megabytes; then the integration.
+async fn handle(gw: &Gateway, request: Request) -> Result<Response, Response> {
+    let refuse = |r: Refusal| r.response();
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -188,27 +260,24 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
 
     let resource_path = format!("/{}{}", gw.config.stage, blocks::RESOURCE);
     if parts.uri.path().trim_end_matches('/') != resource_path {
-        return gateway_error(
-            403,
-            r#"{"message":"Missing Authentication Token"}"#,
-            "MissingAuthenticationTokenException",
-        );
+        return Err(refuse(Refusal::MissingAuthenticationToken));
     }
-
-    // Authorize before reading a byte of the body: an unauthorized client cannot make the
-    // gateway read (or drain) megabytes.
-    let Some(token) = parts
+    let token = parts
         .headers
         .get(TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|t| !t.is_empty())
-    else {
-        return unauthorized("no token header");
-    };
-    if let Some(re) = &gw.config.token_regex {
-        if !re.is_match(token) {
-            return unauthorized("token fails the validation expression");
-        }
+        .ok_or(Refusal::Unauthorized("no token header"))
+        .map_err(refuse)?;
+    if gw
+        .config
+        .token_regex
+        .as_ref()
+        .is_some_and(|re| !re.is_match(token))
+    {
+        return Err(refuse(Refusal::Unauthorized(
+            "token fails the validation expression",
+        )));
     }
     let method_arn = format!(
         "{}/{}/{}{}",
@@ -217,103 +286,72 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
         parts.method,
         blocks::RESOURCE
     );
-    let grant = match gw.cache.get(token) {
-        Some(g) => g,
-        None => {
-            let mut event = ApiGatewayCustomAuthorizerRequest::default();
-            event.type_ = Some("TOKEN".into());
-            event.authorization_token = Some(token.to_owned());
-            event.method_arn = Some(method_arn.clone());
-            let authorizer = gw.authorizer.clone();
-            let run = tokio::spawn(async move { authorizer.invoke(event).await });
-            let outcome = tokio::time::timeout(gw.config.authorizer_timeout, run).await;
-            match outcome {
-                Ok(Ok(Ok(raw))) => match parse_grant(raw) {
-                    Ok(g) => {
-                        let g = Arc::new(g);
-                        gw.cache.put(token, g.clone());
-                        g
-                    }
-                    Err(why) => {
-                        tracing::error!(error = %why, "authorizer answer refused");
-                        return authorizer_failure();
-                    }
-                },
-                Ok(Ok(Err(message))) if message == "Unauthorized" => {
-                    return unauthorized("authorizer refused the token")
-                }
-                Ok(Ok(Err(message))) => {
-                    tracing::error!(error = %message, "authorizer failed");
-                    return authorizer_failure();
-                }
-                Ok(Err(join)) => {
-                    tracing::error!(error = %join, "authorizer crashed");
-                    return authorizer_failure();
-                }
-                Err(_) => {
-                    tracing::error!("authorizer timed out");
-                    return authorizer_failure();
-                }
-            }
-        }
-    };
+    let grant = grant_for(gw, token, &method_arn).await.map_err(refuse)?;
     match grant.decide(&method_arn) {
         Decision::Allow => {}
-        Decision::ExplicitDeny => {
-            return gateway_error(
-                403,
-                r#"{"message":"User is not authorized to access this resource with an explicit deny"}"#,
-                "AccessDeniedException",
-            )
-        }
-        Decision::NoAllow => {
-            return gateway_error(
-                403,
-                r#"{"message":"User is not authorized to access this resource"}"#,
-                "AccessDeniedException",
-            )
-        }
+        Decision::ExplicitDeny => return Err(refuse(Refusal::ExplicitDeny)),
+        Decision::NoAllow => return Err(refuse(Refusal::NoAllow)),
     }
 
     let body = match tokio::time::timeout(gw.config.body_timeout, read_body(&parts, body)).await {
         Ok(Some(body)) => body,
-        Ok(None) => {
-            return gateway_error(
-                413,
-                r#"{"message":"Request Too Long"}"#,
-                "RequestTooLongException",
-            )
-        }
-        Err(_) => {
-            tracing::info!(status = 408, "request body too slow");
-            return gateway_error(
-                408,
-                r#"{"message":"Request Timeout"}"#,
-                "RequestTimeoutException",
-            );
-        }
+        Ok(None) => return Err(refuse(Refusal::TooLong)),
+        Err(_) => return Err(refuse(Refusal::BodyTimeout)),
     };
-
     let event = proxy_event(&gw.config, &parts, body, &grant.context, peer);
     // Run the integration in this task (no hop to another worker on the hot path), but still
     // turn a panic into API Gateway's 502, as a crashed Lambda would give.
     let run =
         std::panic::AssertUnwindSafe(blocks::handle(&event, gw.store.as_ref())).catch_unwind();
     match tokio::time::timeout(gw.config.integration_timeout, run).await {
-        Ok(Ok(resp)) => proxy_response(resp),
+        Ok(Ok(resp)) => proxy_response(resp).ok_or_else(|| refuse(Refusal::BadIntegration)),
         Ok(Err(_)) => {
             tracing::error!("integration crashed");
-            gateway_error(
-                502,
-                r#"{"message": "Internal server error"}"#,
-                "InternalServerErrorException",
-            )
+            Err(refuse(Refusal::BadIntegration))
         }
-        Err(_) => gateway_error(
-            504,
-            r#"{"message": "Endpoint request timed out"}"#,
-            "IntegrationTimeoutException",
-        ),
+        Err(_) => Err(refuse(Refusal::IntegrationTimeout)),
+    }
+}
+
+/// The token's grant: from the cache, or from the authorizer (then cached), as API Gateway
+/// runs a TOKEN authorizer.
+async fn grant_for(gw: &Gateway, token: &str, method_arn: &str) -> Result<Arc<Grant>, Refusal> {
+    if let Some(grant) = gw.cache.get(token) {
+        return Ok(grant);
+    }
+    let mut event = ApiGatewayCustomAuthorizerRequest::default();
+    event.type_ = Some("TOKEN".into());
+    event.authorization_token = Some(token.to_owned());
+    event.method_arn = Some(method_arn.to_owned());
+    let authorizer = gw.authorizer.clone();
+    let run = tokio::spawn(async move { authorizer.invoke(event).await });
+    match tokio::time::timeout(gw.config.authorizer_timeout, run).await {
+        Ok(Ok(Ok(raw))) => match parse_grant(raw) {
+            Ok(grant) => {
+                let grant = Arc::new(grant);
+                gw.cache.put(token, grant.clone());
+                Ok(grant)
+            }
+            Err(why) => {
+                tracing::error!(error = %why, "authorizer answer refused");
+                Err(Refusal::AuthorizerFailure)
+            }
+        },
+        Ok(Ok(Err(message))) if message == "Unauthorized" => {
+            Err(Refusal::Unauthorized("authorizer refused the token"))
+        }
+        Ok(Ok(Err(message))) => {
+            tracing::error!(error = %message, "authorizer failed");
+            Err(Refusal::AuthorizerFailure)
+        }
+        Ok(Err(join)) => {
+            tracing::error!(error = %join, "authorizer crashed");
+            Err(Refusal::AuthorizerFailure)
+        }
+        Err(_) => {
+            tracing::error!("authorizer timed out");
+            Err(Refusal::AuthorizerFailure)
+        }
     }
 }
 
@@ -407,17 +445,12 @@ fn proxy_event(
     event
 }
 
-fn proxy_response(resp: aws_lambda_events::apigw::ApiGatewayProxyResponse) -> Response {
+/// The HTTP answer for a Lambda proxy response; `None` when API Gateway could not map it
+/// (a bad status code or undecodable base64 body: a 502).
+fn proxy_response(resp: aws_lambda_events::apigw::ApiGatewayProxyResponse) -> Option<Response> {
     let status = u16::try_from(resp.status_code)
         .ok()
-        .and_then(|s| StatusCode::from_u16(s).ok());
-    let Some(status) = status else {
-        return gateway_error(
-            502,
-            r#"{"message": "Internal server error"}"#,
-            "InternalServerErrorException",
-        );
-    };
+        .and_then(|s| StatusCode::from_u16(s).ok())?;
     let mut headers = HeaderMap::new();
     for (k, v) in resp.multi_value_headers.iter().chain(resp.headers.iter()) {
         headers.insert(k.clone(), v.clone());
@@ -425,16 +458,10 @@ fn proxy_response(resp: aws_lambda_events::apigw::ApiGatewayProxyResponse) -> Re
     let body = match resp.body {
         None | Some(LambdaBody::Empty) => Bytes::new(),
         Some(LambdaBody::Text(t)) if resp.is_base64_encoded => {
-            match base64::engine::general_purpose::STANDARD.decode(t) {
-                Ok(b) => b.into(),
-                Err(_) => {
-                    return gateway_error(
-                        502,
-                        r#"{"message": "Internal server error"}"#,
-                        "InternalServerErrorException",
-                    )
-                }
-            }
+            base64::engine::general_purpose::STANDARD
+                .decode(t)
+                .ok()?
+                .into()
         }
         Some(LambdaBody::Text(t)) => t.into(),
         Some(LambdaBody::Binary(b)) => b.into(),
@@ -446,7 +473,7 @@ fn proxy_response(resp: aws_lambda_events::apigw::ApiGatewayProxyResponse) -> Re
         .entry("content-type")
         .or_insert(HeaderValue::from_static("application/json"));
     *out.headers_mut() = headers;
-    out
+    Some(out)
 }
 
 #[cfg(test)]
