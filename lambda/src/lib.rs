@@ -1,15 +1,9 @@
 //! Shared set-up of the two Lambda binaries (`authorizer`, `blocks`).
 
-/// JSON logs on stdout, one object per line, as CloudWatch Logs Insights reads them. Level from
-/// `RUST_LOG` (default `info`). Handlers never log tokens or request headers.
+/// The Lambda runtime's own logging set-up, so the console's logging controls work: the level
+/// from `AWS_LAMBDA_LOG_LEVEL` (else `RUST_LOG`, else `INFO`) and JSON lines when
+/// `AWS_LAMBDA_LOG_FORMAT` is `JSON` (the template sets it, as CloudWatch Logs Insights reads
+/// them). Handlers never log tokens or request headers.
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_current_span(false)
-        .with_ansi(false)
-        .with_target(false)
-        .init();
+    lambda_runtime::tracing::init_default_subscriber();
 }

@@ -128,6 +128,9 @@ fn invoke_with(
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/test")
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "stream")
+        // What the template's LoggingConfig makes Lambda set.
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+        .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -210,6 +213,30 @@ fn authorizer_binary_allows_the_right_token_and_refuses_the_wrong_one() {
     assert!(
         !logs.contains(secret) && !logs.contains("wrong-token-999"),
         "token in logs: {logs}"
+    );
+}
+
+#[test]
+fn the_consoles_log_level_control_is_honoured() {
+    // AWS_LAMBDA_LOG_LEVEL (the console's "application log level") silences info lines.
+    let secret = "lambda-secret-token-2";
+    let event = json!({
+        "type": "TOKEN",
+        "authorizationToken": secret,
+        "methodArn": "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET/cubewalkblocks"
+    });
+    let (results, logs) = invoke(
+        env!("CARGO_BIN_EXE_authorizer"),
+        &[
+            ("CUBEWALK_TOKENS", secret.to_string()),
+            ("AWS_LAMBDA_LOG_LEVEL", "ERROR".to_string()),
+        ],
+        vec![event],
+    );
+    assert_eq!(results[0].0, "response");
+    assert!(
+        !logs.contains("\"INFO\""),
+        "info lines at level ERROR: {logs}"
     );
 }
 
