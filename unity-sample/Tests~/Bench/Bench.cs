@@ -91,8 +91,6 @@ static class Program
             client.PutBlocks("bench", edits, new ChunkVersion[1]);
         }
         var http = new HttpClient();
-        Console.WriteLine("| chunks per fetch | client | fetches/s | managed bytes per fetch (calling thread) |");
-        Console.WriteLine("|---|---|---|---|");
         foreach (int n in new[] { 1, 27 })
         {
             var nkeys = new ChunkKey[n];
@@ -127,12 +125,19 @@ static class Program
             }
             if (buffers[0][0] != terrain[0] || buffers[0][4095] != terrain[4095]) throw new Exception("wrong data");
             double sdkRate = sdkFetches / sdkTime, handRate = handFetches / handTime;
-            Console.WriteLine("| " + n + " | CubeWalkClient.FetchBlocks | " + sdkRate.ToString("F0") + " | " + (sdkBytes / sdkFetches).ToString("F0") + " |");
-            Console.WriteLine("| " + n + " | CubeWalkClient.BeginFetch + Update (polled) | " + (pollFetches / pollTime).ToString("F0") + " | " + (pollBytes / pollFetches).ToString("F0") + " |");
-            Console.WriteLine("| " + n + " | HttpClient + DataContractJsonSerializer + DeflateStream | " + handRate.ToString("F0") + " | " + (handBytes / handFetches).ToString("F0") + " |");
-            Console.WriteLine("| " + n + " | **throughput ratio CubeWalkClient / hand-written** | **" + (sdkRate / handRate).ToString("F2") + "x** | |");
+            // Data, one row per client: chunks, client, fetches per second, managed bytes per
+            // fetch. The Rust benchmark renders the table and the ratios from these.
+            Row(n, "sdk-blocking", sdkRate, sdkBytes / sdkFetches);
+            Row(n, "sdk-polled", pollFetches / pollTime, pollBytes / pollFetches);
+            Row(n, "hand-written", handRate, handBytes / handFetches);
         }
         client.Dispose();
+    }
+
+    static void Row(int chunks, string client, double rate, double bytes)
+    {
+        Console.WriteLine(chunks + "\t" + client + "\t" + rate.ToString("F1", System.Globalization.CultureInfo.InvariantCulture)
+            + "\t" + bytes.ToString("F1", System.Globalization.CultureInfo.InvariantCulture));
     }
 
     static void Measure(double seconds, Action fetch, ref double count, ref double time, ref long bytes)

@@ -1,0 +1,181 @@
+//! What every section shares: Redis, the gateway on it, a byte-counting proxy in front, the C
+//! ABI calls, and a description of the machine.
+
+use crate::proxy;
+use cubewalk::ffi::*;
+use cubewalk::{ChunkEdit, ChunkKey, Client, ClientOptions, Status};
+use cubewalk_e2e::{fetch_into, init_with, Stack, TOKEN};
+use cubewalk_protocol::codec::ChunkData;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything the sections share: Redis, the gateway on it, a byte-counting proxy in front.
+pub(crate) struct Env {
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) stack: Stack,
+    pub(crate) url: String,
+    pub(crate) proxy_url: String,
+    pub(crate) counters: Arc<proxy::Counters>,
+    pub(crate) http: reqwest::blocking::Client,
+    pub(crate) client: Client,
+    pub(crate) rounds: usize,
+}
+
+impl Env {
+    pub(crate) fn start(quick: bool) -> Self {
+        let stack = Stack::redis();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let target: std::net::SocketAddr = stack
+            .gateway
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap();
+        let (proxy_addr, counters) = proxy::start(&rt, target);
+        let url = stack.endpoint();
+        let proxy_url = format!("http://{proxy_addr}/prod/cubewalkblocks");
+        let client = {
+            let _g = rt.enter();
+            Client::new(
+                &url,
+                TOKEN,
+                ClientOptions {
+                    timeout: Duration::from_secs(60),
+                    ..ClientOptions::default()
+                },
+            )
+            .unwrap()
+        };
+        Self {
+            rt,
+            stack,
+            url,
+            proxy_url,
+            counters,
+            http: reqwest::blocking::Client::new(),
+            client,
+            rounds: if quick { 300 } else { 2000 },
+        }
+    }
+
+    pub(crate) fn redis(&self) -> &cubewalk_e2e::RedisServer {
+        self.stack.redis_ref()
+    }
+
+    /// Writes whole chunks with the Rust client.
+    pub(crate) fn seed(&self, world: &str, chunks: &[(ChunkKey, &ChunkData)]) {
+        let edits: Vec<ChunkEdit> = chunks
+            .iter()
+            .flat_map(|(k, c)| {
+                c.iter()
+                    .enumerate()
+                    .filter(|(_, &v)| v != 0)
+                    .map(move |(i, &v)| ChunkEdit::at_index(*k, i as u16, v))
+            })
+            .collect();
+        if !edits.is_empty() {
+            self.rt.block_on(self.client.put(world, &edits)).unwrap();
+        }
+    }
+
+    /// (Re)initializes the C ABI on `endpoint`.
+    pub(crate) fn init_abi(&self, endpoint: &str) {
+        let s = init_with(endpoint, |o| {
+            o.timeout_ms = 60_000;
+            o.max_in_flight = 64;
+        });
+        assert_eq!(s, Status::Ok);
+    }
+}
+
+/// A fetch of `keys` through the C ABI (blocking), into the buffers behind `ptrs`.
+pub(crate) fn abi_fetch(
+    world: &str,
+    keys: &[CwChunkKey],
+    versions: &mut [u64],
+    ptrs: &[*mut i32],
+    changed: &mut [u8],
+) {
+    assert_eq!(fetch_into(world, keys, versions, ptrs, changed), Status::Ok);
+}
+
+pub(crate) fn cw_keys(keys: &[ChunkKey]) -> Vec<CwChunkKey> {
+    keys.iter()
+        .map(|k| CwChunkKey {
+            x: k.x,
+            y: k.y,
+            z: k.z,
+        })
+        .collect()
+}
+
+pub(crate) fn mono_version() -> String {
+    std::process::Command::new("mono")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(4).unwrap_or("?").to_string())
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+pub(crate) fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().next().map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+                    / 1024
+                    / 1024
+            })
+        })
+        .unwrap_or(0);
+    let rustc = std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!(
+        "{cores} cores ({cpu}), {mem} GiB RAM, Linux; {rustc}; release build; redis-server {}",
+        redis_version()
+    )
+}
+
+pub(crate) fn redis_version() -> String {
+    std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .nth(2)
+                .unwrap_or("")
+                .trim_start_matches("v=")
+                .to_string()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,116 @@
+//! Section 2: the C# wrapper under Mono against a hand-written HttpClient client.
+
+use crate::env::*;
+use crate::report::*;
+use std::path::Path;
+
+/// One row of the Mono benchmark's data: chunks per fetch, client, fetches/s, managed bytes.
+struct Row {
+    chunks: u32,
+    client: String,
+    rate: f64,
+    bytes: f64,
+}
+
+fn parse_rows(stdout: &str) -> Vec<Row> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('\t').collect();
+            let [chunks, client, rate, bytes] = cells[..] else {
+                return None;
+            };
+            Some(Row {
+                chunks: chunks.parse().ok()?,
+                client: client.to_owned(),
+                rate: rate.parse().ok()?,
+                bytes: bytes.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+fn label(client: &str) -> &str {
+    match client {
+        "sdk-blocking" => "CubeWalkClient.FetchBlocks",
+        "sdk-polled" => "CubeWalkClient.BeginFetch + Update (polled)",
+        _ => "HttpClient + DataContractJsonSerializer + DeflateStream",
+    }
+}
+
+pub(crate) fn csharp(quick: bool) -> Section {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../unity-sample/Tests~/Bench/bench.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(if quick { "2" } else { "6" })
+        .output();
+    let rows = match out {
+        Ok(o) if o.status.success() => parse_rows(&String::from_utf8_lossy(&o.stdout)),
+        Ok(o) => {
+            return Section {
+                title: "2. Versus hand-written C# (Mono)",
+                body: format!(
+                    "The Mono benchmark failed:\n\n```\n{}\n```",
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+                goals: Vec::new(),
+            }
+        }
+        Err(e) => {
+            return Section {
+                title: "2. Versus hand-written C# (Mono)",
+                body: format!("Mono benchmark not run: {e}"),
+                goals: Vec::new(),
+            }
+        }
+    };
+    let mut b = format!(
+        "Under Mono {}, against the local gateway (embedded store, release build), alternating slices in one run. Managed bytes are those allocated on the calling thread (`GC.GetAllocatedBytesForCurrentThread`); HttpClient also allocates on thread-pool threads, so its figure is a lower bound.\n\n| chunks per fetch | client | fetches/s | managed bytes per fetch (calling thread) |\n|---|---|---|---|\n",
+        mono_version()
+    );
+    let mut goals = Vec::new();
+    let mut chunk_counts: Vec<u32> = rows.iter().map(|r| r.chunks).collect();
+    chunk_counts.dedup();
+    for n in chunk_counts {
+        let of = |client: &str| rows.iter().find(|r| r.chunks == n && r.client == client);
+        for r in rows.iter().filter(|r| r.chunks == n) {
+            b.push_str(&format!(
+                "| {n} | {} | {:.0} | {:.0} |\n",
+                label(&r.client),
+                r.rate,
+                r.bytes
+            ));
+            if r.client.starts_with("sdk") {
+                goals.push(goal(
+                    &format!(
+                        "C#: managed bytes per fetch, {n} chunk(s), {}",
+                        label(&r.client)
+                    ),
+                    "0",
+                    r.bytes,
+                    r.bytes == 0.0,
+                    " B",
+                ));
+            }
+        }
+        if let (Some(sdk), Some(hand)) = (of("sdk-blocking"), of("hand-written")) {
+            let ratio = sdk.rate / hand.rate;
+            b.push_str(&format!(
+                "| {n} | **throughput ratio CubeWalkClient / hand-written** | **{ratio:.2}x** | |\n"
+            ));
+            goals.push(goal(
+                &format!("C#: CubeWalkClient / hand-written throughput, {n} chunk(s)"),
+                "≥ 3x",
+                ratio,
+                ratio >= 3.0,
+                "x",
+            ));
+        }
+    }
+    Section {
+        title: "2. Versus hand-written C# (Mono)",
+        body: b,
+        goals,
+    }
+}

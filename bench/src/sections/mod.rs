@@ -1,0 +1,8 @@
+//! One module per report section.
+
+pub(crate) mod csharp;
+pub(crate) mod neighbourhood;
+pub(crate) mod scaling;
+pub(crate) mod sdk;
+pub(crate) mod server;
+pub(crate) mod sizes;
