@@ -517,24 +517,38 @@ namespace CubeWalk
         {
             internal readonly string Endpoint, Token;
             internal readonly CubeWalkOptions Options;
+            // What the library will run with: its defaults, overridden where the game set a value.
+            readonly CwOptions effective;
 
-            internal Settings(string endpoint, string token, CubeWalkOptions options)
+            internal unsafe Settings(string endpoint, string token, CubeWalkOptions options)
             {
                 Endpoint = endpoint;
                 Token = token;
                 // A copy: the caller may change its object after Init without changing the session.
                 Options = options.Clone();
+                CwOptions o;
+                Check(NativeMethods.cw_options_default(&o));
+                o.timeout_ms = Options.TimeoutMs ?? o.timeout_ms;
+                o.connect_timeout_ms = Options.ConnectTimeoutMs ?? o.connect_timeout_ms;
+                o.max_retries = Options.MaxRetries ?? o.max_retries;
+                o.retry_base_delay_ms = Options.RetryBaseDelayMs ?? o.retry_base_delay_ms;
+                o.retry_max_delay_ms = Options.RetryMaxDelayMs ?? o.retry_max_delay_ms;
+                o.max_in_flight = Options.MaxInFlight ?? o.max_in_flight;
+                o.allow_insecure_http = (byte)(Options.AllowInsecureHttp ? 1 : 0);
+                effective = o;
             }
 
+            /// <summary>Same endpoint, token and effective options (a value set to the library's
+            /// default equals leaving it unset).</summary>
             internal bool SameAs(Settings other)
             {
                 if (other == null) return false;
-                CubeWalkOptions a = Options, b = other.Options;
+                CwOptions a = effective, b = other.effective;
                 return Endpoint == other.Endpoint && Token == other.Token
-                    && a.TimeoutMs == b.TimeoutMs && a.ConnectTimeoutMs == b.ConnectTimeoutMs
-                    && a.MaxRetries == b.MaxRetries && a.RetryBaseDelayMs == b.RetryBaseDelayMs
-                    && a.RetryMaxDelayMs == b.RetryMaxDelayMs && a.MaxInFlight == b.MaxInFlight
-                    && a.AllowInsecureHttp == b.AllowInsecureHttp && SameBytes(a.CaPem, b.CaPem);
+                    && a.timeout_ms == b.timeout_ms && a.connect_timeout_ms == b.connect_timeout_ms
+                    && a.max_retries == b.max_retries && a.retry_base_delay_ms == b.retry_base_delay_ms
+                    && a.retry_max_delay_ms == b.retry_max_delay_ms && a.max_in_flight == b.max_in_flight
+                    && a.allow_insecure_http == b.allow_insecure_http && SameBytes(Options.CaPem, other.Options.CaPem);
             }
 
             static bool SameBytes(byte[] a, byte[] b)
@@ -549,15 +563,7 @@ namespace CubeWalk
             {
                 byte[] e = Encoding.UTF8.GetBytes(Endpoint);
                 byte[] t = Encoding.UTF8.GetBytes(Token);
-                CwOptions o;
-                Check(NativeMethods.cw_options_default(&o));
-                o.timeout_ms = Options.TimeoutMs;
-                o.connect_timeout_ms = Options.ConnectTimeoutMs;
-                o.max_retries = Options.MaxRetries;
-                o.retry_base_delay_ms = Options.RetryBaseDelayMs;
-                o.retry_max_delay_ms = Options.RetryMaxDelayMs;
-                o.max_in_flight = Options.MaxInFlight;
-                o.allow_insecure_http = (byte)(Options.AllowInsecureHttp ? 1 : 0);
+                CwOptions o = effective;
                 byte[] ca = Options.CaPem;
                 fixed (byte* ep = e)
                 fixed (byte* tp = t)

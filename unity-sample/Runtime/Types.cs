@@ -63,21 +63,23 @@ namespace CubeWalk
         public ulong Version;
     }
 
-    /// <summary>Client settings; the defaults suit a game talking to API Gateway.</summary>
+    /// <summary>Client settings. Every setting left null keeps the native library's default
+    /// (<c>cw_options_default</c>: 10 s timeout, 5 s connect, 3 retries from 100 ms up to 2 s,
+    /// 16 requests in flight), so a default changed in the library reaches the game.</summary>
     public sealed class CubeWalkOptions
     {
-        /// <summary>Longest one call may take, retries included (ms).</summary>
-        public uint TimeoutMs = 10000;
-        /// <summary>Longest wait for a connection (ms).</summary>
-        public uint ConnectTimeoutMs = 5000;
-        /// <summary>Retries of transient failures (connect errors, 429, 502, 503, 504).</summary>
-        public uint MaxRetries = 3;
-        /// <summary>Backoff base delay (ms).</summary>
-        public uint RetryBaseDelayMs = 100;
-        /// <summary>Largest wait between retries (ms).</summary>
-        public uint RetryMaxDelayMs = 2000;
-        /// <summary>Most HTTP requests in flight at once.</summary>
-        public uint MaxInFlight = 16;
+        /// <summary>Longest one call may take, retries included (ms); null for the default.</summary>
+        public uint? TimeoutMs;
+        /// <summary>Longest wait for a connection (ms); null for the default.</summary>
+        public uint? ConnectTimeoutMs;
+        /// <summary>Retries of transient failures (connect errors, 429, 502, 503, 504); null for the default.</summary>
+        public uint? MaxRetries;
+        /// <summary>Backoff base delay (ms); null for the default.</summary>
+        public uint? RetryBaseDelayMs;
+        /// <summary>Largest wait between retries (ms); null for the default.</summary>
+        public uint? RetryMaxDelayMs;
+        /// <summary>Most HTTP requests in flight at once; null for the default.</summary>
+        public uint? MaxInFlight;
         /// <summary>Allow plain http:// to a non-loopback host (sends the token in clear).</summary>
         public bool AllowInsecureHttp;
         /// <summary>Extra trusted root certificates (PEM bytes), or null.</summary>

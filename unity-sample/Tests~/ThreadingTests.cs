@@ -227,6 +227,9 @@ namespace CubeWalk.Tests
             StringAssert.DoesNotContain("some-other-token", ex.Message);
             Assert.Throws<InvalidOperationException>(() =>
                 new CubeWalkClient(Endpoint, Token, new CubeWalkOptions { TimeoutMs = 1234 }));
+            // Options left unset are the library's defaults: naming a default explicitly is the
+            // same settings, so this client may join.
+            clients.Add(new CubeWalkClient(Endpoint, Token, new CubeWalkOptions { TimeoutMs = 10000, MaxInFlight = 16 }));
             var versions = NoVersions(1);
             first.FetchBlocks("mt-other", new[] { new ChunkKey(0, 0, 0) }, versions, Buffers(1));
             Assert.AreEqual(0UL, versions[0], "the first client still uses its own token");
