@@ -312,19 +312,46 @@ namespace CubeWalk
             Complete(request, CwStatus.Cancelled, "cancelled");
         }
 
-        /// <summary>A fetch as a Task, completed from <see cref="Update"/>.</summary>
-        public Task<FetchRequest> FetchAsync(string world, ChunkKey[] keys, ulong[] versions, int[][] buffers, byte[] changed)
+        /// <summary>A fetch as a Task, completed from <see cref="Update"/>. Cancelling
+        /// <paramref name="cancellationToken"/> cancels the native request (its arrays are never
+        /// written afterwards) and the task ends as cancelled.</summary>
+        /// <returns>The finished request; faulted with <see cref="CubeWalkException"/> on failure.</returns>
+        public Task<FetchRequest> FetchAsync(string world, ChunkKey[] keys, ulong[] versions, int[][] buffers, byte[] changed,
+            CancellationToken cancellationToken = default(CancellationToken))
         {
             var tcs = new TaskCompletionSource<FetchRequest>();
-            BeginFetch(world, keys, versions, buffers, changed, r => Settle(tcs, r));
-            return tcs.Task;
+            if (cancellationToken.IsCancellationRequested)
+            {
+                tcs.SetCanceled();
+                return tcs.Task;
+            }
+            FetchRequest r = BeginFetch(world, keys, versions, buffers, changed, done => Settle(tcs, done));
+            return CancelWith(tcs, r, cancellationToken);
         }
 
-        /// <summary>A put as a Task, completed from <see cref="Update"/>.</summary>
-        public Task<PutRequest> PutAsync(string world, CubeEdit[] edits, ChunkVersion[] results)
+        /// <summary>A put as a Task, completed from <see cref="Update"/>. Cancelling
+        /// <paramref name="cancellationToken"/> cancels the native request (a cancelled put may
+        /// or may not have reached the server) and the task ends as cancelled.</summary>
+        /// <returns>The finished request; faulted with <see cref="CubeWalkException"/> on failure.</returns>
+        public Task<PutRequest> PutAsync(string world, CubeEdit[] edits, ChunkVersion[] results,
+            CancellationToken cancellationToken = default(CancellationToken))
         {
             var tcs = new TaskCompletionSource<PutRequest>();
-            BeginPut(world, edits, results, r => Settle(tcs, r));
+            if (cancellationToken.IsCancellationRequested)
+            {
+                tcs.SetCanceled();
+                return tcs.Task;
+            }
+            PutRequest r = BeginPut(world, edits, results, done => Settle(tcs, done));
+            return CancelWith(tcs, r, cancellationToken);
+        }
+
+        Task<T> CancelWith<T>(TaskCompletionSource<T> tcs, CubeWalkRequest r, CancellationToken cancellationToken)
+            where T : CubeWalkRequest
+        {
+            if (!cancellationToken.CanBeCanceled) return tcs.Task;
+            CancellationTokenRegistration registration = cancellationToken.Register(() => Cancel(r));
+            tcs.Task.ContinueWith(_ => registration.Dispose(), TaskContinuationOptions.ExecuteSynchronously);
             return tcs.Task;
         }
 

@@ -136,6 +136,29 @@ namespace CubeWalk.Tests
         }
 
         [Test]
+        public void CancellingTheTokenCancelsTheNativeRequest()
+        {
+            var buffers = Buffers(27);
+            for (int i = 0; i < 27; i++) buffers[i][0] = -7;
+            var keys = new ChunkKey[27];
+            for (int i = 0; i < 27; i++) keys[i] = new ChunkKey(i, 101, 0);
+            client.PutBlocks("mono-token", new[] { new CubeEdit { Chunk = keys[0], Index = 0, Value = 1 } }, new ChunkVersion[1]);
+            var cts = new CancellationTokenSource();
+            var task = client.FetchAsync("mono-token", keys, NoVersions(27), buffers, new byte[27], cts.Token);
+            cts.Cancel();
+            Assert.IsTrue(task.IsCanceled, "cancelled at once, from the cancelling thread");
+            Assert.AreEqual(0, client.PendingCount);
+            Thread.Sleep(200);
+            client.Update();
+            for (int i = 0; i < 27; i++) Assert.AreEqual(-7, buffers[i][0], "nothing written after cancellation");
+
+            var already = client.PutAsync("mono-token", new[] { new CubeEdit { Chunk = keys[1], Index = 0, Value = 2 } },
+                new ChunkVersion[1], cts.Token);
+            Assert.IsTrue(already.IsCanceled, "a token cancelled before the call starts nothing");
+            Assert.AreEqual(0, client.PendingCount);
+        }
+
+        [Test]
         public void CancelCompletesAtOnceAndLeavesBuffersAlone()
         {
             var buffers = Buffers(27);

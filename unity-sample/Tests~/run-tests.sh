@@ -33,8 +33,12 @@ mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591,0618 -define:UNITY_WEBGL
   -out:"$work/WebGLCheck.exe" "$root"/unity-sample/Runtime/*.cs "$here"/WebGL/WebGLCheck.cs
 mono "$work/WebGLCheck.exe"
 
+# The C layout of every shared struct, as a C compiler sees the header, for LayoutTests.
+cc -std=c99 -Wall -Werror -I "$root/include" "$root/tests/c/layout.c" -o "$work/layout"
+"$work/layout" > "$work/layout.txt"
+
 set +e
-LD_LIBRARY_PATH="$target" CUBEWALK_TEST_ENDPOINT="$endpoint" CUBEWALK_TEST_TOKEN="$token" \
+LD_LIBRARY_PATH="$target" CUBEWALK_TEST_ENDPOINT="$endpoint" CUBEWALK_TEST_TOKEN="$token" CUBEWALK_C_LAYOUT="$work/layout.txt" \
   nunit-console -nologo -labels -xml="$work/result.xml" "$work/CubeWalk.Tests.dll" > "$work/nunit.out" 2>&1
 status=$?
 set -e

@@ -107,7 +107,10 @@ pub(crate) fn sizes(env: &Env) -> Section {
         ("x86_64/cubewalk.dll", "Windows x64"),
         ("x86_64/libcubewalk.so", "Linux x64"),
         ("arm64/libcubewalk.so", "Linux arm64"),
-        ("macOS/libcubewalk.dylib", "macOS universal (x86_64 + arm64)"),
+        (
+            "macOS/libcubewalk.dylib",
+            "macOS universal (x86_64 + arm64)",
+        ),
     ] {
         if let Ok(m) = std::fs::metadata(plugins.join(file)) {
             writeln!(b, "| {what} `{file}` | {} |", m.len()).unwrap();
