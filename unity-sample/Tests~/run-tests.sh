@@ -24,9 +24,12 @@ mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591,0618 -target:library -ou
 cp "$nunit" "$work/"
 # The Unity glue (sample MonoBehaviour, Editor play-mode hooks) against stand-in Unity types:
 # compile-checked only, since Unity itself is not available here.
-mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591,0067,0649 -define:UNITY_EDITOR -target:library \
-  -out:"$work/CubeWalk.UnityGlue.dll" "$root"/unity-sample/Runtime/*.cs "$root"/unity-sample/Runtime/Unity/*.cs \
-  "$root"/unity-sample/Samples~/ChunkStreaming/*.cs "$here"/UnityStubs/*.cs
+# Twice: with the legacy Input Manager and with the Input System package (ENABLE_INPUT_SYSTEM).
+for input in "" "-define:ENABLE_INPUT_SYSTEM"; do
+  mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591,0067,0649 -define:UNITY_EDITOR $input -target:library \
+    -out:"$work/CubeWalk.UnityGlue.dll" "$root"/unity-sample/Runtime/*.cs "$root"/unity-sample/Runtime/Unity/*.cs \
+    "$root"/unity-sample/Samples~/ChunkStreaming/*.cs "$here"/UnityStubs/*.cs
+done
 
 # A WebGL player build of the package: no P/Invoke may remain, and a client must refuse clearly.
 mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591,0618 -define:UNITY_WEBGL -target:exe \

@@ -1,11 +1,20 @@
+using System;
+using System.Collections.Generic;
 using CubeWalk;
 using CubeWalk.Native;
 using UnityEngine;
+#if ENABLE_INPUT_SYSTEM
+using UnityEngine.InputSystem;
+#endif
 
 /// <summary>
-/// Sample: keeps the chunks around the player loaded with non-blocking fetches (only changed
-/// chunks travel), and places (left click) or removes (right click) a cube with a put. Thin
-/// Unity glue over <see cref="CubeWalkClient"/> and <see cref="ChunkNeighbourhood"/>.
+/// Sample: shows the chunks around the player (one mesh and collider per chunk, rebuilt when a
+/// chunk changes), refreshes them with non-blocking fetches (only changed chunks travel), and
+/// places (left click) or removes (right click) the cube under the crosshair with a put. Works
+/// with the Input System package and with the legacy Input Manager. A missing or wrong token or
+/// an unreachable endpoint shows one message, on screen and in the Console, and disables the
+/// component; nothing throws every frame. Thin Unity glue over <see cref="CubeWalkClient"/>,
+/// <see cref="ChunkNeighbourhood"/> and <see cref="ChunkMesher"/>.
 /// </summary>
 public class CubeWalkSample : MonoBehaviour
 {
@@ -17,32 +26,62 @@ public class CubeWalkSample : MonoBehaviour
     [Range(0, 4)] public int radius = 1;
     [Tooltip("Seconds between refreshes of the neighbourhood.")]
     public float refreshEvery = 0.5f;
+    [Tooltip("The player's transform; the camera's when empty.")]
     public Transform player;
     public int placeValue = 1;
+    [Tooltip("Material for the chunk meshes (vertex colours); a default one when empty.")]
+    public Material chunkMaterial;
 
     CubeWalkClient client;
     ChunkNeighbourhood hood;
+    readonly ChunkMesher mesher = new ChunkMesher();
+    readonly Dictionary<ChunkKey, ChunkView> views = new Dictionary<ChunkKey, ChunkView>();
     float nextRefresh;
     readonly CubeEdit[] edit = new CubeEdit[1];
     readonly ChunkVersion[] editResult = new ChunkVersion[1];
     readonly PutRequest put = new PutRequest();
     bool putInFlight;
+    string problem;
 
     void OnEnable()
     {
-        client = new CubeWalkClient(endpoint, token);
+        problem = null;
+        if (string.IsNullOrEmpty(token))
+        {
+            Fail("No token: paste the dev token printed by `cubewalk-server serve` (or one of your deployed tokens) into the Token field.");
+            return;
+        }
+        try
+        {
+            client = new CubeWalkClient(endpoint, token);
+        }
+        catch (Exception e)
+        {
+            Fail("Cannot start CubeWalk: " + e.Message);
+            return;
+        }
         hood = new ChunkNeighbourhood(client, world, radius);
         hood.ChunkChanged = OnChunkChanged;
+        if (player == null && Camera.main != null) player = Camera.main.transform;
     }
 
     void OnDisable()
     {
-        client.Dispose();
+        if (client != null) client.Dispose();
+        client = null;
+        foreach (var view in views.Values) view.Destroy();
+        views.Clear();
     }
 
     void Update()
     {
+        if (client == null) return;
         client.Update();
+        if (hood.LastError != null && Stops(hood.LastStatus))
+        {
+            Fail("CubeWalk stopped: " + hood.LastError);
+            return;
+        }
         if (player != null)
         {
             Vector3 p = player.position;
@@ -50,10 +89,12 @@ public class CubeWalkSample : MonoBehaviour
         }
         if (Time.unscaledTime >= nextRefresh && hood.Refresh()) nextRefresh = Time.unscaledTime + refreshEvery;
 
-        bool place = Input.GetMouseButtonDown(0), remove = Input.GetMouseButtonDown(1);
+        bool place, remove;
+        Vector3 pointer;
+        ReadPointer(out place, out remove, out pointer);
         RaycastHit hit;
         if ((place || remove) && !putInFlight && Camera.main != null &&
-            Physics.Raycast(Camera.main.ScreenPointToRay(Input.mousePosition), out hit, 64f))
+            Physics.Raycast(Camera.main.ScreenPointToRay(pointer), out hit, 64f))
         {
             // Place in front of the hit face, remove the hit cube itself.
             Vector3 cube = hit.point + hit.normal * (place ? 0.5f : -0.5f);
@@ -63,6 +104,39 @@ public class CubeWalkSample : MonoBehaviour
             client.BeginPut(world, edit, editResult, OnPut, put);
             putInFlight = true;
         }
+    }
+
+    // Failures a retry will not fix: stop and say so once.
+    static bool Stops(CwStatus s)
+    {
+        return s == CwStatus.Unauthorized || s == CwStatus.Forbidden || s == CwStatus.InvalidArgument
+            || s == CwStatus.Network || s == CwStatus.NotInitialized;
+    }
+
+    static void ReadPointer(out bool place, out bool remove, out Vector3 pointer)
+    {
+#if ENABLE_INPUT_SYSTEM
+        var mouse = Mouse.current;
+        place = mouse != null && mouse.leftButton.wasPressedThisFrame;
+        remove = mouse != null && mouse.rightButton.wasPressedThisFrame;
+        pointer = mouse != null ? (Vector3)mouse.position.ReadValue() : Vector3.zero;
+#else
+        place = Input.GetMouseButtonDown(0);
+        remove = Input.GetMouseButtonDown(1);
+        pointer = Input.mousePosition;
+#endif
+    }
+
+    void Fail(string message)
+    {
+        problem = message;
+        Debug.LogError(message);
+        enabled = false;
+    }
+
+    void OnGUI()
+    {
+        if (problem != null) GUI.Label(new Rect(10, 10, Screen.width - 20, 60), problem);
     }
 
     static int FloorDiv(int v) { return v >= 0 ? v / 16 : (v - 15) / 16; }
@@ -76,7 +150,78 @@ public class CubeWalkSample : MonoBehaviour
 
     void OnChunkChanged(int index)
     {
-        // Hand hood.Buffers[index] (int[4096], game order) to the chunk mesher here.
-        Debug.Log("chunk " + hood.Keys[index] + " now at version " + hood.Versions[index]);
+        ChunkKey key = hood.Keys[index];
+        ChunkView view;
+        if (!views.TryGetValue(key, out view))
+        {
+            view = new ChunkView(key, transform, chunkMaterial);
+            views.Add(key, view);
+        }
+        mesher.Build(hood.Buffers[index]);
+        view.Show(mesher);
+    }
+
+    /// <summary>One chunk on screen: a GameObject with a mesh, a renderer and a collider (the
+    /// collider is what the click raycast hits). Its arrays are reused across rebuilds.</summary>
+    sealed class ChunkView
+    {
+        readonly GameObject go;
+        readonly Mesh mesh = new Mesh();
+        readonly MeshCollider collider;
+        readonly List<Vector3> positions = new List<Vector3>();
+        readonly List<Vector3> normals = new List<Vector3>();
+        readonly List<Color32> colors = new List<Color32>();
+        readonly List<int> triangles = new List<int>();
+
+        internal ChunkView(ChunkKey key, Transform parent, Material material)
+        {
+            go = new GameObject("Chunk " + key);
+            go.transform.SetParent(parent, false);
+            go.transform.localPosition = new Vector3(key.X * 16, key.Y * 16, key.Z * 16);
+            go.AddComponent<MeshFilter>().sharedMesh = mesh;
+            go.AddComponent<MeshRenderer>().sharedMaterial = material != null ? material : new Material(Shader.Find("Standard"));
+            collider = go.AddComponent<MeshCollider>();
+        }
+
+        internal void Show(ChunkMesher m)
+        {
+            positions.Clear(); normals.Clear(); colors.Clear(); triangles.Clear();
+            for (int v = 0; v < m.VertexCount; v++)
+            {
+                positions.Add(new Vector3(m.Positions[v * 3], m.Positions[v * 3 + 1], m.Positions[v * 3 + 2]));
+                normals.Add(new Vector3(m.Normals[v * 3], m.Normals[v * 3 + 1], m.Normals[v * 3 + 2]));
+                colors.Add(ColorOf(m.Values[v]));
+            }
+            for (int i = 0; i < m.IndexCount; i++) triangles.Add(m.Indices[i]);
+            mesh.Clear();
+            mesh.SetVertices(positions);
+            mesh.SetNormals(normals);
+            mesh.SetColors(colors);
+            mesh.SetTriangles(triangles, 0);
+            collider.sharedMesh = null; // re-cook the collider from the new mesh
+            collider.sharedMesh = mesh;
+        }
+
+        // One colour per cube value: a few named ones, a hash for the rest.
+        static Color32 ColorOf(int value)
+        {
+            switch (value)
+            {
+                case 1: return new Color32(128, 128, 128, 255); // stone
+                case 2: return new Color32(134, 96, 67, 255);   // dirt
+                case 3: return new Color32(95, 159, 53, 255);   // grass
+                default:
+                    unchecked
+                    {
+                        uint h = (uint)value * 2654435761u;
+                        return new Color32((byte)(h >> 24), (byte)(h >> 16), (byte)(h >> 8), 255);
+                    }
+            }
+        }
+
+        internal void Destroy()
+        {
+            UnityEngine.Object.Destroy(go);
+        }
     }
 }
