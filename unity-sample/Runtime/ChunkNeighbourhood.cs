@@ -37,7 +37,7 @@ namespace CubeWalk
         /// <summary>Refreshes completed successfully.</summary>
         public int Refreshes { get; private set; }
         /// <summary>Status of the last refresh (or of the last refresh that could not start).</summary>
-        public Native.CwStatus LastStatus { get; private set; }
+        public CubeWalkStatus LastStatus { get; private set; }
         /// <summary>The error message of the last refresh when it failed; null after a success.</summary>
         public string LastError { get; private set; }
         /// <summary>Called with the index of each chunk whose cubes changed (on the Update thread).</summary>
@@ -161,7 +161,7 @@ namespace CubeWalk
                 Busy = false;
                 LastStatus = r.Status;
                 LastError = r.Error;
-                if (r.Status != Native.CwStatus.Ok) return;
+                if (r.Status != CubeWalkStatus.Ok) return;
                 Refreshes++;
             }
             if (ChunkChanged == null) return;

@@ -267,15 +267,15 @@ namespace CubeWalk
                     for (int i = 0; i < pending.Count; i++)
                     {
                         CubeWalkRequest r = pending[i];
-                        CwStatus s = NativeMethods.cw_poll(r.Id);
-                        if (s == CwStatus.Pending)
+                        CubeWalkStatus s = NativeMethods.cw_poll(r.Id);
+                        if (s == CubeWalkStatus.Pending)
                         {
                             pending[kept++] = r;
                             continue;
                         }
                         r.Status = s;
                         completing.Add(r);
-                        completingErrors.Add(s == CwStatus.Ok ? null : LastError());
+                        completingErrors.Add(s == CubeWalkStatus.Ok ? null : LastError());
                     }
                     pending.RemoveRange(kept, pending.Count - kept);
                 }
@@ -309,7 +309,7 @@ namespace CubeWalk
                 NativeMethods.cw_cancel(request.Id);
                 pending.RemoveAt(i);
             }
-            Complete(request, CwStatus.Cancelled, "cancelled");
+            Complete(request, CubeWalkStatus.Cancelled, "cancelled");
         }
 
         /// <summary>A fetch as a Task, completed from <see cref="Update"/>. Cancelling
@@ -451,17 +451,17 @@ namespace CubeWalk
                 done = cancelled.ToArray();
                 cancelled.Clear();
             }
-            foreach (var r in done) Complete(r, CwStatus.Cancelled, why);
+            foreach (var r in done) Complete(r, CubeWalkStatus.Cancelled, why);
         }
 
         static void Settle<T>(TaskCompletionSource<T> tcs, T r) where T : CubeWalkRequest
         {
-            if (r.Status == CwStatus.Ok) tcs.SetResult(r);
-            else if (r.Status == CwStatus.Cancelled) tcs.SetCanceled();
+            if (r.Status == CubeWalkStatus.Ok) tcs.SetResult(r);
+            else if (r.Status == CubeWalkStatus.Cancelled) tcs.SetCanceled();
             else tcs.SetException(new CubeWalkException(r.Status, r.Error));
         }
 
-        static void Complete(CubeWalkRequest r, CwStatus status, string error)
+        static void Complete(CubeWalkRequest r, CubeWalkStatus status, string error)
         {
             r.Unpin();
             r.Status = status;
@@ -490,9 +490,9 @@ namespace CubeWalk
             if (edits.Length == 0) throw new ArgumentException("no edits", "edits");
         }
 
-        static void Check(CwStatus status)
+        static void Check(CubeWalkStatus status)
         {
-            if (status != CwStatus.Ok) throw new CubeWalkException(status, LastError());
+            if (status != CubeWalkStatus.Ok) throw new CubeWalkException(status, LastError());
         }
 
         static unsafe string LastError()

@@ -11,7 +11,7 @@ using System.Runtime.InteropServices;
 
 namespace CubeWalk.Native
 {
-    public static unsafe partial class NativeMethods
+    internal static unsafe partial class NativeMethods
     {
 #if UNITY_IOS && !UNITY_EDITOR
         const string __DllName = "__Internal";
@@ -28,20 +28,20 @@ namespace CubeWalk.Native
         ///  The library version as `major &lt;&lt; 16 | minor &lt;&lt; 8 | patch`.
         /// </summary>
 #if UNITY_WEBGL && !UNITY_EDITOR
-        public static uint cw_version() { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+        internal static uint cw_version() { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
 #else
         [DllImport(__DllName, EntryPoint = "cw_version", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        public static extern uint cw_version();
+        internal static extern uint cw_version();
 #endif
 
         /// <summary>
         ///  A static, NUL-terminated name for a status code (`"CW_STATUS_OK"`, ...). Never free it.
         /// </summary>
 #if UNITY_WEBGL && !UNITY_EDITOR
-        public static byte* cw_status_str(int status) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+        internal static byte* cw_status_str(int status) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
 #else
         [DllImport(__DllName, EntryPoint = "cw_status_str", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        public static extern byte* cw_status_str(int status);
+        internal static extern byte* cw_status_str(int status);
 #endif
 
         /// <summary>
@@ -52,10 +52,10 @@ namespace CubeWalk.Native
         ///  `out` must point to writable memory for one `CwOptions`.
         /// </summary>
 #if UNITY_WEBGL && !UNITY_EDITOR
-        public static CwStatus cw_options_default(CwOptions* @out) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+        internal static CubeWalkStatus cw_options_default(CwOptions* @out) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
 #else
         [DllImport(__DllName, EntryPoint = "cw_options_default", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        public static extern CwStatus cw_options_default(CwOptions* @out);
+        internal static extern CubeWalkStatus cw_options_default(CwOptions* @out);
 #endif
 
         /// <summary>
@@ -66,10 +66,10 @@ namespace CubeWalk.Native
         ///  `endpoint` and `token` must point to `endpoint_len` and `token_len` readable bytes.
         /// </summary>
 #if UNITY_WEBGL && !UNITY_EDITOR
-        public static CwStatus cw_init(byte* endpoint, System.UIntPtr endpoint_len, byte* token, System.UIntPtr token_len) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+        internal static CubeWalkStatus cw_init(byte* endpoint, System.UIntPtr endpoint_len, byte* token, System.UIntPtr token_len) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
 #else
         [DllImport(__DllName, EntryPoint = "cw_init", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        public static extern CwStatus cw_init(byte* endpoint, System.UIntPtr endpoint_len, byte* token, System.UIntPtr token_len);
+        internal static extern CubeWalkStatus cw_init(byte* endpoint, System.UIntPtr endpoint_len, byte* token, System.UIntPtr token_len);
 #endif
 
         /// <summary>
@@ -87,10 +87,10 @@ namespace CubeWalk.Native
         ///  a `CwOptions` (and its `ca_pem` to `ca_pem_len` bytes).
         /// </summary>
 #if UNITY_WEBGL && !UNITY_EDITOR
-        public static CwStatus cw_init_with_options(byte* endpoint, System.UIntPtr endpoint_len, byte* token, System.UIntPtr token_len, CwOptions* options) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+        internal static CubeWalkStatus cw_init_with_options(byte* endpoint, System.UIntPtr endpoint_len, byte* token, System.UIntPtr token_len, CwOptions* options) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
 #else
         [DllImport(__DllName, EntryPoint = "cw_init_with_options", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        public static extern CwStatus cw_init_with_options(byte* endpoint, System.UIntPtr endpoint_len, byte* token, System.UIntPtr token_len, CwOptions* options);
+        internal static extern CubeWalkStatus cw_init_with_options(byte* endpoint, System.UIntPtr endpoint_len, byte* token, System.UIntPtr token_len, CwOptions* options);
 #endif
 
         /// <summary>
@@ -102,10 +102,10 @@ namespace CubeWalk.Native
         ///  starts afresh. Safe to call when not initialized.
         /// </summary>
 #if UNITY_WEBGL && !UNITY_EDITOR
-        public static CwStatus cw_shutdown() { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+        internal static CubeWalkStatus cw_shutdown() { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
 #else
         [DllImport(__DllName, EntryPoint = "cw_shutdown", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        public static extern CwStatus cw_shutdown();
+        internal static extern CubeWalkStatus cw_shutdown();
 #endif
 
         /// <summary>
@@ -131,10 +131,10 @@ namespace CubeWalk.Native
         ///  the duration of the call.
         /// </summary>
 #if UNITY_WEBGL && !UNITY_EDITOR
-        public static CwStatus cw_fetch_blocks(byte* world, System.UIntPtr world_len, CwChunkKey* keys, System.UIntPtr count, ulong* versions, int** buffers, byte* changed) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+        internal static CubeWalkStatus cw_fetch_blocks(byte* world, System.UIntPtr world_len, CwChunkKey* keys, System.UIntPtr count, ulong* versions, int** buffers, byte* changed) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
 #else
         [DllImport(__DllName, EntryPoint = "cw_fetch_blocks", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        public static extern CwStatus cw_fetch_blocks(byte* world, System.UIntPtr world_len, CwChunkKey* keys, System.UIntPtr count, ulong* versions, int** buffers, byte* changed);
+        internal static extern CubeWalkStatus cw_fetch_blocks(byte* world, System.UIntPtr world_len, CwChunkKey* keys, System.UIntPtr count, ulong* versions, int** buffers, byte* changed);
 #endif
 
         /// <summary>
@@ -148,10 +148,10 @@ namespace CubeWalk.Native
         ///  As `cw_fetch_blocks`, with the lifetime above; `out_request_id` writable.
         /// </summary>
 #if UNITY_WEBGL && !UNITY_EDITOR
-        public static CwStatus cw_fetch_blocks_begin(byte* world, System.UIntPtr world_len, CwChunkKey* keys, System.UIntPtr count, ulong* versions, int** buffers, byte* changed, ulong* out_request_id) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+        internal static CubeWalkStatus cw_fetch_blocks_begin(byte* world, System.UIntPtr world_len, CwChunkKey* keys, System.UIntPtr count, ulong* versions, int** buffers, byte* changed, ulong* out_request_id) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
 #else
         [DllImport(__DllName, EntryPoint = "cw_fetch_blocks_begin", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        public static extern CwStatus cw_fetch_blocks_begin(byte* world, System.UIntPtr world_len, CwChunkKey* keys, System.UIntPtr count, ulong* versions, int** buffers, byte* changed, ulong* out_request_id);
+        internal static extern CubeWalkStatus cw_fetch_blocks_begin(byte* world, System.UIntPtr world_len, CwChunkKey* keys, System.UIntPtr count, ulong* versions, int** buffers, byte* changed, ulong* out_request_id);
 #endif
 
         /// <summary>
@@ -176,10 +176,10 @@ namespace CubeWalk.Native
         ///  for the call.
         /// </summary>
 #if UNITY_WEBGL && !UNITY_EDITOR
-        public static CwStatus cw_put_blocks(byte* world, System.UIntPtr world_len, CwEdit* edits, System.UIntPtr count, CwChunkVersion* out_versions, System.UIntPtr capacity, System.UIntPtr* out_count) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+        internal static CubeWalkStatus cw_put_blocks(byte* world, System.UIntPtr world_len, CwEdit* edits, System.UIntPtr count, CwChunkVersion* out_versions, System.UIntPtr capacity, System.UIntPtr* out_count) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
 #else
         [DllImport(__DllName, EntryPoint = "cw_put_blocks", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        public static extern CwStatus cw_put_blocks(byte* world, System.UIntPtr world_len, CwEdit* edits, System.UIntPtr count, CwChunkVersion* out_versions, System.UIntPtr capacity, System.UIntPtr* out_count);
+        internal static extern CubeWalkStatus cw_put_blocks(byte* world, System.UIntPtr world_len, CwEdit* edits, System.UIntPtr count, CwChunkVersion* out_versions, System.UIntPtr capacity, System.UIntPtr* out_count);
 #endif
 
         /// <summary>
@@ -192,10 +192,10 @@ namespace CubeWalk.Native
         ///  As `cw_put_blocks`, with the lifetime above; `out_request_id` writable.
         /// </summary>
 #if UNITY_WEBGL && !UNITY_EDITOR
-        public static CwStatus cw_put_blocks_begin(byte* world, System.UIntPtr world_len, CwEdit* edits, System.UIntPtr count, CwChunkVersion* out_versions, System.UIntPtr capacity, System.UIntPtr* out_count, ulong* out_request_id) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+        internal static CubeWalkStatus cw_put_blocks_begin(byte* world, System.UIntPtr world_len, CwEdit* edits, System.UIntPtr count, CwChunkVersion* out_versions, System.UIntPtr capacity, System.UIntPtr* out_count, ulong* out_request_id) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
 #else
         [DllImport(__DllName, EntryPoint = "cw_put_blocks_begin", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        public static extern CwStatus cw_put_blocks_begin(byte* world, System.UIntPtr world_len, CwEdit* edits, System.UIntPtr count, CwChunkVersion* out_versions, System.UIntPtr capacity, System.UIntPtr* out_count, ulong* out_request_id);
+        internal static extern CubeWalkStatus cw_put_blocks_begin(byte* world, System.UIntPtr world_len, CwEdit* edits, System.UIntPtr count, CwChunkVersion* out_versions, System.UIntPtr capacity, System.UIntPtr* out_count, ulong* out_request_id);
 #endif
 
         /// <summary>
@@ -206,10 +206,10 @@ namespace CubeWalk.Native
         ///  `CW_STATUS_CANCELLED`; a panic inside the request is `CW_STATUS_INTERNAL`.
         /// </summary>
 #if UNITY_WEBGL && !UNITY_EDITOR
-        public static CwStatus cw_poll(ulong request_id) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+        internal static CubeWalkStatus cw_poll(ulong request_id) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
 #else
         [DllImport(__DllName, EntryPoint = "cw_poll", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        public static extern CwStatus cw_poll(ulong request_id);
+        internal static extern CubeWalkStatus cw_poll(ulong request_id);
 #endif
 
         /// <summary>
@@ -219,10 +219,10 @@ namespace CubeWalk.Native
         ///  this waits until it is written). A cancelled put may or may not have reached the server.
         /// </summary>
 #if UNITY_WEBGL && !UNITY_EDITOR
-        public static CwStatus cw_cancel(ulong request_id) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+        internal static CubeWalkStatus cw_cancel(ulong request_id) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
 #else
         [DllImport(__DllName, EntryPoint = "cw_cancel", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        public static extern CwStatus cw_cancel(ulong request_id);
+        internal static extern CubeWalkStatus cw_cancel(ulong request_id);
 #endif
 
         /// <summary>
@@ -235,10 +235,10 @@ namespace CubeWalk.Native
         ///  `buf` must point to `len` writable bytes; `out_len` null or writable.
         /// </summary>
 #if UNITY_WEBGL && !UNITY_EDITOR
-        public static CwStatus cw_last_error(byte* buf, System.UIntPtr len, System.UIntPtr* out_len) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+        internal static CubeWalkStatus cw_last_error(byte* buf, System.UIntPtr len, System.UIntPtr* out_len) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
 #else
         [DllImport(__DllName, EntryPoint = "cw_last_error", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        public static extern CwStatus cw_last_error(byte* buf, System.UIntPtr len, System.UIntPtr* out_len);
+        internal static extern CubeWalkStatus cw_last_error(byte* buf, System.UIntPtr len, System.UIntPtr* out_len);
 #endif
 
 
@@ -248,7 +248,7 @@ namespace CubeWalk.Native
     ///  Position of a chunk in its world, in chunk units.
     /// </summary>
     [StructLayout(LayoutKind.Sequential)]
-    public unsafe partial struct CwChunkKey
+    internal unsafe partial struct CwChunkKey
     {
         /// <summary>
         ///  Chunk x.
@@ -269,7 +269,7 @@ namespace CubeWalk.Native
     ///  to `value`.
     /// </summary>
     [StructLayout(LayoutKind.Sequential)]
-    public unsafe partial struct CwEdit
+    internal unsafe partial struct CwEdit
     {
         /// <summary>
         ///  The chunk.
@@ -289,7 +289,7 @@ namespace CubeWalk.Native
     ///  A chunk and its version after a put.
     /// </summary>
     [StructLayout(LayoutKind.Sequential)]
-    public unsafe partial struct CwChunkVersion
+    internal unsafe partial struct CwChunkVersion
     {
         /// <summary>
         ///  The chunk.
@@ -310,7 +310,7 @@ namespace CubeWalk.Native
     ///  what you need; `struct_size` must stay `sizeof(CwOptions)`.
     /// </summary>
     [StructLayout(LayoutKind.Sequential)]
-    public unsafe partial struct CwOptions
+    internal unsafe partial struct CwOptions
     {
         /// <summary>
         ///  `sizeof(CwOptions)`, so a future larger struct can be told apart.
@@ -363,68 +363,6 @@ namespace CubeWalk.Native
     }
 
 
-    /// <summary>
-    ///  Outcome of every C ABI function (`CwStatus` in C). Values are part of the ABI: never reorder.
-    /// </summary>
-    public enum CwStatus : int
-    {
-        /// <summary>
-        ///  Success.
-        /// </summary>
-        Ok = 0,
-        /// <summary>
-        ///  The non-blocking request has not finished yet.
-        /// </summary>
-        Pending = 1,
-        /// <summary>
-        ///  A pointer, length or string argument is invalid (null, misaligned, zero, too long, not UTF-8).
-        /// </summary>
-        InvalidArgument = 2,
-        /// <summary>
-        ///  `cw_init` has not been called, or `cw_shutdown` was.
-        /// </summary>
-        NotInitialized = 3,
-        /// <summary>
-        ///  The API answered 401: the token is missing or wrong.
-        /// </summary>
-        Unauthorized = 4,
-        /// <summary>
-        ///  The API answered 403: the token's policy does not allow this.
-        /// </summary>
-        Forbidden = 5,
-        /// <summary>
-        ///  The API answered another 4xx: the request is invalid (not retried).
-        /// </summary>
-        BadRequest = 6,
-        /// <summary>
-        ///  The API answered 5xx (or 429) and retries did not help.
-        /// </summary>
-        ServerError = 7,
-        /// <summary>
-        ///  The server could not be reached, or the connection broke.
-        /// </summary>
-        Network = 8,
-        /// <summary>
-        ///  The call did not finish within its timeout.
-        /// </summary>
-        Timeout = 9,
-        /// <summary>
-        ///  The request was cancelled (`cw_cancel`, `cw_shutdown`).
-        /// </summary>
-        Cancelled = 10,
-        /// <summary>
-        ///  A caller buffer is too small; nothing was sent.
-        /// </summary>
-        BufferTooSmall = 11,
-        /// <summary>
-        ///  The server's answer was not what the protocol says (malformed, truncated, mismatched).
-        /// </summary>
-        Protocol = 12,
-        /// <summary>
-        ///  An internal failure, such as a caught panic. The library stays usable.
-        /// </summary>
-        Internal = 13,
-    }
 
 
 }

@@ -19,15 +19,15 @@ namespace CubeWalk
         /// <summary>True once the request finished (successfully or not) and its results are in
         /// the caller's arrays.</summary>
         public bool IsDone { get { return isDone; } internal set { isDone = value; } }
-        /// <summary>The final status (<see cref="CwStatus.Pending"/> until done).</summary>
-        public CwStatus Status { get; internal set; }
+        /// <summary>The final status (<see cref="CubeWalkStatus.Pending"/> until done).</summary>
+        public CubeWalkStatus Status { get; internal set; }
         /// <summary>The error message when <see cref="Status"/> is not Ok; null otherwise.</summary>
         public string Error { get; internal set; }
 
         /// <summary>Throws a <see cref="CubeWalkException"/> when the request failed.</summary>
         public void ThrowIfFailed()
         {
-            if (IsDone && Status != CwStatus.Ok) throw new CubeWalkException(Status, Error);
+            if (IsDone && Status != CubeWalkStatus.Ok) throw new CubeWalkException(Status, Error);
         }
 
         internal abstract void InvokeCompleted();
@@ -49,7 +49,7 @@ namespace CubeWalk
             if (Id != 0 && !IsDone) throw new InvalidOperationException("request is still in flight");
             Id = 0;
             IsDone = false;
-            Status = CwStatus.Pending;
+            Status = CubeWalkStatus.Pending;
             Error = null;
         }
     }

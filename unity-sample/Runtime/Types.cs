@@ -98,10 +98,10 @@ namespace CubeWalk
     public sealed class CubeWalkException : Exception
     {
         /// <summary>What failed, as the native library reports it.</summary>
-        public CwStatus Status { get; private set; }
+        public CubeWalkStatus Status { get; private set; }
 
         /// <summary>An exception for a failed status.</summary>
-        public CubeWalkException(CwStatus status, string message)
+        public CubeWalkException(CubeWalkStatus status, string message)
             : base(status + ": " + message)
         {
             Status = status;

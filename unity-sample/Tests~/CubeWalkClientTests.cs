@@ -1,7 +1,6 @@
 using System;
 using System.Threading;
 using CubeWalk;
-using CubeWalk.Native;
 using NUnit.Framework;
 using static CubeWalk.Tests.TestSupport;
 
@@ -75,7 +74,7 @@ namespace CubeWalk.Tests
             client.Init(Endpoint, "definitely-wrong-token");
             var ex = Assert.Throws<CubeWalkException>(() =>
                 client.FetchBlocks("w", new[] { new ChunkKey(0, 0, 0) }, NoVersions(1), Buffers(1)));
-            Assert.AreEqual(CwStatus.Unauthorized, ex.Status);
+            Assert.AreEqual(CubeWalkStatus.Unauthorized, ex.Status);
             StringAssert.DoesNotContain("definitely-wrong-token", ex.Message);
         }
 
@@ -86,12 +85,12 @@ namespace CubeWalk.Tests
             Assert.Throws<ArgumentException>(() => client.FetchBlocks("w", new[] { new ChunkKey() }, NoVersions(1), new[] { new int[10] }));
             var ex = Assert.Throws<CubeWalkException>(() =>
                 client.FetchBlocks("bad world id!", new[] { new ChunkKey() }, NoVersions(1), Buffers(1)));
-            Assert.AreEqual(CwStatus.InvalidArgument, ex.Status);
+            Assert.AreEqual(CubeWalkStatus.InvalidArgument, ex.Status);
             ex = Assert.Throws<CubeWalkException>(() =>
                 client.PutBlocks("w", new[] { new CubeEdit { Index = 4096 } }, new ChunkVersion[1]));
-            Assert.AreEqual(CwStatus.InvalidArgument, ex.Status);
+            Assert.AreEqual(CubeWalkStatus.InvalidArgument, ex.Status);
             ex = Assert.Throws<CubeWalkException>(() => client.Init("http://example.com/prod/cubewalkblocks", Token));
-            Assert.AreEqual(CwStatus.InvalidArgument, ex.Status);
+            Assert.AreEqual(CubeWalkStatus.InvalidArgument, ex.Status);
             client.Init(Endpoint, Token);
         }
 
@@ -111,7 +110,7 @@ namespace CubeWalk.Tests
                 r => completedOnThread = Thread.CurrentThread.ManagedThreadId);
             Assert.AreEqual(0, buffers[0][0], "not written before Update");
             PumpUntil(() => fetch.IsDone);
-            Assert.AreEqual(CwStatus.Ok, fetch.Status);
+            Assert.AreEqual(CubeWalkStatus.Ok, fetch.Status);
             Assert.AreEqual(11, buffers[0][0]);
             Assert.AreEqual(Thread.CurrentThread.ManagedThreadId, completedOnThread, "completion on the polling thread");
         }
@@ -132,7 +131,7 @@ namespace CubeWalk.Tests
             var failing = client.FetchAsync("mono-task", new[] { chunk }, NoVersions(1), buffers, new byte[1]);
             PumpUntil(() => failing.IsCompleted);
             Assert.IsTrue(failing.IsFaulted);
-            Assert.AreEqual(CwStatus.Unauthorized, ((CubeWalkException)failing.Exception.InnerException).Status);
+            Assert.AreEqual(CubeWalkStatus.Unauthorized, ((CubeWalkException)failing.Exception.InnerException).Status);
         }
 
         [Test]
@@ -169,7 +168,7 @@ namespace CubeWalk.Tests
             FetchRequest r = client.BeginFetch("mono-cancel", keys, NoVersions(27), buffers, new byte[27]);
             client.Cancel(r);
             Assert.IsTrue(r.IsDone);
-            Assert.AreEqual(CwStatus.Cancelled, r.Status);
+            Assert.AreEqual(CubeWalkStatus.Cancelled, r.Status);
             Thread.Sleep(200);
             client.Update();
             for (int i = 0; i < 27; i++) Assert.AreEqual(-5, buffers[i][0]);
@@ -184,7 +183,7 @@ namespace CubeWalk.Tests
                 FetchRequest inFlight = client.BeginFetch("mono-play", new[] { new ChunkKey(session, 0, 0) }, NoVersions(1), buffers, new byte[1]);
                 client.Shutdown();
                 Assert.IsTrue(inFlight.IsDone);
-                Assert.AreEqual(CwStatus.Cancelled, inFlight.Status);
+                Assert.AreEqual(CubeWalkStatus.Cancelled, inFlight.Status);
                 Assert.IsFalse(client.IsInitialized);
                 client.Reinitialize();
                 Assert.IsTrue(client.IsInitialized);
@@ -220,7 +219,7 @@ namespace CubeWalk.Tests
             var hood = new ChunkNeighbourhood(client, "mono-alloc", 1);
             hood.Refresh();
             PumpUntil(() => !hood.Busy);
-            Assert.AreEqual(CwStatus.Ok, hood.LastStatus);
+            Assert.AreEqual(CubeWalkStatus.Ok, hood.LastStatus);
             Assert.AreEqual(1, hood.Buffers[13][0], "centre chunk loaded");
             // Warm up every path (JIT) once more before measuring.
             hood.Refresh();
@@ -258,7 +257,7 @@ namespace CubeWalk.Tests
             Assert.AreEqual(CubeWalkClient.NoVersion, hood.Versions[Array.IndexOf(hood.Keys, new ChunkKey(2, 1, 1))]);
             hood.Refresh();
             PumpUntil(() => !hood.Busy);
-            Assert.AreEqual(CwStatus.Ok, hood.LastStatus);
+            Assert.AreEqual(CubeWalkStatus.Ok, hood.LastStatus);
         }
     }
 }

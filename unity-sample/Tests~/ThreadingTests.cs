@@ -2,7 +2,6 @@ using System;
 using System.Collections.Generic;
 using System.Threading;
 using CubeWalk;
-using CubeWalk.Native;
 using NUnit.Framework;
 using static CubeWalk.Tests.TestSupport;
 
@@ -202,7 +201,7 @@ namespace CubeWalk.Tests
             Assert.AreEqual(0UL, versions[0]);
             first.Dispose();
             var ex = Assert.Throws<CubeWalkException>(() => first.FetchBlocks("mt-two", new[] { new ChunkKey(0, 0, 0) }, NoVersions(1), Buffers(1)));
-            Assert.AreEqual(CwStatus.NotInitialized, ex.Status, "the last one out shut the library down");
+            Assert.AreEqual(CubeWalkStatus.NotInitialized, ex.Status, "the last one out shut the library down");
         }
 
         [Test]
@@ -214,9 +213,9 @@ namespace CubeWalk.Tests
             var theirs = second.BeginFetch("mt-own", new[] { new ChunkKey(1, 1, 1) }, NoVersions(1), Buffers(1), new byte[1]);
             first.Dispose();
             Assert.IsTrue(mine.IsDone);
-            Assert.AreEqual(CwStatus.Cancelled, mine.Status);
+            Assert.AreEqual(CubeWalkStatus.Cancelled, mine.Status);
             PumpUntil(second, () => theirs.IsDone);
-            Assert.AreEqual(CwStatus.Ok, theirs.Status);
+            Assert.AreEqual(CubeWalkStatus.Ok, theirs.Status);
         }
 
         [Test]
@@ -264,12 +263,12 @@ namespace CubeWalk.Tests
             client.Dispose();
             Assert.IsFalse(hood.Refresh(), "no refresh started");
             Assert.IsFalse(hood.Busy);
-            Assert.AreEqual(CwStatus.NotInitialized, hood.LastStatus);
+            Assert.AreEqual(CubeWalkStatus.NotInitialized, hood.LastStatus);
             StringAssert.Contains("not initialized", hood.LastError.ToLowerInvariant());
             client.Init(Endpoint, Token);
             Assert.IsTrue(hood.Refresh(), "a refresh starts once the client works again");
             PumpUntil(client, () => !hood.Busy);
-            Assert.AreEqual(CwStatus.Ok, hood.LastStatus);
+            Assert.AreEqual(CubeWalkStatus.Ok, hood.LastStatus);
             Assert.IsNull(hood.LastError);
         }
 
@@ -286,8 +285,8 @@ namespace CubeWalk.Tests
             var a = first.BeginFetch("mt-reload", new[] { new ChunkKey(0, 0, 0) }, NoVersions(1), new[] { buffers[0] }, new byte[1]);
             var b = second.BeginFetch("mt-reload", new[] { new ChunkKey(0, 0, 0) }, NoVersions(1), new[] { buffers[1] }, new byte[1]);
             CubeWalkClient.ShutdownAll();
-            Assert.AreEqual(CwStatus.Cancelled, a.Status);
-            Assert.AreEqual(CwStatus.Cancelled, b.Status);
+            Assert.AreEqual(CubeWalkStatus.Cancelled, a.Status);
+            Assert.AreEqual(CubeWalkStatus.Cancelled, b.Status);
             Assert.IsFalse(first.IsInitialized);
             Assert.IsFalse(second.IsInitialized);
             Thread.Sleep(200);

@@ -22,13 +22,17 @@ mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591,0618 -target:library -ou
   -r:"$nunit" \
   "$root"/unity-sample/Runtime/*.cs "$here"/*.cs
 cp "$nunit" "$work/"
-# The Unity glue (sample MonoBehaviour, Editor play-mode hooks) against stand-in Unity types:
-# compile-checked only, since Unity itself is not available here.
-# Twice: with the legacy Input Manager and with the Input System package (ENABLE_INPUT_SYSTEM).
+# The Unity glue against stand-in Unity types, compile-checked only (Unity itself is not
+# available here), in the assemblies Unity builds: the package (CubeWalk.Net, with its Editor
+# hooks) and the sample on top of it, which may use only the package's public API. The sample
+# twice: with the legacy Input Manager and with the Input System package.
+mcs -langversion:7.2 -warnaserror+ -nowarn:1591,0067,0649 -target:library -out:"$work/UnityStubs.dll" "$here"/UnityStubs/*.cs
+mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591 -define:UNITY_EDITOR -target:library -r:"$work/UnityStubs.dll" \
+  -out:"$work/CubeWalk.Net.dll" "$root"/unity-sample/Runtime/*.cs "$root"/unity-sample/Runtime/Unity/*.cs
 for input in "" "-define:ENABLE_INPUT_SYSTEM"; do
-  mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591,0067,0649 -define:UNITY_EDITOR $input -target:library \
-    -out:"$work/CubeWalk.UnityGlue.dll" "$root"/unity-sample/Runtime/*.cs "$root"/unity-sample/Runtime/Unity/*.cs \
-    "$root"/unity-sample/Samples~/ChunkStreaming/*.cs "$here"/UnityStubs/*.cs
+  mcs -langversion:7.2 -warnaserror+ -nowarn:1591 -define:UNITY_EDITOR $input -target:library \
+    -r:"$work/UnityStubs.dll" -r:"$work/CubeWalk.Net.dll" -out:"$work/Sample.dll" \
+    "$root"/unity-sample/Samples~/ChunkStreaming/*.cs
 done
 
 # A WebGL player build of the package: no P/Invoke may remain, and a client must refuse clearly.

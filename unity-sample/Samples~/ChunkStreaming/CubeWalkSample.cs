@@ -1,7 +1,6 @@
 using System;
 using System.Collections.Generic;
 using CubeWalk;
-using CubeWalk.Native;
 using UnityEngine;
 #if ENABLE_INPUT_SYSTEM
 using UnityEngine.InputSystem;
@@ -107,10 +106,10 @@ public class CubeWalkSample : MonoBehaviour
     }
 
     // Failures a retry will not fix: stop and say so once.
-    static bool Stops(CwStatus s)
+    static bool Stops(CubeWalkStatus s)
     {
-        return s == CwStatus.Unauthorized || s == CwStatus.Forbidden || s == CwStatus.InvalidArgument
-            || s == CwStatus.Network || s == CwStatus.NotInitialized;
+        return s == CubeWalkStatus.Unauthorized || s == CubeWalkStatus.Forbidden || s == CubeWalkStatus.InvalidArgument
+            || s == CubeWalkStatus.Network || s == CubeWalkStatus.NotInitialized;
     }
 
     static void ReadPointer(out bool place, out bool remove, out Vector3 pointer)
@@ -144,7 +143,7 @@ public class CubeWalkSample : MonoBehaviour
     void OnPut(PutRequest r)
     {
         putInFlight = false;
-        if (r.Status != CwStatus.Ok) Debug.LogWarning("CubeWalk put failed: " + r.Error);
+        if (r.Status != CubeWalkStatus.Ok) Debug.LogWarning("CubeWalk put failed: " + r.Error);
         else nextRefresh = 0; // fetch the edited chunk at once
     }
 
