@@ -4,12 +4,14 @@ use crate::env::*;
 use crate::report::*;
 use std::path::Path;
 
-/// One row of the Mono benchmark's data: chunks per fetch, client, fetches/s, managed bytes.
+/// One row of the Mono benchmark's data: chunks per fetch, client, fetches/s, managed bytes
+/// and process CPU time (µs) per fetch.
 struct Row {
     chunks: u32,
     client: String,
     rate: f64,
     bytes: f64,
+    cpu_us: f64,
 }
 
 fn parse_rows(stdout: &str) -> Vec<Row> {
@@ -17,7 +19,7 @@ fn parse_rows(stdout: &str) -> Vec<Row> {
         .lines()
         .filter_map(|line| {
             let cells: Vec<&str> = line.split('\t').collect();
-            let [chunks, client, rate, bytes] = cells[..] else {
+            let [chunks, client, rate, bytes, cpu] = cells[..] else {
                 return None;
             };
             Some(Row {
@@ -25,6 +27,7 @@ fn parse_rows(stdout: &str) -> Vec<Row> {
                 client: client.to_owned(),
                 rate: rate.parse().ok()?,
                 bytes: bytes.parse().ok()?,
+                cpu_us: cpu.parse().ok()?,
             })
         })
         .collect()
@@ -45,8 +48,11 @@ pub(crate) fn csharp(quick: bool) -> Section {
         .arg(&script)
         .arg(if quick { "2" } else { "6" })
         .output();
-    let rows = match out {
-        Ok(o) if o.status.success() => parse_rows(&String::from_utf8_lossy(&o.stdout)),
+    let (rows, updates) = match out {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            (parse_rows(&text), parse_updates(&text))
+        }
         Ok(o) => {
             return Section {
                 title: "2. Versus hand-written C# (Mono)",
@@ -66,7 +72,7 @@ pub(crate) fn csharp(quick: bool) -> Section {
         }
     };
     let mut b = format!(
-        "Under Mono {}, against the local gateway (embedded store, release build), alternating slices in one run. Managed bytes are those allocated on the calling thread (`GC.GetAllocatedBytesForCurrentThread`); HttpClient also allocates on thread-pool threads, so its figure is a lower bound.\n\n| chunks per fetch | client | fetches/s | managed bytes per fetch (calling thread) |\n|---|---|---|---|\n",
+        "Under Mono {}, against the local gateway (embedded store, release build), alternating slices in one run. Managed bytes are those allocated on the calling thread (`GC.GetAllocatedBytesForCurrentThread`); HttpClient also allocates on thread-pool threads, so its figure is a lower bound.\n\nProcess CPU time per fetch counts every thread of the game's process (the native library's and the thread pool's), not the gateway's, which runs in another process.\n\n| chunks per fetch | client | fetches/s | managed bytes per fetch (calling thread) | process CPU per fetch |\n|---|---|---|---|---|\n",
         mono_version()
     );
     let mut goals = Vec::new();
@@ -76,10 +82,11 @@ pub(crate) fn csharp(quick: bool) -> Section {
         let of = |client: &str| rows.iter().find(|r| r.chunks == n && r.client == client);
         for r in rows.iter().filter(|r| r.chunks == n) {
             b.push_str(&format!(
-                "| {n} | {} | {:.0} | {:.0} |\n",
+                "| {n} | {} | {:.0} | {:.0} | {:.0} µs |\n",
                 label(&r.client),
                 r.rate,
-                r.bytes
+                r.bytes,
+                r.cpu_us
             ));
             if r.client.starts_with("sdk") {
                 goals.push(goal(
@@ -96,8 +103,16 @@ pub(crate) fn csharp(quick: bool) -> Section {
         }
         if let (Some(sdk), Some(hand)) = (of("sdk-blocking"), of("hand-written")) {
             let ratio = sdk.rate / hand.rate;
+            let cpu = sdk.cpu_us / hand.cpu_us;
             b.push_str(&format!(
-                "| {n} | **throughput ratio CubeWalkClient / hand-written** | **{ratio:.2}x** | |\n"
+                "| {n} | **ratio CubeWalkClient / hand-written** | **{ratio:.2}x** throughput | | **{cpu:.2}** of the CPU |\n"
+            ));
+            goals.push(goal(
+                &format!("C#: CubeWalkClient / hand-written CPU per fetch, {n} chunk(s)"),
+                "≤ 0.25",
+                cpu,
+                cpu <= 0.25,
+                "",
             ));
             goals.push(goal(
                 &format!("C#: CubeWalkClient / hand-written throughput, {n} chunk(s)"),
@@ -108,9 +123,36 @@ pub(crate) fn csharp(quick: bool) -> Section {
             ));
         }
     }
+    if !updates.is_empty() {
+        b.push_str("\nMain-thread time of one `CubeWalkClient.Update()` with requests in flight and none finished (held by a listener that never answers), median of 20,000 calls:\n\n| requests in flight | Update() |\n|---|---|\n");
+        for (in_flight, us) in &updates {
+            b.push_str(&format!("| {in_flight} | {us:.2} µs |\n"));
+            goals.push(goal(
+                &format!("C#: Update() with {in_flight} request(s) in flight, none finished (µs)"),
+                "< 20",
+                *us,
+                *us < 20.0,
+                " µs",
+            ));
+        }
+    }
     Section {
         title: "2. Versus hand-written C# (Mono)",
         body: b,
         goals,
     }
+}
+
+/// The `update <in flight> <µs>` rows.
+fn parse_updates(stdout: &str) -> Vec<(u32, f64)> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('\t').collect();
+            let ["update", n, us] = cells[..] else {
+                return None;
+            };
+            Some((n.parse().ok()?, us.parse().ok()?))
+        })
+        .collect()
 }

@@ -105,6 +105,7 @@ static class Program
 
             // Both run in alternating slices so they see the same machine.
             double sdkFetches = 0, sdkTime = 0, handFetches = 0, handTime = 0, pollFetches = 0, pollTime = 0;
+            double sdkCpu = 0, handCpu = 0, pollCpu = 0;
             long sdkBytes = 0, handBytes = 0, pollBytes = 0;
             var request = new FetchRequest();
             for (int slice = 0; slice < 6; slice++)
@@ -113,42 +114,85 @@ static class Program
                 {
                     for (int i = 0; i < n; i++) versions[i] = CubeWalkClient.NoVersion;
                     client.FetchBlocks("bench", nkeys, versions, buffers, changed);
-                }, ref sdkFetches, ref sdkTime, ref sdkBytes);
-                Measure(seconds / 6, () => HandWritten.Fetch(http, url, token, buffers), ref handFetches, ref handTime, ref handBytes);
+                }, ref sdkFetches, ref sdkTime, ref sdkBytes, ref sdkCpu);
+                Measure(seconds / 6, () => HandWritten.Fetch(http, url, token, buffers), ref handFetches, ref handTime, ref handBytes, ref handCpu);
                 Measure(seconds / 6, () =>
                 {
                     // The game-loop path: begin (reusing the request object), then poll every "frame".
                     for (int i = 0; i < n; i++) versions[i] = CubeWalkClient.NoVersion;
                     client.BeginFetch("bench", nkeys, versions, buffers, changed, null, request);
                     while (!request.IsDone) client.Update();
-                }, ref pollFetches, ref pollTime, ref pollBytes);
+                }, ref pollFetches, ref pollTime, ref pollBytes, ref pollCpu);
             }
             if (buffers[0][0] != terrain[0] || buffers[0][4095] != terrain[4095]) throw new Exception("wrong data");
             double sdkRate = sdkFetches / sdkTime, handRate = handFetches / handTime;
             // Data, one row per client: chunks, client, fetches per second, managed bytes per
             // fetch. The Rust benchmark renders the table and the ratios from these.
-            Row(n, "sdk-blocking", sdkRate, sdkBytes / sdkFetches);
-            Row(n, "sdk-polled", pollFetches / pollTime, pollBytes / pollFetches);
-            Row(n, "hand-written", handRate, handBytes / handFetches);
+            Row(n, "sdk-blocking", sdkRate, sdkBytes / sdkFetches, sdkCpu / sdkFetches);
+            Row(n, "sdk-polled", pollFetches / pollTime, pollBytes / pollFetches, pollCpu / pollFetches);
+            Row(n, "hand-written", handRate, handBytes / handFetches, handCpu / handFetches);
         }
         client.Dispose();
+
+        // Update() with requests in flight and nothing finished: a listener that accepts and
+        // never answers holds them.
+        var silent = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        silent.Start();
+        int port = ((System.Net.IPEndPoint)silent.LocalEndpoint).Port;
+        var held = new CubeWalkClient("http://127.0.0.1:" + port + "/prod/cubewalkblocks", token,
+            new CubeWalkOptions { TimeoutMs = 600000, MaxInFlight = 64 });
+        var c2 = System.Globalization.CultureInfo.InvariantCulture;
+        foreach (int inFlight in new[] { 0, 1, 16 })
+            Console.WriteLine("update\t" + inFlight + "\t" + UpdateMicros(held, inFlight, keys[0]).ToString("F2", c2));
+        held.Dispose();
+        silent.Stop();
     }
 
-    static void Row(int chunks, string client, double rate, double bytes)
+    static void Row(int chunks, string client, double rate, double bytes, double cpuSeconds)
     {
-        Console.WriteLine(chunks + "\t" + client + "\t" + rate.ToString("F1", System.Globalization.CultureInfo.InvariantCulture)
-            + "\t" + bytes.ToString("F1", System.Globalization.CultureInfo.InvariantCulture));
+        var c = System.Globalization.CultureInfo.InvariantCulture;
+        Console.WriteLine(chunks + "\t" + client + "\t" + rate.ToString("F1", c) + "\t" + bytes.ToString("F1", c)
+            + "\t" + (cpuSeconds * 1e6).ToString("F1", c));
     }
 
-    static void Measure(double seconds, Action fetch, ref double count, ref double time, ref long bytes)
+    // Process CPU time: what the game pays, the native library's own threads and the thread
+    // pool's included (the gateway runs in another process).
+    static double CpuSeconds() { return Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds; }
+
+    static void Measure(double seconds, Action fetch, ref double count, ref double time, ref long bytes, ref double cpu)
     {
         fetch(); // warm
+        // The CPU clock is read outside the allocation window (reading it allocates).
+        double cpuBefore = CpuSeconds();
         var sw = Stopwatch.StartNew();
         long before = GC.GetAllocatedBytesForCurrentThread();
         int done = 0;
         while (sw.Elapsed.TotalSeconds < seconds) { fetch(); done++; }
         bytes += GC.GetAllocatedBytesForCurrentThread() - before;
+        cpu += CpuSeconds() - cpuBefore;
         time += sw.Elapsed.TotalSeconds;
         count += done;
+    }
+
+    /// <summary>Main-thread cost of one Update() with <paramref name="inFlight"/> requests in
+    /// flight and none finished: fetches held by a gateway answer that cannot come (the requests
+    /// go to a listener that accepts and never answers). Median over many calls, in µs.</summary>
+    static double UpdateMicros(CubeWalkClient client, int inFlight, ChunkKey key)
+    {
+        var requests = new FetchRequest[inFlight];
+        for (int i = 0; i < inFlight; i++)
+            requests[i] = client.BeginFetch("bench", new[] { key }, new[] { CubeWalkClient.NoVersion },
+                new[] { new int[4096] }, new byte[1]);
+        for (int i = 0; i < 1000; i++) client.Update(); // warm
+        var samples = new double[20000];
+        for (int i = 0; i < samples.Length; i++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            client.Update();
+            samples[i] = (Stopwatch.GetTimestamp() - t0) * 1e6 / Stopwatch.Frequency;
+        }
+        foreach (var r in requests) client.Cancel(r);
+        Array.Sort(samples);
+        return samples[samples.Length / 2];
     }
 }
