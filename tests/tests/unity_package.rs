@@ -173,3 +173,128 @@ fn native_plugins_are_pinned_to_their_platform_and_cpu() {
     assert!(bindings.contains("CallingConvention = CallingConvention.Cdecl"));
     assert!(!bindings.contains("nint"), "C# 7.2 (Mono mcs) has no nint");
 }
+
+/// The GUID a `.meta` file gives its asset.
+fn meta_guid(meta: &Path) -> String {
+    std::fs::read_to_string(meta)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("guid: "))
+        .unwrap_or_else(|| panic!("no guid in {}", meta.display()))
+        .trim()
+        .to_string()
+}
+
+/// Every `{fileID: N}` and `{fileID: N, guid: G, type: T}` reference in a Unity YAML text.
+fn references(text: &str) -> Vec<(i64, Option<String>)> {
+    let mut out = Vec::new();
+    for part in text.split("{fileID: ").skip(1) {
+        let end = part.find('}').unwrap();
+        let inner = &part[..end];
+        let id: i64 = inner.split(',').next().unwrap().trim().parse().unwrap();
+        let guid = inner
+            .split(", ")
+            .find_map(|f| f.strip_prefix("guid: "))
+            .map(str::to_owned);
+        out.push((id, guid));
+    }
+    out
+}
+
+#[test]
+fn the_sample_scene_references_only_what_exists() {
+    // As far as Unity YAML can be checked without Unity: every object the scene refers to is in
+    // the scene, every asset it refers to (scripts, the material, and the material's shader) is
+    // in the sample with that GUID, components and their GameObjects point at each other, and
+    // each script's serialized fields are public fields of that script.
+    let sample = package().join("Samples~/ChunkStreaming");
+    let scene = std::fs::read_to_string(sample.join("ChunkStreaming.unity")).unwrap();
+    assert!(scene.starts_with("%YAML 1.1\n%TAG !u! tag:unity3d.com,2011:\n"));
+    let mut objects: HashMap<i64, (u32, String)> = HashMap::new();
+    for doc in scene.split("--- !u!").skip(1) {
+        let (head, body) = doc.split_once('\n').unwrap();
+        let (class, id) = head.split_once(" &").unwrap();
+        let previous = objects.insert(
+            id.parse().unwrap(),
+            (class.parse().unwrap(), body.to_owned()),
+        );
+        assert!(previous.is_none(), "object {id} twice");
+    }
+    let guids: HashMap<String, PathBuf> = std::fs::read_dir(&sample)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "meta"))
+        .map(|m| (meta_guid(&m), m.with_extension("")))
+        .collect();
+    const BUILTIN: &str = "0000000000000000f000000000000000";
+    for (id, (class, body)) in &objects {
+        for (target, guid) in references(body) {
+            match guid {
+                None if target != 0 => {
+                    assert!(
+                        objects.contains_key(&target),
+                        "object {id} refers to missing {target}"
+                    )
+                }
+                Some(g) if g != BUILTIN => {
+                    assert!(
+                        guids.contains_key(&g),
+                        "object {id} refers to unknown asset {g}"
+                    )
+                }
+                _ => {}
+            }
+        }
+        if *class == 1 {
+            // A GameObject's components belong to it.
+            let listed = body.split("m_Component:").nth(1).unwrap();
+            for (component, _) in references(listed.split("m_Layer").next().unwrap()) {
+                let owner = &objects[&component].1;
+                assert!(
+                    owner.contains(&format!("m_GameObject: {{fileID: {id}}}")),
+                    "component {component} does not point back to GameObject {id}"
+                );
+            }
+        }
+        if *class == 114 {
+            let script = body
+                .lines()
+                .find(|l| l.contains("m_Script:"))
+                .and_then(|l| references(l).pop())
+                .and_then(|(_, g)| g)
+                .unwrap();
+            let source = std::fs::read_to_string(&guids[&script]).unwrap();
+            let fields = body
+                .split("m_EditorClassIdentifier:")
+                .nth(1)
+                .unwrap()
+                .lines()
+                .skip(1)
+                .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+                .map(|l| l.trim().split(':').next().unwrap().to_owned());
+            for field in fields {
+                assert!(
+                    source.lines().any(|l| l.contains("public ")
+                        && (l.contains(&format!(" {field} "))
+                            || l.contains(&format!(" {field};")))),
+                    "{field} is not a public field of {}",
+                    guids[&script].display()
+                );
+            }
+        }
+    }
+    let material = std::fs::read_to_string(sample.join("ChunkMaterial.mat")).unwrap();
+    for (_, guid) in references(&material) {
+        if let Some(g) = guid {
+            assert!(
+                guids.contains_key(&g),
+                "the material's shader {g} is not in the sample"
+            );
+        }
+    }
+    assert_eq!(
+        objects.values().filter(|(class, _)| *class == 114).count(),
+        2,
+        "the sample's two components"
+    );
+}
