@@ -19,7 +19,7 @@ server="$target/cubewalk-server"
 nunit="$(ls /usr/lib/cli/nunit.framework-2.6*/nunit.framework.dll | head -1)"
 [ -n "$nunit" ] || { echo "NUnit 2.6 not found (apt-get install libnunit-cil-dev)"; exit 1; }
 mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591,0618 -target:library -out:"$work/CubeWalk.Tests.dll" \
-  -r:"$nunit" \
+  -r:"$nunit" -r:System.Net.Http \
   "$root"/unity-sample/Runtime/*.cs "$here"/*.cs
 cp "$nunit" "$work/"
 # The Unity glue against stand-in Unity types, compile-checked only (Unity itself is not
