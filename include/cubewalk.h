@@ -29,9 +29,6 @@
 #include <stdint.h>
 #include <stddef.h>
 
-// Longest accepted endpoint URL.
-#define CW_MAX_ENDPOINT_LEN 2048
-
 // Most chunks one fetch call may ask for (the library splits them into requests).
 #define CW_MAX_FETCH_CHUNKS 16384
 
@@ -44,6 +41,9 @@
 // "No version held": put in `versions[i]` before a fetch when the caller holds nothing for
 // that chunk, so its data always comes back.
 #define CW_NO_VERSION UINT64_MAX
+
+// Longest accepted endpoint URL, in bytes.
+#define CW_MAX_ENDPOINT_LEN 2048
 
 // Longest accepted token, in bytes.
 #define CW_MAX_TOKEN_LEN 4096

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use url::Url;
 
 /// Longest accepted endpoint URL.
-pub const MAX_ENDPOINT_LEN: usize = 2048;
+pub use crate::options::MAX_ENDPOINT_LEN;
 
 /// Parses the endpoint (for example `https://abc.execute-api.eu-west-1.amazonaws.com/prod/cubewalkblocks`
 /// or `http://127.0.0.1:3000/prod/cubewalkblocks`). Plain HTTP is refused unless the host is
