@@ -158,3 +158,36 @@ fn split_public_status(generated: &str) -> (String, String) {
     );
     (native, status)
 }
+
+#[test]
+fn csharp_defaults_are_current() {
+    // The managed (WebGL) transport cannot ask the library for its defaults and limits, so they
+    // are written out for it from the Rust definitions.
+    let d = cubewalk::ClientOptions::default();
+    let fresh = format!(
+        "// Generated from sdk/src/options.rs and protocol/src/limits.rs by sdk/tests/generated.rs. Do not edit: run `CUBEWALK_UPDATE_GENERATED=1 cargo test -p cubewalk --test generated`.\n\
+         \n\
+         namespace CubeWalk\n\
+         {{\n\
+         \x20   /// <summary>The native library's defaults and the protocol's limits, for the managed\n\
+         \x20   /// transport, which runs where the library cannot be asked (WebGL).</summary>\n\
+         \x20   internal static class NativeDefaults\n\
+         \x20   {{\n\
+         \x20       internal const uint TimeoutMs = {};\n\
+         \x20       internal const int MaxChunksPerFetch = {};\n\
+         \x20       internal const int MaxChunksPerPut = {};\n\
+         \x20       internal const int MaxEditsPerPut = {};\n\
+         \x20       internal const int MaxWorldIdLength = {};\n\
+         \x20   }}\n\
+         }}\n",
+        d.timeout.as_millis(),
+        cubewalk_protocol::limits::MAX_CHUNKS_PER_FETCH,
+        cubewalk_protocol::limits::MAX_CHUNKS_PER_PUT,
+        cubewalk_protocol::limits::MAX_EDITS_PER_PUT,
+        cubewalk_protocol::world::MAX_WORLD_ID_LEN,
+    );
+    check_or_update(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../unity-sample/Runtime/NativeDefaults.g.cs"),
+        &fresh,
+    );
+}

@@ -1,0 +1,15 @@
+// Generated from sdk/src/options.rs and protocol/src/limits.rs by sdk/tests/generated.rs. Do not edit: run `CUBEWALK_UPDATE_GENERATED=1 cargo test -p cubewalk --test generated`.
+
+namespace CubeWalk
+{
+    /// <summary>The native library's defaults and the protocol's limits, for the managed
+    /// transport, which runs where the library cannot be asked (WebGL).</summary>
+    internal static class NativeDefaults
+    {
+        internal const uint TimeoutMs = 10000;
+        internal const int MaxChunksPerFetch = 256;
+        internal const int MaxChunksPerPut = 256;
+        internal const int MaxEditsPerPut = 16384;
+        internal const int MaxWorldIdLength = 64;
+    }
+}
