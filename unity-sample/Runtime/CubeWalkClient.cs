@@ -46,7 +46,10 @@ namespace CubeWalk
         readonly List<string> completingErrors = new List<string>(64);
         readonly object updateLock = new object();
         bool updating;
-        Settings settings;
+        // Set when this client speaks through the managed transport (WebGL, or asked for).
+        Managed.ManagedTransport managed;
+        string lastEndpoint, lastToken;
+        CubeWalkOptions lastOptions;
         volatile bool initialized;
 
         /// <summary>Creates a client and initializes (or joins) the native session.</summary>
@@ -83,7 +86,21 @@ namespace CubeWalk
         {
             if (endpoint == null) throw new ArgumentNullException("endpoint");
             if (token == null) throw new ArgumentNullException("token");
-            var wanted = new Settings(endpoint, token, options ?? new CubeWalkOptions());
+            options = options ?? new CubeWalkOptions();
+            if (UsesManaged(options))
+            {
+                // Independent of the native session: nothing to share, nothing to shut down.
+                lock (sessionLock)
+                {
+                    if (managed == null) LeaveNativeSession();
+                    managed = new Managed.ManagedTransport(endpoint, token, options.Clone(), Sender());
+                    Remember(endpoint, token, options);
+                    initialized = true;
+                    current = this;
+                }
+                return;
+            }
+            var wanted = new Settings(endpoint, token, options);
             lock (sessionLock)
             {
                 int others = open.Count - (open.Contains(this) ? 1 : 0);
@@ -99,12 +116,74 @@ namespace CubeWalk
                     wanted.Apply();
                     sessionSettings = wanted;
                 }
-                settings = wanted;
+                managed = null;
+                Remember(endpoint, token, options);
                 if (!open.Contains(this)) open.Add(this);
                 suspended.Remove(this);
                 initialized = true;
                 current = this;
             }
+        }
+
+        static bool UsesManaged(CubeWalkOptions options)
+        {
+            if (options.Transport == CubeWalkTransport.Managed) return true;
+#if UNITY_WEBGL && !UNITY_EDITOR
+            // Browsers load no native code: WebGL builds always speak through UnityWebRequest.
+            return true;
+#else
+            return false;
+#endif
+        }
+
+        static Managed.IHttpSender Sender()
+        {
+#if UNITY_2018_1_OR_NEWER
+            return new Managed.UnityWebRequestSender();
+#else
+            return new Managed.HttpClientSender();
+#endif
+        }
+
+        void Remember(string endpoint, string token, CubeWalkOptions options)
+        {
+            lastEndpoint = endpoint;
+            lastToken = token;
+            lastOptions = options.Clone();
+        }
+
+        // Called under sessionLock when a client switches to the managed transport.
+        void LeaveNativeSession()
+        {
+            CancelAllPending();
+            if (open.Remove(this) && open.Count == 0) NativeMethods.cw_shutdown();
+        }
+
+        // Blocking calls wait by polling; a WebGL build has one thread and cannot wait.
+        static void CheckCanBlock()
+        {
+#if UNITY_WEBGL && !UNITY_EDITOR
+            throw new PlatformNotSupportedException("blocking calls are not available in WebGL builds: use BeginFetch/BeginPut and Update, or FetchAsync/PutAsync");
+#endif
+        }
+
+        CubeWalkStatus WaitManaged(ulong id)
+        {
+            string error;
+            CubeWalkStatus s;
+            while ((s = managed.Poll(id, out error)) == CubeWalkStatus.Pending) Thread.Sleep(1);
+            if (s != CubeWalkStatus.Ok) throw new CubeWalkException(s, error);
+            return s;
+        }
+
+        // The managed transport, or null for the native one; a shut-down managed client is
+        // NotInitialized, as the native library answers.
+        Managed.ManagedTransport ManagedOrNull()
+        {
+            Managed.ManagedTransport m = managed;
+            if (m != null && !initialized)
+                throw new CubeWalkException(CubeWalkStatus.NotInitialized, "not initialized: call Init first");
+            return m;
         }
 
         /// <summary>Fetches chunks, blocking the calling thread (tools, tests, loading screens on a
@@ -115,6 +194,14 @@ namespace CubeWalk
         public unsafe void FetchBlocks(string world, ChunkKey[] keys, ulong[] versions, int[][] buffers, byte[] changed = null)
         {
             ValidateFetch(keys, versions, buffers, changed);
+            Managed.ManagedTransport m = ManagedOrNull();
+            if (m != null)
+            {
+                CheckCanBlock();
+                if (world == null) throw new ArgumentNullException("world");
+                WaitManaged(m.BeginFetch(world, keys, versions, buffers, changed ?? new byte[keys.Length], keys.Length));
+                return;
+            }
             Scratch scratch = Scratch.ForThisThread(keys.Length);
             byte[] w = scratch.WorldBytes(world);
             int n = keys.Length;
@@ -147,6 +234,15 @@ namespace CubeWalk
         public unsafe int PutBlocks(string world, CubeEdit[] edits, ChunkVersion[] results)
         {
             ValidatePut(edits, results);
+            Managed.ManagedTransport m = ManagedOrNull();
+            if (m != null)
+            {
+                CheckCanBlock();
+                if (world == null) throw new ArgumentNullException("world");
+                var box = new UIntPtr[1];
+                WaitManaged(m.BeginPut(world, edits, results, box));
+                return (int)box[0].ToUInt32();
+            }
             byte[] w = Scratch.ForThisThread(0).WorldBytes(world);
             UIntPtr count;
             fixed (byte* wp = w)
@@ -175,6 +271,17 @@ namespace CubeWalk
             r.Changed = changed;
             if (completed != null) r.Completed = completed;
             int n = keys.Length;
+            Managed.ManagedTransport m = ManagedOrNull();
+            if (m != null)
+            {
+                if (world == null) throw new ArgumentNullException("world");
+                lock (gate)
+                {
+                    r.Id = m.BeginFetch(world, keys, versions, buffers, changed, n);
+                    pending.Add(r);
+                }
+                return r;
+            }
             Scratch scratch = Scratch.ForThisThread(n);
             byte[] w = scratch.WorldBytes(world);
             IntPtr[] pointers = scratch.Pointers;
@@ -221,6 +328,17 @@ namespace CubeWalk
             r.Results = results;
             r.CountBox[0] = UIntPtr.Zero;
             if (completed != null) r.Completed = completed;
+            Managed.ManagedTransport m = ManagedOrNull();
+            if (m != null)
+            {
+                if (world == null) throw new ArgumentNullException("world");
+                lock (gate)
+                {
+                    r.Id = m.BeginPut(world, edits, results, r.CountBox);
+                    pending.Add(r);
+                }
+                return r;
+            }
             byte[] w = Scratch.ForThisThread(0).WorldBytes(world);
             try
             {
@@ -267,7 +385,8 @@ namespace CubeWalk
                     for (int i = 0; i < pending.Count; i++)
                     {
                         CubeWalkRequest r = pending[i];
-                        CubeWalkStatus s = NativeMethods.cw_poll(r.Id);
+                        string error = null;
+                        CubeWalkStatus s = managed != null ? managed.Poll(r.Id, out error) : NativeMethods.cw_poll(r.Id);
                         if (s == CubeWalkStatus.Pending)
                         {
                             pending[kept++] = r;
@@ -275,7 +394,7 @@ namespace CubeWalk
                         }
                         r.Status = s;
                         completing.Add(r);
-                        completingErrors.Add(s == CubeWalkStatus.Ok ? null : LastError());
+                        completingErrors.Add(s == CubeWalkStatus.Ok ? null : managed != null ? error : LastError());
                     }
                     pending.RemoveRange(kept, pending.Count - kept);
                 }
@@ -306,7 +425,8 @@ namespace CubeWalk
             {
                 int i = pending.IndexOf(request);
                 if (i < 0) return;
-                NativeMethods.cw_cancel(request.Id);
+                if (managed != null) managed.Cancel(request.Id);
+                else NativeMethods.cw_cancel(request.Id);
                 pending.RemoveAt(i);
             }
             Complete(request, CubeWalkStatus.Cancelled, "cancelled");
@@ -385,8 +505,7 @@ namespace CubeWalk
         /// <summary>Initializes again with the settings of the last <see cref="Init"/>.</summary>
         public void Reinitialize()
         {
-            Settings s = settings;
-            if (!initialized && s != null) Init(s.Endpoint, s.Token, s.Options);
+            if (!initialized && lastEndpoint != null) Init(lastEndpoint, lastToken, lastOptions);
         }
 
         /// <summary>Shuts every open client down and the native library with them, whatever holds
@@ -437,7 +556,11 @@ namespace CubeWalk
         {
             lock (gate)
             {
-                foreach (var r in pending) NativeMethods.cw_cancel(r.Id);
+                foreach (var r in pending)
+                {
+                    if (managed != null) managed.Cancel(r.Id);
+                    else NativeMethods.cw_cancel(r.Id);
+                }
                 cancelled.AddRange(pending);
                 pending.Clear();
             }

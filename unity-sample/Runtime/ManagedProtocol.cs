@@ -105,10 +105,17 @@ namespace CubeWalk.Managed
         /// <c>@version</c> only for chunks held (<see cref="CubeWalkClient.NoVersion"/> means none).</summary>
         public static string Query(string world, ChunkKey[] keys, ulong[] versions, int count)
         {
+            return Query(world, keys, versions, 0, count);
+        }
+
+        /// <summary>As <see cref="Query(string, ChunkKey[], ulong[], int)"/> for
+        /// <paramref name="count"/> chunks from <paramref name="first"/>.</summary>
+        public static string Query(string world, ChunkKey[] keys, ulong[] versions, int first, int count)
+        {
             var sb = new StringBuilder("world=").Append(Uri.EscapeDataString(world)).Append("&chunks=");
-            for (int i = 0; i < count; i++)
+            for (int i = first; i < first + count; i++)
             {
-                if (i > 0) sb.Append(';');
+                if (i > first) sb.Append(';');
                 sb.Append(keys[i].X.ToString(CultureInfo.InvariantCulture)).Append(',')
                   .Append(keys[i].Y.ToString(CultureInfo.InvariantCulture)).Append(',')
                   .Append(keys[i].Z.ToString(CultureInfo.InvariantCulture));
@@ -116,6 +123,16 @@ namespace CubeWalk.Managed
                     sb.Append('@').Append(versions[i].ToString(CultureInfo.InvariantCulture));
             }
             return sb.ToString();
+        }
+
+        /// <summary>Characters chunk <paramref name="i"/> takes in a query's <c>chunks</c>, its
+        /// separator included.</summary>
+        public static int EntryLength(ChunkKey[] keys, ulong[] versions, int i)
+        {
+            var c = CultureInfo.InvariantCulture;
+            int n = keys[i].X.ToString(c).Length + keys[i].Y.ToString(c).Length + keys[i].Z.ToString(c).Length + 3;
+            if (versions[i] != CubeWalkClient.NoVersion) n += 1 + versions[i].ToString(c).Length;
+            return n;
         }
 
         /// <summary>Parses a fetch answer <c>{"world":..,"chunks":[{"key":[x,y,z],"version":v,"data":"..."}]}</c>.</summary>

@@ -84,6 +84,9 @@ namespace CubeWalk
         public bool AllowInsecureHttp;
         /// <summary>Extra trusted root certificates (PEM bytes), or null.</summary>
         public byte[] CaPem;
+        /// <summary>Native plugin or managed C# (what WebGL builds use); Auto picks the native
+        /// plugin except in WebGL builds.</summary>
+        public CubeWalkTransport Transport;
 
         /// <summary>A copy (the certificate bytes copied too).</summary>
         public CubeWalkOptions Clone()

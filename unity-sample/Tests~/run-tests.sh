@@ -27,7 +27,7 @@ cp "$nunit" "$work/"
 # hooks) and the sample on top of it, which may use only the package's public API. The sample
 # twice: with the legacy Input Manager and with the Input System package.
 mcs -langversion:7.2 -warnaserror+ -nowarn:1591,0067,0649 -target:library -out:"$work/UnityStubs.dll" "$here"/UnityStubs/*.cs
-mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591 -define:UNITY_EDITOR -target:library -r:"$work/UnityStubs.dll" \
+mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591 -define:UNITY_EDITOR -define:UNITY_2018_1_OR_NEWER -target:library -r:"$work/UnityStubs.dll" -r:System.Net.Http \
   -out:"$work/CubeWalk.Net.dll" "$root"/unity-sample/Runtime/*.cs "$root"/unity-sample/Runtime/Unity/*.cs
 for input in "" "-define:ENABLE_INPUT_SYSTEM"; do
   mcs -langversion:7.2 -warnaserror+ -nowarn:1591 -define:UNITY_EDITOR $input -target:library \
@@ -36,7 +36,7 @@ for input in "" "-define:ENABLE_INPUT_SYSTEM"; do
 done
 
 # A WebGL player build of the package: no P/Invoke may remain, and a client must refuse clearly.
-mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591,0618 -define:UNITY_WEBGL -target:exe \
+mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591,0618 -define:UNITY_WEBGL -target:exe -r:System.Net.Http \
   -out:"$work/WebGLCheck.exe" "$root"/unity-sample/Runtime/*.cs "$here"/WebGL/WebGLCheck.cs
 mono "$work/WebGLCheck.exe"
 

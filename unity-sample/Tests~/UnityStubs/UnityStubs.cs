@@ -97,6 +97,30 @@ namespace UnityEngine
     public class RangeAttribute : Attribute { public RangeAttribute(float a, float b) { } }
 }
 
+namespace UnityEngine.Networking
+{
+    public class DownloadHandler { public string text { get { return null; } } }
+    public sealed class DownloadHandlerBuffer : DownloadHandler { }
+    public class UploadHandler { }
+    public sealed class UploadHandlerRaw : UploadHandler { public UploadHandlerRaw(byte[] data) { } }
+    public sealed class UnityWebRequestAsyncOperation { }
+    public sealed class UnityWebRequest
+    {
+        public enum Result { InProgress, Success, ConnectionError, ProtocolError, DataProcessingError }
+        public UnityWebRequest(string url, string method) { }
+        public DownloadHandler downloadHandler;
+        public UploadHandler uploadHandler;
+        public int timeout;
+        public bool isDone { get { return false; } }
+        public long responseCode { get { return 0; } }
+        public Result result { get { return Result.InProgress; } }
+        public string error { get { return null; } }
+        public void SetRequestHeader(string name, string value) { }
+        public UnityWebRequestAsyncOperation SendWebRequest() { return null; }
+        public void Abort() { }
+    }
+}
+
 namespace UnityEngine.InputSystem
 {
     public class ButtonControl { public bool isPressed; public bool wasPressedThisFrame; }

@@ -1,7 +1,7 @@
 // Compiled with -define:UNITY_WEBGL (as a WebGL player build compiles the package) and run under
 // Mono: the assembly must declare no P/Invoke at all (a WebGL build would fail to link
-// "undefined symbol: cw_..."), and using the client must fail with a clear
-// PlatformNotSupportedException instead.
+// "undefined symbol: cw_..."), a client must work through the managed transport, and a blocking
+// call must fail with a clear PlatformNotSupportedException.
 using System;
 using System.Reflection;
 using CubeWalk;
@@ -19,16 +19,23 @@ static class WebGLCheck
                     pinvokes++;
                 }
         if (pinvokes > 0) return 1;
+        // A client works through the managed transport: begin needs no native code; blocking
+        // calls are refused (a WebGL build has one thread and cannot wait).
+        var client = new CubeWalkClient("http://127.0.0.1:9/prod/cubewalkblocks", "webgl-check-token");
+        var keys = new[] { new ChunkKey(0, 0, 0) };
+        var request = client.BeginFetch("default", keys, new[] { CubeWalkClient.NoVersion }, new[] { new int[4096] }, new byte[1]);
+        client.Cancel(request);
         try
         {
-            new CubeWalkClient("http://127.0.0.1:3000/prod/cubewalkblocks", "webgl-check-token");
-            Console.WriteLine("a client was created in a WebGL build");
+            client.FetchBlocks("default", keys, new[] { CubeWalkClient.NoVersion }, new[] { new int[4096] });
+            Console.WriteLine("a blocking call ran in a WebGL build");
             return 1;
         }
         catch (PlatformNotSupportedException e)
         {
-            Console.WriteLine("webgl: no P/Invoke; a client says: " + e.Message);
-            return 0;
+            Console.WriteLine("webgl: no P/Invoke; requests go through the managed transport; a blocking call says: " + e.Message);
         }
+        client.Dispose();
+        return 0;
     }
 }

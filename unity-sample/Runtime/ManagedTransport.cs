@@ -1,0 +1,483 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Text;
+using System.Threading;
+using System.Threading.Tasks;
+using CubeWalk.Managed;
+
+namespace CubeWalk
+{
+    /// <summary>How a <see cref="CubeWalkClient"/> reaches the API.</summary>
+    public enum CubeWalkTransport
+    {
+        /// <summary>The native plugin, except in WebGL builds (which cannot load it): managed there.</summary>
+        Auto,
+        /// <summary>The native plugin (every platform but WebGL).</summary>
+        Native,
+        /// <summary>Plain C# over UnityWebRequest (HttpClient outside Unity): what WebGL builds use.
+        /// Blocking calls are not available in WebGL builds; requests are not retried.</summary>
+        Managed,
+    }
+}
+
+namespace CubeWalk.Managed
+{
+    /// <summary>One HTTP exchange in flight, polled (never awaited) from the game loop.</summary>
+    internal interface IHttpExchange
+    {
+        bool IsDone { get; }
+        /// <summary>The HTTP status, or 0 when no answer came (see <see cref="Error"/>).</summary>
+        int Status { get; }
+        string Text { get; }
+        string Error { get; }
+        void Abort();
+    }
+
+    /// <summary>Starts HTTP exchanges: UnityWebRequest in Unity, HttpClient elsewhere (tests).</summary>
+    internal interface IHttpSender
+    {
+        IHttpExchange Send(string method, string url, string token, byte[] body, int timeoutMs);
+    }
+
+    /// <summary>HttpClient, for the Editor's tests and non-Unity hosts (and the stand-in for
+    /// UnityWebRequest under Mono).</summary>
+    internal sealed class HttpClientSender : IHttpSender
+    {
+        static readonly System.Net.Http.HttpClient Http = new System.Net.Http.HttpClient();
+
+        public IHttpExchange Send(string method, string url, string token, byte[] body, int timeoutMs)
+        {
+            return new Exchange(method, url, token, body, timeoutMs);
+        }
+
+        sealed class Exchange : IHttpExchange
+        {
+            readonly CancellationTokenSource cancel;
+            volatile bool done;
+            public int Status { get; private set; }
+            public string Text { get; private set; }
+            public string Error { get; private set; }
+            public bool IsDone { get { return done; } }
+
+            internal Exchange(string method, string url, string token, byte[] body, int timeoutMs)
+            {
+                cancel = new CancellationTokenSource(timeoutMs);
+                var request = new System.Net.Http.HttpRequestMessage(new System.Net.Http.HttpMethod(method), url);
+                request.Headers.TryAddWithoutValidation("token", token);
+                if (body != null)
+                {
+                    request.Content = new System.Net.Http.ByteArrayContent(body);
+                    request.Content.Headers.TryAddWithoutValidation("content-type", "application/json");
+                }
+                // Runs on the thread pool; the game loop only reads IsDone.
+                Run(request).ContinueWith(t => { }, TaskContinuationOptions.ExecuteSynchronously);
+            }
+
+            async Task Run(System.Net.Http.HttpRequestMessage request)
+            {
+                try
+                {
+                    using (var response = await Http.SendAsync(request, cancel.Token).ConfigureAwait(false))
+                    {
+                        Text = await response.Content.ReadAsStringAsync().ConfigureAwait(false);
+                        Status = (int)response.StatusCode;
+                    }
+                }
+                catch (Exception e)
+                {
+                    Error = cancel.IsCancellationRequested ? "timed out" : e.Message;
+                }
+                finally
+                {
+                    done = true;
+                }
+            }
+
+            public void Abort() { cancel.Cancel(); }
+        }
+    }
+
+#if UNITY_2018_1_OR_NEWER
+    /// <summary>UnityWebRequest: the only HTTP a WebGL build has (the browser's fetch).</summary>
+    internal sealed class UnityWebRequestSender : IHttpSender
+    {
+        public IHttpExchange Send(string method, string url, string token, byte[] body, int timeoutMs)
+        {
+            return new Exchange(method, url, token, body, timeoutMs);
+        }
+
+        sealed class Exchange : IHttpExchange
+        {
+            readonly UnityEngine.Networking.UnityWebRequest request;
+
+            internal Exchange(string method, string url, string token, byte[] body, int timeoutMs)
+            {
+                request = new UnityEngine.Networking.UnityWebRequest(url, method);
+                request.downloadHandler = new UnityEngine.Networking.DownloadHandlerBuffer();
+                if (body != null)
+                {
+                    request.uploadHandler = new UnityEngine.Networking.UploadHandlerRaw(body);
+                    request.SetRequestHeader("content-type", "application/json");
+                }
+                request.SetRequestHeader("token", token);
+                request.timeout = Math.Max(1, (timeoutMs + 999) / 1000);
+                request.SendWebRequest();
+            }
+
+            public bool IsDone { get { return request.isDone; } }
+            public int Status { get { return request.isDone && request.result != UnityEngine.Networking.UnityWebRequest.Result.ConnectionError ? (int)request.responseCode : 0; } }
+            public string Text { get { return request.downloadHandler.text; } }
+            public string Error { get { return Status == 0 ? request.error : null; } }
+            public void Abort() { request.Abort(); }
+        }
+    }
+#endif
+
+    /// <summary>
+    /// The API spoken from C#: what <see cref="CubeWalkClient"/> uses in WebGL builds (or when
+    /// asked for <see cref="CubeWalkTransport.Managed"/>). The same requests, answers, limits and
+    /// outputs as the native library: fetches split into requests of at most 256 chunks, puts
+    /// split by chunk with an idempotency key per request and applied one put at a time in the
+    /// order begun, outputs written only when <see cref="Poll"/> reports the end. Not retried.
+    /// </summary>
+    internal sealed class ManagedTransport
+    {
+        // The server takes 8192 characters of `chunks`; leave room under URL limits, as the SDK does.
+        const int ParamBudget = 6000;
+        readonly string endpoint, token;
+        readonly int timeoutMs;
+        readonly IHttpSender http;
+        readonly object gate = new object();
+        readonly Dictionary<ulong, Op> ops = new Dictionary<ulong, Op>();
+        readonly Queue<Op> queuedPuts = new Queue<Op>();
+        Op putInFlight;
+        ulong nextId;
+
+        internal ManagedTransport(string endpoint, string token, CubeWalkOptions options, IHttpSender sender)
+        {
+            this.endpoint = CheckEndpoint(endpoint, options.AllowInsecureHttp);
+            if (token.Length == 0 || token.Length > 4096) throw Invalid("token must be 1 to 4096 characters");
+            foreach (char c in token)
+                if (c < 0x20 || c > 0x7e) throw Invalid("token holds characters not allowed in an HTTP header");
+            this.token = token;
+            timeoutMs = (int)(options.TimeoutMs ?? NativeDefaults.TimeoutMs);
+            http = sender;
+        }
+
+        static CubeWalkException Invalid(string message)
+        {
+            return new CubeWalkException(CubeWalkStatus.InvalidArgument, "invalid argument: " + message);
+        }
+
+        static string CheckEndpoint(string text, bool allowInsecure)
+        {
+            Uri uri;
+            if (text.Length == 0 || text.Length > 2048 || !Uri.TryCreate(text, UriKind.Absolute, out uri))
+                throw Invalid("endpoint is not a URL");
+            if (uri.Query.Length > 0 || uri.Fragment.Length > 0 || uri.UserInfo.Length > 0)
+                throw Invalid("endpoint must not carry a query, fragment or credentials");
+            if (uri.Scheme == "https") return text;
+            if (uri.Scheme != "http") throw Invalid("endpoint scheme must be https or http, not " + uri.Scheme);
+            if (allowInsecure || uri.IsLoopback) return text;
+            throw Invalid("plain http is only allowed to a loopback host; use https or set allow_insecure_http");
+        }
+
+        static void CheckWorld(string world)
+        {
+            if (world.Length == 0 || world.Length > NativeDefaults.MaxWorldIdLength) throw Invalid("world id must be 1 to 64 characters");
+            foreach (char c in world)
+                if (!(c < 128 && (char.IsLetterOrDigit(c) || c == '_' || c == '-' || c == '.')))
+                    throw Invalid("world id may only contain ASCII letters, digits, '_', '-' and '.'");
+        }
+
+        sealed class Part
+        {
+            internal IHttpExchange Exchange;
+            internal int First, Count; // fetch: the keys it carries
+            internal List<ChunkKey> Chunks; // put: the chunks it touches, in order
+            internal string Method, Url;
+            internal byte[] Body;
+        }
+
+        sealed class Op
+        {
+            internal ulong Id;
+            internal bool IsPut;
+            internal readonly List<Part> Parts = new List<Part>();
+            internal DateTime Deadline;
+            internal ChunkKey[] Keys;
+            internal ulong[] Held, Versions;
+            internal int[][] Buffers;
+            internal byte[] Changed;
+            internal ChunkVersion[] Results;
+            internal UIntPtr[] Count;
+            internal bool Started;
+        }
+
+        internal ulong BeginFetch(string world, ChunkKey[] keys, ulong[] versions, int[][] buffers, byte[] changed, int n)
+        {
+            CheckWorld(world);
+            var seen = new HashSet<ChunkKey>();
+            for (int i = 0; i < n; i++)
+                if (!seen.Add(keys[i])) throw Invalid("chunk " + keys[i] + " appears twice");
+            var op = new Op { Keys = (ChunkKey[])keys.Clone(), Held = new ulong[n], Versions = versions, Buffers = buffers, Changed = changed };
+            Array.Copy(versions, op.Held, n);
+            int first = 0;
+            while (first < n)
+            {
+                int count = 0, length = 0;
+                while (first + count < n && count < NativeDefaults.MaxChunksPerFetch)
+                {
+                    int entry = FetchProtocol.EntryLength(op.Keys, op.Held, first + count);
+                    if (count > 0 && length + entry > ParamBudget) break;
+                    length += entry;
+                    count++;
+                }
+                var query = FetchProtocol.Query(world, op.Keys, op.Held, first, count);
+                op.Parts.Add(new Part { First = first, Count = count, Method = "GET", Url = endpoint + "?" + query });
+                first += count;
+            }
+            return Start(op);
+        }
+
+        internal ulong BeginPut(string world, CubeEdit[] edits, ChunkVersion[] results, UIntPtr[] count)
+        {
+            CheckWorld(world);
+            // Group by chunk in first-appearance order; the last edit of a cube wins.
+            var order = new List<ChunkKey>();
+            var byChunk = new Dictionary<ChunkKey, Dictionary<uint, int>>();
+            var cubeOrder = new Dictionary<ChunkKey, List<uint>>();
+            for (int i = 0; i < edits.Length; i++)
+            {
+                CubeEdit e = edits[i];
+                if (e.Index >= 4096) throw Invalid("edits[" + i + "].index " + e.Index + " outside 0..4096");
+                Dictionary<uint, int> cubes;
+                if (!byChunk.TryGetValue(e.Chunk, out cubes))
+                {
+                    cubes = new Dictionary<uint, int>();
+                    byChunk.Add(e.Chunk, cubes);
+                    cubeOrder.Add(e.Chunk, new List<uint>());
+                    order.Add(e.Chunk);
+                }
+                if (!cubes.ContainsKey(e.Index)) cubeOrder[e.Chunk].Add(e.Index);
+                cubes[e.Index] = e.Value;
+            }
+            if (order.Count > results.Length)
+                throw new CubeWalkException(CubeWalkStatus.BufferTooSmall, "results need " + order.Count + " entries, one per chunk touched");
+            var op = new Op { IsPut = true, Results = results, Count = count };
+            Part part = null;
+            int editsInPart = 0;
+            StringBuilder body = null;
+            Action close = () =>
+            {
+                body.Append("]}");
+                part.Body = Encoding.UTF8.GetBytes(body.ToString());
+                op.Parts.Add(part);
+            };
+            foreach (ChunkKey k in order)
+            {
+                int cubes = cubeOrder[k].Count;
+                if (part == null || part.Chunks.Count == NativeDefaults.MaxChunksPerPut || editsInPart + cubes > NativeDefaults.MaxEditsPerPut)
+                {
+                    if (part != null) close();
+                    part = new Part { Chunks = new List<ChunkKey>(), Method = "PUT", Url = endpoint };
+                    body = new StringBuilder("{\"world\":\"").Append(world).Append("\",\"idempotency_key\":\"")
+                        .Append(Guid.NewGuid().ToString("N")).Append("\",\"edits\":[");
+                    editsInPart = 0;
+                }
+                part.Chunks.Add(k);
+                foreach (uint index in cubeOrder[k])
+                {
+                    if (editsInPart > 0) body.Append(',');
+                    body.Append("{\"chunk\":[").Append(k.X.ToString(CultureInfo.InvariantCulture)).Append(',')
+                        .Append(k.Y.ToString(CultureInfo.InvariantCulture)).Append(',').Append(k.Z.ToString(CultureInfo.InvariantCulture))
+                        .Append("],\"index\":").Append(index.ToString(CultureInfo.InvariantCulture))
+                        .Append(",\"value\":").Append(byChunk[k][index].ToString(CultureInfo.InvariantCulture)).Append('}');
+                    editsInPart++;
+                }
+            }
+            close();
+            return Start(op);
+        }
+
+        ulong Start(Op op)
+        {
+            lock (gate)
+            {
+                op.Id = ++nextId;
+                op.Deadline = DateTime.UtcNow.AddMilliseconds(timeoutMs);
+                ops.Add(op.Id, op);
+                if (op.IsPut) queuedPuts.Enqueue(op);
+                else Send(op);
+                StartNextPut();
+                return op.Id;
+            }
+        }
+
+        void Send(Op op)
+        {
+            foreach (Part p in op.Parts) p.Exchange = http.Send(p.Method, p.Url, token, p.Body, timeoutMs);
+            op.Started = true;
+        }
+
+        // Puts apply one at a time, in the order begun, so two puts of a chunk never race.
+        void StartNextPut()
+        {
+            if (putInFlight != null || queuedPuts.Count == 0) return;
+            putInFlight = queuedPuts.Dequeue();
+            putInFlight.Deadline = DateTime.UtcNow.AddMilliseconds(timeoutMs);
+            Send(putInFlight);
+        }
+
+        /// <summary>The request's status: Pending while it runs; at the end its outputs are
+        /// written (only then) and it is forgotten. Unknown ids are InvalidArgument.</summary>
+        internal CubeWalkStatus Poll(ulong id, out string error)
+        {
+            error = null;
+            lock (gate)
+            {
+                Op op;
+                if (!ops.TryGetValue(id, out op))
+                {
+                    error = "invalid argument: unknown request id " + id;
+                    return CubeWalkStatus.InvalidArgument;
+                }
+                if (!op.Started) return CubeWalkStatus.Pending;
+                bool done = true;
+                foreach (Part p in op.Parts) done &= p.Exchange.IsDone;
+                if (!done)
+                {
+                    if (DateTime.UtcNow < op.Deadline) return CubeWalkStatus.Pending;
+                    Forget(op);
+                    error = "timed out after " + timeoutMs + " ms";
+                    return CubeWalkStatus.Timeout;
+                }
+                Forget(op);
+                try
+                {
+                    return op.IsPut ? FinishPut(op, out error) : FinishFetch(op, out error);
+                }
+                catch (Exception e) when (e is InvalidDataException || e is FormatException || e is OverflowException)
+                {
+                    error = "protocol: " + e.Message;
+                    return CubeWalkStatus.Protocol;
+                }
+            }
+        }
+
+        void Forget(Op op)
+        {
+            ops.Remove(op.Id);
+            foreach (Part p in op.Parts) if (p.Exchange != null && !p.Exchange.IsDone) p.Exchange.Abort();
+            if (putInFlight == op) putInFlight = null;
+            StartNextPut();
+        }
+
+        static CubeWalkStatus Failed(Part p, out string error)
+        {
+            if (p.Exchange.Status == 0)
+            {
+                error = "network error: " + p.Exchange.Error;
+                return p.Exchange.Error == "timed out" ? CubeWalkStatus.Timeout : CubeWalkStatus.Network;
+            }
+            int s = p.Exchange.Status;
+            if (s >= 200 && s < 300)
+            {
+                error = null;
+                return CubeWalkStatus.Ok;
+            }
+            string message = Message(p.Exchange.Text);
+            if (s == 401) { error = "unauthorized (401): " + message; return CubeWalkStatus.Unauthorized; }
+            if (s == 403) { error = "forbidden (403): " + message; return CubeWalkStatus.Forbidden; }
+            if (s >= 300 && s < 400) { error = "the server answered " + s + "; redirects are never followed"; return CubeWalkStatus.Protocol; }
+            if (s >= 400 && s < 500 && s != 429) { error = "bad request (" + s + "): " + message; return CubeWalkStatus.BadRequest; }
+            error = "server error (" + s + "): " + message;
+            return CubeWalkStatus.ServerError;
+        }
+
+        // The human part of an error body: ours ({"error":{"code","message"}}) or API Gateway's.
+        static string Message(string body)
+        {
+            if (string.IsNullOrEmpty(body)) return "";
+            int at = body.IndexOf("\"message\":", StringComparison.Ordinal);
+            if (at < 0) return body.Length > 200 ? body.Substring(0, 200) : body;
+            int start = body.IndexOf('"', at + 10);
+            int end = start < 0 ? -1 : body.IndexOf('"', start + 1);
+            return start < 0 || end < 0 ? "null" : body.Substring(start + 1, end - start - 1);
+        }
+
+        static CubeWalkStatus FinishFetch(Op op, out string error)
+        {
+            foreach (Part p in op.Parts)
+            {
+                CubeWalkStatus s = Failed(p, out error);
+                if (s != CubeWalkStatus.Ok) return s;
+            }
+            foreach (Part p in op.Parts)
+            {
+                List<FetchedEntry> entries = FetchProtocol.ParseAnswer(p.Exchange.Text);
+                if (entries.Count != p.Count) throw new InvalidDataException("asked for " + p.Count + " chunks, got " + entries.Count);
+                for (int j = 0; j < p.Count; j++)
+                {
+                    int i = p.First + j;
+                    FetchedEntry e = entries[j];
+                    if (!e.Key.Equals(op.Keys[i])) throw new InvalidDataException("asked for chunk " + op.Keys[i] + ", got " + e.Key);
+                    if (e.Blob != null) ChunkCodec.Decode(e.Blob, op.Buffers[i]);
+                    else if (op.Held[i] != e.Version) throw new InvalidDataException("chunk " + e.Key + " came back without data at a version not held");
+                    op.Versions[i] = e.Version;
+                    op.Changed[i] = (byte)(e.Blob != null ? 1 : 0);
+                }
+            }
+            error = null;
+            return CubeWalkStatus.Ok;
+        }
+
+        static CubeWalkStatus FinishPut(Op op, out string error)
+        {
+            int written = 0;
+            CubeWalkStatus failure = CubeWalkStatus.Ok;
+            error = null;
+            foreach (Part p in op.Parts)
+            {
+                string why;
+                CubeWalkStatus s = Failed(p, out why);
+                if (s != CubeWalkStatus.Ok)
+                {
+                    if (failure == CubeWalkStatus.Ok) { failure = s; error = why; }
+                    continue;
+                }
+                List<FetchedEntry> entries = FetchProtocol.ParseAnswer(p.Exchange.Text);
+                if (entries.Count != p.Chunks.Count) throw new InvalidDataException("put answer does not list the chunks sent");
+                for (int j = 0; j < entries.Count; j++)
+                {
+                    if (!entries[j].Key.Equals(p.Chunks[j])) throw new InvalidDataException("put answer does not list the chunks sent");
+                    op.Results[written++] = new ChunkVersion { Key = entries[j].Key, Version = entries[j].Version };
+                }
+            }
+            // On failure, the chunks confirmed applied (as the native library reports them).
+            op.Count[0] = (UIntPtr)written;
+            return failure;
+        }
+
+        /// <summary>Cancels a request: its outputs are never written afterwards. A put may or may
+        /// not have reached the server.</summary>
+        internal void Cancel(ulong id)
+        {
+            lock (gate)
+            {
+                Op op;
+                if (!ops.TryGetValue(id, out op)) return;
+                if (op.IsPut && !op.Started)
+                {
+                    var rest = new Queue<Op>();
+                    foreach (Op q in queuedPuts) if (q != op) rest.Enqueue(q);
+                    queuedPuts.Clear();
+                    foreach (Op q in rest) queuedPuts.Enqueue(q);
+                }
+                Forget(op);
+            }
+        }
+    }
+}
