@@ -343,3 +343,50 @@ async fn large_answers_are_gzipped_for_clients_that_accept_it() {
         .unwrap();
     assert!(small.headers().get("content-encoding").is_none());
 }
+
+#[tokio::test]
+async fn browsers_get_a_preflight_without_the_token_and_the_origin_header_on_every_answer() {
+    // What a WebGL build of the game needs: the browser's CORS preflight is answered without
+    // a token, and every answer (success, handler error, gateway refusal) lets the page read it.
+    let gw = start(
+        GatewayConfig::default(),
+        Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]))),
+    );
+    let client = reqwest::Client::new();
+    let pre = client
+        .request(reqwest::Method::OPTIONS, gw.blocks_url())
+        .header("origin", "https://game.example")
+        .header("access-control-request-method", "PUT")
+        .header("access-control-request-headers", "token,content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 200);
+    let h = pre.headers();
+    assert_eq!(h["access-control-allow-origin"], "*");
+    assert!(h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("token"));
+    assert!(h["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("PUT"));
+    for (token, query, status) in [
+        (Some(TOKEN), "?world=w&chunks=0,0,0", 200),
+        (Some(TOKEN), "?world=bad%20id&chunks=0,0,0", 422),
+        (None, "?world=w&chunks=0,0,0", 401),
+    ] {
+        let mut req = client.get(format!("{}{query}", gw.blocks_url()));
+        if let Some(t) = token {
+            req = req.header("token", t);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), status);
+        assert_eq!(
+            resp.headers()["access-control-allow-origin"],
+            "*",
+            "{status}"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 //! | situation | answer |
 //! |---|---|
 //! | path other than `/<stage>/cubewalkblocks` | 403 `{"message":"Missing Authentication Token"}` |
+//! | `OPTIONS` (a browser's CORS preflight) | 200 with the CORS headers, no token needed |
 //! | `token` header missing or failing the validation regex | 401 `{"message":"Unauthorized"}`, authorizer not called |
 //! | authorizer fails with `Unauthorized` | 401 `{"message":"Unauthorized"}` |
 //! | policy with an explicit Deny | 403 `{"message":"User is not authorized to access this resource with an explicit deny"}` |
@@ -55,6 +56,10 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:3000";
 pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
 /// The header the TOKEN authorizer reads.
 pub const TOKEN_HEADER: &str = "token";
+/// Methods a browser may use (the template's `Cors.AllowMethods`).
+pub const CORS_ALLOW_METHODS: &str = "GET,PUT,OPTIONS";
+/// Headers a browser may send (the template's `Cors.AllowHeaders`).
+pub const CORS_ALLOW_HEADERS: &str = "content-type,token";
 /// Default identity validation expression: what a generated token looks like (also in the
 /// SAM template, so both refuse the same malformed tokens without invoking the authorizer).
 pub const DEFAULT_TOKEN_REGEX: &str = "^[A-Za-z0-9._~+/=-]{8,512}$";
@@ -236,9 +241,23 @@ impl Refusal {
             .status(status)
             .header("content-type", "application/json")
             .header("x-amzn-errortype", error_type)
+            // The template's gateway responses carry it too, so a browser can read the error.
+            .header("access-control-allow-origin", blocks::ALLOW_ORIGIN)
             .body(Body::from(body))
             .expect("static response")
     }
+}
+
+/// API Gateway's answer to a CORS preflight, as the template configures it.
+fn preflight() -> Response {
+    Response::builder()
+        .status(200)
+        .header("access-control-allow-origin", blocks::ALLOW_ORIGIN)
+        .header("access-control-allow-methods", CORS_ALLOW_METHODS)
+        .header("access-control-allow-headers", CORS_ALLOW_HEADERS)
+        .header("access-control-max-age", "600")
+        .body(Body::empty())
+        .expect("static response")
 }
 
 async fn gateway(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
@@ -261,6 +280,11 @@ async fn handle(gw: &Gateway, request: Request) -> Result<Response, Response> {
     let resource_path = format!("/{}{}", gw.config.stage, blocks::RESOURCE);
     if parts.uri.path().trim_end_matches('/') != resource_path {
         return Err(refuse(Refusal::MissingAuthenticationToken));
+    }
+    // A browser's CORS preflight carries no token: answered without the authorizer, as the
+    // template's CORS settings make API Gateway do.
+    if parts.method == http::Method::OPTIONS {
+        return Ok(preflight());
     }
     let token = parts
         .headers

@@ -135,11 +135,19 @@ fn request_body(req: &ApiGatewayProxyRequest) -> Result<Vec<u8>, WireError> {
     }
 }
 
+/// Browsers (the game's WebGL build) may call the API from any origin: the token travels in a
+/// header, never in a cookie, so `*` grants nothing a script could not do anyway.
+pub const ALLOW_ORIGIN: &str = "*";
+
 fn json_response(status: u16, body: String) -> ApiGatewayProxyResponse {
     let mut r = ApiGatewayProxyResponse::default();
     r.status_code = i64::from(status);
     r.headers
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers.insert(
+        http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static(ALLOW_ORIGIN),
+    );
     r.body = Some(Body::Text(body));
     r
 }
