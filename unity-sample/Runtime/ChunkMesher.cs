@@ -53,12 +53,27 @@ namespace CubeWalk
             new float[] { 0, 0, 0, 0, 1, 0, 1, 1, 0, 1, 0, 0 },
         };
 
+        /// <summary>A mesher with empty output arrays (they grow on the first builds).</summary>
+        public ChunkMesher() { }
+
         /// <summary>Cube index in the game's order: x * 256 + z * 16 + y.</summary>
+        /// <param name="x">Local x, 0..15.</param>
+        /// <param name="y">Local y, 0..15.</param>
+        /// <param name="z">Local z, 0..15.</param>
+        /// <returns>The index into a chunk's int[4096].</returns>
         public static int Index(int x, int y, int z) { return x * 256 + z * 16 + y; }
 
         /// <summary>Builds the faces of <paramref name="cubes"/> (int[4096], game order). The
         /// neighbours (each int[4096] or null for air) hide the faces they touch: +x, -x, +y, -y,
         /// +z, -z.</summary>
+        /// <param name="cubes">The chunk, int[4096] in game order.</param>
+        /// <param name="posX">The chunk on the +x side, or null.</param>
+        /// <param name="negX">The chunk on the -x side, or null.</param>
+        /// <param name="posY">The chunk above, or null.</param>
+        /// <param name="negY">The chunk below, or null.</param>
+        /// <param name="posZ">The chunk on the +z side, or null.</param>
+        /// <param name="negZ">The chunk on the -z side, or null.</param>
+        /// <exception cref="ArgumentNullException"><paramref name="cubes"/> is null.</exception>
         /// <exception cref="ArgumentException">A chunk array is not 4096 cubes long.</exception>
         public void Build(int[] cubes, int[] posX = null, int[] negX = null, int[] posY = null, int[] negY = null,
             int[] posZ = null, int[] negZ = null)

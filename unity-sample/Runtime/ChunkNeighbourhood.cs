@@ -44,6 +44,11 @@ namespace CubeWalk
         public Action<int> ChunkChanged;
 
         /// <summary>A neighbourhood of radius <paramref name="radius"/> chunks around (0,0,0).</summary>
+        /// <param name="client">The client that fetches it.</param>
+        /// <param name="world">The world.</param>
+        /// <param name="radius">Chunks on each side of the centre, 0..8.</param>
+        /// <exception cref="ArgumentNullException"><paramref name="client"/> is null.</exception>
+        /// <exception cref="ArgumentOutOfRangeException"><paramref name="radius"/> is outside 0..8.</exception>
         public ChunkNeighbourhood(CubeWalkClient client, string world, int radius)
         {
             if (client == null) throw new ArgumentNullException("client");
@@ -80,6 +85,8 @@ namespace CubeWalk
 
         /// <summary>Re-centres on <paramref name="center"/>: chunks still in range keep their data and
         /// version; new ones will be loaded by the next <see cref="Refresh"/>. Ignored while busy.</summary>
+        /// <param name="center">The new centre chunk.</param>
+        /// <returns>Whether it moved (false while busy or when already there).</returns>
         public bool MoveTo(ChunkKey center)
         {
             lock (gate) return MoveToLocked(center);
@@ -128,6 +135,7 @@ namespace CubeWalk
         /// the version held. Returns whether one was started; when the fetch cannot start (the
         /// client shut down, for one) it returns false with the reason in
         /// <see cref="LastStatus"/> and <see cref="LastError"/>, and the next call tries again.</summary>
+        /// <returns>Whether a refresh was started.</returns>
         public bool Refresh()
         {
             lock (gate)

@@ -53,6 +53,11 @@ namespace CubeWalk
         volatile bool initialized;
 
         /// <summary>Creates a client and initializes (or joins) the native session.</summary>
+        /// <param name="endpoint">The URL of /cubewalkblocks with its stage.</param>
+        /// <param name="token">The secret sent in the token header.</param>
+        /// <param name="options">Settings; null for the library's defaults.</param>
+        /// <exception cref="CubeWalkException">The endpoint or token is invalid (InvalidArgument).</exception>
+        /// <exception cref="InvalidOperationException">Another client is open with other settings.</exception>
         public CubeWalkClient(string endpoint, string token, CubeWalkOptions options = null)
         {
             Init(endpoint, token, options);
@@ -82,6 +87,12 @@ namespace CubeWalk
         /// header. While other clients are open the settings must equal theirs
         /// (<see cref="InvalidOperationException"/> otherwise); when this is the only client, new
         /// settings apply to requests begun afterwards.</summary>
+        /// <param name="endpoint">The URL of /cubewalkblocks with its stage.</param>
+        /// <param name="token">The secret sent in the token header.</param>
+        /// <param name="options">Settings; null for the library's defaults.</param>
+        /// <exception cref="ArgumentNullException"><paramref name="endpoint"/> or <paramref name="token"/> is null.</exception>
+        /// <exception cref="CubeWalkException">The endpoint or token is invalid (InvalidArgument).</exception>
+        /// <exception cref="InvalidOperationException">Another client is open with other settings.</exception>
         public unsafe void Init(string endpoint, string token, CubeWalkOptions options = null)
         {
             if (endpoint == null) throw new ArgumentNullException("endpoint");
@@ -191,6 +202,15 @@ namespace CubeWalk
         /// <paramref name="buffers"/>[i] (or <see cref="NoVersion"/>); out, the current version.
         /// Buffers of unchanged chunks are left alone; <paramref name="changed"/> (optional) tells
         /// which were written. Allocates nothing in the steady state.</summary>
+        /// <param name="world">The world id (1 to 64 of A-Z a-z 0-9 _ - .).</param>
+        /// <param name="keys">The chunks, each at most once.</param>
+        /// <param name="versions">In: the version held in each buffer, or <see cref="NoVersion"/>; out: the current versions.</param>
+        /// <param name="buffers">One int[4096] per chunk, in game order; written only where the chunk changed.</param>
+        /// <param name="changed">Optional; out: 1 where the buffer was written.</param>
+        /// <exception cref="ArgumentNullException">An argument is null.</exception>
+        /// <exception cref="ArgumentException">The arrays do not match the keys, or a buffer is not an int[4096].</exception>
+        /// <exception cref="CubeWalkException">The fetch failed (its status says why).</exception>
+        /// <exception cref="PlatformNotSupportedException">In a WebGL build.</exception>
         public unsafe void FetchBlocks(string world, ChunkKey[] keys, ulong[] versions, int[][] buffers, byte[] changed = null)
         {
             ValidateFetch(keys, versions, buffers, changed);
@@ -231,6 +251,15 @@ namespace CubeWalk
 
         /// <summary>Applies cube edits, blocking; returns how many entries of
         /// <paramref name="results"/> were filled (one per touched chunk, with its new version).</summary>
+        /// <param name="world">The world id (1 to 64 of A-Z a-z 0-9 _ - .).</param>
+        /// <param name="edits">The edits, applied in order (a later edit of a cube wins).</param>
+        /// <param name="results">Receives each touched chunk's new version, in order of first appearance.</param>
+        /// <returns>How many entries of <paramref name="results"/> were filled.</returns>
+        /// <exception cref="ArgumentNullException">An argument is null.</exception>
+        /// <exception cref="ArgumentException"><paramref name="edits"/> is empty.</exception>
+        /// <exception cref="CubeWalkException">The put failed (its status says why; BufferTooSmall when
+        /// <paramref name="results"/> has fewer entries than chunks touched).</exception>
+        /// <exception cref="PlatformNotSupportedException">In a WebGL build.</exception>
         public unsafe int PutBlocks(string world, CubeEdit[] edits, ChunkVersion[] results)
         {
             ValidatePut(edits, results);
@@ -258,6 +287,17 @@ namespace CubeWalk
         /// <summary>Starts a fetch and returns at once; the request completes inside a later
         /// <see cref="Update"/>. The arrays stay pinned until then. Pass <paramref name="reuse"/> (a
         /// finished request) to avoid allocating.</summary>
+        /// <param name="world">The world id (1 to 64 of A-Z a-z 0-9 _ - .).</param>
+        /// <param name="keys">The chunks, each at most once.</param>
+        /// <param name="versions">In: the version held in each buffer, or <see cref="NoVersion"/>; out: the current versions.</param>
+        /// <param name="buffers">One int[4096] per chunk, in game order; written only where the chunk changed.</param>
+        /// <param name="changed">Out: 1 where the buffer was written.</param>
+        /// <param name="completed">Called on completion, on the thread whose Update completes it.</param>
+        /// <param name="reuse">A finished request object to reuse, or null.</param>
+        /// <returns>The request; it is done once <see cref="CubeWalkRequest.IsDone"/>.</returns>
+        /// <exception cref="ArgumentNullException">An argument is null.</exception>
+        /// <exception cref="ArgumentException">The arrays do not match the keys, or a buffer is not an int[4096].</exception>
+        /// <exception cref="CubeWalkException">The fetch cannot start (not initialized, invalid world).</exception>
         public unsafe FetchRequest BeginFetch(string world, ChunkKey[] keys, ulong[] versions, int[][] buffers,
             byte[] changed, Action<FetchRequest> completed = null, FetchRequest reuse = null)
         {
@@ -319,6 +359,15 @@ namespace CubeWalk
 
         /// <summary>Starts a put and returns at once; completes inside a later <see cref="Update"/>.
         /// Puts of the same chunk apply in the order they were begun.</summary>
+        /// <param name="world">The world id (1 to 64 of A-Z a-z 0-9 _ - .).</param>
+        /// <param name="edits">The edits (copied now).</param>
+        /// <param name="results">Receives each touched chunk's new version on completion.</param>
+        /// <param name="completed">Called on completion, on the thread whose Update completes it.</param>
+        /// <param name="reuse">A finished request object to reuse, or null.</param>
+        /// <returns>The request; <see cref="PutRequest.Count"/> entries of results are filled once done.</returns>
+        /// <exception cref="ArgumentNullException">An argument is null.</exception>
+        /// <exception cref="ArgumentException"><paramref name="edits"/> is empty.</exception>
+        /// <exception cref="CubeWalkException">The put cannot start (not initialized, invalid edit, results too small).</exception>
         public unsafe PutRequest BeginPut(string world, CubeEdit[] edits, ChunkVersion[] results,
             Action<PutRequest> completed = null, PutRequest reuse = null)
         {
@@ -418,6 +467,8 @@ namespace CubeWalk
         /// and it completes at once with status Cancelled. A request that already finished (its
         /// results written, its completion due in the running <see cref="Update"/>) is left to
         /// complete normally. A cancelled put may or may not have reached the server.</summary>
+        /// <param name="request">A request begun by this client.</param>
+        /// <exception cref="ArgumentNullException"><paramref name="request"/> is null.</exception>
         public void Cancel(CubeWalkRequest request)
         {
             if (request == null) throw new ArgumentNullException("request");
@@ -436,6 +487,12 @@ namespace CubeWalk
         /// <paramref name="cancellationToken"/> cancels the native request (its arrays are never
         /// written afterwards) and the task ends as cancelled.</summary>
         /// <returns>The finished request; faulted with <see cref="CubeWalkException"/> on failure.</returns>
+        /// <param name="world">The world id (1 to 64 of A-Z a-z 0-9 _ - .).</param>
+        /// <param name="keys">The chunks, each at most once.</param>
+        /// <param name="versions">In: the version held in each buffer, or <see cref="NoVersion"/>; out: the current versions.</param>
+        /// <param name="buffers">One int[4096] per chunk, in game order; written only where the chunk changed.</param>
+        /// <param name="changed">Out: 1 where the buffer was written.</param>
+        /// <param name="cancellationToken">Cancels the request.</param>
         public Task<FetchRequest> FetchAsync(string world, ChunkKey[] keys, ulong[] versions, int[][] buffers, byte[] changed,
             CancellationToken cancellationToken = default(CancellationToken))
         {
@@ -453,6 +510,10 @@ namespace CubeWalk
         /// <paramref name="cancellationToken"/> cancels the native request (a cancelled put may
         /// or may not have reached the server) and the task ends as cancelled.</summary>
         /// <returns>The finished request; faulted with <see cref="CubeWalkException"/> on failure.</returns>
+        /// <param name="world">The world id (1 to 64 of A-Z a-z 0-9 _ - .).</param>
+        /// <param name="edits">The edits (copied now).</param>
+        /// <param name="results">Receives each touched chunk's new version.</param>
+        /// <param name="cancellationToken">Cancels the request.</param>
         public Task<PutRequest> PutAsync(string world, CubeEdit[] edits, ChunkVersion[] results,
             CancellationToken cancellationToken = default(CancellationToken))
         {

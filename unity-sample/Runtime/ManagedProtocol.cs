@@ -12,7 +12,7 @@ namespace CubeWalk.Managed
     /// blob decoder, the fetch query and the fetch answer. The same format as the Rust
     /// `cubewalk-protocol` crate (protocol/README.md); tests check the two agree cube for cube.
     /// </summary>
-    public static class ChunkCodec
+    internal static class ChunkCodec
     {
         const int Cubes = 4096;
         const byte TagRleDeflate = 1, TagRaw = 2;
@@ -88,7 +88,7 @@ namespace CubeWalk.Managed
 
     /// <summary>A fetch answer's entry: the chunk, its current version, and its blob when the
     /// chunk changed (null when the caller already holds this version).</summary>
-    public struct FetchedEntry
+    internal struct FetchedEntry
     {
         /// <summary>The chunk.</summary>
         public ChunkKey Key;
@@ -99,7 +99,7 @@ namespace CubeWalk.Managed
     }
 
     /// <summary>The fetch request and answer of the HTTP API (protocol/README.md).</summary>
-    public static class FetchProtocol
+    internal static class FetchProtocol
     {
         /// <summary>The query string of a fetch: <c>world=W&amp;chunks=x,y,z@v;...</c>, with
         /// <c>@version</c> only for chunks held (<see cref="CubeWalkClient.NoVersion"/> means none).</summary>

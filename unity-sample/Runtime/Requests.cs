@@ -69,6 +69,10 @@ namespace CubeWalk
         /// <summary>Called on completion, on the thread whose Update completed the request.</summary>
         public Action<FetchRequest> Completed;
 
+        /// <summary>A request object to pass to <see cref="CubeWalkClient.BeginFetch"/>; reuse it
+        /// once done to avoid allocating.</summary>
+        public FetchRequest() { }
+
         internal override void InvokeCompleted() { if (Completed != null) Completed(this); }
     }
 
@@ -84,6 +88,10 @@ namespace CubeWalk
         public int Count { get { return (int)CountBox[0].ToUInt32(); } }
         /// <summary>Called on completion, on the thread whose Update completed the request.</summary>
         public Action<PutRequest> Completed;
+
+        /// <summary>A request object to pass to <see cref="CubeWalkClient.BeginPut"/>; reuse it
+        /// once done to avoid allocating.</summary>
+        public PutRequest() { }
 
         internal override void InvokeCompleted() { if (Completed != null) Completed(this); }
     }

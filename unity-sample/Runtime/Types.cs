@@ -16,6 +16,9 @@ namespace CubeWalk
         public int Z;
 
         /// <summary>A key from its coordinates.</summary>
+        /// <param name="x">Chunk x.</param>
+        /// <param name="y">Chunk y (up).</param>
+        /// <param name="z">Chunk z.</param>
         public ChunkKey(int x, int y, int z) { X = x; Y = y; Z = z; }
 
         /// <inheritdoc/>
@@ -41,6 +44,12 @@ namespace CubeWalk
         public int Value;
 
         /// <summary>An edit of the cube at local (x, y, z), each 0..15.</summary>
+        /// <param name="chunk">The chunk.</param>
+        /// <param name="x">Local x, 0..15.</param>
+        /// <param name="y">Local y, 0..15.</param>
+        /// <param name="z">Local z, 0..15.</param>
+        /// <param name="value">The cube's new value.</param>
+        /// <exception cref="ArgumentOutOfRangeException">A coordinate is outside 0..15.</exception>
         public CubeEdit(ChunkKey chunk, int x, int y, int z, int value)
         {
             if (x < 0 || x > 15 || y < 0 || y > 15 || z < 0 || z > 15)
@@ -88,7 +97,11 @@ namespace CubeWalk
         /// plugin except in WebGL builds.</summary>
         public CubeWalkTransport Transport;
 
+        /// <summary>Settings with every value unset: the native library's defaults.</summary>
+        public CubeWalkOptions() { }
+
         /// <summary>A copy (the certificate bytes copied too).</summary>
+        /// <returns>The copy.</returns>
         public CubeWalkOptions Clone()
         {
             var c = (CubeWalkOptions)MemberwiseClone();
@@ -104,6 +117,8 @@ namespace CubeWalk
         public CubeWalkStatus Status { get; private set; }
 
         /// <summary>An exception for a failed status.</summary>
+        /// <param name="status">What failed.</param>
+        /// <param name="message">Why, as the library reports it (never containing the token).</param>
         public CubeWalkException(CubeWalkStatus status, string message)
             : base(status + ": " + message)
         {

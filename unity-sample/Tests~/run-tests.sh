@@ -27,8 +27,11 @@ cp "$nunit" "$work/"
 # hooks) and the sample on top of it, which may use only the package's public API. The sample
 # twice: with the legacy Input Manager and with the Input System package.
 mcs -langversion:7.2 -warnaserror+ -nowarn:1591,0067,0649 -target:library -out:"$work/UnityStubs.dll" "$here"/UnityStubs/*.cs
-mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591 -define:UNITY_EDITOR -define:UNITY_2018_1_OR_NEWER -target:library -r:"$work/UnityStubs.dll" -r:System.Net.Http \
-  -out:"$work/CubeWalk.Net.dll" "$root"/unity-sample/Runtime/*.cs "$root"/unity-sample/Runtime/Unity/*.cs
+# Every public member documented (CS1591 is an error here), with its <param>s and <returns>.
+mcs -langversion:7.2 -unsafe -warnaserror+ -define:UNITY_EDITOR -define:UNITY_2018_1_OR_NEWER -target:library -r:"$work/UnityStubs.dll" -r:System.Net.Http \
+  -doc:"$work/CubeWalk.Net.xml" -out:"$work/CubeWalk.Net.dll" "$root"/unity-sample/Runtime/*.cs "$root"/unity-sample/Runtime/Unity/*.cs
+mcs -out:"$work/DocCheck.exe" -r:System.Xml "$here"/DocCheck/DocCheck.cs
+mono "$work/DocCheck.exe" "$work/CubeWalk.Net.dll" "$work/CubeWalk.Net.xml"
 for input in "" "-define:ENABLE_INPUT_SYSTEM"; do
   mcs -langversion:7.2 -warnaserror+ -nowarn:1591 -define:UNITY_EDITOR $input -target:library \
     -r:"$work/UnityStubs.dll" -r:"$work/CubeWalk.Net.dll" -out:"$work/Sample.dll" \
