@@ -18,6 +18,7 @@ namespace CubeWalk.Managed
         const byte TagRleDeflate = 1, TagRaw = 2;
         // Largest valid run-length stream: 4096 runs of a 2-byte length and a 5-byte value.
         const int MaxRle = Cubes * 7;
+        [ThreadStatic] static byte[] rleBuffer;
 
         /// <summary>Decodes a blob (the bytes behind an answer's base64 <c>data</c>) into
         /// <paramref name="output"/>, the caller's int[4096] in game order.</summary>
@@ -39,7 +40,8 @@ namespace CubeWalk.Managed
                 return;
             }
             if (blob[0] != TagRleDeflate) throw new InvalidDataException("unknown chunk encoding tag " + blob[0]);
-            var rle = new byte[MaxRle + 1];
+            // One run-length buffer per thread, reused: decoding allocates only the inflater.
+            byte[] rle = rleBuffer ?? (rleBuffer = new byte[MaxRle + 1]);
             int length = 0;
             try
             {

@@ -37,6 +37,7 @@ fn label(client: &str) -> &str {
     match client {
         "sdk-blocking" => "CubeWalkClient.FetchBlocks",
         "sdk-polled" => "CubeWalkClient.BeginFetch + Update (polled)",
+        "sdk-managed" => "CubeWalkClient, managed (WebGL) transport, polled (HttpClient standing in for UnityWebRequest)",
         _ => "HttpClient + DataContractJsonSerializer + DeflateStream",
     }
 }
@@ -88,7 +89,7 @@ pub(crate) fn csharp(quick: bool) -> Section {
                 r.bytes,
                 r.cpu_us
             ));
-            if r.client.starts_with("sdk") {
+            if r.client == "sdk-blocking" || r.client == "sdk-polled" {
                 goals.push(goal(
                     &format!(
                         "C#: managed bytes per fetch, {n} chunk(s), {}",

@@ -81,6 +81,7 @@ static class Program
         string endpoint = args[0], token = args[1];
         double seconds = double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture);
         var client = new CubeWalkClient(endpoint, token);
+        var managedClient = new CubeWalkClient(endpoint, token, new CubeWalkOptions { Transport = CubeWalkTransport.Managed });
         var terrain = Terrain();
         var keys = new ChunkKey[27];
         for (int i = 0; i < 27; i++)
@@ -105,8 +106,8 @@ static class Program
 
             // Both run in alternating slices so they see the same machine.
             double sdkFetches = 0, sdkTime = 0, handFetches = 0, handTime = 0, pollFetches = 0, pollTime = 0;
-            double sdkCpu = 0, handCpu = 0, pollCpu = 0;
-            long sdkBytes = 0, handBytes = 0, pollBytes = 0;
+            double sdkCpu = 0, handCpu = 0, pollCpu = 0, managedFetches = 0, managedTime = 0, managedCpu = 0;
+            long sdkBytes = 0, handBytes = 0, pollBytes = 0, managedBytes = 0;
             var request = new FetchRequest();
             for (int slice = 0; slice < 6; slice++)
             {
@@ -123,6 +124,13 @@ static class Program
                     client.BeginFetch("bench", nkeys, versions, buffers, changed, null, request);
                     while (!request.IsDone) client.Update();
                 }, ref pollFetches, ref pollTime, ref pollBytes, ref pollCpu);
+                Measure(seconds / 6, () =>
+                {
+                    // The WebGL path (HttpClient here, UnityWebRequest in a build), polled.
+                    for (int i = 0; i < n; i++) versions[i] = CubeWalkClient.NoVersion;
+                    managedClient.BeginFetch("bench", nkeys, versions, buffers, changed, null, request);
+                    while (!request.IsDone) { managedClient.Update(); System.Threading.Thread.Sleep(0); }
+                }, ref managedFetches, ref managedTime, ref managedBytes, ref managedCpu);
             }
             if (buffers[0][0] != terrain[0] || buffers[0][4095] != terrain[4095]) throw new Exception("wrong data");
             double sdkRate = sdkFetches / sdkTime, handRate = handFetches / handTime;
@@ -131,8 +139,10 @@ static class Program
             Row(n, "sdk-blocking", sdkRate, sdkBytes / sdkFetches, sdkCpu / sdkFetches);
             Row(n, "sdk-polled", pollFetches / pollTime, pollBytes / pollFetches, pollCpu / pollFetches);
             Row(n, "hand-written", handRate, handBytes / handFetches, handCpu / handFetches);
+            Row(n, "sdk-managed", managedFetches / managedTime, managedBytes / managedFetches, managedCpu / managedFetches);
         }
         client.Dispose();
+        managedClient.Dispose();
 
         // Update() with requests in flight and nothing finished: a listener that accepts and
         // never answers holds them.
