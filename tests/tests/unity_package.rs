@@ -201,62 +201,56 @@ fn references(text: &str) -> Vec<(i64, Option<String>)> {
     out
 }
 
-#[test]
-fn the_sample_scene_references_only_what_exists() {
-    // As far as Unity YAML can be checked without Unity: every object the scene refers to is in
-    // the scene, every asset it refers to (scripts, the material, and the material's shader) is
-    // in the sample with that GUID, components and their GameObjects point at each other, and
-    // each script's serialized fields are public fields of that script.
-    let sample = package().join("Samples~/ChunkStreaming");
-    let scene = std::fs::read_to_string(sample.join("ChunkStreaming.unity")).unwrap();
-    assert!(scene.starts_with("%YAML 1.1\n%TAG !u! tag:unity3d.com,2011:\n"));
+/// Checks one Unity YAML file of the sample: every object it refers to is in the file, every
+/// asset it refers to is in the sample with that GUID, components and their GameObjects point at
+/// each other, and each script's serialized fields are public fields of that script. Returns
+/// how many MonoBehaviours it holds.
+fn check_unity_yaml(file: &Path, guids: &HashMap<String, PathBuf>) -> usize {
+    let text = std::fs::read_to_string(file).unwrap();
+    let name = file.display();
+    assert!(
+        text.starts_with("%YAML 1.1\n%TAG !u! tag:unity3d.com,2011:\n"),
+        "{name}"
+    );
     let mut objects: HashMap<i64, (u32, String)> = HashMap::new();
-    for doc in scene.split("--- !u!").skip(1) {
+    for doc in text.split("--- !u!").skip(1) {
         let (head, body) = doc.split_once('\n').unwrap();
         let (class, id) = head.split_once(" &").unwrap();
         let previous = objects.insert(
             id.parse().unwrap(),
             (class.parse().unwrap(), body.to_owned()),
         );
-        assert!(previous.is_none(), "object {id} twice");
+        assert!(previous.is_none(), "{name}: object {id} twice");
     }
-    let guids: HashMap<String, PathBuf> = std::fs::read_dir(&sample)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "meta"))
-        .map(|m| (meta_guid(&m), m.with_extension("")))
-        .collect();
     const BUILTIN: &str = "0000000000000000f000000000000000";
+    let mut behaviours = 0;
     for (id, (class, body)) in &objects {
         for (target, guid) in references(body) {
             match guid {
-                None if target != 0 => {
-                    assert!(
-                        objects.contains_key(&target),
-                        "object {id} refers to missing {target}"
-                    )
-                }
-                Some(g) if g != BUILTIN => {
-                    assert!(
-                        guids.contains_key(&g),
-                        "object {id} refers to unknown asset {g}"
-                    )
-                }
+                None if target != 0 => assert!(
+                    objects.contains_key(&target),
+                    "{name}: object {id} refers to missing {target}"
+                ),
+                Some(g) if g != BUILTIN => assert!(
+                    guids.contains_key(&g),
+                    "{name}: object {id} refers to unknown asset {g}"
+                ),
                 _ => {}
             }
         }
         if *class == 1 {
-            // A GameObject's components belong to it.
             let listed = body.split("m_Component:").nth(1).unwrap();
             for (component, _) in references(listed.split("m_Layer").next().unwrap()) {
-                let owner = &objects[&component].1;
                 assert!(
-                    owner.contains(&format!("m_GameObject: {{fileID: {id}}}")),
-                    "component {component} does not point back to GameObject {id}"
+                    objects[&component]
+                        .1
+                        .contains(&format!("m_GameObject: {{fileID: {id}}}")),
+                    "{name}: component {component} does not point back to GameObject {id}"
                 );
             }
         }
         if *class == 114 {
+            behaviours += 1;
             let script = body
                 .lines()
                 .find(|l| l.contains("m_Script:"))
@@ -277,12 +271,32 @@ fn the_sample_scene_references_only_what_exists() {
                     source.lines().any(|l| l.contains("public ")
                         && (l.contains(&format!(" {field} "))
                             || l.contains(&format!(" {field};")))),
-                    "{field} is not a public field of {}",
+                    "{name}: {field} is not a public field of {}",
                     guids[&script].display()
                 );
             }
         }
     }
+    behaviours
+}
+
+#[test]
+fn the_sample_scene_and_prefabs_reference_only_what_exists() {
+    // As far as Unity YAML can be checked without Unity.
+    let sample = package().join("Samples~/ChunkStreaming");
+    let guids: HashMap<String, PathBuf> = std::fs::read_dir(&sample)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "meta"))
+        .map(|m| (meta_guid(&m), m.with_extension("")))
+        .collect();
+    assert_eq!(
+        check_unity_yaml(&sample.join("ChunkStreaming.unity"), &guids),
+        2,
+        "the scene's two components"
+    );
+    assert_eq!(check_unity_yaml(&sample.join("CubeWalk.prefab"), &guids), 1);
+    assert_eq!(check_unity_yaml(&sample.join("Player.prefab"), &guids), 1);
     let material = std::fs::read_to_string(sample.join("ChunkMaterial.mat")).unwrap();
     for (_, guid) in references(&material) {
         if let Some(g) = guid {
@@ -292,9 +306,4 @@ fn the_sample_scene_references_only_what_exists() {
             );
         }
     }
-    assert_eq!(
-        objects.values().filter(|(class, _)| *class == 114).count(),
-        2,
-        "the sample's two components"
-    );
 }
