@@ -1,6 +1,7 @@
 using System;
 using CubeWalk;
 using NUnit.Framework;
+using static CubeWalk.Tests.Fixtures;
 
 namespace CubeWalk.Tests
 {
@@ -9,22 +10,6 @@ namespace CubeWalk.Tests
     [TestFixture]
     public class ChunkMesherTests
     {
-        static int Height(int x, int z) { return 6 + (x * 7 + z * 13) % 5; }
-
-        /// <summary>The "typical terrain" fixture of protocol/README.md.</summary>
-        static int[] Terrain()
-        {
-            var c = new int[4096];
-            for (int x = 0; x < 16; x++)
-                for (int z = 0; z < 16; z++)
-                {
-                    int h = Height(x, z);
-                    for (int y = 0; y < 16; y++)
-                        c[ChunkMesher.Index(x, y, z)] = y + 3 < h ? 1 : y + 1 < h ? 2 : y + 1 == h ? 3 : 0;
-                }
-            return c;
-        }
-
         static int[] Filled(int value)
         {
             var c = new int[4096];

@@ -4,6 +4,7 @@ using System.Net.Http;
 using CubeWalk;
 using CubeWalk.Managed;
 using NUnit.Framework;
+using static CubeWalk.Tests.Fixtures;
 using static CubeWalk.Tests.TestSupport;
 
 namespace CubeWalk.Tests
@@ -21,31 +22,6 @@ namespace CubeWalk.Tests
 
         [TearDown]
         public void Stop() { client.Dispose(); }
-
-        static int[] Terrain()
-        {
-            var c = new int[4096];
-            for (int x = 0; x < 16; x++)
-                for (int z = 0; z < 16; z++)
-                {
-                    int h = 6 + (x * 7 + z * 13) % 5;
-                    for (int y = 0; y < 16; y++)
-                        c[x * 256 + z * 16 + y] = y + 3 < h ? 1 : y + 1 < h ? 2 : y + 1 == h ? 3 : 0;
-                }
-            return c;
-        }
-
-        static int[] Random(ulong seed)
-        {
-            var c = new int[4096];
-            ulong s = seed | 1;
-            for (int i = 0; i < c.Length; i++)
-            {
-                s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-                c[i] = (int)(s >> 16);
-            }
-            return c;
-        }
 
         void Put(string world, ChunkKey key, int[] cubes)
         {

@@ -63,26 +63,13 @@ static class HandWritten
 
 static class Program
 {
-    static int[] Terrain()
-    {
-        var c = new int[4096];
-        for (int x = 0; x < 16; x++)
-            for (int z = 0; z < 16; z++)
-            {
-                int h = 6 + (x * 7 + z * 13) % 5;
-                for (int y = 0; y < 16; y++)
-                    c[x * 256 + z * 16 + y] = y < h - 3 ? 1 : y < h - 1 ? 2 : y == h - 1 ? 3 : 0;
-            }
-        return c;
-    }
-
     static void Main(string[] args)
     {
         string endpoint = args[0], token = args[1];
         double seconds = double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture);
         var client = new CubeWalkClient(endpoint, token);
         var managedClient = new CubeWalkClient(endpoint, token, new CubeWalkOptions { Transport = CubeWalkTransport.Managed });
-        var terrain = Terrain();
+        var terrain = CubeWalk.Tests.Fixtures.Terrain();
         var keys = new ChunkKey[27];
         for (int i = 0; i < 27; i++)
         {

@@ -12,5 +12,5 @@ token="bench-token-$RANDOM$RANDOM"
 server="$target/cubewalk-server"
 . "$root/scripts/start-gateway.sh" >&2
 mcs -langversion:7.2 -unsafe -optimize+ -out:"$work/Bench.exe" -r:System.Net.Http -r:System.Runtime.Serialization \
-  "$root"/unity-sample/Runtime/*.cs "$here"/Bench.cs >&2
+  "$root"/unity-sample/Runtime/*.cs "$here"/Bench.cs "$here"/../Fixtures.cs >&2
 LD_LIBRARY_PATH="$target" mono "$work/Bench.exe" "$endpoint" "$token" "${1:-6}"
