@@ -9,6 +9,7 @@ pub mod chunk;
 pub mod codec;
 pub mod limits;
 pub mod messages;
+pub mod realtime;
 pub mod revision;
 pub mod world;
 
