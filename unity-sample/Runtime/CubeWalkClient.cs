@@ -86,7 +86,9 @@ namespace CubeWalk
         /// /cubewalkblocks with its stage, <paramref name="token"/> the secret for the token
         /// header. While other clients are open the settings must equal theirs
         /// (<see cref="InvalidOperationException"/> otherwise); when this is the only client, new
-        /// settings apply to requests begun afterwards.</summary>
+        /// settings apply to requests begun afterwards (native requests in flight finish with the
+        /// old ones; managed-transport requests in flight, or any when the transport changes, end
+        /// cancelled).</summary>
         /// <param name="endpoint">The URL of /cubewalkblocks with its stage.</param>
         /// <param name="token">The secret sent in the token header.</param>
         /// <param name="options">Settings; null for the library's defaults.</param>
@@ -101,14 +103,18 @@ namespace CubeWalk
             if (UsesManaged(options))
             {
                 // Independent of the native session: nothing to share, nothing to shut down.
+                // Requests in flight belong to the transport being replaced: they end cancelled.
+                var transport = new Managed.ManagedTransport(endpoint, token, options.Clone(), Sender());
                 lock (sessionLock)
                 {
+                    CancelAllPending();
                     if (managed == null) LeaveNativeSession();
-                    managed = new Managed.ManagedTransport(endpoint, token, options.Clone(), Sender());
+                    managed = transport;
                     Remember(endpoint, token, options);
                     initialized = true;
                     current = this;
                 }
+                CompleteCancelled("re-initialized");
                 return;
             }
             var wanted = new Settings(endpoint, token, options);
@@ -127,6 +133,8 @@ namespace CubeWalk
                     wanted.Apply();
                     sessionSettings = wanted;
                 }
+                // Leaving the managed transport: its requests cannot be polled natively.
+                if (managed != null) CancelAllPending();
                 managed = null;
                 Remember(endpoint, token, options);
                 if (!open.Contains(this)) open.Add(this);
@@ -134,6 +142,7 @@ namespace CubeWalk
                 initialized = true;
                 current = this;
             }
+            CompleteCancelled("re-initialized");
         }
 
         static bool UsesManaged(CubeWalkOptions options)

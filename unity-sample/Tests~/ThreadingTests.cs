@@ -273,6 +273,27 @@ namespace CubeWalk.Tests
         }
 
         [Test]
+        public void ReinitializingOrSwitchingTransportEndsRequestsCancelledNotLost()
+        {
+            var managedOptions = new CubeWalkOptions { Transport = CubeWalkTransport.Managed };
+            var client = new CubeWalkClient(Endpoint, Token, managedOptions);
+            clients.Add(client);
+            var first = client.BeginFetch("mt-switch", new[] { new ChunkKey(0, 0, 0) }, NoVersions(1), Buffers(1), new byte[1]);
+            client.Init(Endpoint, Token, managedOptions);
+            Assert.AreEqual(CubeWalkStatus.Cancelled, first.Status, "managed re-init");
+            var second = client.BeginFetch("mt-switch", new[] { new ChunkKey(0, 0, 0) }, NoVersions(1), Buffers(1), new byte[1]);
+            client.Init(Endpoint, Token); // to the native plugin
+            Assert.AreEqual(CubeWalkStatus.Cancelled, second.Status, "switched to native");
+            var third = client.BeginFetch("mt-switch", new[] { new ChunkKey(0, 0, 0) }, NoVersions(1), Buffers(1), new byte[1]);
+            client.Init(Endpoint, Token, managedOptions); // and back
+            Assert.AreEqual(CubeWalkStatus.Cancelled, third.Status, "switched to managed");
+            Assert.AreEqual(0, client.PendingCount);
+            var versions = NoVersions(1);
+            client.FetchBlocks("mt-switch", new[] { new ChunkKey(0, 0, 0) }, versions, Buffers(1));
+            Assert.AreEqual(0UL, versions[0], "the client works after the switches");
+        }
+
+        [Test]
         public void ShutdownAllBeforeAReloadCancelsEveryClientsRequests()
         {
             // What the Editor hook runs before an assembly reload.
