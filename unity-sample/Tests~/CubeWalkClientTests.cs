@@ -220,6 +220,34 @@ namespace CubeWalk.Tests
         }
 
         [Test]
+        public void FetchesLargerThanOneRequestAreSplitAndComplete()
+        {
+            // 300 chunks with long coordinates and held versions: more than one request's 256
+            // chunks and more than its URL budget, on both transports.
+            const int n = 300;
+            var keys = new ChunkKey[n];
+            for (int i = 0; i < n; i++) keys[i] = new ChunkKey(-1000000 - i, 1000000 + i, -1000000 + 7 * i);
+            var edits = new CubeEdit[n / 10];
+            for (int j = 0; j < edits.Length; j++) edits[j] = new CubeEdit { Chunk = keys[j * 10], Index = (uint)j, Value = 100 + j };
+            client.PutBlocks("mono-split", edits, new ChunkVersion[edits.Length]);
+            var buffers = Buffers(n);
+            var versions = NoVersions(n);
+            var changed = new byte[n];
+            client.FetchBlocks("mono-split", keys, versions, buffers, changed);
+            for (int i = 0; i < n; i++)
+            {
+                bool edited = i % 10 == 0;
+                Assert.AreEqual(edited ? 100 + i / 10 : 0, buffers[i][edited ? i / 10 : 0], "chunk " + i);
+                Assert.AreEqual((byte)1, changed[i], "no version held: every buffer written");
+            }
+            // Again holding every version: nothing changes, nothing is written.
+            buffers[0][0] = 12345;
+            client.FetchBlocks("mono-split", keys, versions, buffers, changed);
+            for (int i = 0; i < n; i++) Assert.AreEqual(0, changed[i]);
+            Assert.AreEqual(12345, buffers[0][0]);
+        }
+
+        [Test]
         public void SteadyStatePollingAllocatesNothing()
         {
             if (transport == CubeWalkTransport.Managed)
