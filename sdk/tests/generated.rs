@@ -178,6 +178,8 @@ fn csharp_defaults_are_current() {
          \x20       internal const int MaxChunksPerPut = {};\n\
          \x20       internal const int MaxEditsPerPut = {};\n\
          \x20       internal const int MaxWorldIdLength = {};\n\
+         \x20       internal const int MaxEndpointLength = {};\n\
+         \x20       internal const int MaxTokenLength = {};\n\
          \x20   }}\n\
          }}\n",
         d.timeout.as_millis(),
@@ -185,6 +187,8 @@ fn csharp_defaults_are_current() {
         cubewalk_protocol::limits::MAX_CHUNKS_PER_PUT,
         cubewalk_protocol::limits::MAX_EDITS_PER_PUT,
         cubewalk_protocol::world::MAX_WORLD_ID_LEN,
+        cubewalk::options::MAX_ENDPOINT_LEN,
+        cubewalk::options::MAX_TOKEN_LEN,
     );
     check_or_update(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../unity-sample/Runtime/NativeDefaults.g.cs"),

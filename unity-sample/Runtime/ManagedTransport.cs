@@ -158,7 +158,8 @@ namespace CubeWalk.Managed
         internal ManagedTransport(string endpoint, string token, CubeWalkOptions options, IHttpSender sender)
         {
             this.endpoint = CheckEndpoint(endpoint, options.AllowInsecureHttp);
-            if (token.Length == 0 || token.Length > 4096) throw Invalid("token must be 1 to 4096 characters");
+            if (token.Length == 0 || token.Length > NativeDefaults.MaxTokenLength)
+                throw Invalid("token must be 1 to " + NativeDefaults.MaxTokenLength + " characters");
             foreach (char c in token)
                 if (c < 0x20 || c > 0x7e) throw Invalid("token holds characters not allowed in an HTTP header");
             this.token = token;
@@ -174,7 +175,7 @@ namespace CubeWalk.Managed
         static string CheckEndpoint(string text, bool allowInsecure)
         {
             Uri uri;
-            if (text.Length == 0 || text.Length > 2048 || !Uri.TryCreate(text, UriKind.Absolute, out uri))
+            if (text.Length == 0 || text.Length > NativeDefaults.MaxEndpointLength || !Uri.TryCreate(text, UriKind.Absolute, out uri))
                 throw Invalid("endpoint is not a URL");
             if (uri.Query.Length > 0 || uri.Fragment.Length > 0 || uri.UserInfo.Length > 0)
                 throw Invalid("endpoint must not carry a query, fragment or credentials");

@@ -11,5 +11,7 @@ namespace CubeWalk
         internal const int MaxChunksPerPut = 256;
         internal const int MaxEditsPerPut = 16384;
         internal const int MaxWorldIdLength = 64;
+        internal const int MaxEndpointLength = 2048;
+        internal const int MaxTokenLength = 4096;
     }
 }
