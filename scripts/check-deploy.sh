@@ -11,7 +11,7 @@ echo "cfn-lint: 0 errors"
 echo "== cargo lambda build --release --arm64"
 rustup target list --installed | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 cargo lambda build --release --arm64 -p cubewalk-lambda --output-format zip
-for f in authorizer blocks; do
+for f in authorizer blocks realtime; do
   zip="${CARGO_TARGET_DIR:-target}/lambda/$f/bootstrap.zip"
   [ -s "$zip" ] || { echo "missing $zip"; exit 1; }
   size=$(stat -c %s "$zip")

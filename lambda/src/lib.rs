@@ -1,4 +1,4 @@
-//! Shared set-up of the two Lambda binaries (`authorizer`, `blocks`).
+//! Shared set-up of the Lambda binaries (`authorizer`, `blocks`, `realtime`).
 
 /// The Lambda runtime's own logging set-up, so the console's logging controls work: the level
 /// from `AWS_LAMBDA_LOG_LEVEL` (else `RUST_LOG`, else `INFO`) and JSON lines when

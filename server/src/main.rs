@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use cubewalk_server::gateway::{self, GatewayConfig, TokenAuthorizer};
 use cubewalk_server::handlers::authorizer::TokenSet;
+use cubewalk_server::realtime::{MemorySubscriptions, Subscriptions};
 use cubewalk_server::store::{ChunkStore, MemoryStore, RedisStore, RedisStoreConfig};
 use rand::distr::{Alphanumeric, SampleString};
 use regex::Regex;
@@ -95,29 +96,36 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if tokens.is_empty() {
         return Err("no usable token in CUBEWALK_TOKENS".into());
     }
-    let (store, store_name): (Arc<dyn ChunkStore>, String) = match &args.redis {
-        Some(url) => {
-            let mut config = RedisStoreConfig::new(url.clone());
-            config.cluster = args.redis_cluster;
-            if let Some(path) = &args.redis_ca_file {
-                config.ca_pem = Some(
-                    std::fs::read(path)
-                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-                );
+    let (store, index, store_name): (Arc<dyn ChunkStore>, Arc<dyn Subscriptions>, String) =
+        match &args.redis {
+            Some(url) => {
+                let mut config = RedisStoreConfig::new(url.clone());
+                config.cluster = args.redis_cluster;
+                if let Some(path) = &args.redis_ca_file {
+                    config.ca_pem = Some(
+                        std::fs::read(path)
+                            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+                    );
+                }
+                let store = RedisStore::open(&config).await.map_err(|e| e.to_string())?;
+                let mode = if config.cluster {
+                    "Redis Cluster"
+                } else {
+                    "Redis"
+                };
+                let store = Arc::new(store);
+                (store.clone(), store, mode.to_string())
             }
-            let store = RedisStore::open(&config).await.map_err(|e| e.to_string())?;
-            let mode = if config.cluster {
-                "Redis Cluster"
-            } else {
-                "Redis"
-            };
-            (Arc::new(store), mode.to_string())
-        }
-        None => (
-            Arc::new(MemoryStore::new()),
-            "embedded (in memory; gone when this process stops)".into(),
-        ),
-    };
+            None => (
+                Arc::new(MemoryStore::new()),
+                Arc::new(MemorySubscriptions::new()),
+                "embedded (in memory; gone when this process stops)".into(),
+            ),
+        };
+    let listener = tokio::net::TcpListener::bind(&args.bind)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let defaults = GatewayConfig::default();
     let config = GatewayConfig {
         stage: args.stage.clone(),
@@ -129,19 +137,17 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             header_timeout: Duration::from_secs(args.header_timeout),
             ..defaults.connections.clone()
         },
+        management_endpoint: Some(format!("http://{addr}/{}", args.stage)),
         ..defaults
     };
     let limits = config.connections.clone();
-    let app = gateway::router(config, Arc::new(TokenAuthorizer(tokens)), store);
-    let listener = tokio::net::TcpListener::bind(&args.bind)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let app = gateway::router(config, Arc::new(TokenAuthorizer(tokens)), store, index);
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "listening on a non-loopback address: reachable from the network");
     }
     let url = format!("http://{addr}/{}/cubewalkblocks", args.stage);
     println!("CubeWalk local gateway listening on {url}");
+    println!("realtime (WebSocket): ws://{addr}/{}", args.stage);
     println!("store: {store_name}");
     match &dev_token {
         Some(t) => {

@@ -227,8 +227,37 @@ async fn concurrent_writers_lose_nothing(store: Arc<dyn ChunkStore>, writers: u1
     assert!(got[0].version >= u64::from(writers) * 2);
 }
 
+/// What the realtime notifications are built on: each chunk's revision before the put when
+/// this very call changed it, and nothing for no-op edits and idempotent replays.
+async fn apply_edits_tells_what_changed_from_what(store: &dyn ChunkStore) {
+    let w = world("changes");
+    let (a, b) = (ChunkKey::new(0, 0, 0), ChunkKey::new(1, 0, 0));
+    let first = store
+        .apply_edits(&w, &[(a, vec![set(1, 5)]), (b, vec![set(1, 0)])], None)
+        .await
+        .unwrap();
+    assert_eq!(first[0].changed_from, Some(EMPTY_REVISION));
+    assert_eq!(
+        first[1].changed_from, None,
+        "air set to air changes nothing"
+    );
+    let key = IdempotencyKey::new("changes-key-0000001").unwrap();
+    let second = store
+        .apply_edits(&w, &[(a, vec![set(2, 6)])], Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(second[0].changed_from, Some(first[0].revision));
+    let replay = store
+        .apply_edits(&w, &[(a, vec![set(2, 6)])], Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(replay[0].revision, second[0].revision);
+    assert_eq!(replay[0].changed_from, None, "a replay notifies nothing");
+}
+
 async fn run_suite(store: Arc<dyn ChunkStore>) {
     never_written_reads_empty_at_zero(store.as_ref()).await;
+    apply_edits_tells_what_changed_from_what(store.as_ref()).await;
     put_then_fetch_round_trips(store.as_ref()).await;
     unchanged_batch_keeps_version_and_emptied_chunk_keeps_version(store.as_ref()).await;
     worlds_are_separate(store.as_ref()).await;

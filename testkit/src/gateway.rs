@@ -1,6 +1,7 @@
 //! The local gateway started inside the test process on a free port.
 
 use cubewalk_server::gateway::{self, Authorizer, GatewayConfig};
+use cubewalk_server::realtime::{MemorySubscriptions, Subscriptions};
 use cubewalk_server::store::ChunkStore;
 use std::sync::Arc;
 
@@ -25,7 +26,8 @@ impl TestGateway {
     }
 
     /// As [`TestGateway::start`], making the store inside the gateway's runtime (a Redis
-    /// store's connection tasks must live on the runtime that serves it).
+    /// store's connection tasks must live on the runtime that serves it); the subscription
+    /// index is in memory.
     pub fn start_with<F, Fut>(
         config: GatewayConfig,
         authorizer: Arc<dyn Authorizer>,
@@ -35,10 +37,32 @@ impl TestGateway {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Arc<dyn ChunkStore>>,
     {
+        Self::start_full(config, authorizer, move || async move {
+            let index: Arc<dyn Subscriptions> = Arc::new(MemorySubscriptions::new());
+            (make_store().await, index)
+        })
+    }
+
+    /// As [`TestGateway::start_with`], making both the store and the subscription index.
+    /// Puts notify subscribers through the gateway's own `@connections` endpoint unless
+    /// `config.management_endpoint` says otherwise.
+    pub fn start_full<F, Fut>(
+        mut config: GatewayConfig,
+        authorizer: Arc<dyn Authorizer>,
+        make_backends: F,
+    ) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = (Arc<dyn ChunkStore>, Arc<dyn Subscriptions>)>,
+    {
         let (addr, stop_tx, thread) = crate::serve_on_thread(move |listener, stop_rx| async move {
-            let store = make_store().await;
+            let (store, index) = make_backends().await;
+            if config.management_endpoint.is_none() {
+                let addr = listener.local_addr().expect("bound");
+                config.management_endpoint = Some(format!("http://{addr}/{}", config.stage));
+            }
             let limits = config.connections.clone();
-            let app = gateway::router(config, authorizer, store);
+            let app = gateway::router(config, authorizer, store, index);
             gateway::serve(listener, app, limits, async {
                 let _ = stop_rx.await;
             })
@@ -56,6 +80,11 @@ impl TestGateway {
     /// The blocks URL under stage `prod`.
     pub fn blocks_url(&self) -> String {
         format!("{}/prod/cubewalkblocks", self.base)
+    }
+
+    /// The WebSocket API's URL under stage `prod`.
+    pub fn realtime_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/prod", self.port)
     }
 }
 

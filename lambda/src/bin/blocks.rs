@@ -1,10 +1,12 @@
 //! The blocks Lambda: `GET`/`PUT /cubewalkblocks` on Redis. The Redis connection is made once
 //! per process (outside the handler) and re-established after it breaks; configuration from
 //! `CUBEWALK_REDIS_URL`, `CUBEWALK_REDIS_CLUSTER`, `CUBEWALK_REDIS_CA_FILE`,
-//! `CUBEWALK_REDIS_TIMEOUT_MS`.
+//! `CUBEWALK_REDIS_TIMEOUT_MS`. With `CUBEWALK_REALTIME_ENDPOINT` (the WebSocket API's stage
+//! URL) a put also notifies the connections following the chunks it changed.
 
 use aws_lambda_events::apigw::ApiGatewayProxyRequest;
 use cubewalk_server::handlers::blocks;
+use cubewalk_server::realtime::{ManagementApi, ManagementConfig, Notifier, NotifyLimits};
 use cubewalk_server::store::{ChunkStore, RedisStore, RedisStoreConfig};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use std::sync::Arc;
@@ -14,11 +16,29 @@ async fn main() -> Result<(), Error> {
     cubewalk_lambda::init_logging();
     let config = RedisStoreConfig::from_env()?;
     tracing::info!(?config, "blocks starting");
-    let store: Arc<dyn ChunkStore> = Arc::new(RedisStore::open(&config).await?);
+    let redis = Arc::new(RedisStore::open(&config).await?);
+    let notifier = ManagementConfig::from_env()?.map(|management| {
+        tracing::info!(endpoint = %management.endpoint, "notifying subscribers");
+        Notifier {
+            index: redis.clone(),
+            delivery: Arc::new(ManagementApi::new(&management)),
+            limits: NotifyLimits::default(),
+        }
+    });
+    let store: Arc<dyn ChunkStore> = redis;
+    let notifier = Arc::new(notifier);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayProxyRequest>| {
-            let store = store.clone();
-            async move { Ok::<_, Error>(blocks::handle(&event.payload, store.as_ref()).await) }
+            let (store, notifier) = (store.clone(), notifier.clone());
+            async move {
+                let r = blocks::handle_notifying(
+                    &event.payload,
+                    store.as_ref(),
+                    notifier.as_ref().as_ref(),
+                )
+                .await;
+                Ok::<_, Error>(r)
+            }
         },
     ))
     .await

@@ -24,14 +24,22 @@
 mod cache;
 pub mod listen;
 pub mod policy;
+mod websocket;
 
 pub use listen::{serve, ConnectionLimits};
+pub use websocket::WebSocketLimits;
 
-use crate::handlers::authorizer::{authorize, TokenSet};
+use crate::handlers::authorizer::{
+    authorize, authorize_request as authorize_request_event, TokenSet,
+};
 use crate::handlers::blocks;
+use crate::realtime::{ManagementApi, ManagementConfig, Notifier, NotifyLimits, Subscriptions};
 use crate::store::ChunkStore;
 use async_trait::async_trait;
-use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequest, ApiGatewayProxyRequest};
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerRequest, ApiGatewayCustomAuthorizerRequestTypeRequest,
+    ApiGatewayProxyRequest,
+};
 use aws_lambda_events::encodings::Body as LambdaBody;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -70,6 +78,16 @@ pub const DEFAULT_TOKEN_REGEX: &str = "^[A-Za-z0-9._~+/=-]{8,512}$";
 pub trait Authorizer: Send + Sync + 'static {
     /// Runs the authorizer on one TOKEN event.
     async fn invoke(&self, event: ApiGatewayCustomAuthorizerRequest) -> Result<Value, String>;
+
+    /// Runs the authorizer on one REQUEST event (the WebSocket API's `$connect`). An
+    /// authorizer that only knows TOKEN events fails it (the client gets 500).
+    async fn invoke_request(
+        &self,
+        event: ApiGatewayCustomAuthorizerRequestTypeRequest,
+    ) -> Result<Value, String> {
+        let _ = event;
+        Err("this authorizer takes no REQUEST events".into())
+    }
 }
 
 /// The project's token authorizer ([`authorize`]) behind the [`Authorizer`] interface.
@@ -79,6 +97,14 @@ pub struct TokenAuthorizer(pub TokenSet);
 impl Authorizer for TokenAuthorizer {
     async fn invoke(&self, event: ApiGatewayCustomAuthorizerRequest) -> Result<Value, String> {
         let response = authorize(&event, &self.0).map_err(|e| e.to_string())?;
+        serde_json::to_value(response).map_err(|e| e.to_string())
+    }
+
+    async fn invoke_request(
+        &self,
+        event: ApiGatewayCustomAuthorizerRequestTypeRequest,
+    ) -> Result<Value, String> {
+        let response = authorize_request_event(&event, &self.0).map_err(|e| e.to_string())?;
         serde_json::to_value(response).map_err(|e| e.to_string())
     }
 }
@@ -105,6 +131,11 @@ pub struct GatewayConfig {
     pub body_timeout: Duration,
     /// Connection-level limits, applied by [`serve`].
     pub connections: ConnectionLimits,
+    /// The WebSocket API's limits (message size, idle timeout, lifetime).
+    pub websocket: WebSocketLimits,
+    /// The Management API endpoint puts notify subscribers through: this gateway's own
+    /// `http://<addr>/<stage>` once its address is known. `None`: puts notify nobody.
+    pub management_endpoint: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -119,6 +150,8 @@ impl Default for GatewayConfig {
             minimum_compression_size: Some(1024),
             body_timeout: Duration::from_secs(30),
             connections: ConnectionLimits::default(),
+            websocket: WebSocketLimits::default(),
+            management_endpoint: None,
         }
     }
 }
@@ -127,21 +160,40 @@ struct Gateway {
     config: GatewayConfig,
     authorizer: Arc<dyn Authorizer>,
     store: Arc<dyn ChunkStore>,
+    index: Arc<dyn Subscriptions>,
+    notifier: Option<Notifier>,
+    connections: websocket::Connections,
     cache: AuthCache,
 }
 
-/// Builds the gateway's router: every path and method goes through the API Gateway emulation.
+/// Builds the gateway's router: every path and method goes through the API Gateway emulation
+/// (the REST API at `/<stage>/cubewalkblocks`, the WebSocket API at `/<stage>` and its
+/// Management API at `/<stage>/@connections/{id}`), with `index` as the subscription index.
 pub fn router(
     config: GatewayConfig,
     authorizer: Arc<dyn Authorizer>,
     store: Arc<dyn ChunkStore>,
+    index: Arc<dyn Subscriptions>,
 ) -> axum::Router {
     let compression = config.minimum_compression_size;
+    let notifier = config
+        .management_endpoint
+        .as_ref()
+        .map(|endpoint| Notifier {
+            index: index.clone(),
+            delivery: Arc::new(ManagementApi::new(&ManagementConfig::local(
+                endpoint.clone(),
+            ))),
+            limits: NotifyLimits::default(),
+        });
     let state = Arc::new(Gateway {
         cache: AuthCache::new(config.auth_cache_ttl),
         config,
         authorizer,
         store,
+        index,
+        notifier,
+        connections: websocket::Connections::default(),
     });
     let router = axum::Router::new()
         .fallback(gateway)
@@ -269,15 +321,30 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
 /// API Gateway's order: the path, then the token (header, validation expression, authorizer
 /// and policy), and only then the body, so an unauthorized client cannot make the gateway read
 /// (or drain) megabytes; then the integration.
-async fn handle(gw: &Gateway, request: Request) -> Result<Response, Response> {
+async fn handle(gw: &Arc<Gateway>, request: Request) -> Result<Response, Response> {
     let refuse = |r: Refusal| r.response();
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string());
+    let stage_path = format!("/{}", gw.config.stage);
+    let path = request.uri().path().to_owned();
+    if path.trim_end_matches('/') == stage_path && request.method() == http::Method::GET {
+        return Ok(websocket::connect(gw.clone(), request, peer).await);
+    }
+    if let Some(id) = path
+        .strip_prefix(&stage_path)
+        .and_then(|p| p.strip_prefix("/@connections/"))
+    {
+        // The SDK percent-encodes the id (API Gateway's ids end in `=`).
+        let id = percent_encoding::percent_decode_str(id)
+            .decode_utf8_lossy()
+            .into_owned();
+        return Ok(websocket::management(gw.clone(), request, &id).await);
+    }
     let (parts, body) = request.into_parts();
 
-    let resource_path = format!("/{}{}", gw.config.stage, blocks::RESOURCE);
+    let resource_path = format!("{stage_path}{}", blocks::RESOURCE);
     if parts.uri.path().trim_end_matches('/') != resource_path {
         return Err(refuse(Refusal::MissingAuthenticationToken));
     }
@@ -325,8 +392,12 @@ async fn handle(gw: &Gateway, request: Request) -> Result<Response, Response> {
     let event = proxy_event(&gw.config, &parts, body, &grant.context, peer);
     // Run the integration in this task (no hop to another worker on the hot path), but still
     // turn a panic into API Gateway's 502, as a crashed Lambda would give.
-    let run =
-        std::panic::AssertUnwindSafe(blocks::handle(&event, gw.store.as_ref())).catch_unwind();
+    let run = std::panic::AssertUnwindSafe(blocks::handle_notifying(
+        &event,
+        gw.store.as_ref(),
+        gw.notifier.as_ref(),
+    ))
+    .catch_unwind();
     match tokio::time::timeout(gw.config.integration_timeout, run).await {
         Ok(Ok(resp)) => proxy_response(resp).ok_or_else(|| refuse(Refusal::BadIntegration)),
         Ok(Err(_)) => {
@@ -348,14 +419,31 @@ async fn grant_for(gw: &Gateway, token: &str, method_arn: &str) -> Result<Arc<Gr
     event.authorization_token = Some(token.to_owned());
     event.method_arn = Some(method_arn.to_owned());
     let authorizer = gw.authorizer.clone();
-    let run = tokio::spawn(async move { authorizer.invoke(event).await });
+    let grant = run_authorizer(gw, async move { authorizer.invoke(event).await }).await?;
+    gw.cache.put(token, grant.clone());
+    Ok(grant)
+}
+
+/// The grant of a REQUEST authorizer (the WebSocket API's `$connect`); not cached, as a
+/// connection is authorized once.
+async fn authorize_request(
+    gw: &Gateway,
+    event: ApiGatewayCustomAuthorizerRequestTypeRequest,
+) -> Result<Arc<Grant>, Refusal> {
+    let authorizer = gw.authorizer.clone();
+    run_authorizer(gw, async move { authorizer.invoke_request(event).await }).await
+}
+
+/// Runs an authorizer as API Gateway does: in its own task, bounded in time; a crash, a
+/// timeout or an answer that is not a policy is a 500, `Unauthorized` a 401.
+async fn run_authorizer<F>(gw: &Gateway, invoke: F) -> Result<Arc<Grant>, Refusal>
+where
+    F: std::future::Future<Output = Result<Value, String>> + Send + 'static,
+{
+    let run = tokio::spawn(invoke);
     match tokio::time::timeout(gw.config.authorizer_timeout, run).await {
         Ok(Ok(Ok(raw))) => match parse_grant(raw) {
-            Ok(grant) => {
-                let grant = Arc::new(grant);
-                gw.cache.put(token, grant.clone());
-                Ok(grant)
-            }
+            Ok(grant) => Ok(Arc::new(grant)),
             Err(why) => {
                 tracing::error!(error = %why, "authorizer answer refused");
                 Err(Refusal::AuthorizerFailure)

@@ -1,8 +1,10 @@
-//! The TOKEN authorizer: checks the `token` header value against the accepted tokens.
+//! The authorizer: checks the `token` header value against the accepted tokens, for the REST
+//! API (a TOKEN authorizer) and the WebSocket API's `$connect` (a REQUEST authorizer, since
+//! WebSocket APIs have no TOKEN type). One function serves both event shapes.
 
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequest,
-    ApiGatewayCustomAuthorizerResponse,
+    ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
 };
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use sha2::{Digest, Sha256};
@@ -94,6 +96,54 @@ pub fn authorize(
         .ok_or(AuthorizerError::BadEvent("no methodArn"))?;
     let stage_arn = stage_wildcard(method_arn).ok_or(AuthorizerError::BadEvent("bad methodArn"))?;
     let slot = tokens.check(token).ok_or(AuthorizerError::Unauthorized)?;
+    Ok(allow(slot, stage_arn))
+}
+
+/// Authorizes one REQUEST event (the WebSocket API's `$connect`): the token is the `token`
+/// header; an accepted one gets an Allow policy for every route of the stage
+/// (`arn:...:<apiId>/<stage>/*`, as WebSocket route ARNs have no method part).
+pub fn authorize_request(
+    event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
+    tokens: &TokenSet,
+) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
+    let token = event
+        .headers
+        .get("token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let method_arn = event
+        .method_arn
+        .as_deref()
+        .ok_or(AuthorizerError::BadEvent("no methodArn"))?;
+    let stage_arn = stage_wildcard(method_arn)
+        .and_then(|s| s.strip_suffix("/*").map(str::to_owned))
+        .ok_or(AuthorizerError::BadEvent("bad methodArn"))?;
+    let slot = tokens.check(token).ok_or(AuthorizerError::Unauthorized)?;
+    Ok(allow(slot, stage_arn))
+}
+
+/// Authorizes either event shape, told apart by its `type` (`TOKEN` or `REQUEST`).
+pub fn authorize_any(
+    event: serde_json::Value,
+    tokens: &TokenSet,
+) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
+    match event.get("type").and_then(|t| t.as_str()) {
+        Some("TOKEN") => authorize(
+            &serde_json::from_value(event).map_err(|_| AuthorizerError::BadEvent("TOKEN event"))?,
+            tokens,
+        ),
+        Some("REQUEST") => authorize_request(
+            &serde_json::from_value(event)
+                .map_err(|_| AuthorizerError::BadEvent("REQUEST event"))?,
+            tokens,
+        ),
+        _ => Err(AuthorizerError::BadEvent(
+            "type is neither TOKEN nor REQUEST",
+        )),
+    }
+}
+
+fn allow(slot: usize, stage_arn: String) -> ApiGatewayCustomAuthorizerResponse {
     let principal = format!("client-{slot}");
 
     let mut statement = IamPolicyStatement::default();
@@ -107,7 +157,7 @@ pub fn authorize(
     response.principal_id = Some(principal.clone());
     response.policy_document = policy;
     response.context = serde_json::json!({ "principal": principal, "tokenSlot": slot });
-    Ok(response)
+    response
 }
 
 /// `arn:...:<apiId>/<stage>/<VERB>/<resource>` becomes `arn:...:<apiId>/<stage>/*/*`.
@@ -129,6 +179,43 @@ mod tests {
             "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abcdef123/prod/GET/cubewalkblocks"
         }))
         .unwrap()
+    }
+
+    fn request_event(token: Option<&str>) -> serde_json::Value {
+        let mut headers = serde_json::json!({ "Host": "abc.execute-api.us-east-1.amazonaws.com" });
+        if let Some(t) = token {
+            headers["token"] = t.into();
+        }
+        serde_json::json!({
+            "type": "REQUEST",
+            "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abcdef123/prod/$connect",
+            "headers": headers,
+            "requestContext": { "routeKey": "$connect", "eventType": "CONNECT", "connectionId": "x" }
+        })
+    }
+
+    #[test]
+    fn request_events_of_the_websocket_connect_are_authorized_by_the_token_header() {
+        let tokens = TokenSet::from_list("secret-token");
+        let r = authorize_any(request_event(Some("secret-token")), &tokens).unwrap();
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v["policyDocument"]["Statement"][0]["Resource"][0],
+            "arn:aws:execute-api:us-east-1:123456789012:abcdef123/prod/*"
+        );
+        for bad in [None, Some(""), Some("secret-tokeN")] {
+            assert_eq!(
+                authorize_any(request_event(bad), &tokens).unwrap_err(),
+                AuthorizerError::Unauthorized
+            );
+        }
+        // The TOKEN shape still works through the same entry point; anything else is an error.
+        let token = serde_json::to_value(event("secret-token")).unwrap();
+        assert!(authorize_any(token, &tokens).is_ok());
+        assert!(matches!(
+            authorize_any(serde_json::json!({"type": "OTHER"}), &tokens),
+            Err(AuthorizerError::BadEvent(_))
+        ));
     }
 
     #[test]

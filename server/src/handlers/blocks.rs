@@ -1,5 +1,7 @@
-//! The blocks handler: `GET` and `PUT /cubewalkblocks` as a function of (proxy event, store).
+//! The blocks handler: `GET` and `PUT /cubewalkblocks` as a function of (proxy event, store),
+//! optionally telling the realtime API's subscribers what a put changed.
 
+use crate::realtime::{changes, Notifier};
 use crate::store::ChunkStore;
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use aws_lambda_events::encodings::Body;
@@ -21,7 +23,17 @@ pub async fn handle(
     req: &ApiGatewayProxyRequest,
     store: &dyn ChunkStore,
 ) -> ApiGatewayProxyResponse {
-    let result = route(req, store).await;
+    handle_notifying(req, store, None).await
+}
+
+/// [`handle`], and after a put changed chunks, tells their followers through `notifier`
+/// (bounded by its deadline; a failed notification never fails the put).
+pub async fn handle_notifying(
+    req: &ApiGatewayProxyRequest,
+    store: &dyn ChunkStore,
+    notifier: Option<&Notifier>,
+) -> ApiGatewayProxyResponse {
+    let result = route(req, store, notifier).await;
     match &result {
         Ok(_) => tracing::info!(method = %req.http_method, status = 200, "blocks"),
         Err(e) if e.status() >= 500 => {
@@ -48,7 +60,11 @@ pub async fn handle(
     }
 }
 
-async fn route(req: &ApiGatewayProxyRequest, store: &dyn ChunkStore) -> Result<String, WireError> {
+async fn route(
+    req: &ApiGatewayProxyRequest,
+    store: &dyn ChunkStore,
+    notifier: Option<&Notifier>,
+) -> Result<String, WireError> {
     let resource = req
         .resource
         .as_deref()
@@ -59,7 +75,7 @@ async fn route(req: &ApiGatewayProxyRequest, store: &dyn ChunkStore) -> Result<S
     }
     match req.http_method {
         Method::GET => fetch(req, store).await,
-        Method::PUT => put(req, store).await,
+        Method::PUT => put(req, store, notifier).await,
         ref other => Err(WireError::MethodNotAllowed(other.to_string())),
     }
 }
@@ -91,17 +107,29 @@ async fn fetch(req: &ApiGatewayProxyRequest, store: &dyn ChunkStore) -> Result<S
     serde_json::to_string(&resp).map_err(|e| WireError::Internal(e.to_string()))
 }
 
-async fn put(req: &ApiGatewayProxyRequest, store: &dyn ChunkStore) -> Result<String, WireError> {
+async fn put(
+    req: &ApiGatewayProxyRequest,
+    store: &dyn ChunkStore,
+    notifier: Option<&Notifier>,
+) -> Result<String, WireError> {
     let body = request_body(req)?;
     let request = PutRequest::parse(&body)?;
     let grouped = request.group()?;
-    let versions = if grouped.is_empty() {
+    let applied = if grouped.is_empty() {
         Vec::new()
     } else {
         store
-            .apply(&request.world, &grouped, request.idempotency_key.as_ref())
+            .apply_edits(&request.world, &grouped, request.idempotency_key.as_ref())
             .await?
     };
+    if let Some(notifier) = notifier {
+        let changes = changes(&grouped, &applied);
+        if !changes.is_empty() {
+            let report = notifier.notify(&request.world, &changes).await;
+            tracing::info!(changes = changes.len(), ?report, "notified");
+        }
+    }
+    let versions = applied.iter().map(|a| a.revision);
     let resp = PutResponse {
         world: request.world,
         chunks: grouped

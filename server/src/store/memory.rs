@@ -1,6 +1,6 @@
 //! The embedded in-memory store: zero setup, same semantics as Redis, gone when the process ends.
 
-use super::{edit_blob, ChunkStore, StoreError, StoredChunk, IDEMPOTENCY_WINDOW};
+use super::{edit_blob, Applied, ChunkStore, StoreError, StoredChunk, IDEMPOTENCY_WINDOW};
 use async_trait::async_trait;
 use cubewalk_protocol::messages::ChunkEdits;
 use cubewalk_protocol::{ChunkKey, IdempotencyKey, WorldId};
@@ -97,18 +97,18 @@ impl ChunkStore for MemoryStore {
             .collect())
     }
 
-    async fn apply(
+    async fn apply_edits(
         &self,
         world: &WorldId,
         edits: &[ChunkEdits],
         key: Option<&IdempotencyKey>,
-    ) -> Result<Vec<u64>, StoreError> {
+    ) -> Result<Vec<Applied>, StoreError> {
         let mut revisions = Vec::with_capacity(edits.len());
         for (chunk, cubes) in edits {
             let mut shard = self.lock(*chunk);
             let record = key.map(|k| (world.clone(), *chunk, k.clone()));
             if let Some(done) = record.as_ref().and_then(|r| shard.recall(r)) {
-                revisions.push(done);
+                revisions.push(Applied::unchanged(done));
                 continue;
             }
             let id = (world.clone(), *chunk);
@@ -116,6 +116,7 @@ impl ChunkStore for MemoryStore {
             let blob = current.map(|c| c.blob.as_slice()).unwrap_or(&[]);
             let version = current.map_or(0, |c| c.version);
             let edited = edit_blob(world, *chunk, blob, cubes)?;
+            let answer = edited.applied();
             if let Some(blob) = edited.blob {
                 shard.chunks.insert(
                     id,
@@ -125,9 +126,8 @@ impl ChunkStore for MemoryStore {
                     },
                 );
             }
-            let answer = edited.revision;
             if let Some(record) = record {
-                shard.remember(record, answer);
+                shard.remember(record, answer.revision);
             }
             revisions.push(answer);
         }

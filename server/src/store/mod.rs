@@ -12,7 +12,7 @@
 //! [`IDEMPOTENCY_WINDOW_SECS`]. A retry under a remembered key changes nothing.
 
 mod memory;
-mod redis;
+pub(crate) mod redis;
 
 pub use self::memory::MemoryStore;
 pub use self::redis::{chunk_key as redis_chunk_key, RedisStore, RedisStoreConfig};
@@ -83,16 +83,50 @@ pub trait ChunkStore: Send + Sync {
         keys: &[ChunkKey],
     ) -> Result<Vec<StoredChunk>, StoreError>;
 
-    /// Applies each chunk's edits atomically and returns each chunk's revision afterwards, in
-    /// order. A batch that changes nothing leaves the chunk as it was. With `key`, a chunk
-    /// that already applied a put under `key` (within [`IDEMPOTENCY_WINDOW_SECS`]) is left
-    /// alone and answers the revision it answered then. No edits: no work, an empty answer.
+    /// Applies each chunk's edits atomically and tells, per chunk in order, its revision
+    /// afterwards and whether this call changed it (and from which revision). A batch that
+    /// changes nothing leaves the chunk as it was. With `key`, a chunk that already applied a
+    /// put under `key` (within [`IDEMPOTENCY_WINDOW_SECS`]) is left alone and answers the
+    /// revision it answered then, as unchanged. No edits: no work, an empty answer.
+    async fn apply_edits(
+        &self,
+        world: &WorldId,
+        edits: &[ChunkEdits],
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Vec<Applied>, StoreError>;
+
+    /// [`ChunkStore::apply_edits`], answering only each chunk's revision afterwards.
     async fn apply(
         &self,
         world: &WorldId,
         edits: &[ChunkEdits],
         key: Option<&IdempotencyKey>,
-    ) -> Result<Vec<u64>, StoreError>;
+    ) -> Result<Vec<u64>, StoreError> {
+        let applied = self.apply_edits(world, edits, key).await?;
+        Ok(applied.iter().map(|a| a.revision).collect())
+    }
+}
+
+/// What one chunk's edits did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The chunk's revision after the put (what the put answers).
+    pub revision: u64,
+    /// `Some(revision before)` when this very call changed the chunk: the put's edits applied
+    /// to that content give exactly `revision`'s content, because the store applied them
+    /// inside its check-and-set. `None` when nothing changed (edits equal to the content, or
+    /// a replay under an idempotency key already applied).
+    pub changed_from: Option<u64>,
+}
+
+impl Applied {
+    /// A chunk this call left as it was.
+    pub(crate) fn unchanged(revision: u64) -> Self {
+        Self {
+            revision,
+            changed_from: None,
+        }
+    }
 }
 
 /// A chunk after edits: the blob to store (`None` when no cube changed value) and the
@@ -100,6 +134,18 @@ pub trait ChunkStore: Send + Sync {
 pub(crate) struct Edited {
     pub(crate) blob: Option<Vec<u8>>,
     pub(crate) revision: u64,
+    /// The revision of the content the edits were applied to.
+    pub(crate) previous: u64,
+}
+
+impl Edited {
+    /// What applying this edit means for the caller once it is stored.
+    pub(crate) fn applied(&self) -> Applied {
+        Applied {
+            revision: self.revision,
+            changed_from: self.blob.is_some().then_some(self.previous),
+        }
+    }
 }
 
 /// Applies `edits` to the chunk held in `current`.
@@ -121,16 +167,19 @@ pub(crate) fn edit_blob(
         changed |= *slot != e.value;
         *slot = e.value;
     }
+    let previous = cubewalk_protocol::revision(current);
     Ok(if changed {
         let blob = encode_chunk(&cubes);
         Edited {
             revision: cubewalk_protocol::revision(&blob),
             blob: Some(blob),
+            previous,
         }
     } else {
         Edited {
             blob: None,
-            revision: cubewalk_protocol::revision(current),
+            revision: previous,
+            previous,
         }
     })
 }

@@ -18,7 +18,7 @@
 //! stale copy. Reads and writes of many chunks are pipelined: a fetch is one round trip, an
 //! uncontended put two.
 
-use super::{edit_blob, ChunkStore, StoreError, StoredChunk, IDEMPOTENCY_WINDOW};
+use super::{edit_blob, Applied, ChunkStore, StoreError, StoredChunk, IDEMPOTENCY_WINDOW};
 use async_trait::async_trait;
 use cubewalk_protocol::messages::ChunkEdits;
 use cubewalk_protocol::{ChunkKey, IdempotencyKey, WorldId};
@@ -37,12 +37,13 @@ use std::time::Duration;
 /// the revision to answer, as decimal text (Lua numbers would round a 64-bit value); ARGV[5]:
 /// how long the record lives, in seconds.
 ///
-/// Answers the revision (the remembered one when the key was already applied), or nil when
-/// another writer changed the chunk since it was read.
+/// Answers the revision, or `=` and the remembered revision when the key was already applied
+/// (so the caller knows this call changed nothing), or nil when another writer changed the
+/// chunk since it was read.
 const CAS_SCRIPT: &str = r"
 if KEYS[2] then
   local done = redis.call('GET', KEYS[2])
-  if done then return done end
+  if done then return '=' .. done end
 end
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[1]) then return false end
@@ -246,7 +247,7 @@ impl RedisStore {
 
     /// Runs commands that each touch one key: as one pipeline on a single server, or issued
     /// together on the cluster connection (which pipelines them per node).
-    async fn run_all<T: FromRedisValue>(&self, cmds: Vec<Cmd>) -> RedisResult<Vec<T>> {
+    pub(crate) async fn run_all<T: FromRedisValue>(&self, cmds: Vec<Cmd>) -> RedisResult<Vec<T>> {
         match &self.conn {
             Conn::Single(c) => {
                 let mut pipe = Pipeline::with_capacity(cmds.len());
@@ -330,8 +331,8 @@ impl RedisStore {
         world: &WorldId,
         edits: &[ChunkEdits],
         key: Option<&IdempotencyKey>,
-    ) -> Result<Vec<u64>, StoreError> {
-        let mut revisions = vec![0u64; edits.len()];
+    ) -> Result<Vec<Applied>, StoreError> {
+        let mut revisions = vec![Applied::unchanged(0); edits.len()];
         let mut pending: Vec<usize> = (0..edits.len()).collect();
         let mut reconnects = 0;
         for attempt in 0..MAX_CAS_ATTEMPTS {
@@ -350,16 +351,17 @@ impl RedisStore {
             let mut writing = Vec::new();
             for ((&i, stored), done) in pending.iter().zip(&current).zip(done) {
                 if let Some(r) = done {
-                    revisions[i] = r;
+                    revisions[i] = Applied::unchanged(r);
                     continue;
                 }
                 let (chunk, cubes) = &edits[i];
                 let edited = edit_blob(world, *chunk, &stored.blob, cubes)?;
                 if edited.blob.is_none() && key.is_none() {
                     // Nothing to change and nothing to remember.
-                    revisions[i] = edited.revision;
+                    revisions[i] = edited.applied();
                     continue;
                 }
+                let applied = edited.applied();
                 let mut cmd = redis::cmd("EVAL");
                 cmd.arg(CAS_SCRIPT)
                     .arg(if key.is_some() { 2 } else { 1 })
@@ -374,7 +376,7 @@ impl RedisStore {
                     .arg(edited.revision.to_string())
                     .arg(IDEMPOTENCY_WINDOW.as_secs());
                 cmds.push(cmd);
-                writing.push(i);
+                writing.push((i, applied));
             }
             if writing.is_empty() {
                 return Ok(revisions);
@@ -386,17 +388,26 @@ impl RedisStore {
                 Ok(r) => r,
                 Err(e) if is_broken_connection(&e) && reconnects < 2 => {
                     reconnects += 1;
-                    pending = writing;
+                    pending = writing.into_iter().map(|(i, _)| i).collect();
                     continue;
                 }
                 Err(e) => return Err(unavailable(&e)),
             };
             pending.clear();
-            for (i, r) in writing.into_iter().zip(results) {
-                match r.map(|text| text.parse::<u64>()) {
-                    None => pending.push(i),
-                    Some(Ok(r)) => revisions[i] = r,
-                    Some(Err(_)) => {
+            for ((i, applied), r) in writing.into_iter().zip(results) {
+                let Some(text) = r else {
+                    pending.push(i);
+                    continue;
+                };
+                // "=<revision>": the key was applied by an earlier call, this one changed nothing.
+                let (replayed, digits) = match text.strip_prefix('=') {
+                    Some(d) => (true, d),
+                    None => (false, text.as_str()),
+                };
+                match digits.parse::<u64>() {
+                    Ok(r) if replayed => revisions[i] = Applied::unchanged(r),
+                    Ok(_) => revisions[i] = applied,
+                    Err(_) => {
                         return Err(StoreError::Unavailable(
                             "Redis answered a revision that is not a number".into(),
                         ))
@@ -427,12 +438,12 @@ impl ChunkStore for RedisStore {
         Ok(stored)
     }
 
-    async fn apply(
+    async fn apply_edits(
         &self,
         world: &WorldId,
         edits: &[ChunkEdits],
         key: Option<&IdempotencyKey>,
-    ) -> Result<Vec<u64>, StoreError> {
+    ) -> Result<Vec<Applied>, StoreError> {
         if edits.is_empty() {
             return Ok(Vec::new());
         }
@@ -460,12 +471,12 @@ pub(crate) fn applied_key(world: &WorldId, chunk: ChunkKey, key: &IdempotencyKey
     format!("{}:put:{key}", chunk_key(world, chunk))
 }
 
-fn is_broken_connection(e: &redis::RedisError) -> bool {
+pub(crate) fn is_broken_connection(e: &redis::RedisError) -> bool {
     e.is_connection_dropped() || e.is_io_error()
 }
 
 /// Redis errors never carry the URL (and so never the password); the kind and detail say
 /// enough for an operator.
-fn unavailable(e: &redis::RedisError) -> StoreError {
+pub(crate) fn unavailable(e: &redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("Redis error ({:?}): {e}", e.kind()))
 }

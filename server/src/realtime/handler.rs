@@ -1,0 +1,88 @@
+//! The WebSocket API's routes as a plain function of (event, index): the realtime Lambda and
+//! the local gateway are thin shells around [`handle`].
+//!
+//! API Gateway has authorized `$connect` already (the REQUEST authorizer on the `token`
+//! header), so `$connect` only accepts. Client messages are routed on their `action`
+//! (`subscribe`, `unsubscribe`, anything else to `$default`); the answer (the routes are
+//! two-way) is `{"subscribed":n}` / `{"unsubscribed":n}` or the REST API's error body
+//! `{"error":{"code","message"}}`, so a client can tell answers (objects) from change messages
+//! (arrays).
+
+use super::index::Subscriptions;
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use cubewalk_protocol::realtime::ClientMessage;
+use cubewalk_protocol::WireError;
+
+/// The route keys of the WebSocket API, as deployed.
+pub const ROUTES: [&str; 5] = [
+    "$connect",
+    "$disconnect",
+    "subscribe",
+    "unsubscribe",
+    "$default",
+];
+
+/// Handles one WebSocket event. Never panics on any input and never fails: problems are
+/// answered as JSON errors.
+pub async fn handle(
+    event: &ApiGatewayWebsocketProxyRequest,
+    index: &dyn Subscriptions,
+) -> ApiGatewayProxyResponse {
+    let ctx = &event.request_context;
+    let route = ctx.route_key.as_deref().unwrap_or("");
+    let Some(connection) = ctx.connection_id.as_deref().filter(|c| !c.is_empty()) else {
+        return answer(Err(WireError::Invalid("event without connectionId".into())));
+    };
+    let result = match route {
+        "$connect" => Ok(None),
+        "$disconnect" => index
+            .disconnect(connection)
+            .await
+            .map(|()| None)
+            .map_err(WireError::from),
+        _ => message(connection, event.body.as_deref().unwrap_or(""), index)
+            .await
+            .map(Some),
+    };
+    match &result {
+        Err(e) if e.status() >= 500 => tracing::error!(route, error = %e, "realtime"),
+        Err(e) => tracing::info!(route, error = %e, "realtime"),
+        Ok(_) => tracing::debug!(route, "realtime"),
+    }
+    answer(result)
+}
+
+async fn message(
+    connection: &str,
+    text: &str,
+    index: &dyn Subscriptions,
+) -> Result<String, WireError> {
+    match ClientMessage::parse(text).map_err(WireError::Invalid)? {
+        ClientMessage::Subscribe { world, chunks } => {
+            index.subscribe(connection, &world, &chunks).await?;
+            Ok(format!("{{\"subscribed\":{}}}", chunks.len()))
+        }
+        ClientMessage::Unsubscribe { chunks } => {
+            index.unsubscribe(connection, &chunks).await?;
+            Ok(format!("{{\"unsubscribed\":{}}}", chunks.len()))
+        }
+    }
+}
+
+fn answer(result: Result<Option<String>, WireError>) -> ApiGatewayProxyResponse {
+    let mut r = ApiGatewayProxyResponse::default();
+    match result {
+        Ok(body) => {
+            r.status_code = 200;
+            r.body = body.map(Body::Text);
+        }
+        Err(e) => {
+            r.status_code = i64::from(e.status());
+            r.body = Some(Body::Text(
+                serde_json::to_string(&e.body()).unwrap_or_default(),
+            ));
+        }
+    }
+    r
+}

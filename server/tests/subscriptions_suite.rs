@@ -1,0 +1,171 @@
+//! One suite of subscription-index semantics, run against the in-memory index, a real
+//! `redis-server`, a Redis Cluster and the deployment's restricted Redis user.
+
+use cubewalk_protocol::realtime::MAX_SUBSCRIBED_CHUNKS;
+use cubewalk_protocol::{ChunkKey, WorldId};
+use cubewalk_server::realtime::{MemorySubscriptions, Subscriptions, SUBSCRIPTION_TTL};
+use cubewalk_server::store::{RedisStore, RedisStoreConfig};
+use cubewalk_testkit::{RedisCluster, RedisServer};
+
+fn k(x: i32) -> ChunkKey {
+    ChunkKey::new(x, -x, 3)
+}
+
+async fn followers(index: &dyn Subscriptions, world: &WorldId, x: i32) -> Vec<String> {
+    index.followers(world, &[k(x)]).await.unwrap().remove(0)
+}
+
+async fn follow_replace_unfollow_disconnect(index: &dyn Subscriptions) {
+    let w = WorldId::default();
+    let other = WorldId::new("other").unwrap();
+    index.subscribe("a", &w, &[k(0), k(1)]).await.unwrap();
+    index.subscribe("b", &w, &[k(1)]).await.unwrap();
+    assert_eq!(followers(index, &w, 1).await, ["a", "b"]);
+    assert_eq!(followers(index, &w, 0).await, ["a"]);
+    assert!(
+        followers(index, &other, 0).await.is_empty(),
+        "worlds are separate"
+    );
+    // Several chunks in one lookup, in order.
+    let many = index.followers(&w, &[k(1), k(9), k(0)]).await.unwrap();
+    assert_eq!(many, vec![vec!["a", "b"], vec![], vec!["a"]]);
+    // A new subscription replaces the old one, also across worlds.
+    index.subscribe("a", &w, &[k(2)]).await.unwrap();
+    assert_eq!(followers(index, &w, 1).await, ["b"]);
+    assert_eq!(followers(index, &w, 2).await, ["a"]);
+    index.subscribe("a", &other, &[k(2)]).await.unwrap();
+    assert!(followers(index, &w, 2).await.is_empty());
+    assert_eq!(followers(index, &other, 2).await, ["a"]);
+    index.unsubscribe("b", &[k(1), k(7)]).await.unwrap();
+    assert!(followers(index, &w, 1).await.is_empty());
+    index.unsubscribe("nobody", &[k(1)]).await.unwrap();
+    index.disconnect("a").await.unwrap();
+    index.disconnect("b").await.unwrap();
+    index.disconnect("never-connected").await.unwrap();
+    assert!(followers(index, &other, 2).await.is_empty());
+}
+
+async fn bounded_per_connection(index: &dyn Subscriptions) {
+    let w = WorldId::new("bounded").unwrap();
+    let chunks: Vec<ChunkKey> = (0..MAX_SUBSCRIBED_CHUNKS as i32 + 100).map(k).collect();
+    index.subscribe("big", &w, &chunks).await.unwrap();
+    let all = index.followers(&w, &chunks).await.unwrap();
+    let followed = all.iter().filter(|f| !f.is_empty()).count();
+    assert_eq!(followed, MAX_SUBSCRIBED_CHUNKS);
+    index.disconnect("big").await.unwrap();
+    let all = index.followers(&w, &chunks).await.unwrap();
+    assert!(all.iter().all(Vec::is_empty));
+}
+
+async fn run_suite(index: &dyn Subscriptions) {
+    follow_replace_unfollow_disconnect(index).await;
+    bounded_per_connection(index).await;
+}
+
+#[tokio::test]
+async fn memory_index_suite() {
+    let index = MemorySubscriptions::new();
+    run_suite(&index).await;
+    assert_eq!(index.connections(), 0, "nothing left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_index_suite_leaves_nothing_and_everything_expires() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&RedisStoreConfig::new(redis.url()))
+        .await
+        .unwrap();
+    run_suite(&store).await;
+    assert_eq!(
+        redis.command(&["DBSIZE"]).as_deref(),
+        Some(":0"),
+        "keys left behind"
+    );
+
+    // Every key the index writes expires on its own (a lost $disconnect leaves nothing for
+    // long), a little after API Gateway's 2-hour connection lifetime.
+    store
+        .subscribe("c", &WorldId::default(), &[k(0), k(1)])
+        .await
+        .unwrap();
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "KEYS", "*"])
+        .output()
+        .unwrap();
+    let keys = String::from_utf8_lossy(&out.stdout).to_string();
+    let ttl_max = SUBSCRIPTION_TTL.as_secs();
+    let mut n = 0;
+    for key in keys.lines().filter(|l| l.starts_with("cw:")) {
+        let ttl: u64 = redis
+            .command(&["TTL", key])
+            .unwrap()
+            .trim_start_matches(':')
+            .parse()
+            .unwrap();
+        assert!(ttl > 7200 && ttl <= ttl_max, "{key}: ttl {ttl}");
+        n += 1;
+    }
+    assert_eq!(
+        n, 3,
+        "two chunks' follower sets and the connection's record: {keys}"
+    );
+    // A follower whose expiry passed is not answered, even while its set lives on.
+    redis.command(&["ZADD", "cw:{default:0,0,3}:subs", "1", "stale"]);
+    assert_eq!(followers(&store, &WorldId::default(), 0).await, ["c"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_index_suite() {
+    let cluster = RedisCluster::start();
+    let mut config = RedisStoreConfig::new(cluster.url());
+    config.cluster = true;
+    let store = RedisStore::connect(&config).await.unwrap();
+    run_suite(&store).await;
+    // A connection following chunks spread over every node.
+    let w = WorldId::default();
+    let chunks: Vec<ChunkKey> = (0..64).map(k).collect();
+    store.subscribe("spread", &w, &chunks).await.unwrap();
+    let all = store.followers(&w, &chunks).await.unwrap();
+    assert!(all.iter().all(|f| f == &["spread"]));
+    let mut nodes_with_keys = 0;
+    for p in &cluster.ports {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &p.to_string(), "DBSIZE"])
+            .output()
+            .unwrap();
+        let n: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        nodes_with_keys += u32::from(n > 0);
+    }
+    assert_eq!(nodes_with_keys, 3, "follower sets spread over every node");
+    store.disconnect("spread").await.unwrap();
+    for p in &cluster.ports {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &p.to_string(), "DBSIZE"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "0",
+            "node {p} kept keys"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deployments_redis_user_can_keep_the_index() {
+    let template = include_str!("../template.yaml");
+    let access = template
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("AccessString: \"on "))
+        .expect("the blocks user's AccessString in template.yaml")
+        .trim_end_matches('"');
+    let redis = RedisServer::start();
+    let mut setuser = vec!["ACL", "SETUSER", "blocks", "reset", "on", ">acl-test-pass"];
+    setuser.extend(access.split_whitespace());
+    assert_eq!(redis.command(&setuser).as_deref(), Some("+OK"), "{access}");
+    let url = format!("redis://blocks:acl-test-pass@127.0.0.1:{}", redis.port);
+    let store = RedisStore::connect(&RedisStoreConfig::new(url))
+        .await
+        .unwrap();
+    run_suite(&store).await;
+}
