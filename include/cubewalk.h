@@ -38,9 +38,47 @@
 // Longest world id in bytes.
 #define CW_MAX_WORLD_LEN 64
 
+// Most chunks `cw_realtime_follow` takes.
+#define CW_MAX_FOLLOWED_CHUNKS 1024
+
+// Most edits one change carries; `cw_realtime_poll` needs room for at least this many.
+#define CW_MAX_CHANGE_EDITS 64
+
 // "No version held": put in `versions[i]` before a fetch when the caller holds nothing for
 // that chunk, so its data always comes back.
 #define CW_NO_VERSION UINT64_MAX
+
+// `CwChange.kind`: the chunk changed and the change carries its cube edits: when the caller
+// holds `previous`, applying `edits[first_edit .. first_edit + edit_count]` (each `index`
+// and `value` within `chunk`) gives `version`; when it holds `version`, nothing to do;
+// otherwise it refetches the chunk.
+#define CW_CHANGE_EDITS 0
+
+// `CwChange.kind`: the chunk changed by too many cubes to carry them: refetch it (unless
+// the caller already holds `version`).
+#define CW_CHANGE_REFETCH 1
+
+// `CwChange.kind`: the server acknowledged the subscription: fetch every followed chunk now
+// (with the versions held, so unchanged chunks cost nothing); changes are reported from here
+// on. `chunk`, versions and edits are zero.
+#define CW_CHANGE_SUBSCRIBED 2
+
+// `CwChange.kind`: changes may have been missed (the connection was lost and restored, or
+// events overflowed because nobody polled): refetch every followed chunk.
+#define CW_CHANGE_GAP 3
+
+// `cw_realtime_state`: not started, or stopped.
+#define CW_REALTIME_OFF 0
+
+// `cw_realtime_state`: connecting, or waiting to reconnect after a failure.
+#define CW_REALTIME_CONNECTING 1
+
+// `cw_realtime_state`: connected.
+#define CW_REALTIME_CONNECTED 2
+
+// `cw_realtime_state`: the server refused the token at connect; no more attempts
+// (`cw_last_error` after `cw_realtime_state` says why).
+#define CW_REALTIME_REFUSED 3
 
 // Longest accepted endpoint URL, in bytes.
 #define CW_MAX_ENDPOINT_LEN 2048
@@ -67,6 +105,9 @@
 
 // Largest extra root certificate bundle, in bytes.
 #define CW_MAX_CA_PEM_BYTES (1 << 20)
+
+// Most events queued before the oldest are dropped for one [`RealtimeEvent::Gap`].
+#define MAX_QUEUED_EVENTS 4096
 
 // Outcome of every C ABI function (`CwStatus` in C). Values are part of the ABI: never reorder.
 enum CwStatus
@@ -172,6 +213,22 @@ typedef struct {
   // The chunk's version after the put.
   uint64_t version;
 } CwChunkVersion;
+
+// One realtime event, as `cw_realtime_poll` writes it.
+typedef struct {
+  // The chunk (zero for `CW_CHANGE_SUBSCRIBED` and `CW_CHANGE_GAP`).
+  CwChunkKey chunk;
+  // One of `CW_CHANGE_*`.
+  uint32_t kind;
+  // The chunk's version before the change.
+  uint64_t previous;
+  // The chunk's version after the change.
+  uint64_t version;
+  // Where this change's edits start in the `edits` array of the same poll.
+  uint32_t first_edit;
+  // How many edits it has (0 unless `CW_CHANGE_EDITS`).
+  uint32_t edit_count;
+} CwChange;
 
 #ifdef __cplusplus
 extern "C" {
@@ -335,6 +392,54 @@ CwStatus cw_cancel(uint64_t request_id);
 // # Safety
 // `buf` must point to `len` writable bytes; `out_len` null or writable.
 CwStatus cw_last_error(uint8_t *buf, size_t len, size_t *out_len);
+
+// Opens the realtime connection to `endpoint` (the WebSocket API's URL, `wss://...`; `ws://`
+// only to a loopback host unless `allow_insecure_http`), with the token and TLS settings of
+// `cw_init`. Returns at once: the connection is made, kept, re-made after failures (with
+// backoff) and re-subscribed in the background. Calling it again replaces the connection.
+// `cw_init` and `cw_shutdown` stop it.
+//
+// # Safety
+// `endpoint` must point to `endpoint_len` readable bytes.
+CwStatus cw_realtime_start(const uint8_t *endpoint, size_t endpoint_len);
+
+// Follows exactly `chunks` of `world` from now on (replacing what was followed; `count` 0
+// follows nothing, and `chunks` may then be null). Events about them arrive through
+// `cw_realtime_poll`, starting with `CW_CHANGE_SUBSCRIBED` once the server acknowledged.
+//
+// # Safety
+// `world` must point to `world_len` readable bytes and `chunks` to `count` `CwChunkKey`.
+CwStatus cw_realtime_follow(const uint8_t *world,
+                            size_t world_len,
+                            const CwChunkKey *chunks,
+                            size_t count);
+
+// Moves queued realtime events, oldest first, into `changes` (at most `capacity`) and their
+// cube edits into `edits` (at most `edit_capacity`, which must be at least
+// `CW_MAX_CHANGE_EDITS`), and stores how many of each it wrote. Events that do not fit stay
+// queued for the next call. Never blocks; an empty queue writes 0. Events queue up to a bound;
+// past it they are replaced by one `CW_CHANGE_GAP`.
+//
+// # Safety
+// `changes` must hold `capacity` writable `CwChange`, `edits` `edit_capacity` writable
+// `CwEdit`; `out_changes` and `out_edits` must be writable.
+CwStatus cw_realtime_poll(CwChange *changes,
+                          size_t capacity,
+                          CwEdit *edits,
+                          size_t edit_capacity,
+                          size_t *out_changes,
+                          size_t *out_edits);
+
+// Stores where the realtime connection stands (`CW_REALTIME_*`) in `*out_state`. When it is
+// `CW_REALTIME_REFUSED`, or the connection keeps failing, `cw_last_error` afterwards (same
+// thread) gives the last problem it met; otherwise the last error is left as it was.
+//
+// # Safety
+// `out_state` must be writable.
+CwStatus cw_realtime_state(int32_t *out_state);
+
+// Closes the realtime connection and drops its queued events. Harmless when not started.
+CwStatus cw_realtime_stop(void);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -61,6 +61,8 @@ pub struct Client {
 
 struct Inner {
     transport: Transport,
+    /// The token header, also sent when opening the realtime connection.
+    token: HeaderValue,
     options: ClientOptions,
     /// For each chunk, the last put begun on it that has not finished: a later put of the
     /// same chunk waits for it, so puts apply in the order they were begun.
@@ -93,10 +95,11 @@ impl Client {
         })?;
         token.set_sensitive(true);
         options.validate()?;
-        let transport = Transport::new(url, token, &options)?;
+        let transport = Transport::new(url, token.clone(), &options)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 transport,
+                token,
                 options,
                 put_tails: Mutex::new(HashMap::new()),
                 next_put: AtomicU64::new(0),
@@ -107,6 +110,11 @@ impl Client {
     /// The options this client was made with.
     pub fn options(&self) -> &ClientOptions {
         &self.inner.options
+    }
+
+    /// The token header this client sends.
+    pub(crate) fn token(&self) -> &HeaderValue {
+        &self.inner.token
     }
 
     /// Fetches `chunks` of `world`, each with the version the caller already holds (if any).

@@ -36,6 +36,34 @@ pub fn parse_endpoint(text: &str, allow_insecure_http: bool) -> Result<Url> {
     }
 }
 
+/// Parses the realtime (WebSocket) endpoint: `wss://`, or `ws://` only to a loopback host
+/// unless `allow_insecure` (the same rule as [`parse_endpoint`]'s `http://`).
+pub fn parse_realtime_endpoint(text: &str, allow_insecure: bool) -> Result<Url> {
+    if text.is_empty() || text.len() > MAX_ENDPOINT_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "realtime endpoint must be 1 to {MAX_ENDPOINT_LEN} bytes"
+        )));
+    }
+    let url = Url::parse(text)
+        .map_err(|e| Error::InvalidArgument(format!("realtime endpoint is not a URL: {e}")))?;
+    if url.fragment().is_some() || !url.username().is_empty() || url.host().is_none() {
+        return Err(Error::InvalidArgument(
+            "realtime endpoint must name a host and carry no fragment or credentials".into(),
+        ));
+    }
+    match url.scheme() {
+        "wss" => Ok(url),
+        "ws" if allow_insecure || is_loopback(&url) => Ok(url),
+        "ws" => Err(Error::InvalidArgument(
+            "plain ws is only allowed to a loopback host; use wss or set allow_insecure_http"
+                .into(),
+        )),
+        other => Err(Error::InvalidArgument(format!(
+            "realtime endpoint scheme must be wss or ws, not {other}"
+        ))),
+    }
+}
+
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),

@@ -46,6 +46,7 @@ fn csharp_bindings_are_current() {
         .include;
     csbindgen::Builder::default()
         .input_extern_file(crate_dir.join("src/ffi/mod.rs"))
+        .input_extern_file(crate_dir.join("src/ffi/realtime.rs"))
         .input_extern_file(crate_dir.join("src/ffi/types.rs"))
         .input_extern_file(crate_dir.join("src/error.rs"))
         .always_included_types(shared_types)

@@ -47,6 +47,21 @@ impl TestGateway {
     /// Puts notify subscribers through the gateway's own `@connections` endpoint unless
     /// `config.management_endpoint` says otherwise.
     pub fn start_full<F, Fut>(
+        config: GatewayConfig,
+        authorizer: Arc<dyn Authorizer>,
+        make_backends: F,
+    ) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = (Arc<dyn ChunkStore>, Arc<dyn Subscriptions>)>,
+    {
+        Self::start_full_at(0, config, authorizer, make_backends)
+    }
+
+    /// As [`TestGateway::start_full`] on loopback port `port` (0: a free one), to restart a
+    /// stopped gateway where its clients expect it.
+    pub fn start_full_at<F, Fut>(
+        port: u16,
         mut config: GatewayConfig,
         authorizer: Arc<dyn Authorizer>,
         make_backends: F,
@@ -55,20 +70,21 @@ impl TestGateway {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = (Arc<dyn ChunkStore>, Arc<dyn Subscriptions>)>,
     {
-        let (addr, stop_tx, thread) = crate::serve_on_thread(move |listener, stop_rx| async move {
-            let (store, index) = make_backends().await;
-            if config.management_endpoint.is_none() {
-                let addr = listener.local_addr().expect("bound");
-                config.management_endpoint = Some(format!("http://{addr}/{}", config.stage));
-            }
-            let limits = config.connections.clone();
-            let app = gateway::router(config, authorizer, store, index);
-            gateway::serve(listener, app, limits, async {
-                let _ = stop_rx.await;
-            })
-            .await
-            .expect("serve");
-        });
+        let (addr, stop_tx, thread) =
+            crate::serve_on_thread_at(port, move |listener, stop_rx| async move {
+                let (store, index) = make_backends().await;
+                if config.management_endpoint.is_none() {
+                    let addr = listener.local_addr().expect("bound");
+                    config.management_endpoint = Some(format!("http://{addr}/{}", config.stage));
+                }
+                let limits = config.connections.clone();
+                let app = gateway::router(config, authorizer, store, index);
+                gateway::serve(listener, app, limits, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .expect("serve");
+            });
         Self {
             base: format!("http://{addr}"),
             port: addr.port(),

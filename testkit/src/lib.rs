@@ -36,6 +36,23 @@ where
     F: FnOnce(tokio::net::TcpListener, tokio::sync::oneshot::Receiver<()>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()>,
 {
+    serve_on_thread_at(0, serve)
+}
+
+/// As [`serve_on_thread`], on loopback port `port` (0: a free one). Everything the server
+/// spawned ends with its thread, as when a server process stops.
+pub(crate) fn serve_on_thread_at<F, Fut>(
+    port: u16,
+    serve: F,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+)
+where
+    F: FnOnce(tokio::net::TcpListener, tokio::sync::oneshot::Receiver<()>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
@@ -45,7 +62,7 @@ where
             .build()
             .expect("runtime");
         rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .expect("bind");
             addr_tx

@@ -5,6 +5,7 @@ use cubewalk::ffi::*;
 use cubewalk::Status;
 use cubewalk_server::gateway::{GatewayConfig, TokenAuthorizer};
 use cubewalk_server::handlers::authorizer::TokenSet;
+use cubewalk_server::realtime::{MemorySubscriptions, Subscriptions};
 use cubewalk_server::store::{ChunkStore, MemoryStore, RedisStore, RedisStoreConfig};
 pub use cubewalk_testkit::{RedisCluster, RedisServer, TestGateway};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -88,24 +89,10 @@ impl Stack {
             Backend::External(url) => Some((url.clone(), false)),
             Backend::Cluster(c) => Some((c.url(), true)),
         };
-        let gateway = TestGateway::start_with(
+        let gateway = TestGateway::start_full(
             GatewayConfig::default(),
             Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]))),
-            move || async move {
-                let store: Arc<dyn ChunkStore> = match redis {
-                    None => Arc::new(MemoryStore::new()),
-                    Some((url, cluster)) => {
-                        let mut config = RedisStoreConfig::new(url);
-                        config.cluster = cluster;
-                        if cluster {
-                            Arc::new(RedisStore::connect(&config).await.unwrap())
-                        } else {
-                            Arc::new(RedisStore::connect_lazy(&config).unwrap())
-                        }
-                    }
-                };
-                store
-            },
+            move || async move { backends(redis).await },
         );
         Self { gateway, backend }
     }
@@ -113,6 +100,35 @@ impl Stack {
     /// The endpoint URL to give `cw_init`.
     pub fn endpoint(&self) -> String {
         self.gateway.blocks_url()
+    }
+
+    /// The realtime (WebSocket) endpoint to give `cw_realtime_start`.
+    pub fn realtime_endpoint(&self) -> String {
+        self.gateway.realtime_url()
+    }
+}
+
+/// The store and subscription index of a gateway: both in memory, or both in the Redis at
+/// `redis` (`(url, cluster mode)`), as the Lambdas keep them.
+pub async fn backends(
+    redis: Option<(String, bool)>,
+) -> (Arc<dyn ChunkStore>, Arc<dyn Subscriptions>) {
+    match redis {
+        None => (
+            Arc::new(MemoryStore::new()),
+            Arc::new(MemorySubscriptions::new()),
+        ),
+        Some((url, cluster)) => {
+            let mut config = RedisStoreConfig::new(url);
+            config.cluster = cluster;
+            let store = Arc::new(if cluster {
+                RedisStore::connect(&config).await.unwrap()
+            } else {
+                RedisStore::connect_lazy(&config).unwrap()
+            });
+            let index: Arc<dyn Subscriptions> = store.clone();
+            (store, index)
+        }
     }
 }
 

@@ -241,6 +241,81 @@ namespace CubeWalk.Native
         internal static extern CubeWalkStatus cw_last_error(byte* buf, System.UIntPtr len, System.UIntPtr* out_len);
 #endif
 
+        /// <summary>
+        ///  Opens the realtime connection to `endpoint` (the WebSocket API's URL, `wss://...`; `ws://`
+        ///  only to a loopback host unless `allow_insecure_http`), with the token and TLS settings of
+        ///  `cw_init`. Returns at once: the connection is made, kept, re-made after failures (with
+        ///  backoff) and re-subscribed in the background. Calling it again replaces the connection.
+        ///  `cw_init` and `cw_shutdown` stop it.
+        ///
+        ///  # Safety
+        ///  `endpoint` must point to `endpoint_len` readable bytes.
+        /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        internal static CubeWalkStatus cw_realtime_start(byte* endpoint, System.UIntPtr endpoint_len) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
+        [DllImport(__DllName, EntryPoint = "cw_realtime_start", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern CubeWalkStatus cw_realtime_start(byte* endpoint, System.UIntPtr endpoint_len);
+#endif
+
+        /// <summary>
+        ///  Follows exactly `chunks` of `world` from now on (replacing what was followed; `count` 0
+        ///  follows nothing, and `chunks` may then be null). Events about them arrive through
+        ///  `cw_realtime_poll`, starting with `CW_CHANGE_SUBSCRIBED` once the server acknowledged.
+        ///
+        ///  # Safety
+        ///  `world` must point to `world_len` readable bytes and `chunks` to `count` `CwChunkKey`.
+        /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        internal static CubeWalkStatus cw_realtime_follow(byte* world, System.UIntPtr world_len, CwChunkKey* chunks, System.UIntPtr count) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
+        [DllImport(__DllName, EntryPoint = "cw_realtime_follow", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern CubeWalkStatus cw_realtime_follow(byte* world, System.UIntPtr world_len, CwChunkKey* chunks, System.UIntPtr count);
+#endif
+
+        /// <summary>
+        ///  Moves queued realtime events, oldest first, into `changes` (at most `capacity`) and their
+        ///  cube edits into `edits` (at most `edit_capacity`, which must be at least
+        ///  `CW_MAX_CHANGE_EDITS`), and stores how many of each it wrote. Events that do not fit stay
+        ///  queued for the next call. Never blocks; an empty queue writes 0. Events queue up to a bound;
+        ///  past it they are replaced by one `CW_CHANGE_GAP`.
+        ///
+        ///  # Safety
+        ///  `changes` must hold `capacity` writable `CwChange`, `edits` `edit_capacity` writable
+        ///  `CwEdit`; `out_changes` and `out_edits` must be writable.
+        /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        internal static CubeWalkStatus cw_realtime_poll(CwChange* changes, System.UIntPtr capacity, CwEdit* edits, System.UIntPtr edit_capacity, System.UIntPtr* out_changes, System.UIntPtr* out_edits) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
+        [DllImport(__DllName, EntryPoint = "cw_realtime_poll", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern CubeWalkStatus cw_realtime_poll(CwChange* changes, System.UIntPtr capacity, CwEdit* edits, System.UIntPtr edit_capacity, System.UIntPtr* out_changes, System.UIntPtr* out_edits);
+#endif
+
+        /// <summary>
+        ///  Stores where the realtime connection stands (`CW_REALTIME_*`) in `*out_state`. When it is
+        ///  `CW_REALTIME_REFUSED`, or the connection keeps failing, `cw_last_error` afterwards (same
+        ///  thread) gives the last problem it met; otherwise the last error is left as it was.
+        ///
+        ///  # Safety
+        ///  `out_state` must be writable.
+        /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        internal static CubeWalkStatus cw_realtime_state(int* out_state) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
+        [DllImport(__DllName, EntryPoint = "cw_realtime_state", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern CubeWalkStatus cw_realtime_state(int* out_state);
+#endif
+
+        /// <summary>
+        ///  Closes the realtime connection and drops its queued events. Harmless when not started.
+        /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        internal static CubeWalkStatus cw_realtime_stop() { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
+        [DllImport(__DllName, EntryPoint = "cw_realtime_stop", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern CubeWalkStatus cw_realtime_stop();
+#endif
+
 
     }
 
@@ -360,6 +435,38 @@ namespace CubeWalk.Native
         ///  Length of `ca_pem` in bytes.
         /// </summary>
         public System.UIntPtr ca_pem_len;
+    }
+
+    /// <summary>
+    ///  One realtime event, as `cw_realtime_poll` writes it.
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal unsafe partial struct CwChange
+    {
+        /// <summary>
+        ///  The chunk (zero for `CW_CHANGE_SUBSCRIBED` and `CW_CHANGE_GAP`).
+        /// </summary>
+        public CwChunkKey chunk;
+        /// <summary>
+        ///  One of `CW_CHANGE_*`.
+        /// </summary>
+        public uint kind;
+        /// <summary>
+        ///  The chunk's version before the change.
+        /// </summary>
+        public ulong previous;
+        /// <summary>
+        ///  The chunk's version after the change.
+        /// </summary>
+        public ulong version;
+        /// <summary>
+        ///  Where this change's edits start in the `edits` array of the same poll.
+        /// </summary>
+        public uint first_edit;
+        /// <summary>
+        ///  How many edits it has (0 unless `CW_CHANGE_EDITS`).
+        /// </summary>
+        public uint edit_count;
     }
 
 

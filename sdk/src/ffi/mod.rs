@@ -10,6 +10,7 @@
 //!   call that was given it (blocking calls) or inside `cw_poll` (non-blocking calls).
 
 mod guard;
+pub mod realtime;
 mod session;
 pub mod types;
 
@@ -27,7 +28,7 @@ use guard::{check_count, check_ptr, guard, slice, utf8};
 use session::{Outcome, Outputs};
 use std::collections::HashSet;
 use std::time::Duration;
-pub use types::{CwChunkKey, CwChunkVersion, CwEdit, CwOptions, CW_NO_VERSION};
+pub use types::{CwChange, CwChunkKey, CwChunkVersion, CwEdit, CwOptions, CW_NO_VERSION};
 
 /// Most chunks one fetch call may ask for (the library splits them into requests).
 pub const CW_MAX_FETCH_CHUNKS: usize = 16_384;

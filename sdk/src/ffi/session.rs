@@ -5,6 +5,7 @@
 use super::types::{CwChunkKey, CwChunkVersion};
 use crate::client::{Client, FetchedBlob, FetchedChunk};
 use crate::error::{Error, Result, Status};
+use crate::realtime::{Realtime, RealtimeState};
 use cubewalk_protocol::{VersionEntry, CHUNK_CUBES};
 use futures_util::FutureExt;
 use once_cell::sync::Lazy;
@@ -24,6 +25,8 @@ struct Global {
     /// Set to true by `cw_shutdown` so blocking calls return `Cancelled` before the runtime
     /// they poll stops.
     cancel: Option<watch::Sender<bool>>,
+    /// The realtime connection, when started (`cw_realtime_start`).
+    realtime: Option<Realtime>,
 }
 
 static GLOBAL: Lazy<Mutex<Global>> = Lazy::new(|| {
@@ -31,6 +34,7 @@ static GLOBAL: Lazy<Mutex<Global>> = Lazy::new(|| {
         runtime: None,
         client: None,
         cancel: None,
+        realtime: None,
     })
 });
 
@@ -67,7 +71,53 @@ pub(crate) fn init(client: Client) -> Result<()> {
         g.cancel = Some(watch::channel(false).0);
     }
     g.client = Some(client);
+    // Its token and settings were the old client's.
+    g.realtime = None;
     Ok(())
+}
+
+/// Starts (or restarts) the realtime connection with the current client's settings.
+pub(crate) fn start_realtime(endpoint: &str) -> Result<()> {
+    let mut g = lock(&GLOBAL);
+    let (Some(rt), Some(client)) = (&g.runtime, &g.client) else {
+        return Err(Error::NotInitialized);
+    };
+    let _entered = rt.enter();
+    let realtime = Realtime::start(client, endpoint)?;
+    g.realtime = Some(realtime);
+    Ok(())
+}
+
+/// Runs `f` on the realtime connection; `NotInitialized` when none was started.
+pub(crate) fn with_realtime<T>(f: impl FnOnce(&Realtime) -> Result<T>) -> Result<T> {
+    let g = lock(&GLOBAL);
+    match &g.realtime {
+        Some(r) => f(r),
+        None => Err(Error::InvalidArgument(
+            "the realtime connection is not started: call cw_realtime_start first".into(),
+        )),
+    }
+}
+
+/// Where the realtime connection stands, and its last problem when it is not connected.
+pub(crate) fn realtime_state() -> (RealtimeState, Option<String>) {
+    let g = lock(&GLOBAL);
+    match &g.realtime {
+        Some(r) => {
+            let state = r.state();
+            let problem = (state != RealtimeState::Connected)
+                .then(|| r.last_error())
+                .flatten();
+            (state, problem)
+        }
+        None => (RealtimeState::Off, None),
+    }
+}
+
+/// Stops the realtime connection, if any.
+pub(crate) fn stop_realtime() {
+    let realtime = lock(&GLOBAL).realtime.take();
+    drop(realtime);
 }
 
 /// Cancels everything in flight and stops the runtime without waiting for its threads. When
@@ -78,6 +128,7 @@ pub(crate) fn shutdown() {
     let (runtime, cancel) = {
         let mut g = lock(&GLOBAL);
         g.client = None;
+        g.realtime = None;
         (g.runtime.take(), g.cancel.take())
     };
     {

@@ -73,3 +73,47 @@ pub struct CwOptions {
     /// Length of `ca_pem` in bytes.
     pub ca_pem_len: usize,
 }
+
+/// `CwChange.kind`: the chunk changed and the change carries its cube edits: when the caller
+/// holds `previous`, applying `edits[first_edit .. first_edit + edit_count]` (each `index`
+/// and `value` within `chunk`) gives `version`; when it holds `version`, nothing to do;
+/// otherwise it refetches the chunk.
+pub const CW_CHANGE_EDITS: u32 = 0;
+/// `CwChange.kind`: the chunk changed by too many cubes to carry them: refetch it (unless
+/// the caller already holds `version`).
+pub const CW_CHANGE_REFETCH: u32 = 1;
+/// `CwChange.kind`: the server acknowledged the subscription: fetch every followed chunk now
+/// (with the versions held, so unchanged chunks cost nothing); changes are reported from here
+/// on. `chunk`, versions and edits are zero.
+pub const CW_CHANGE_SUBSCRIBED: u32 = 2;
+/// `CwChange.kind`: changes may have been missed (the connection was lost and restored, or
+/// events overflowed because nobody polled): refetch every followed chunk.
+pub const CW_CHANGE_GAP: u32 = 3;
+
+/// One realtime event, as `cw_realtime_poll` writes it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CwChange {
+    /// The chunk (zero for `CW_CHANGE_SUBSCRIBED` and `CW_CHANGE_GAP`).
+    pub chunk: CwChunkKey,
+    /// One of `CW_CHANGE_*`.
+    pub kind: u32,
+    /// The chunk's version before the change.
+    pub previous: u64,
+    /// The chunk's version after the change.
+    pub version: u64,
+    /// Where this change's edits start in the `edits` array of the same poll.
+    pub first_edit: u32,
+    /// How many edits it has (0 unless `CW_CHANGE_EDITS`).
+    pub edit_count: u32,
+}
+
+/// `cw_realtime_state`: not started, or stopped.
+pub const CW_REALTIME_OFF: i32 = 0;
+/// `cw_realtime_state`: connecting, or waiting to reconnect after a failure.
+pub const CW_REALTIME_CONNECTING: i32 = 1;
+/// `cw_realtime_state`: connected.
+pub const CW_REALTIME_CONNECTED: i32 = 2;
+/// `cw_realtime_state`: the server refused the token at connect; no more attempts
+/// (`cw_last_error` after `cw_realtime_state` says why).
+pub const CW_REALTIME_REFUSED: i32 = 3;
