@@ -8,7 +8,7 @@ echo "== cfn-lint server/template.yaml"
 cfn-lint server/template.yaml
 echo "cfn-lint: 0 errors"
 
-echo "== cargo lambda build --release --arm64"
+echo "== cargo lambda build --release --arm64 (authorizer, blocks, realtime)"
 rustup target list --installed | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 cargo lambda build --release --arm64 -p cubewalk-lambda --output-format zip
 for f in authorizer blocks realtime; do
@@ -17,5 +17,9 @@ for f in authorizer blocks realtime; do
   size=$(stat -c %s "$zip")
   echo "lambda $f: $size bytes zipped ($zip)"
   # Small artifacts load faster on a cold start; BENCHMARKS.md records how this was reached.
-  [ "$size" -le 2000000 ] || { echo "lambda $f: over the 2 MB goal"; exit 1; }
+  # The blocks function carries the AWS SDK's Management API client (change notifications):
+  # about 0.8 MB more, so its budget is 3 MB; the others stay under 2 MB.
+  budget=2000000
+  [ "$f" = blocks ] && budget=3000000
+  [ "$size" -le "$budget" ] || { echo "lambda $f: over its $budget-byte budget"; exit 1; }
 done
