@@ -370,14 +370,13 @@ fn authorizer_binary_authorizes_the_websocket_connect_by_its_token_header() {
     assert!(!logs.contains(secret), "token in logs: {logs}");
 }
 
+/// Posts the stand-in Management API received: (connection id, body, signed).
+type Posts = Arc<Mutex<Vec<(String, String, bool)>>>;
+
 /// A stand-in for the API Gateway Management API: records every `POST @connections/{id}`
 /// with whether it was SigV4-signed for `execute-api`; answers 410 for the id `gone`.
-fn management_api() -> (
-    String,
-    Arc<Mutex<Vec<(String, String, bool)>>>,
-    tokio::runtime::Runtime,
-) {
-    let posts: Arc<Mutex<Vec<(String, String, bool)>>> = Arc::default();
+fn management_api() -> (String, Posts, tokio::runtime::Runtime) {
+    let posts: Posts = Arc::default();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
