@@ -33,5 +33,12 @@ int main(void) {
     FIELD(CwOptions, reserved);
     FIELD(CwOptions, ca_pem);
     FIELD(CwOptions, ca_pem_len);
+    SIZE(CwChange);
+    FIELD(CwChange, chunk);
+    FIELD(CwChange, kind);
+    FIELD(CwChange, previous);
+    FIELD(CwChange, version);
+    FIELD(CwChange, first_edit);
+    FIELD(CwChange, edit_count);
     return 0;
 }

@@ -5,10 +5,18 @@ namespace CubeWalk
     /// <summary>
     /// The (2r+1)^3 chunks around a centre chunk, kept up to date with non-blocking fetches that
     /// send the versions already held, so only changed chunks travel. Plain C#: the sample's
-    /// MonoBehaviour only feeds it the player's chunk and calls <see cref="CubeWalkClient.Update"/>.
-    /// Steady-state refreshes allocate no managed memory. Its methods may be called from any
-    /// thread; its arrays are rewritten by the <see cref="CubeWalkClient.Update"/> that completes
-    /// a refresh, so read them on the thread that calls Update.
+    /// MonoBehaviour only feeds it the player's chunk and calls <see cref="CubeWalkClient.Update"/>
+    /// and <see cref="Tick"/>. Steady-state refreshes allocate no managed memory. Its methods may
+    /// be called from any thread; its arrays are rewritten by the <see cref="CubeWalkClient.Update"/>
+    /// that completes a refresh and by <see cref="Tick"/>, so read them on the thread that calls
+    /// those.
+    ///
+    /// With <see cref="Follow"/> it follows its chunks over the realtime (WebSocket) API: other
+    /// players' small edits are applied in place as they arrive, and it refetches only when the
+    /// server says so (a big change, a new set of chunks, a gap after a lost connection). When
+    /// realtime is unavailable (not configured, unreachable, refused, or a WebGL build) it polls
+    /// every <c>pollInterval</c> seconds instead, and goes back to following once the connection
+    /// is up again.
     /// </summary>
     public sealed class ChunkNeighbourhood
     {
@@ -21,6 +29,14 @@ namespace CubeWalk
         ChunkKey[] spareKeys;
         ulong[] spareVersions;
         int[][] spareBuffers;
+        // Realtime: events land here (no allocation per event), chunks changed in place are
+        // collected for ChunkChanged, called outside the lock.
+        readonly ChunkChange[] changes = new ChunkChange[64];
+        readonly CubeEdit[] changeEdits = new CubeEdit[64 * 64];
+        readonly int[] appliedNow;
+        int appliedCount;
+        bool following, subscribed, refetchNeeded;
+        double nextPoll;
 
         /// <summary>The chunks, x major, then z, then y (the game's order).</summary>
         public ChunkKey[] Keys { get; private set; }
@@ -40,8 +56,21 @@ namespace CubeWalk
         public CubeWalkStatus LastStatus { get; private set; }
         /// <summary>The error message of the last refresh when it failed; null after a success.</summary>
         public string LastError { get; private set; }
-        /// <summary>Called with the index of each chunk whose cubes changed (on the Update thread).</summary>
+        /// <summary>Called with the index of each chunk whose cubes changed (on the thread of the
+        /// Update or Tick that changed it).</summary>
         public Action<int> ChunkChanged;
+        /// <summary>Other players' changes applied in place from realtime events (no fetch).</summary>
+        public int AppliedChanges { get; private set; }
+        /// <summary>Gaps the realtime connection reported (each closed by a refetch).</summary>
+        public int Gaps { get; private set; }
+        /// <summary>Why it polls instead of following (null while following or never asked to).</summary>
+        public string RealtimeProblem { get; private set; }
+
+        /// <summary>True while changes arrive over the realtime connection (no polling).</summary>
+        public bool IsFollowing
+        {
+            get { return following && subscribed && client.RealtimeState == RealtimeState.Connected; }
+        }
 
         /// <summary>A neighbourhood of radius <paramref name="radius"/> chunks around (0,0,0).</summary>
         /// <param name="client">The client that fetches it.</param>
@@ -70,6 +99,7 @@ namespace CubeWalk
                 Versions[i] = CubeWalkClient.NoVersion;
             }
             onFetched = OnFetched;
+            appliedNow = new int[n];
             Layout(new ChunkKey(0, 0, 0), Keys);
             Center = new ChunkKey(0, 0, 0);
         }
@@ -121,7 +151,144 @@ namespace CubeWalk
             }
             Swap();
             Center = center;
+            if (following) FollowKeys();
             return true;
+        }
+
+        /// <summary>Follows these chunks over the realtime API at <paramref name="realtimeEndpoint"/>
+        /// (the WebSocket URL) instead of polling. Returns false, with the reason in
+        /// <see cref="RealtimeProblem"/>, when realtime cannot start here (a WebGL build, a bad
+        /// URL); the neighbourhood then keeps polling.</summary>
+        /// <param name="realtimeEndpoint">The WebSocket API's URL.</param>
+        /// <returns>Whether it started following.</returns>
+        public bool Follow(string realtimeEndpoint)
+        {
+            lock (gate)
+            {
+                try
+                {
+                    client.StartRealtime(realtimeEndpoint);
+                    following = true;
+                    RealtimeProblem = null;
+                    FollowKeys();
+                    return true;
+                }
+                catch (Exception e)
+                {
+                    if (!(e is CubeWalkException || e is PlatformNotSupportedException || e is ArgumentException)) throw;
+                    following = false;
+                    RealtimeProblem = e.Message;
+                    return false;
+                }
+            }
+        }
+
+        void FollowKeys()
+        {
+            subscribed = false;
+            try
+            {
+                client.Follow(world, Keys, Keys.Length);
+            }
+            catch (CubeWalkException e)
+            {
+                StopFollowing(e.Message);
+            }
+        }
+
+        void StopFollowing(string why)
+        {
+            following = false;
+            subscribed = false;
+            RealtimeProblem = why;
+        }
+
+        /// <summary>Call once per frame after <see cref="CubeWalkClient.Update"/>: applies the realtime
+        /// events that arrived, then starts a refresh when one is needed (a gap, a new set of
+        /// chunks, a big change), or, while not following, every <paramref name="pollInterval"/>
+        /// seconds. Allocates nothing in the steady state.</summary>
+        /// <param name="now">The current time in seconds (any monotonic clock).</param>
+        /// <param name="pollInterval">Seconds between refreshes while not following.</param>
+        public void Tick(double now, double pollInterval)
+        {
+            bool live;
+            lock (gate)
+            {
+                appliedCount = 0;
+                if (following) Drain();
+                live = following && subscribed && client.RealtimeState == RealtimeState.Connected;
+                if (following && client.RealtimeState == RealtimeState.Refused)
+                    StopFollowing(client.RealtimeProblem ?? "the realtime connection refused the token");
+            }
+            if (ChunkChanged != null)
+                for (int i = 0; i < appliedCount; i++) ChunkChanged(appliedNow[i]);
+            if (live)
+            {
+                if (refetchNeeded && Refresh()) refetchNeeded = false;
+            }
+            else if (now >= nextPoll && Refresh())
+            {
+                nextPoll = now + pollInterval;
+                refetchNeeded = false;
+            }
+        }
+
+        void Drain()
+        {
+            while (true)
+            {
+                int editCount, n;
+                try
+                {
+                    n = client.PollChanges(changes, changeEdits, out editCount);
+                }
+                catch (CubeWalkException e)
+                {
+                    // The native session was re-initialized (which stops realtime): poll instead.
+                    StopFollowing(e.Message);
+                    return;
+                }
+                for (int c = 0; c < n; c++) Take(ref changes[c]);
+                if (n < changes.Length) return;
+            }
+        }
+
+        void Take(ref ChunkChange c)
+        {
+            if (c.Kind == ChangeKind.Subscribed || c.Kind == ChangeKind.Gap)
+            {
+                subscribed = true;
+                refetchNeeded = true;
+                if (c.Kind == ChangeKind.Gap) Gaps++;
+                return;
+            }
+            int i = IndexOf(c.Chunk);
+            if (i < 0 || Versions[i] == c.Version) return;
+            // A fetch in flight will rewrite this chunk's buffer and version: fetch again after it
+            // rather than edit underneath it.
+            if (Busy || c.Kind != ChangeKind.Edits || Versions[i] != c.Previous)
+            {
+                refetchNeeded = true;
+                return;
+            }
+            int[] cubes = Buffers[i];
+            for (uint e = c.FirstEdit; e < c.FirstEdit + c.EditCount; e++)
+                cubes[changeEdits[e].Index] = changeEdits[e].Value;
+            Versions[i] = c.Version;
+            Changed[i] = 1;
+            AppliedChanges++;
+            for (int j = 0; j < appliedCount; j++)
+                if (appliedNow[j] == i) return;
+            appliedNow[appliedCount++] = i;
+        }
+
+        int IndexOf(ChunkKey k)
+        {
+            int side = 2 * radius + 1;
+            int dx = k.X - Center.X + radius, dy = k.Y - Center.Y + radius, dz = k.Z - Center.Z + radius;
+            if (dx < 0 || dx >= side || dy < 0 || dy >= side || dz < 0 || dz >= side) return -1;
+            int i = (dx * side + dz) * side + dy;
+            return Keys[i].Equals(k) ? i : -1;
         }
 
         void Swap()

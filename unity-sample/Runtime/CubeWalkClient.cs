@@ -545,6 +545,104 @@ namespace CubeWalk
             return tcs.Task;
         }
 
+        /// <summary>Opens the realtime connection (the WebSocket API, <c>wss://.../prod</c>; the local
+        /// gateway's <c>ws://127.0.0.1:3000/prod</c>) with this client's token and settings, in the
+        /// background: the library connects, re-connects with backoff after failures and follows
+        /// the set given to <see cref="Follow"/>. The connection belongs to the process's native
+        /// session, like every client's requests: one consumer should poll it (a
+        /// <see cref="ChunkNeighbourhood"/>). Starting it again replaces it; initializing the
+        /// native session again (another settings' client, <see cref="Reinitialize"/>) stops it.</summary>
+        /// <param name="realtimeEndpoint">The WebSocket API's URL.</param>
+        /// <exception cref="ArgumentNullException"><paramref name="realtimeEndpoint"/> is null.</exception>
+        /// <exception cref="CubeWalkException">The URL is invalid, or the client is not initialized.</exception>
+        /// <exception cref="PlatformNotSupportedException">On the managed transport (WebGL builds):
+        /// follow changes by polling instead.</exception>
+        public unsafe void StartRealtime(string realtimeEndpoint)
+        {
+            if (realtimeEndpoint == null) throw new ArgumentNullException("realtimeEndpoint");
+            if (managed != null)
+                throw new PlatformNotSupportedException("realtime needs the native plugin; the managed transport (WebGL) polls instead");
+            byte[] url = Encoding.UTF8.GetBytes(realtimeEndpoint);
+            fixed (byte* p = url)
+                Check(NativeMethods.cw_realtime_start(p, (UIntPtr)url.Length));
+        }
+
+        /// <summary>Follows exactly <paramref name="count"/> chunks of <paramref name="keys"/> in
+        /// <paramref name="world"/> from now on (replacing the earlier set; 0 follows nothing). The
+        /// server's acknowledgement arrives as a <see cref="ChangeKind.Subscribed"/> event.</summary>
+        /// <param name="world">The world id.</param>
+        /// <param name="keys">The chunks.</param>
+        /// <param name="count">How many of <paramref name="keys"/> to follow (at most 1024).</param>
+        /// <exception cref="ArgumentNullException">An argument is null.</exception>
+        /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> is outside the array.</exception>
+        /// <exception cref="CubeWalkException">The realtime connection is not started, or the world is invalid.</exception>
+        public unsafe void Follow(string world, ChunkKey[] keys, int count)
+        {
+            if (keys == null) throw new ArgumentNullException("keys");
+            if (count < 0 || count > keys.Length) throw new ArgumentOutOfRangeException("count");
+            byte[] w = Scratch.ForThisThread(0).WorldBytes(world);
+            fixed (byte* wp = w)
+            fixed (ChunkKey* kp = keys)
+                Check(NativeMethods.cw_realtime_follow(wp, (UIntPtr)w.Length, (CwChunkKey*)kp, (UIntPtr)count));
+        }
+
+        /// <summary>Moves queued realtime events into <paramref name="changes"/> and their cube edits
+        /// into <paramref name="edits"/> (each <see cref="ChunkChange"/> says where its edits are),
+        /// oldest first, as many as fit; the rest wait for the next call. Never blocks and allocates
+        /// nothing.</summary>
+        /// <param name="changes">Receives the events.</param>
+        /// <param name="edits">Receives their edits; at least 64 entries.</param>
+        /// <param name="editCount">How many entries of <paramref name="edits"/> were filled.</param>
+        /// <returns>How many entries of <paramref name="changes"/> were filled.</returns>
+        /// <exception cref="ArgumentNullException">An array is null.</exception>
+        /// <exception cref="CubeWalkException">The realtime connection is not started, or an array is too small.</exception>
+        public unsafe int PollChanges(ChunkChange[] changes, CubeEdit[] edits, out int editCount)
+        {
+            if (changes == null) throw new ArgumentNullException("changes");
+            if (edits == null) throw new ArgumentNullException("edits");
+            UIntPtr n, e;
+            fixed (ChunkChange* cp = changes)
+            fixed (CubeEdit* ep = edits)
+            {
+                Check(NativeMethods.cw_realtime_poll((CwChange*)cp, (UIntPtr)changes.Length, (CwEdit*)ep,
+                    (UIntPtr)edits.Length, &n, &e));
+            }
+            editCount = (int)e.ToUInt32();
+            return (int)n.ToUInt32();
+        }
+
+        /// <summary>Where the realtime connection stands (<see cref="RealtimeState.Off"/> on the
+        /// managed transport).</summary>
+        public unsafe RealtimeState RealtimeState
+        {
+            get
+            {
+                if (managed != null) return RealtimeState.Off;
+                int state;
+                return NativeMethods.cw_realtime_state(&state) == CubeWalkStatus.Ok ? (RealtimeState)state : RealtimeState.Off;
+            }
+        }
+
+        /// <summary>Why the realtime connection is not connected (its last problem), or null.</summary>
+        public unsafe string RealtimeProblem
+        {
+            get
+            {
+                if (managed != null) return "realtime needs the native plugin";
+                int state;
+                if (NativeMethods.cw_realtime_state(&state) != CubeWalkStatus.Ok) return LastError();
+                if (state == (int)RealtimeState.Connected) return null;
+                string problem = LastError();
+                return problem.Length == 0 ? null : problem;
+            }
+        }
+
+        /// <summary>Closes the realtime connection and drops its queued events.</summary>
+        public void StopRealtime()
+        {
+            if (managed == null) NativeMethods.cw_realtime_stop();
+        }
+
         /// <summary>Cancels this client's requests and leaves the native session; the last client
         /// out shuts the library down. <see cref="Init"/> works afterwards.</summary>
         public void Dispose()

@@ -72,6 +72,56 @@ namespace CubeWalk
         public ulong Version;
     }
 
+    /// <summary>What a realtime event says (<see cref="ChunkChange.Kind"/>).</summary>
+    public enum ChangeKind : uint
+    {
+        /// <summary>The chunk changed and the event carries the cube edits: when the copy held is at
+        /// <see cref="ChunkChange.Previous"/>, apply them and it is at <see cref="ChunkChange.Version"/>;
+        /// when it is already at Version, nothing to do; otherwise refetch the chunk.</summary>
+        Edits = 0,
+        /// <summary>The chunk changed by too many cubes to carry them: refetch it (unless already at
+        /// <see cref="ChunkChange.Version"/>).</summary>
+        Refetch = 1,
+        /// <summary>The server acknowledged the followed set: fetch it now; changes are reported
+        /// from here on.</summary>
+        Subscribed = 2,
+        /// <summary>Changes may have been missed (the connection was lost and restored, or nobody
+        /// polled for too long): refetch every followed chunk.</summary>
+        Gap = 3,
+    }
+
+    /// <summary>One realtime event, as <see cref="CubeWalkClient.PollChanges"/> fills it (the
+    /// native <c>CwChange</c>'s layout).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct ChunkChange
+    {
+        /// <summary>The chunk (zero for <see cref="ChangeKind.Subscribed"/> and <see cref="ChangeKind.Gap"/>).</summary>
+        public ChunkKey Chunk;
+        /// <summary>What happened.</summary>
+        public ChangeKind Kind;
+        /// <summary>The chunk's version before the change.</summary>
+        public ulong Previous;
+        /// <summary>The chunk's version after the change.</summary>
+        public ulong Version;
+        /// <summary>Where this change's edits start in the edits array of the same poll.</summary>
+        public uint FirstEdit;
+        /// <summary>How many edits it has (0 unless <see cref="ChangeKind.Edits"/>).</summary>
+        public uint EditCount;
+    }
+
+    /// <summary>Where the realtime connection stands.</summary>
+    public enum RealtimeState
+    {
+        /// <summary>Not started, or stopped.</summary>
+        Off = 0,
+        /// <summary>Connecting, or waiting to reconnect after a failure (with backoff).</summary>
+        Connecting = 1,
+        /// <summary>Connected.</summary>
+        Connected = 2,
+        /// <summary>The server refused the token; no more attempts.</summary>
+        Refused = 3,
+    }
+
     /// <summary>Client settings. Every setting left null keeps the native library's default
     /// (<c>cw_options_default</c>: 10 s timeout, 5 s connect, 3 retries from 100 ms up to 2 s,
     /// 16 requests in flight), so a default changed in the library reaches the game.</summary>

@@ -52,6 +52,8 @@ namespace CubeWalk.Tests
                 "retry_max_delay_ms", "retry_max_delay_ms", "max_in_flight", "max_in_flight",
                 "allow_insecure_http", "allow_insecure_http", "reserved", "reserved", "ca_pem", "ca_pem",
                 "ca_pem_len", "ca_pem_len");
+            Same(c, "CwChange", typeof(CwChange), "chunk", "chunk", "kind", "kind", "previous", "previous",
+                "version", "version", "first_edit", "first_edit", "edit_count", "edit_count");
         }
 
         [Test]
@@ -61,6 +63,8 @@ namespace CubeWalk.Tests
             Same(c, "CwChunkKey", typeof(ChunkKey), "x", "X", "y", "Y", "z", "Z");
             Same(c, "CwEdit", typeof(CubeEdit), "chunk", "Chunk", "index", "Index", "value", "Value");
             Same(c, "CwChunkVersion", typeof(ChunkVersion), "key", "Key", "reserved", "Reserved", "version", "Version");
+            Same(c, "CwChange", typeof(ChunkChange), "chunk", "Chunk", "kind", "Kind", "previous", "Previous",
+                "version", "Version", "first_edit", "FirstEdit", "edit_count", "EditCount");
         }
     }
 }

@@ -10,6 +10,11 @@ namespace CubeWalk.Tests
     {
         /// <summary>The local gateway's blocks URL (CUBEWALK_TEST_ENDPOINT).</summary>
         public static string Endpoint { get { return Environment.GetEnvironmentVariable("CUBEWALK_TEST_ENDPOINT"); } }
+        /// <summary>The local gateway's WebSocket API (same host, the stage path).</summary>
+        public static string RealtimeEndpoint
+        {
+            get { return Endpoint.Replace("http://", "ws://").Replace("/cubewalkblocks", ""); }
+        }
         /// <summary>Its token (CUBEWALK_TEST_TOKEN).</summary>
         public static string Token { get { return Environment.GetEnvironmentVariable("CUBEWALK_TEST_TOKEN"); } }
 

@@ -158,8 +158,8 @@ pub unsafe extern "C" fn cw_realtime_poll(
 }
 
 /// Stores where the realtime connection stands (`CW_REALTIME_*`) in `*out_state`. When it is
-/// `CW_REALTIME_REFUSED`, or the connection keeps failing, `cw_last_error` afterwards (same
-/// thread) gives the last problem it met; otherwise the last error is left as it was.
+/// not connected, `cw_last_error` afterwards (same thread) gives the last problem it met (a
+/// refused token, an unreachable endpoint), or is empty when there was none.
 ///
 /// # Safety
 /// `out_state` must be writable.
@@ -168,8 +168,12 @@ pub unsafe extern "C" fn cw_realtime_state(out_state: *mut i32) -> Status {
     guard(|| {
         check_ptr(out_state, "out_state")?;
         let (state, problem) = session::realtime_state();
-        if let Some(problem) = problem {
-            super::guard::restore_last_error(format!("realtime: {problem}"));
+        if state != crate::realtime::RealtimeState::Connected {
+            super::guard::restore_last_error(
+                problem
+                    .map(|p| format!("realtime: {p}"))
+                    .unwrap_or_default(),
+            );
         }
         // SAFETY: checked above.
         unsafe { *out_state = state as i32 };

@@ -8,7 +8,8 @@ using UnityEngine.InputSystem;
 
 /// <summary>
 /// Sample: shows the chunks around the player (one mesh and collider per chunk, rebuilt when a
-/// chunk changes), refreshes them with non-blocking fetches (only changed chunks travel), and
+/// chunk changes), follows other players' edits over the realtime (WebSocket) API (polling with
+/// non-blocking fetches, where only changed chunks travel, when realtime is off or down), and
 /// places (left click) or removes (right click) the cube under the crosshair with a put. Works
 /// with the Input System package and with the legacy Input Manager. A missing or wrong token or
 /// an unreachable endpoint shows one message, on screen and in the Console, and disables the
@@ -23,7 +24,9 @@ public class CubeWalkSample : MonoBehaviour
     public string token = "";
     public string world = "default";
     [Range(0, 4)] public int radius = 1;
-    [Tooltip("Seconds between refreshes of the neighbourhood.")]
+    [Tooltip("The WebSocket URL for other players' edits: the local gateway's, or the RealtimeUrl output of the AWS stack. Empty: poll instead.")]
+    public string realtimeEndpoint = "ws://127.0.0.1:3000/prod";
+    [Tooltip("Seconds between refreshes of the neighbourhood while not following over realtime.")]
     public float refreshEvery = 0.5f;
     [Tooltip("The player's transform; the camera's when empty.")]
     public Transform player;
@@ -35,7 +38,7 @@ public class CubeWalkSample : MonoBehaviour
     ChunkNeighbourhood hood;
     readonly ChunkMesher mesher = new ChunkMesher();
     readonly Dictionary<ChunkKey, ChunkView> views = new Dictionary<ChunkKey, ChunkView>();
-    float nextRefresh;
+    bool refreshNow;
     readonly CubeEdit[] edit = new CubeEdit[1];
     readonly ChunkVersion[] editResult = new ChunkVersion[1];
     readonly PutRequest put = new PutRequest();
@@ -61,6 +64,10 @@ public class CubeWalkSample : MonoBehaviour
         }
         hood = new ChunkNeighbourhood(client, world, radius);
         hood.ChunkChanged = OnChunkChanged;
+        // Realtime is an optimisation: when it cannot start (a WebGL build) or stays down, the
+        // neighbourhood polls, so a failure here is only worth a warning.
+        if (!string.IsNullOrEmpty(realtimeEndpoint) && !hood.Follow(realtimeEndpoint))
+            Debug.LogWarning("CubeWalk realtime off, polling instead: " + hood.RealtimeProblem);
         if (player == null && Camera.main != null) player = Camera.main.transform;
     }
 
@@ -86,7 +93,8 @@ public class CubeWalkSample : MonoBehaviour
             Vector3 p = player.position;
             hood.MoveTo(new ChunkKey(Mathf.FloorToInt(p.x / 16f), Mathf.FloorToInt(p.y / 16f), Mathf.FloorToInt(p.z / 16f)));
         }
-        if (Time.unscaledTime >= nextRefresh && hood.Refresh()) nextRefresh = Time.unscaledTime + refreshEvery;
+        if (refreshNow && hood.Refresh()) refreshNow = false;
+        hood.Tick(Time.unscaledTime, refreshEvery);
 
         bool place, remove;
         Vector3 pointer;
@@ -144,7 +152,7 @@ public class CubeWalkSample : MonoBehaviour
     {
         putInFlight = false;
         if (r.Status != CubeWalkStatus.Ok) Debug.LogWarning("CubeWalk put failed: " + r.Error);
-        else nextRefresh = 0; // fetch the edited chunk at once
+        else refreshNow = !hood.IsFollowing; // following: the change comes back as an event
     }
 
     void OnChunkChanged(int index)

@@ -1,0 +1,177 @@
+using System;
+using System.Threading;
+using CubeWalk;
+using NUnit.Framework;
+using static CubeWalk.Tests.TestSupport;
+
+namespace CubeWalk.Tests
+{
+    /// <summary>Following chunks over the realtime (WebSocket) API of the local gateway, through
+    /// the native plugin, and the polling fallback when realtime is unavailable.</summary>
+    [TestFixture]
+    public class RealtimeTests
+    {
+        CubeWalkClient client;
+        string world;
+
+        [SetUp]
+        public void Start()
+        {
+            Assert.IsNotNull(Endpoint, "CUBEWALK_TEST_ENDPOINT not set: run Tests/run-tests.sh");
+            client = new CubeWalkClient(Endpoint, Token);
+            world = "mono-rt-" + Guid.NewGuid().ToString("N").Substring(0, 8);
+        }
+
+        [TearDown]
+        public void Stop()
+        {
+            client.Dispose();
+        }
+
+        static double Now() { return DateTime.UtcNow.Ticks / 1e7; }
+
+        /// <summary>Frames of Update + Tick until <paramref name="done"/> (20 s at most).</summary>
+        void Frames(ChunkNeighbourhood hood, Func<bool> done, double pollInterval = 30)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(20);
+            while (!done())
+            {
+                Assert.Less(DateTime.UtcNow, deadline, "condition not reached within 20 s");
+                client.Update();
+                hood.Tick(Now(), pollInterval);
+                Thread.Sleep(2);
+            }
+        }
+
+        ChunkNeighbourhood Following()
+        {
+            var hood = new ChunkNeighbourhood(client, world, 1);
+            Assert.IsTrue(hood.Follow(RealtimeEndpoint), hood.RealtimeProblem);
+            Frames(hood, () => hood.IsFollowing && !hood.Busy && hood.Refreshes > 0);
+            return hood;
+        }
+
+        void Put(int index, int value)
+        {
+            var edits = new[] { new CubeEdit { Chunk = new ChunkKey(0, 0, 0), Index = (uint)index, Value = value } };
+            client.PutBlocks(world, edits, new ChunkVersion[1]);
+        }
+
+        [Test]
+        public void SmallEditsAreAppliedInPlaceBigOnesRefetchedAndTheCopyMatchesAFreshFetch()
+        {
+            var hood = Following();
+            int refreshes = hood.Refreshes;
+            int changedCalls = 0;
+            hood.ChunkChanged = i => changedCalls++;
+            Put(5, 7);
+            Put(6, 8);
+            Frames(hood, () => hood.AppliedChanges >= 2);
+            Assert.AreEqual(refreshes, hood.Refreshes, "small edits cost no fetch");
+            Assert.AreEqual(7, hood.Buffers[13][5]);
+            Assert.AreEqual(8, hood.Buffers[13][6]);
+            Assert.GreaterOrEqual(changedCalls, 1);
+
+            // A big edit (more cubes than a message carries): the neighbourhood refetches.
+            var big = new CubeEdit[200];
+            for (int i = 0; i < big.Length; i++)
+                big[i] = new CubeEdit { Chunk = new ChunkKey(1, 0, 0), Index = (uint)i, Value = i + 1 };
+            var results = new ChunkVersion[1];
+            client.PutBlocks(world, big, results);
+            int east = Array.IndexOf(hood.Keys, new ChunkKey(1, 0, 0));
+            Frames(hood, () => hood.Versions[east] == results[0].Version && !hood.Busy);
+            Assert.AreEqual(refreshes + 1, hood.Refreshes, "one refetch for the big change");
+
+            var versions = NoVersions(hood.Keys.Length);
+            var fresh = Buffers(hood.Keys.Length);
+            client.FetchBlocks(world, hood.Keys, versions, fresh);
+            CollectionAssert.AreEqual(versions, hood.Versions);
+            for (int i = 0; i < fresh.Length; i++)
+                CollectionAssert.AreEqual(fresh[i], hood.Buffers[i], "chunk " + hood.Keys[i]);
+        }
+
+        [Test]
+        public void EventsAllocateNothingInTheSteadyState()
+        {
+            var hood = Following();
+            // Warm up the event path (JIT) once.
+            Put(1, 1);
+            Frames(hood, () => hood.AppliedChanges >= 1);
+            int applied = hood.AppliedChanges;
+            // Another thread plays the other player: its allocations are its own.
+            var go = new ManualResetEventSlim();
+            var other = new Thread(() =>
+            {
+                go.Wait();
+                for (int i = 0; i < 50; i++) Put(100 + i, i + 1);
+            });
+            other.Start();
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            go.Set();
+            var deadline = DateTime.UtcNow.AddSeconds(20);
+            while (hood.AppliedChanges < applied + 50 && DateTime.UtcNow < deadline)
+            {
+                client.Update();
+                hood.Tick(Now(), 30);
+                Thread.Sleep(1);
+            }
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            other.Join();
+            Console.WriteLine("realtime: " + (hood.AppliedChanges - applied) + " changes applied in place, " + allocated + " managed bytes");
+            Assert.AreEqual(applied + 50, hood.AppliedChanges, "every change applied in place");
+            Assert.AreEqual(0, allocated, "managed bytes allocated while applying 50 events");
+        }
+
+        [Test]
+        public void AnUnreachableRealtimeEndpointFallsBackToPolling()
+        {
+            var hood = new ChunkNeighbourhood(client, world, 0);
+            Assert.IsTrue(hood.Follow("ws://127.0.0.1:9/prod"), "starts connecting in the background");
+            Frames(hood, () => hood.Refreshes >= 3, 0.05);
+            Assert.IsFalse(hood.IsFollowing);
+            Assert.AreNotEqual(RealtimeState.Connected, client.RealtimeState);
+            Frames(hood, () => client.RealtimeProblem != null, 0.05);
+            StringAssert.Contains("127.0.0.1:9", client.RealtimeProblem);
+        }
+
+        [Test]
+        public void AWrongTokenIsRefusedAndTheNeighbourhoodSaysWhy()
+        {
+            client.Dispose();
+            client = new CubeWalkClient(Endpoint, "wrong-token-0000");
+            var hood = new ChunkNeighbourhood(client, world, 0);
+            Assert.IsTrue(hood.Follow(RealtimeEndpoint));
+            Frames(hood, () => client.RealtimeState == RealtimeState.Refused && hood.RealtimeProblem != null, 0.05);
+            Assert.IsFalse(hood.IsFollowing);
+            StringAssert.Contains("401", hood.RealtimeProblem);
+            Assert.AreEqual(CubeWalkStatus.Unauthorized, hood.LastStatus, "its polling says so too");
+        }
+
+        [Test]
+        public void TheManagedTransportPollsInstead()
+        {
+            client.Dispose();
+            client = new CubeWalkClient(Endpoint, Token, new CubeWalkOptions { Transport = CubeWalkTransport.Managed });
+            var hood = new ChunkNeighbourhood(client, world, 0);
+            Assert.IsFalse(hood.Follow(RealtimeEndpoint));
+            StringAssert.Contains("native plugin", hood.RealtimeProblem);
+            Frames(hood, () => hood.Refreshes >= 2, 0.05);
+            Assert.Throws<PlatformNotSupportedException>(() => client.StartRealtime(RealtimeEndpoint));
+        }
+
+        [Test]
+        public void PollChangesChecksItsArguments()
+        {
+            int edits;
+            Assert.Throws<ArgumentNullException>(() => client.PollChanges(null, new CubeEdit[64], out edits));
+            var e = Assert.Throws<CubeWalkException>(() => client.PollChanges(new ChunkChange[4], new CubeEdit[64], out edits));
+            StringAssert.Contains("not started", e.Message);
+            client.StartRealtime(RealtimeEndpoint);
+            e = Assert.Throws<CubeWalkException>(() => client.PollChanges(new ChunkChange[4], new CubeEdit[63], out edits));
+            Assert.AreEqual(CubeWalkStatus.InvalidArgument, e.Status);
+            Assert.AreEqual(0, client.PollChanges(new ChunkChange[4], new CubeEdit[64], out edits));
+            Assert.Throws<ArgumentOutOfRangeException>(() => client.Follow(world, new ChunkKey[1], 2));
+            client.StopRealtime();
+        }
+    }
+}
