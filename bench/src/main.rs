@@ -16,8 +16,8 @@ mod stats;
 use clap::Parser;
 use env::{machine, Env};
 use sections::{
-    csharp::csharp, neighbourhood::neighbourhood, scaling::scaling, sdk::sdk, server::server,
-    sizes::sizes,
+    csharp::csharp, neighbourhood::neighbourhood, realtime::realtime, scaling::scaling, sdk::sdk,
+    server::server, sizes::sizes,
 };
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ use std::time::Instant;
 #[derive(Parser)]
 #[command(about = "Measure CubeWalk Net end to end and write BENCHMARKS.md")]
 struct Args {
-    /// Sections to run: all, sizes, server, sdk, neighbourhood, scaling, csharp.
+    /// Sections to run: all, sizes, server, sdk, neighbourhood, scaling, csharp, realtime.
     #[arg(default_value = "all")]
     sections: Vec<String>,
     /// Where to write the report (only when running `all`).
@@ -38,6 +38,13 @@ struct Args {
 }
 
 fn main() {
+    // RUST_LOG=info shows the gateway's log lines (notifications, refusals) while measuring.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args = Args::parse();
     let all = args.sections.iter().any(|s| s == "all");
     let want = |s: &str| all || args.sections.iter().any(|x| x == s);
@@ -52,6 +59,7 @@ fn main() {
         "neighbourhood",
         "sizes",
         "scaling",
+        "realtime",
     ] {
         if !want(name) {
             continue;
@@ -63,6 +71,7 @@ fn main() {
             "server" => server(&env),
             "neighbourhood" => neighbourhood(&env),
             "sizes" => sizes(&env),
+            "realtime" => realtime(&env),
             _ => {
                 let (s, p) = scaling(&env);
                 scaling_plot = Some(p);

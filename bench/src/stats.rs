@@ -22,6 +22,11 @@ impl Samples {
         self.q(0.5)
     }
 
+    /// How many samples.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// 99th percentile.
     pub fn p99(&self) -> Duration {
         self.q(0.99)

@@ -317,7 +317,7 @@ fn after_the_gateway_restarts_the_follower_reconnects_and_is_told_of_the_gap() {
 
 #[test]
 fn a_hundred_subscribers_each_receive_the_change() {
-    let stack = Stack::memory();
+    let stack = Stack::redis();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = Client::new(&stack.endpoint(), TOKEN, ClientOptions::default()).unwrap();
     let world = cubewalk_protocol::WorldId::new(WORLD).unwrap();

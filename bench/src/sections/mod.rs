@@ -2,6 +2,7 @@
 
 pub(crate) mod csharp;
 pub(crate) mod neighbourhood;
+pub(crate) mod realtime;
 pub(crate) mod scaling;
 pub(crate) mod sdk;
 pub(crate) mod server;
