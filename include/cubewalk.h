@@ -431,8 +431,8 @@ CwStatus cw_realtime_poll(CwChange *changes,
                           size_t *out_edits);
 
 // Stores where the realtime connection stands (`CW_REALTIME_*`) in `*out_state`. When it is
-// `CW_REALTIME_REFUSED`, or the connection keeps failing, `cw_last_error` afterwards (same
-// thread) gives the last problem it met; otherwise the last error is left as it was.
+// not connected, `cw_last_error` afterwards (same thread) gives the last problem it met (a
+// refused token, an unreachable endpoint), or is empty when there was none.
 //
 // # Safety
 // `out_state` must be writable.
