@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
-for target in chunk_decode put_request fetch_query; do
+for target in chunk_decode put_request fetch_query realtime_message; do
   # New finds go to a scratch corpus so a run never dirties the committed seeds.
   scratch="$(mktemp -d)"
   echo "== fuzz $target for ${seconds}s"

@@ -6,6 +6,8 @@ use cubewalk_server::store::{ChunkStore, MemoryStore, RedisStore, RedisStoreConf
 use cubewalk_testkit::RedisServer;
 use std::sync::Arc;
 
+mod common;
+
 fn world(s: &str) -> WorldId {
     WorldId::new(s).unwrap()
 }
@@ -470,18 +472,8 @@ async fn redis_over_tls_with_user_and_password() {
 /// store does and nothing keyless that could destroy or stall the world.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn template_access_string_allows_the_store_and_nothing_else() {
-    let template = include_str!("../template.yaml");
-    let access = template
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("AccessString: \"on "))
-        .expect("the blocks user's AccessString in template.yaml")
-        .trim_end_matches('"');
     let redis = RedisServer::start();
-    let mut setuser = vec!["ACL", "SETUSER", "blocks", "reset", "on", ">acl-test-pass"];
-    setuser.extend(access.split_whitespace());
-    assert_eq!(redis.command(&setuser).as_deref(), Some("+OK"), "{access}");
-
-    let url = format!("redis://blocks:acl-test-pass@127.0.0.1:{}", redis.port);
+    let url = common::template_user_url(&redis);
     let store = RedisStore::connect(&RedisStoreConfig::new(url.clone()))
         .await
         .expect("the template's user connects");

@@ -7,6 +7,8 @@ use cubewalk_server::realtime::{MemorySubscriptions, Subscriptions, SUBSCRIPTION
 use cubewalk_server::store::{RedisStore, RedisStoreConfig};
 use cubewalk_testkit::{RedisCluster, RedisServer};
 
+mod common;
+
 fn k(x: i32) -> ChunkKey {
     ChunkKey::new(x, -x, 3)
 }
@@ -153,17 +155,8 @@ async fn redis_cluster_index_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deployments_redis_user_can_keep_the_index() {
-    let template = include_str!("../template.yaml");
-    let access = template
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("AccessString: \"on "))
-        .expect("the blocks user's AccessString in template.yaml")
-        .trim_end_matches('"');
     let redis = RedisServer::start();
-    let mut setuser = vec!["ACL", "SETUSER", "blocks", "reset", "on", ">acl-test-pass"];
-    setuser.extend(access.split_whitespace());
-    assert_eq!(redis.command(&setuser).as_deref(), Some("+OK"), "{access}");
-    let url = format!("redis://blocks:acl-test-pass@127.0.0.1:{}", redis.port);
+    let url = common::template_user_url(&redis);
     let store = RedisStore::connect(&RedisStoreConfig::new(url))
         .await
         .unwrap();

@@ -293,3 +293,48 @@ async fn gone_connections_are_forgotten_when_a_put_finds_them() {
     .await;
     assert_eq!(index.connections(), 0, "the gone connection was removed");
 }
+
+#[tokio::test]
+async fn a_put_succeeds_when_delivery_fails_or_hangs() {
+    // A Management API that accepts connections and never answers, and one that is not there.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            open.push(s);
+        }
+    });
+    for endpoint in [
+        format!("http://{silent_addr}/prod"),
+        "http://127.0.0.1:1/prod".to_string(),
+    ] {
+        let (gw, index) = start(GatewayConfig {
+            management_endpoint: Some(endpoint.clone()),
+            ..GatewayConfig::default()
+        });
+        index
+            .subscribe("someone", &Default::default(), &[ChunkKey::new(0, 0, 0)])
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let answer = put(
+            &gw,
+            serde_json::json!({"world":"default","edits":[{"chunk":[0,0,0],"index":1,"value":9}]}),
+        )
+        .await;
+        assert!(
+            answer["chunks"][0]["version"].is_u64(),
+            "{endpoint}: {answer}"
+        );
+        // Bounded by the notifier's 2 s deadline (generous margin for a loaded machine).
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{endpoint}: the put waited {:?}",
+            started.elapsed()
+        );
+        // A failed delivery is not a gone connection: the subscription stays.
+        assert_eq!(index.connections(), 1, "{endpoint}");
+    }
+    held.abort();
+}

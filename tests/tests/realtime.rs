@@ -371,115 +371,69 @@ fn hostile_realtime_arguments_get_clear_errors() {
     let mut changes = [CwChange::default(); 4];
     let mut edits = [CwEdit::default(); 64];
     let (mut n, mut e) = (0usize, 0usize);
-    // Before init.
+    let (changes_ptr, edits_ptr) = (changes.as_mut_ptr(), edits.as_mut_ptr());
+    // SAFETY: the pointers are valid for the lengths given unless null on purpose.
+    let mut poll = |changes: *mut CwChange, capacity, edit_capacity, out: *mut usize| unsafe {
+        cw_realtime_poll(changes, capacity, edits_ptr, edit_capacity, out, &mut e)
+    };
+    let start = |url: &str| unsafe { cw_realtime_start(url.as_ptr(), url.len()) };
+    let follow = |world: &str, chunks: *const CwChunkKey, count| unsafe {
+        cw_realtime_follow(world.as_ptr(), world.len(), chunks, count)
+    };
     assert_eq!(cw_shutdown(), Status::Ok);
     let url = stack.realtime_endpoint();
-    // SAFETY: every pointer below is either valid for its length or null on purpose.
-    unsafe {
-        assert_eq!(
-            cw_realtime_start(url.as_ptr(), url.len()),
-            Status::NotInitialized
-        );
-        assert_eq!(init(&stack.endpoint(), TOKEN), Status::Ok);
-        // Not started yet.
-        assert_eq!(
-            cw_realtime_poll(
-                changes.as_mut_ptr(),
-                4,
-                edits.as_mut_ptr(),
-                64,
-                &mut n,
-                &mut e
-            ),
-            Status::InvalidArgument
-        );
-        assert_eq!(
-            cw_realtime_start(std::ptr::null(), 5),
-            Status::InvalidArgument
-        );
-        for bad in [
-            "http://127.0.0.1:1/prod",
-            "ws://example.com/prod",
-            "not a url",
-            "",
-        ] {
-            assert_eq!(
-                cw_realtime_start(bad.as_ptr(), bad.len()),
-                Status::InvalidArgument,
-                "{bad}"
-            );
-        }
-        assert_eq!(cw_realtime_start(url.as_ptr(), url.len()), Status::Ok);
-        assert_eq!(
-            cw_realtime_poll(
-                changes.as_mut_ptr(),
-                4,
-                edits.as_mut_ptr(),
-                63,
-                &mut n,
-                &mut e
-            ),
-            Status::InvalidArgument,
-            "room for fewer edits than one change may carry"
-        );
-        assert!(last_error().contains("64"), "{}", last_error());
-        assert_eq!(
-            cw_realtime_poll(
-                changes.as_mut_ptr(),
-                0,
-                edits.as_mut_ptr(),
-                64,
-                &mut n,
-                &mut e
-            ),
-            Status::InvalidArgument
-        );
-        assert_eq!(
-            cw_realtime_poll(
-                std::ptr::null_mut(),
-                4,
-                edits.as_mut_ptr(),
-                64,
-                &mut n,
-                &mut e
-            ),
-            Status::InvalidArgument
-        );
-        assert_eq!(
-            cw_realtime_poll(
-                changes.as_mut_ptr(),
-                4,
-                edits.as_mut_ptr(),
-                64,
-                std::ptr::null_mut(),
-                &mut e
-            ),
-            Status::InvalidArgument
-        );
-        let many = vec![key(0, 0, 0); CW_MAX_FOLLOWED_CHUNKS + 1];
-        assert_eq!(
-            cw_realtime_follow(WORLD.as_ptr(), WORLD.len(), many.as_ptr(), many.len()),
-            Status::InvalidArgument
-        );
-        assert_eq!(
-            cw_realtime_follow(b"bad world".as_ptr(), 9, many.as_ptr(), 1),
-            Status::InvalidArgument
-        );
-        assert_eq!(
-            cw_realtime_follow(WORLD.as_ptr(), WORLD.len(), std::ptr::null(), 1),
-            Status::InvalidArgument
-        );
-        // Following nothing is allowed, with no array at all.
-        assert_eq!(
-            cw_realtime_follow(WORLD.as_ptr(), WORLD.len(), std::ptr::null(), 0),
-            Status::Ok
-        );
-        assert_eq!(
-            cw_realtime_state(std::ptr::null_mut()),
-            Status::InvalidArgument
-        );
-        assert_eq!(cw_realtime_stop(), Status::Ok);
-        assert_eq!(cw_realtime_stop(), Status::Ok, "stopping twice is harmless");
+    assert_eq!(start(&url), Status::NotInitialized, "before cw_init");
+    assert_eq!(init(&stack.endpoint(), TOKEN), Status::Ok);
+    assert_eq!(
+        poll(changes_ptr, 4, 64, &mut n),
+        Status::InvalidArgument,
+        "not started"
+    );
+    // SAFETY: a null endpoint on purpose.
+    let null_url = unsafe { cw_realtime_start(std::ptr::null(), 5) };
+    assert_eq!(null_url, Status::InvalidArgument);
+    for bad in [
+        "http://127.0.0.1:1/prod",
+        "ws://example.com/prod",
+        "not a url",
+        "",
+    ] {
+        assert_eq!(start(bad), Status::InvalidArgument, "{bad}");
     }
+    assert_eq!(start(&url), Status::Ok);
+    assert_eq!(
+        poll(changes_ptr, 4, 63, &mut n),
+        Status::InvalidArgument,
+        "room for fewer edits than one change may carry"
+    );
+    assert!(last_error().contains("64"), "{}", last_error());
+    assert_eq!(poll(changes_ptr, 0, 64, &mut n), Status::InvalidArgument);
+    assert_eq!(
+        poll(std::ptr::null_mut(), 4, 64, &mut n),
+        Status::InvalidArgument
+    );
+    assert_eq!(
+        poll(changes_ptr, 4, 64, std::ptr::null_mut()),
+        Status::InvalidArgument
+    );
+    let many = vec![key(0, 0, 0); CW_MAX_FOLLOWED_CHUNKS + 1];
+    assert_eq!(
+        follow(WORLD, many.as_ptr(), many.len()),
+        Status::InvalidArgument
+    );
+    assert_eq!(
+        follow("bad world", many.as_ptr(), 1),
+        Status::InvalidArgument
+    );
+    assert_eq!(follow(WORLD, std::ptr::null(), 1), Status::InvalidArgument);
+    // Following nothing is allowed, with no array at all.
+    assert_eq!(follow(WORLD, std::ptr::null(), 0), Status::Ok);
+    // SAFETY: a null out pointer on purpose.
+    assert_eq!(
+        unsafe { cw_realtime_state(std::ptr::null_mut()) },
+        Status::InvalidArgument
+    );
+    assert_eq!(cw_realtime_stop(), Status::Ok);
+    assert_eq!(cw_realtime_stop(), Status::Ok, "stopping twice is harmless");
     assert_eq!(cw_shutdown(), Status::Ok);
 }

@@ -1,0 +1,18 @@
+//! What several server test files share.
+
+use cubewalk_testkit::RedisServer;
+
+/// Creates on `redis` the Redis user the deployment's Lambdas connect as, with exactly the
+/// `AccessString` of `server/template.yaml`, and answers a URL that logs in as it.
+pub fn template_user_url(redis: &RedisServer) -> String {
+    let template = include_str!("../../template.yaml");
+    let access = template
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("AccessString: \"on "))
+        .expect("the blocks user's AccessString in template.yaml")
+        .trim_end_matches('"');
+    let mut setuser = vec!["ACL", "SETUSER", "blocks", "reset", "on", ">acl-test-pass"];
+    setuser.extend(access.split_whitespace());
+    assert_eq!(redis.command(&setuser).as_deref(), Some("+OK"), "{access}");
+    format!("redis://blocks:acl-test-pass@127.0.0.1:{}", redis.port)
+}
