@@ -159,6 +159,8 @@ impl Realtime {
             followed: watch,
             ever_subscribed: false,
             gap_pending: false,
+            resend_at: None,
+            refusals: 0,
         };
         let task = tokio::spawn(connection.run());
         Ok(Self {
@@ -267,6 +269,10 @@ struct Connection {
     ever_subscribed: bool,
     /// The next acknowledgement closes a window without delivery: report it as a gap.
     gap_pending: bool,
+    /// When to send the subscription again after the server answered it with an error (its
+    /// store unavailable, throttled), and how many times in a row that happened.
+    resend_at: Option<tokio::time::Instant>,
+    refusals: u32,
 }
 
 impl Connection {
@@ -370,7 +376,15 @@ impl Connection {
         self.followed.mark_changed();
         let mut ping = tokio::time::interval(PING_INTERVAL);
         ping.tick().await;
+        self.resend_at = None;
         loop {
+            let resend = self.resend_at;
+            let resend_due = async move {
+                match resend {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 changed = self.followed.changed() => {
                     if changed.is_err() {
@@ -378,14 +392,14 @@ impl Connection {
                         let _ = socket.close(None).await;
                         return Ended::Stopped;
                     }
-                    let followed = self.followed.borrow_and_update().clone();
-                    let Some(world) = followed.world else { continue };
-                    let text = serde_json::to_string(&ClientMessage::Subscribe {
-                        world,
-                        chunks: followed.chunks,
-                    })
-                    .unwrap_or_default();
-                    if socket.send(Message::text(text)).await.is_err() {
+                    self.followed.borrow_and_update();
+                    if !self.subscribe(&mut socket).await {
+                        return Ended::Retry;
+                    }
+                }
+                _ = resend_due => {
+                    self.resend_at = None;
+                    if !self.subscribe(&mut socket).await {
                         return Ended::Retry;
                     }
                 }
@@ -410,6 +424,21 @@ impl Connection {
         }
     }
 
+    /// Sends the followed set; false when the connection is gone.
+    async fn subscribe(&mut self, socket: &mut Socket) -> bool {
+        use futures_util::SinkExt;
+        let followed = self.followed.borrow().clone();
+        let Some(world) = followed.world else {
+            return true;
+        };
+        let text = serde_json::to_string(&ClientMessage::Subscribe {
+            world,
+            chunks: followed.chunks,
+        })
+        .unwrap_or_default();
+        socket.send(Message::text(text)).await.is_ok()
+    }
+
     fn receive(&mut self, text: &str) {
         if text.starts_with('[') {
             match Change::parse(text) {
@@ -429,10 +458,45 @@ impl Connection {
             };
             self.gap_pending = false;
             self.ever_subscribed = true;
+            self.refusals = 0;
             self.shared.push(event);
-        } else if let Some(error) = answer.get("error") {
-            self.shared
-                .fail(format!("realtime server answered: {error}"));
+        } else if answer.get("unsubscribed").is_none() {
+            // An error answer (ours, or API Gateway's own such as a throttled or failed
+            // route): the subscription may not be in place, so send it again after a
+            // backoff. No event until it is acknowledged, so the caller keeps polling.
+            self.shared.fail(format!(
+                "realtime server answered: {}",
+                text.chars().take(300).collect::<String>()
+            ));
+            self.refusals = self.refusals.saturating_add(1);
+            let delay = RECONNECT_BASE_DELAY
+                .saturating_mul(1 << self.refusals.min(16))
+                .min(RECONNECT_MAX_DELAY);
+            self.resend_at = Some(tokio::time::Instant::now() + delay);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_nobody_drains_keeps_one_gap_instead_of_growing() {
+        let q = EventQueue {
+            events: Mutex::new(VecDeque::new()),
+            state: AtomicU8::new(0),
+            last_error: Mutex::new(None),
+        };
+        for _ in 0..MAX_QUEUED_EVENTS + 10 {
+            q.push(RealtimeEvent::Subscribed);
+        }
+        let events = q.events.lock().unwrap();
+        assert!(events.len() <= MAX_QUEUED_EVENTS);
+        assert_eq!(
+            events.front(),
+            Some(&RealtimeEvent::Gap),
+            "the overflow is reported"
+        );
     }
 }

@@ -338,3 +338,30 @@ async fn a_put_succeeds_when_delivery_fails_or_hangs() {
     }
     held.abort();
 }
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_refused_until_one_closes() {
+    let config = GatewayConfig {
+        websocket: WebSocketLimits {
+            max_connections: 2,
+            ..WebSocketLimits::default()
+        },
+        ..GatewayConfig::default()
+    };
+    let (gw, _index) = start(config);
+    let mut first = connect(&gw, Some(TOKEN)).await.unwrap();
+    let _second = connect(&gw, Some(TOKEN)).await.unwrap();
+    assert_eq!(status_of(connect(&gw, Some(TOKEN)).await.unwrap_err()), 429);
+    first.close(None).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match connect(&gw, Some(TOKEN)).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert_eq!(status_of(e), 429);
+                assert!(std::time::Instant::now() < deadline, "the slot never freed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}

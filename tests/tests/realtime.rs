@@ -437,3 +437,63 @@ fn hostile_realtime_arguments_get_clear_errors() {
     assert_eq!(cw_realtime_stop(), Status::Ok, "stopping twice is harmless");
     assert_eq!(cw_shutdown(), Status::Ok);
 }
+
+#[test]
+fn a_subscription_refused_while_redis_is_down_is_sent_again_until_it_holds() {
+    let mut stack = Stack::redis();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = Client::new(&stack.endpoint(), TOKEN, ClientOptions::default()).unwrap();
+    let world = cubewalk_protocol::WorldId::new(WORLD).unwrap();
+    let chunk = ChunkKey::new(3, 3, 3);
+    stack.redis_server().kill();
+    let follower = rt.block_on(async {
+        let r = Realtime::start(&client, &stack.realtime_endpoint()).unwrap();
+        r.follow(&world, &[chunk]).unwrap();
+        r
+    });
+    // The server answers the subscribe with an error (its index is unavailable): no event, so
+    // a caller keeps polling, and the error is reported.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while follower
+        .last_error()
+        .is_none_or(|e| !e.contains("store_unavailable"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no error reported: {:?}",
+            follower.last_error()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(follower.drain(usize::MAX, |_| true), 0);
+    stack.redis_server().restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut subscribed = false;
+    while !subscribed {
+        assert!(
+            Instant::now() < deadline,
+            "never subscribed after Redis came back"
+        );
+        follower.drain(usize::MAX, |e| {
+            subscribed |= *e == RealtimeEvent::Subscribed;
+            true
+        });
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let answer = rt
+        .block_on(client.put(WORLD, &[ChunkEdit::at_index(chunk, 9, 9)]))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut heard = false;
+    while !heard {
+        assert!(
+            Instant::now() < deadline,
+            "the resent subscription does not hold"
+        );
+        follower.drain(usize::MAX, |e| {
+            heard |= matches!(e, RealtimeEvent::Changed(c) if c.version == answer[0].version);
+            true
+        });
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

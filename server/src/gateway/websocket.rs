@@ -5,6 +5,7 @@
 //! | `GET /<stage>` without a `token` header | 401 before the upgrade, authorizer not called |
 //! | `$connect` authorizer refuses the token | 401; its policy denies: 403 |
 //! | `$connect` route answers other than 2xx | that status, no connection |
+//! | more open connections than [`WebSocketLimits::max_connections`] | 429, no connection |
 //! | a message over 128 KB | connection closed (1009, message too big) |
 //! | no frame from the client for the idle timeout (10 min) | connection closed (1001) |
 //! | connection older than its lifetime (2 h) | connection closed (1001) |
@@ -46,6 +47,9 @@ pub struct WebSocketLimits {
     /// Messages queued for one connection before a post answers 429 (a client that does not
     /// read).
     pub max_queued: usize,
+    /// Open WebSocket connections at once (upgraded connections leave the HTTP connection
+    /// cap, so they have their own); more are refused with 429.
+    pub max_connections: usize,
 }
 
 impl Default for WebSocketLimits {
@@ -55,6 +59,7 @@ impl Default for WebSocketLimits {
             idle_timeout: Duration::from_secs(600),
             max_lifetime: Duration::from_secs(7200),
             max_queued: 1024,
+            max_connections: 1024,
         }
     }
 }
@@ -107,6 +112,10 @@ pub(super) async fn connect(gw: Arc<Gateway>, request: Request, peer: Option<Str
         super::policy::Decision::Allow => {}
         super::policy::Decision::ExplicitDeny => return Refusal::ExplicitDeny.response(),
         super::policy::Decision::NoAllow => return Refusal::NoAllow.response(),
+    }
+    if gw.connections.lock().len() >= gw.config.websocket.max_connections {
+        tracing::warn!("websocket connection refused: too many open");
+        return error(429, "LimitExceededException", "Limit Exceeded");
     }
     let id = connection_id();
     let headers = request.headers().clone();
