@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the C test program (tests/c/roundtrip.c: init, put, blocking fetch, begin/poll, wrong
-# token, shutdown, init again) against the local gateway on loopback through the plugins that
+# Runs the C test program (tests/c/roundtrip.c: init, put, blocking fetch, begin/poll, realtime
+# over the WebSocket API, wrong token, shutdown, init again) against the local gateway on loopback through the plugins that
 # can run here besides the host's: the Windows DLL under Wine and the Linux arm64 library under
 # qemu-user. macOS, Android and iOS cannot run here (checked statically only).
 #   scripts/run-plugins.sh [plugins-folder]     default: target/plugins/Runtime/Plugins
