@@ -12,6 +12,13 @@
 //! else, or a message without `e` (too many cubes changed to be worth sending), refetches the
 //! chunk. Missed messages therefore never leave a client silently wrong: the next message it
 //! sees names a `p` it does not hold.
+//!
+//! Versions name contents, so a chunk edited A → B → A holds the same version before and after;
+//! two changes posted at once may also arrive in either order. Each change therefore carries
+//! the chunk's write sequence `n` (it grows with every write the store applies to the chunk):
+//! a receiver that sees a change whose `n` is not above the last one it saw for that chunk
+//! must not apply its edits (it refetches instead), or an old change could be applied to a
+//! content that merely looks like its `p`.
 
 use crate::chunk::{ChunkKey, CHUNK_CUBES};
 use crate::world::WorldId;
@@ -58,7 +65,7 @@ impl ClientMessage {
 }
 
 /// A chunk changed: pushed to every connection following it. On the wire it is a JSON array,
-/// positional to stay small: `[[x,y,z],"<previous>","<version>",index,value,index,value,...]`,
+/// positional to stay small: `[[x,y,z],"<previous>","<version>",seq,index,value,...]`,
 /// ending with `null` when more cubes changed than a message carries (refetch).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -68,19 +75,24 @@ pub struct Change {
     pub previous: u64,
     /// Its version after the edit.
     pub version: u64,
+    /// The chunk's write sequence after the edit: grows with each write applied to the chunk
+    /// (it starts again if the store loses the chunk). Orders changes; see the module docs.
+    pub seq: u64,
     /// The cube edits that turn `previous` into `version`, as (index, value), when at most
     /// [`MAX_EDITS_IN_CHANGE`] cubes changed; `None` otherwise (refetch).
     pub edits: Option<Vec<(u16, i32)>>,
 }
 
 impl Change {
-    /// The change from `before` to `after` of `chunk`, carrying the changed cubes when few.
+    /// The change from `before` to `after` of `chunk` (write sequence `seq`), carrying the
+    /// changed cubes when few.
     pub fn between(
         chunk: ChunkKey,
         previous: u64,
         before: &[i32; CHUNK_CUBES],
         version: u64,
         after: &[i32; CHUNK_CUBES],
+        seq: u64,
     ) -> Self {
         let mut edits = Vec::new();
         for (i, (b, a)) in before.iter().zip(after.iter()).enumerate() {
@@ -90,6 +102,7 @@ impl Change {
                         chunk,
                         previous,
                         version,
+                        seq,
                         edits: None,
                     };
                 }
@@ -100,6 +113,7 @@ impl Change {
             chunk,
             previous,
             version,
+            seq,
             edits: Some(edits),
         }
     }
@@ -107,12 +121,13 @@ impl Change {
     /// The message text.
     pub fn to_text(&self) -> String {
         let mut out = format!(
-            "[[{},{},{}],\"{}\",\"{}\"",
+            "[[{},{},{}],\"{}\",\"{}\",{}",
             self.chunk.x,
             self.chunk.y,
             self.chunk.z,
             compact(self.previous),
-            compact(self.version)
+            compact(self.version),
+            self.seq
         );
         match &self.edits {
             Some(edits) => {
@@ -131,14 +146,15 @@ impl Change {
         let items: Vec<serde_json::Value> =
             serde_json::from_str(text).map_err(|e| e.to_string())?;
         let bad = || "not a change message".to_string();
-        if items.len() < 3 {
+        if items.len() < 4 {
             return Err(bad());
         }
         let chunk: ChunkKey =
             serde_json::from_value(items[0].clone()).map_err(|e| e.to_string())?;
         let version_at = |i: usize| items[i].as_str().ok_or_else(bad).and_then(uncompact);
         let (previous, version) = (version_at(1)?, version_at(2)?);
-        let rest = &items[3..];
+        let seq = items[3].as_u64().ok_or_else(bad)?;
+        let rest = &items[4..];
         let edits = if rest.last().is_some_and(|v| v.is_null()) {
             if rest.len() != 1 {
                 return Err(bad());
@@ -166,6 +182,7 @@ impl Change {
             chunk,
             previous,
             version,
+            seq,
             edits,
         })
     }
@@ -216,12 +233,14 @@ mod tests {
         let mut after = before.clone();
         after[1234] = 42;
         // Worst-case versions (all 8 bytes used) and a chunk a few hundred chunks from the origin.
+        // A write sequence of ten digits: ten billion writes to one chunk.
         let change = Change::between(
             ChunkKey::new(-312, 4, 977),
             u64::MAX - 1,
             &before,
             u64::MAX / 3,
             &after,
+            9_999_999_999,
         );
         let text = change.to_text();
         assert!(text.len() <= 64, "{} bytes: {text}", text.len());
@@ -235,21 +254,33 @@ mod tests {
         let mut after = before.clone();
         after[7] = -1;
         after[4095] = 9;
-        let change = Change::between(ChunkKey::new(0, 0, 0), 11, &before, 22, &after);
+        let change = Change::between(ChunkKey::new(0, 0, 0), 11, &before, 22, &after, 5);
         let mut copy = before.clone();
         assert_eq!(change.apply(11, &mut copy), Ok(true));
         assert_eq!(copy, after);
         assert_eq!(change.apply(22, &mut copy), Ok(false), "already current");
         assert_eq!(change.apply(33, &mut copy), Err(()), "a gap: refetch");
         // A big change carries no edits: everyone refetches.
-        let big = Change::between(ChunkKey::new(0, 0, 0), 22, &after, 44, &fixtures::random(1));
+        let big = Change::between(
+            ChunkKey::new(0, 0, 0),
+            22,
+            &after,
+            44,
+            &fixtures::random(1),
+            6,
+        );
         assert_eq!(big.edits, None);
         assert_eq!(big.apply(22, &mut copy), Err(()));
         assert!(big.to_text().ends_with(",null]"));
         assert_eq!(Change::parse(&big.to_text()).unwrap(), big);
-        assert!(Change::parse(r#"[[0,0,0],"AAAAAAAAAAA","AAAAAAAAAAA",4096,1]"#).is_err());
+        assert!(Change::parse(r#"[[0,0,0],"AAAAAAAAAAA","AAAAAAAAAAA",1,4096,1]"#).is_err());
         assert!(Change::parse(r#"[[0,0,0],"AAAAAAAAAAA"]"#).is_err());
-        assert!(Change::parse(r#"[[0,0,0],"AAAAAAAAAAA","AAAAAAAAAAA",1]"#).is_err());
+        assert!(
+            Change::parse(r#"[[0,0,0],"AAAAAAAAAAA","AAAAAAAAAAA"]"#).is_err(),
+            "no seq"
+        );
+        assert!(Change::parse(r#"[[0,0,0],"AAAAAAAAAAA","AAAAAAAAAAA",-1,null]"#).is_err());
+        assert!(Change::parse(r#"[[0,0,0],"AAAAAAAAAAA","AAAAAAAAAAA",1,1]"#).is_err());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use cubewalk_protocol::realtime::{Change, ClientMessage, MAX_SUBSCRIBED_CHUNKS};
 use cubewalk_protocol::{ChunkKey, WorldId};
 use futures_util::StreamExt;
 use rand::Rng;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -78,6 +78,32 @@ impl RealtimeState {
             3 => Self::Refused,
             _ => Self::Off,
         }
+    }
+}
+
+/// Keeps out-of-order changes from being applied: per chunk, the highest write sequence seen
+/// on this connection. A change at or below it (delivered late, or after the store lost the
+/// chunk and started counting again) loses its edits, so the caller refetches instead of
+/// applying them to a content that only looks like their "previous" (A → B → A).
+#[derive(Debug, Default)]
+struct Sequencer {
+    last: HashMap<ChunkKey, u64>,
+}
+
+impl Sequencer {
+    fn admit(&mut self, mut change: Change) -> Change {
+        let last = self.last.entry(change.chunk).or_insert(0);
+        if change.seq <= *last {
+            change.edits = None;
+        }
+        *last = (*last).max(change.seq);
+        change
+    }
+
+    /// Forgets chunks no longer followed (bounds the map by the followed set).
+    fn keep_only(&mut self, chunks: &[ChunkKey]) {
+        let followed: std::collections::HashSet<&ChunkKey> = chunks.iter().collect();
+        self.last.retain(|k, _| followed.contains(k));
     }
 }
 
@@ -161,6 +187,7 @@ impl Realtime {
             gap_pending: false,
             resend_at: None,
             refusals: 0,
+            sequencer: Sequencer::default(),
         };
         let task = tokio::spawn(connection.run());
         Ok(Self {
@@ -273,6 +300,8 @@ struct Connection {
     /// store unavailable, throttled), and how many times in a row that happened.
     resend_at: Option<tokio::time::Instant>,
     refusals: u32,
+    /// Orders this connection's changes per chunk.
+    sequencer: Sequencer,
 }
 
 impl Connection {
@@ -285,6 +314,8 @@ impl Connection {
                 Ok(socket) => {
                     self.shared.set_state(RealtimeState::Connected);
                     self.gap_pending = self.ever_subscribed;
+                    // A new connection: the caller refetches everything at its gap anyway.
+                    self.sequencer = Sequencer::default();
                     match self.serve(socket).await {
                         Ended::Refused => break,
                         Ended::Stopped => return,
@@ -392,7 +423,8 @@ impl Connection {
                         let _ = socket.close(None).await;
                         return Ended::Stopped;
                     }
-                    self.followed.borrow_and_update();
+                    let followed = self.followed.borrow_and_update().chunks.clone();
+                    self.sequencer.keep_only(&followed);
                     if !self.subscribe(&mut socket).await {
                         return Ended::Retry;
                     }
@@ -442,7 +474,10 @@ impl Connection {
     fn receive(&mut self, text: &str) {
         if text.starts_with('[') {
             match Change::parse(text) {
-                Ok(change) => self.shared.push(RealtimeEvent::Changed(change)),
+                Ok(change) => {
+                    let change = self.sequencer.admit(change);
+                    self.shared.push(RealtimeEvent::Changed(change));
+                }
                 Err(e) => self.shared.fail(format!("unreadable change message: {e}")),
             }
             return;
@@ -480,6 +515,34 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn change(seq: u64, previous: u64, version: u64) -> Change {
+        Change {
+            chunk: ChunkKey::new(0, 0, 0),
+            previous,
+            version,
+            seq,
+            edits: Some(vec![(1, 1)]),
+        }
+    }
+
+    #[test]
+    fn changes_out_of_order_lose_their_edits_so_an_a_b_a_edit_cannot_mislead() {
+        // A (version 1) -> B (2) -> A (1 again): the second change arrives first.
+        let mut s = Sequencer::default();
+        let late_first = s.admit(change(3, 2, 1));
+        assert!(late_first.edits.is_some());
+        // The earlier change names "previous" 1, which the follower (at A) seems to hold:
+        // applying it would leave B on screen while the world holds A.
+        let early_second = s.admit(change(2, 1, 2));
+        assert_eq!(early_second.edits, None, "refetch, not apply");
+        // In order again afterwards.
+        assert!(s.admit(change(4, 1, 5)).edits.is_some());
+        // A duplicate never applies twice.
+        assert_eq!(s.admit(change(4, 1, 5)).edits, None);
+        s.keep_only(&[]);
+        assert!(s.last.is_empty());
+    }
 
     #[test]
     fn a_queue_nobody_drains_keeps_one_gap_instead_of_growing() {

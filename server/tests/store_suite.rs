@@ -249,6 +249,8 @@ async fn apply_edits_tells_what_changed_from_what(store: &dyn ChunkStore) {
         .await
         .unwrap();
     assert_eq!(second[0].changed_from, Some(first[0].revision));
+    assert!(second[0].seq > first[0].seq, "the write sequence grows");
+    assert_eq!(first[1].seq, 0, "no write, no sequence");
     let replay = store
         .apply_edits(&w, &[(a, vec![set(2, 6)])], Some(&key))
         .await

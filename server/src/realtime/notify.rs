@@ -93,6 +93,7 @@ pub fn changes(grouped: &[ChunkEdits], applied: &[Applied]) -> Vec<Change> {
                 chunk: *chunk,
                 previous,
                 version: a.revision,
+                seq: a.seq,
                 edits: (last.len() <= MAX_EDITS_IN_CHANGE).then(|| last.into_iter().collect()),
             })
         })

@@ -116,7 +116,7 @@ impl ChunkStore for MemoryStore {
             let blob = current.map(|c| c.blob.as_slice()).unwrap_or(&[]);
             let version = current.map_or(0, |c| c.version);
             let edited = edit_blob(world, *chunk, blob, cubes)?;
-            let answer = edited.applied();
+            let answer = edited.applied(version);
             if let Some(blob) = edited.blob {
                 shard.chunks.insert(
                     id,

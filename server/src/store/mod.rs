@@ -117,6 +117,10 @@ pub struct Applied {
     /// inside its check-and-set. `None` when nothing changed (edits equal to the content, or
     /// a replay under an idempotency key already applied).
     pub changed_from: Option<u64>,
+    /// When this call changed the chunk, its write counter afterwards (grows by one with
+    /// every write the store applies to the chunk): orders the chunk's change messages even
+    /// when a content (and so a revision) comes back. 0 when nothing changed.
+    pub seq: u64,
 }
 
 impl Applied {
@@ -125,6 +129,7 @@ impl Applied {
         Self {
             revision,
             changed_from: None,
+            seq: 0,
         }
     }
 }
@@ -139,11 +144,14 @@ pub(crate) struct Edited {
 }
 
 impl Edited {
-    /// What applying this edit means for the caller once it is stored.
-    pub(crate) fn applied(&self) -> Applied {
+    /// What applying this edit means for the caller once it is stored over write counter
+    /// `counter` (the stored one becomes `counter + 1` when the edit changed the chunk).
+    pub(crate) fn applied(&self, counter: u64) -> Applied {
+        let changed = self.blob.is_some();
         Applied {
             revision: self.revision,
-            changed_from: self.blob.is_some().then_some(self.previous),
+            changed_from: changed.then_some(self.previous),
+            seq: if changed { counter + 1 } else { 0 },
         }
     }
 }

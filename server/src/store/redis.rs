@@ -358,10 +358,10 @@ impl RedisStore {
                 let edited = edit_blob(world, *chunk, &stored.blob, cubes)?;
                 if edited.blob.is_none() && key.is_none() {
                     // Nothing to change and nothing to remember.
-                    revisions[i] = edited.applied();
+                    revisions[i] = edited.applied(stored.version);
                     continue;
                 }
-                let applied = edited.applied();
+                let applied = edited.applied(stored.version);
                 let mut cmd = redis::cmd("EVAL");
                 cmd.arg(CAS_SCRIPT)
                     .arg(if key.is_some() { 2 } else { 1 })
