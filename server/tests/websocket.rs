@@ -260,8 +260,16 @@ async fn closed_with(socket: &mut Socket) -> Option<u16> {
 }
 
 #[tokio::test]
-async fn the_connections_endpoint_needs_a_signature_and_answers_gone_for_closed_connections() {
+async fn only_the_gateways_own_notifier_can_post_to_connections() {
     let (gw, _index) = start(GatewayConfig::default());
+    let mut victim = connect(&gw, Some(TOKEN)).await.unwrap();
+    victim
+        .send(Message::text(
+            r#"{"action":"subscribe","world":"default","chunks":[[0,0,0]]}"#,
+        ))
+        .await
+        .unwrap();
+    next_text(&mut victim).await;
     let endpoint = format!("{}/prod", gw.base);
     let unsigned = reqwest::Client::new()
         .post(format!("{endpoint}/@connections/abc"))
@@ -270,11 +278,26 @@ async fn the_connections_endpoint_needs_a_signature_and_answers_gone_for_closed_
         .await
         .unwrap();
     assert_eq!(unsigned.status(), 403);
-    let api = ManagementApi::new(&ManagementConfig::local(endpoint));
-    assert_eq!(
-        api.post("no-such-connection", "hi").await,
-        Err(DeliveryError::Gone)
-    );
+    // Properly signed, but with a key the gateway did not make: a fake change is refused, and
+    // whether a connection exists is not revealed.
+    let forger = ManagementApi::new(&ManagementConfig::local(endpoint, "AKIDFORGED0000000000"));
+    for id in ["no-such-connection", "abc"] {
+        match forger
+            .post(id, r#"[[0,0,0],"AAAAAAAAAAA","AQAAAAAAAAA",9,0,666]"#)
+            .await
+        {
+            Err(DeliveryError::Failed(why)) => assert!(why.contains("Forbidden"), "{why}"),
+            other => panic!("a forged post was not refused: {other:?}"),
+        }
+    }
+    // The gateway's own notifier still reaches the victim, and nothing forged came before.
+    put(
+        &gw,
+        serde_json::json!({"world":"default","edits":[{"chunk":[0,0,0],"index":1,"value":5}]}),
+    )
+    .await;
+    let change = Change::parse(&next_text(&mut victim).await).unwrap();
+    assert_eq!(change.edits.as_deref(), Some(&[(1, 5)][..]));
 }
 
 #[tokio::test]

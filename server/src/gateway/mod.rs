@@ -162,6 +162,8 @@ struct Gateway {
     store: Arc<dyn ChunkStore>,
     index: Arc<dyn Subscriptions>,
     notifier: Option<Notifier>,
+    /// The access key id the gateway's own notifier signs with; `@connections` accepts no other.
+    management_key: String,
     connections: websocket::Connections,
     cache: AuthCache,
 }
@@ -176,6 +178,7 @@ pub fn router(
     index: Arc<dyn Subscriptions>,
 ) -> axum::Router {
     let compression = config.minimum_compression_size;
+    let management_key = websocket::management_key();
     let notifier = config
         .management_endpoint
         .as_ref()
@@ -183,6 +186,7 @@ pub fn router(
             index: index.clone(),
             delivery: Arc::new(ManagementApi::new(&ManagementConfig::local(
                 endpoint.clone(),
+                &management_key,
             ))),
             limits: NotifyLimits::default(),
         });
@@ -193,6 +197,7 @@ pub fn router(
         store,
         index,
         notifier,
+        management_key,
         connections: websocket::Connections::default(),
     });
     let router = axum::Router::new()

@@ -9,7 +9,7 @@
 //! | a message over 128 KB | connection closed (1009, message too big) |
 //! | no frame from the client for the idle timeout (10 min) | connection closed (1001) |
 //! | connection older than its lifetime (2 h) | connection closed (1001) |
-//! | `POST /<stage>/@connections/{id}` unsigned | 403 `Missing Authentication Token` |
+//! | `POST /<stage>/@connections/{id}` unsigned, or signed with another key | 403 |
 //! | ... to a connection that is gone | 410 `GoneException` |
 //!
 //! Messages are routed on their `action` field (`$request.body.action`): `subscribe`,
@@ -319,17 +319,39 @@ fn event_for_disconnect(
     event(gw, id, "$disconnect", "DISCONNECT", None, headers, peer)
 }
 
+/// An access key id for the gateway's own notifier, made fresh per gateway: 20 characters
+/// like AWS's, 100 random bits, known only inside this process.
+pub(super) fn management_key() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut rng = rand::rng();
+    let tail: String = (0..16)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    format!("LCWG{tail}")
+}
+
 /// `/<stage>/@connections/{id}`: `POST` sends the body as one message, `GET` describes the
-/// connection, `DELETE` closes it. Requests must be SigV4-signed (only the presence of the
-/// signature is checked: there are no IAM users here).
+/// connection, `DELETE` closes it. Requests must be SigV4-signed with the gateway's own
+/// access key id: without IAM the signature itself is not verified, but no one outside this
+/// process knows the key id, so nobody else can push messages (fake changes) to clients.
 pub(super) async fn management(gw: Arc<Gateway>, request: Request, id: &str) -> Response {
-    let signed = request
+    let authorization = request
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 "));
-    if !signed {
+        .unwrap_or("");
+    if !authorization.starts_with("AWS4-HMAC-SHA256 ") {
         return Refusal::MissingAuthenticationToken.response();
+    }
+    let credential = format!("Credential={}/", gw.management_key);
+    if !authorization.contains(&credential) {
+        tracing::warn!("@connections request signed with an unknown key refused");
+        return error(
+            403,
+            "ForbiddenException",
+            "The security token included in the request is invalid.",
+        );
     }
     let method = request.method().clone();
     let max = gw.config.websocket.max_message_bytes;

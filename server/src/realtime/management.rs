@@ -68,12 +68,13 @@ impl ManagementConfig {
         }))
     }
 
-    /// The local gateway's own endpoint; it checks that requests are signed, not by whom.
-    pub fn local(endpoint: impl Into<String>) -> Self {
+    /// The local gateway's own endpoint, signing as `access_key_id` (the gateway accepts only
+    /// requests signed with the key id it made for itself; there is no IAM to check more).
+    pub fn local(endpoint: impl Into<String>, access_key_id: &str) -> Self {
         Self {
             endpoint: endpoint.into(),
             region: "local".into(),
-            credentials: Credentials::new("local", "local", None, None, "local-gateway"),
+            credentials: Credentials::new(access_key_id, "local", None, None, "local-gateway"),
             post_timeout: Duration::from_secs(1),
         }
     }
