@@ -497,3 +497,78 @@ fn a_subscription_refused_while_redis_is_down_is_sent_again_until_it_holds() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[test]
+fn realtime_calls_racing_on_four_threads_with_shutdown_and_init_always_return_a_status() {
+    let _s = serial();
+    let stack = Stack::memory();
+    let endpoint = stack.endpoint();
+    let url = stack.realtime_endpoint();
+    assert_eq!(init(&endpoint, TOKEN), Status::Ok);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let allowed = [Status::Ok, Status::InvalidArgument, Status::NotInitialized];
+    let mut threads = Vec::new();
+    for role in 0..4 {
+        let (stop, url, endpoint) = (stop.clone(), url.clone(), endpoint.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut calls = 0u32;
+            let mut changes = [CwChange::default(); 8];
+            let mut edits = [CwEdit::default(); 512];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (mut n, mut e) = (0, 0);
+                // SAFETY: live arrays and strings of the stated lengths.
+                let s = unsafe {
+                    match role {
+                        0 => cw_realtime_poll(
+                            changes.as_mut_ptr(),
+                            8,
+                            edits.as_mut_ptr(),
+                            512,
+                            &mut n,
+                            &mut e,
+                        ),
+                        1 => {
+                            let keys = [key(calls as i32 % 7, 0, 0), key(0, 1, 0)];
+                            cw_realtime_follow(WORLD.as_ptr(), WORLD.len(), keys.as_ptr(), 2)
+                        }
+                        2 => match calls % 3 {
+                            0 => cw_realtime_start(url.as_ptr(), url.len()),
+                            1 => cw_realtime_stop(),
+                            _ => {
+                                let mut st = 0;
+                                cw_realtime_state(&mut st)
+                            }
+                        },
+                        _ => {
+                            if calls % 10 == 0 {
+                                cw_shutdown()
+                            } else {
+                                init(&endpoint, TOKEN)
+                            }
+                        }
+                    }
+                };
+                assert!(
+                    allowed.contains(&s),
+                    "role {role} call {calls}: {s:?} {}",
+                    last_error()
+                );
+                calls += 1;
+                if role == 3 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            calls
+        }));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let calls: Vec<u32> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(calls.iter().all(|&c| c > 10), "{calls:?}");
+    // Still usable afterwards.
+    assert_eq!(init(&endpoint, TOKEN), Status::Ok);
+    start_realtime(&url);
+    follow(&[key(0, 0, 0)]);
+    poll_until(CW_CHANGE_SUBSCRIBED, Duration::from_secs(5));
+    assert_eq!(cw_shutdown(), Status::Ok);
+}

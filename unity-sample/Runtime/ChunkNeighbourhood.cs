@@ -37,6 +37,15 @@ namespace CubeWalk
         int appliedCount;
         bool following, subscribed, refetchNeeded;
         double nextPoll;
+        // Following again after the native session restarted (Play mode, a re-init): the
+        // endpoint given to Follow, and when to try next; never after a refusal or on a
+        // transport without realtime.
+        string realtimeEndpoint;
+        bool followGivenUp;
+        double retryFollowAt;
+        /// <summary>Seconds between attempts to follow again once realtime stopped (the native
+        /// session was shut down and initialized again).</summary>
+        public const double FollowRetrySeconds = 5;
 
         /// <summary>The chunks, x major, then z, then y (the game's order).</summary>
         public ChunkKey[] Keys { get; private set; }
@@ -165,21 +174,31 @@ namespace CubeWalk
         {
             lock (gate)
             {
-                try
-                {
-                    client.StartRealtime(realtimeEndpoint);
-                    following = true;
-                    RealtimeProblem = null;
-                    FollowKeys();
-                    return true;
-                }
-                catch (Exception e)
-                {
-                    if (!(e is CubeWalkException || e is PlatformNotSupportedException || e is ArgumentException)) throw;
-                    following = false;
-                    RealtimeProblem = e.Message;
-                    return false;
-                }
+                this.realtimeEndpoint = realtimeEndpoint;
+                followGivenUp = false;
+                return StartFollowing();
+            }
+        }
+
+        bool StartFollowing()
+        {
+            try
+            {
+                client.StartRealtime(realtimeEndpoint);
+                following = true;
+                RealtimeProblem = null;
+                FollowKeys();
+                return following;
+            }
+            catch (Exception e)
+            {
+                if (!(e is CubeWalkException || e is PlatformNotSupportedException || e is ArgumentException)) throw;
+                following = false;
+                RealtimeProblem = e.Message;
+                // A transport without realtime or a bad URL will not get better by retrying.
+                if (!(e is CubeWalkException) || ((CubeWalkException)e).Status == CubeWalkStatus.InvalidArgument)
+                    followGivenUp = true;
+                return false;
             }
         }
 
@@ -215,10 +234,18 @@ namespace CubeWalk
             lock (gate)
             {
                 appliedCount = 0;
+                if (!following && realtimeEndpoint != null && !followGivenUp && now >= retryFollowAt)
+                {
+                    retryFollowAt = now + FollowRetrySeconds;
+                    StartFollowing();
+                }
                 if (following) Drain();
                 live = following && subscribed && client.RealtimeState == RealtimeState.Connected;
                 if (following && client.RealtimeState == RealtimeState.Refused)
+                {
                     StopFollowing(client.RealtimeProblem ?? "the realtime connection refused the token");
+                    followGivenUp = true;
+                }
             }
             if (ChunkChanged != null)
                 for (int i = 0; i < appliedCount; i++) ChunkChanged(appliedNow[i]);

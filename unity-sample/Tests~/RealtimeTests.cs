@@ -123,6 +123,30 @@ namespace CubeWalk.Tests
         }
 
         [Test]
+        public void FollowingResumesAfterTheNativeSessionRestarts()
+        {
+            var hood = Following();
+            client.Shutdown();
+            client.Reinitialize();
+            // The realtime connection went with the session: polling until it follows again.
+            double clock = Now();
+            var deadline = DateTime.UtcNow.AddSeconds(20);
+            while (!hood.IsFollowing)
+            {
+                Assert.Less(DateTime.UtcNow, deadline, "never followed again: " + hood.RealtimeProblem);
+                clock += 1; // a fast clock: the retry interval passes in a few frames
+                client.Update();
+                hood.Tick(clock, 0.05);
+                Thread.Sleep(5);
+            }
+            int applied = hood.AppliedChanges;
+            Frames(hood, () => !hood.Busy);
+            Put(9, 99);
+            Frames(hood, () => hood.AppliedChanges > applied);
+            Assert.AreEqual(99, hood.Buffers[13][9]);
+        }
+
+        [Test]
         public void AnUnreachableRealtimeEndpointFallsBackToPolling()
         {
             var hood = new ChunkNeighbourhood(client, world, 0);
@@ -141,10 +165,21 @@ namespace CubeWalk.Tests
             client = new CubeWalkClient(Endpoint, "wrong-token-0000");
             var hood = new ChunkNeighbourhood(client, world, 0);
             Assert.IsTrue(hood.Follow(RealtimeEndpoint));
-            Frames(hood, () => client.RealtimeState == RealtimeState.Refused && hood.RealtimeProblem != null, 0.05);
+            Frames(hood, () => client.RealtimeState == RealtimeState.Refused && hood.RealtimeProblem != null
+                && hood.LastStatus == CubeWalkStatus.Unauthorized, 0.05);
             Assert.IsFalse(hood.IsFollowing);
             StringAssert.Contains("401", hood.RealtimeProblem);
-            Assert.AreEqual(CubeWalkStatus.Unauthorized, hood.LastStatus, "its polling says so too");
+            // Refused for good: no more attempts to follow, polling goes on (and says why).
+            int refreshFailures = 0;
+            for (int i = 0; i < 20; i++)
+            {
+                client.Update();
+                hood.Tick(Now() + 100 * i, 0.05);
+                if (hood.LastStatus == CubeWalkStatus.Unauthorized) refreshFailures++;
+                Thread.Sleep(5);
+            }
+            Assert.AreEqual(RealtimeState.Refused, client.RealtimeState, "not restarted after a refusal");
+            Assert.Greater(refreshFailures, 0);
         }
 
         [Test]
