@@ -540,7 +540,7 @@ fn realtime_calls_racing_on_four_threads_with_shutdown_and_init_always_return_a_
                             }
                         },
                         _ => {
-                            if calls % 10 == 0 {
+                            if calls.is_multiple_of(10) {
                                 cw_shutdown()
                             } else {
                                 init(&endpoint, TOKEN)
