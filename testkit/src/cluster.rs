@@ -120,6 +120,23 @@ impl RedisCluster {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.ports[0])
     }
+
+    /// How many keys each node holds (`DBSIZE`), in node order: where a test's keys landed.
+    pub fn keys_per_node(&self) -> Vec<u64> {
+        self.ports
+            .iter()
+            .map(|p| {
+                let out = std::process::Command::new("redis-cli")
+                    .args(["-p", &p.to_string(), "DBSIZE"])
+                    .output()
+                    .expect("redis-cli");
+                String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .parse()
+                    .expect("DBSIZE answers a number")
+            })
+            .collect()
+    }
 }
 
 impl Drop for RedisCluster {
