@@ -1,9 +1,11 @@
 //! The C ABI's promises about caller memory once a call has returned, tried as a game would
 //! break them: shutdown with requests finished and in flight, `cw_poll` and `cw_cancel` racing
 //! on two threads (also run under valgrind by `scripts/memcheck.sh`), one buffer given twice,
-//! a panic inside a request, a redirect that would carry the token away, and puts that fail
-//! part way.
+//! a panic inside a request, a redirect that would carry the token away, puts that fail
+//! part way, and the realtime functions across init/shutdown cycles.
 
+use cubewalk::ffi::realtime::*;
+use cubewalk::ffi::types::{CW_CHANGE_EDITS, CW_CHANGE_SUBSCRIBED};
 use cubewalk::ffi::*;
 use cubewalk::Status;
 use cubewalk_protocol::codec::{blob_to_base64, encode_chunk, fixtures};
@@ -385,4 +387,95 @@ fn the_rust_client_sends_nothing_for_an_empty_put() {
     let got = mock.rt.block_on(client.put("default", &[])).unwrap();
     assert!(got.is_empty());
     assert_eq!(mock.requests(), 0);
+}
+
+/// A WebSocket server standing in for the realtime API: acknowledges every subscribe and then
+/// pushes one change for chunk (0,0,0). Runs on its own thread until the process ends.
+fn fake_realtime_server() -> String {
+    use futures_util::{SinkExt, StreamExt};
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            while let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                        return;
+                    };
+                    while let Some(Ok(m)) = ws.next().await {
+                        if m.is_text() {
+                            let _ = ws.send(r#"{"subscribed":1}"#.into()).await;
+                            let change = r#"[[0,0,0],"AAAAAAAAAAA","AQAAAAAAAAA",1,7,42]"#;
+                            let _ = ws.send(change.into()).await;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    format!("ws://{}/prod", rx.recv().unwrap())
+}
+
+/// Realtime through the C ABI across init/shutdown cycles (also under valgrind): events land
+/// only in the arrays given to `cw_realtime_poll`, and stop, shutdown and init again leave
+/// nothing running that could write anywhere.
+#[test]
+fn realtime_start_follow_poll_stop_and_shutdown_cycles() {
+    let _s = serial();
+    let url = fake_realtime_server();
+    let world = "default";
+    for round in 0..3 {
+        assert_eq!(init("http://127.0.0.1:9/prod/cubewalkblocks"), Status::Ok);
+        // SAFETY: live strings and arrays of the stated lengths.
+        unsafe {
+            assert_eq!(cw_realtime_start(url.as_ptr(), url.len()), Status::Ok);
+            let key = CwChunkKey { x: 0, y: 0, z: 0 };
+            assert_eq!(
+                cw_realtime_follow(world.as_ptr(), world.len(), &key, 1),
+                Status::Ok
+            );
+        }
+        let mut changes = [CwChange::default(); 4];
+        let mut edits = [CwEdit::default(); 64];
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !seen.contains(&CW_CHANGE_EDITS) {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: saw {seen:?}: {}",
+                last_error()
+            );
+            let (mut n, mut e) = (0usize, 0usize);
+            // SAFETY: arrays of the stated lengths.
+            let s = unsafe {
+                cw_realtime_poll(
+                    changes.as_mut_ptr(),
+                    4,
+                    edits.as_mut_ptr(),
+                    64,
+                    &mut n,
+                    &mut e,
+                )
+            };
+            assert_eq!(s, Status::Ok);
+            for c in &changes[..n] {
+                seen.push(c.kind);
+                if c.kind == CW_CHANGE_EDITS {
+                    let edit = edits[c.first_edit as usize];
+                    assert_eq!((c.edit_count, edit.index, edit.value), (1, 7, 42));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(seen[0], CW_CHANGE_SUBSCRIBED);
+        if round % 2 == 0 {
+            assert_eq!(cw_realtime_stop(), Status::Ok);
+        }
+        assert_eq!(cw_shutdown(), Status::Ok);
+    }
 }
