@@ -117,18 +117,14 @@ pub(super) async fn connect(gw: Arc<Gateway>, request: Request, peer: Option<Str
         tracing::warn!("websocket connection refused: too many open");
         return error(429, "LimitExceededException", "Limit Exceeded");
     }
-    let id = connection_id();
-    let headers = request.headers().clone();
-    let event = event(
-        &gw,
-        &id,
-        "$connect",
-        "CONNECT",
-        None,
-        &headers,
-        peer.clone(),
-    );
-    let answer = handler::handle(&event, gw.index.as_ref()).await;
+    let caller = Caller {
+        id: connection_id(),
+        headers: request.headers().clone(),
+        source_ip: peer,
+        connected_at: SystemTime::now(),
+    };
+    let connect = event(&gw, &caller, "$connect", "CONNECT", None);
+    let answer = handler::handle(&connect, gw.index.as_ref()).await;
     if !(200..300).contains(&answer.status_code) {
         let status = u16::try_from(answer.status_code).unwrap_or(500);
         return Response::builder()
@@ -140,32 +136,29 @@ pub(super) async fn connect(gw: Arc<Gateway>, request: Request, peer: Option<Str
         Ok(u) => u,
         Err(rejection) => {
             // Not a WebSocket handshake: nothing was registered, but $connect ran.
-            let _ = handler::handle(
-                &event_for_disconnect(&gw, &id, &headers, peer),
-                gw.index.as_ref(),
-            )
-            .await;
+            let disconnect = event(&gw, &caller, "$disconnect", "DISCONNECT", None);
+            let _ = handler::handle(&disconnect, gw.index.as_ref()).await;
             return axum::response::IntoResponse::into_response(rejection);
         }
     };
     let limits = gw.config.websocket.clone();
     let (outbox, inbox) = mpsc::channel(limits.max_queued.max(1));
     gw.connections.lock().insert(
-        id.clone(),
+        caller.id.clone(),
         Open {
             outbox,
-            connected_at: SystemTime::now(),
-            source_ip: peer.clone(),
+            connected_at: caller.connected_at,
+            source_ip: caller.source_ip.clone(),
         },
     );
     upgrade
         .max_message_size(limits.max_message_bytes)
         .max_frame_size(limits.max_message_bytes)
         .on_upgrade(move |socket| async move {
-            run(&gw, &id, socket, inbox, &headers, peer.clone()).await;
-            gw.connections.lock().remove(&id);
-            let event = event_for_disconnect(&gw, &id, &headers, peer);
-            let _ = handler::handle(&event, gw.index.as_ref()).await;
+            run(&gw, &caller, socket, inbox).await;
+            gw.connections.lock().remove(&caller.id);
+            let disconnect = event(&gw, &caller, "$disconnect", "DISCONNECT", None);
+            let _ = handler::handle(&disconnect, gw.index.as_ref()).await;
         })
 }
 
@@ -173,11 +166,9 @@ pub(super) async fn connect(gw: Arc<Gateway>, request: Request, peer: Option<Str
 /// closed at the idle timeout or the lifetime.
 async fn run(
     gw: &Gateway,
-    id: &str,
+    caller: &Caller,
     mut socket: WebSocket,
     mut inbox: mpsc::Receiver<Outgoing>,
-    headers: &http::HeaderMap,
-    peer: Option<String>,
 ) {
     let limits = &gw.config.websocket;
     let end_of_life = tokio::time::Instant::now() + limits.max_lifetime;
@@ -209,7 +200,7 @@ async fn run(
                     Some(Ok(m)) => m,
                     Some(Err(e)) => {
                         // Too big a message ends here too: API Gateway closes with 1009.
-                        tracing::info!(connection = id, error = %e, "websocket closed on error");
+                        tracing::info!(connection = %caller.id, error = %e, "websocket closed on error");
                         return;
                     }
                     None => return,
@@ -224,7 +215,7 @@ async fn run(
                     Message::Ping(_) | Message::Pong(_) => continue,
                 };
                 let route = route_of(&body, binary);
-                let mut event = event(gw, id, route, "MESSAGE", Some(body), headers, peer.clone());
+                let mut event = event(gw, caller, route, "MESSAGE", Some(body));
                 event.is_base64_encoded = binary;
                 let answer = handler::handle(&event, gw.index.as_ref()).await;
                 if let Some(text) = answer_text(answer) {
@@ -237,19 +228,17 @@ async fn run(
     }
 }
 
-/// `$request.body.action`, when it names a route; else `$default`.
+/// `$request.body.action`, when it names one of the API's message routes; else `$default`.
 fn route_of(body: &str, binary: bool) -> &'static str {
-    if binary {
-        return "$default";
-    }
-    let action = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
+    let action = (!binary)
+        .then(|| serde_json::from_str::<serde_json::Value>(body).ok())
+        .flatten()
         .and_then(|v| v.get("action")?.as_str().map(str::to_owned));
-    match action.as_deref() {
-        Some("subscribe") => "subscribe",
-        Some("unsubscribe") => "unsubscribe",
-        _ => "$default",
-    }
+    handler::ROUTES
+        .iter()
+        .find(|r| !r.starts_with('$') && action.as_deref() == Some(**r))
+        .copied()
+        .unwrap_or("$default")
 }
 
 fn answer_text(answer: ApiGatewayProxyResponse) -> Option<String> {
@@ -274,49 +263,44 @@ fn connection_id() -> String {
     base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 12]>())
 }
 
+/// What every event of one connection says about it, fixed at `$connect`.
+struct Caller {
+    id: String,
+    /// The handshake's headers (only `$connect` events carry them, as in API Gateway).
+    headers: http::HeaderMap,
+    source_ip: Option<String>,
+    connected_at: SystemTime,
+}
+
+/// The event API Gateway would send the route `route` for `caller`.
 fn event(
     gw: &Gateway,
-    id: &str,
+    caller: &Caller,
     route: &str,
     kind: &str,
     body: Option<String>,
-    headers: &http::HeaderMap,
-    peer: Option<String>,
 ) -> ApiGatewayWebsocketProxyRequest {
     let mut event = ApiGatewayWebsocketProxyRequest::default();
     if kind == "CONNECT" {
-        event.headers = headers.clone();
-        event.multi_value_headers = headers.clone();
+        event.headers = caller.headers.clone();
+        event.multi_value_headers = caller.headers.clone();
     }
     event.body = body;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let millis = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    };
     let ctx = &mut event.request_context;
     ctx.route_key = Some(route.into());
     ctx.event_type = Some(kind.into());
-    ctx.connection_id = Some(id.into());
+    ctx.connection_id = Some(caller.id.clone());
     ctx.stage = Some(gw.config.stage.clone());
     ctx.message_direction = Some("IN".into());
     ctx.request_id = Some(format!("{:032x}", rand::random::<u128>()));
-    ctx.request_time_epoch = now;
-    ctx.connected_at = gw
-        .connections
-        .lock()
-        .get(id)
-        .and_then(|o| o.connected_at.duration_since(UNIX_EPOCH).ok())
-        .map_or(now, |d| d.as_millis() as i64);
-    ctx.identity.source_ip = peer;
+    ctx.request_time_epoch = millis(SystemTime::now());
+    ctx.connected_at = millis(caller.connected_at);
+    ctx.identity.source_ip = caller.source_ip.clone();
     event
-}
-
-fn event_for_disconnect(
-    gw: &Gateway,
-    id: &str,
-    headers: &http::HeaderMap,
-    peer: Option<String>,
-) -> ApiGatewayWebsocketProxyRequest {
-    event(gw, id, "$disconnect", "DISCONNECT", None, headers, peer)
 }
 
 /// An access key id for the gateway's own notifier, made fresh per gateway: 20 characters

@@ -106,20 +106,29 @@ impl Notifier {
         if changes.is_empty() {
             return Notified::default();
         }
-        let mut report = Notified::default();
-        match tokio::time::timeout(
+        let (mut report, mut posts) = (Notified::default(), 0);
+        let finished = tokio::time::timeout(
             self.limits.deadline,
-            self.deliver(world, changes, &mut report),
+            self.deliver(world, changes, &mut report, &mut posts),
         )
-        .await
-        {
-            Ok(()) => {}
-            Err(_) => tracing::warn!(?report, "notification deadline reached"),
+        .await;
+        // Whatever was neither delivered nor found gone failed, or was cut off by the deadline.
+        report.failed = posts - report.delivered - report.gone;
+        if finished.is_err() {
+            tracing::warn!(?report, "notification deadline reached");
         }
         report
     }
 
-    async fn deliver(&self, world: &WorldId, changes: &[Change], report: &mut Notified) {
+    /// Posts every change to its followers, counting the posts in `posts` and their outcomes
+    /// in `report` as they finish.
+    async fn deliver(
+        &self,
+        world: &WorldId,
+        changes: &[Change],
+        report: &mut Notified,
+        posts: &mut usize,
+    ) {
         let chunks: Vec<_> = changes.iter().map(|c| c.chunk).collect();
         let followers = match self.index.followers(world, &chunks).await {
             Ok(f) => f,
@@ -128,7 +137,7 @@ impl Notifier {
                 return;
             }
         };
-        let posts: Vec<(String, String)> = changes
+        let messages: Vec<(String, String)> = changes
             .iter()
             .zip(followers)
             .flat_map(|(change, conns)| {
@@ -136,16 +145,14 @@ impl Notifier {
                 conns.into_iter().map(move |c| (c, text.clone()))
             })
             .collect();
-        // Counted as failed until they finish, so a deadline leaves the right numbers behind.
-        report.failed = posts.len();
-        let mut results = stream::iter(posts)
+        *posts = messages.len();
+        let mut results = stream::iter(messages)
             .map(|(conn, text)| async move {
                 let r = self.delivery.post(&conn, &text).await;
                 (conn, r)
             })
             .buffer_unordered(self.limits.concurrency.max(1));
         while let Some((conn, result)) = results.next().await {
-            report.failed -= 1;
             match result {
                 Ok(()) => report.delivered += 1,
                 Err(DeliveryError::Gone) => {
@@ -154,10 +161,7 @@ impl Notifier {
                         tracing::warn!(error = %e, "could not forget a gone connection");
                     }
                 }
-                Err(DeliveryError::Failed(e)) => {
-                    report.failed += 1;
-                    tracing::warn!(error = %e, "delivery failed");
-                }
+                Err(DeliveryError::Failed(e)) => tracing::warn!(error = %e, "delivery failed"),
             }
         }
     }
