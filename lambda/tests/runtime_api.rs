@@ -194,7 +194,8 @@ fn authorizer_binary_allows_the_right_token_and_refuses_the_wrong_one() {
     );
     let (kind, allow) = &results[0];
     assert_eq!(kind, "response");
-    assert_eq!(allow["principalId"], "client-1");
+    assert_eq!(allow["principalId"], "static-1");
+    assert_eq!(allow["context"]["role"], "editor");
     assert_eq!(allow["policyDocument"]["Statement"][0]["Effect"], "Allow");
     assert_eq!(
         allow["policyDocument"]["Statement"][0]["Resource"][0],
@@ -327,7 +328,8 @@ fn websocket_event(route: &str, connection: &str, body: Option<&str>) -> Value {
             "stage": "prod",
             "apiId": "abcdef1234",
             "messageDirection": "IN",
-            "requestId": "r-1"
+            "requestId": "r-1",
+            "authorizer": {"principalId": "player-1", "player": "player-1", "role": "viewer", "worlds": "*"}
         },
         "body": body,
         "isBase64Encoded": false

@@ -25,6 +25,10 @@ pub enum WireError {
     /// Too many chunks or edits, or a body or parameter too long (413 `too_large`).
     #[error("{0}")]
     TooLarge(String),
+    /// The caller's token does not allow this (403 `forbidden`): a viewer's put, or a world
+    /// the token does not name.
+    #[error("{0}")]
+    Forbidden(String),
     /// No such resource (404 `not_found`).
     #[error("no such resource: {0}")]
     NotFound(String),
@@ -44,6 +48,7 @@ impl WireError {
     pub fn status(&self) -> u16 {
         match self {
             Self::MalformedJson(_) | Self::BadQuery(_) => 400,
+            Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
             Self::MethodNotAllowed(_) => 405,
             Self::TooLarge(_) => 413,
@@ -60,6 +65,7 @@ impl WireError {
             Self::BadQuery(_) => "bad_query",
             Self::Invalid(_) => "invalid_request",
             Self::TooLarge(_) => "too_large",
+            Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Unavailable(_) => "store_unavailable",

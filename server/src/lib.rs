@@ -1,6 +1,7 @@
 //! CubeWalk Net backend.
 //!
 //! - [`store`]: chunk storage (embedded memory store and Redis) behind one trait.
+//! - [`identity`]: player tokens (issue, verify), static development tokens, roles, worlds.
 //! - [`handlers`]: the TOKEN authorizer and the blocks handler as plain functions of
 //!   (request, store/config), in `aws_lambda_events` types, so the Lambda mains and the local
 //!   gateway are thin shells around the same code.
@@ -12,5 +13,6 @@
 #[cfg(feature = "local-gateway")]
 pub mod gateway;
 pub mod handlers;
+pub mod identity;
 pub mod realtime;
 pub mod store;

@@ -1,12 +1,17 @@
-//! `cubewalk-server`: runs the CubeWalk backend locally (`serve`).
+//! `cubewalk-server`: runs the CubeWalk backend locally (`serve`) and mints player tokens
+//! (`token issue`, `token jwks`).
 
 use clap::{Parser, Subcommand};
+use cubewalk_protocol::WorldId;
 use cubewalk_server::gateway::{self, GatewayConfig, TokenAuthorizer};
-use cubewalk_server::handlers::authorizer::TokenSet;
+use cubewalk_server::identity::keys::default_key_path;
+use cubewalk_server::identity::token::issue;
+use cubewalk_server::identity::{Claims, PublicKeys, Role, SigningKey, TokenSet, Verifier};
 use cubewalk_server::realtime::{MemorySubscriptions, Subscriptions};
 use cubewalk_server::store::{ChunkStore, MemoryStore, RedisStore, RedisStoreConfig};
 use rand::distr::{Alphanumeric, SampleString};
 use regex::Regex;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +26,47 @@ struct Cli {
 enum Command {
     /// Run the local API Gateway with the authorizer and blocks handlers.
     Serve(ServeArgs),
+    /// Player tokens: mint one, or print the public key that verifies them.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a player token (a JWT signed with the signing key, EdDSA).
+    Issue(IssueArgs),
+    /// Print the signing key's public half as a JWK Set (the template's PlayerPublicKeys).
+    Jwks(KeyArgs),
+}
+
+#[derive(clap::Args)]
+struct KeyArgs {
+    /// The Ed25519 signing key (PKCS#8 PEM); the development key `serve` uses when absent
+    /// (created on first use).
+    #[arg(long, env = "CUBEWALK_SIGNING_KEY")]
+    key: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct IssueArgs {
+    /// The player id (the token's `sub`).
+    #[arg(long)]
+    player: String,
+    /// viewer (fetch and follow), editor (also put) or admin.
+    #[arg(long, default_value = "editor", value_parser = parse_role)]
+    role: Role,
+    /// A world the token may touch (repeat for several); every world when absent.
+    #[arg(long = "world")]
+    worlds: Vec<String>,
+    /// Seconds until the token expires.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    ttl: u64,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| "the role is viewer, editor or admin".into())
 }
 
 #[derive(clap::Args)]
@@ -37,14 +83,24 @@ struct ServeArgs {
     /// Extra trusted root certificate (PEM file) for `rediss://`.
     #[arg(long, env = "CUBEWALK_REDIS_CA_FILE")]
     redis_ca_file: Option<std::path::PathBuf>,
-    /// Accepted tokens, comma-separated; a random dev token is made and printed when absent.
+    /// Static development tokens, comma-separated `token[:player[:role]]`; a random one is
+    /// made and printed when absent. Player tokens are accepted either way.
     #[arg(long, env = "CUBEWALK_TOKENS", hide_env_values = true)]
     tokens: Option<String>,
+    /// The development signing key (PKCS#8 PEM): created on first start in a per-user folder
+    /// when absent; tokens it signs are accepted.
+    #[arg(long, env = "CUBEWALK_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
+    /// More public keys to accept player tokens from: a JWK Set file (Ed25519 or P-256 keys,
+    /// each with a kid).
+    #[arg(long, env = "CUBEWALK_PUBLIC_KEYS_FILE")]
+    public_keys: Option<PathBuf>,
     /// Stage name (first path segment).
     #[arg(long, default_value = "prod")]
     stage: String,
-    /// Authorizer cache TTL in seconds (API Gateway's ReauthorizeEvery; 0 disables).
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    /// Authorizer cache TTL in seconds (API Gateway's ReauthorizeEvery; 0 disables). At most
+    /// 60, so a ban or an expired token takes effect within a minute.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=60))]
     auth_cache_ttl: u64,
     /// Identity validation expression for the `token` header.
     #[arg(long, default_value = gateway::DEFAULT_TOKEN_REGEX)]
@@ -73,6 +129,8 @@ fn main() -> std::process::ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Token(TokenCommand::Issue(args)) => issue_token(args),
+        Command::Token(TokenCommand::Jwks(args)) => print_jwks(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -83,19 +141,66 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The signing key at `path`, or the development key, created when missing (said on stderr).
+fn signing_key(path: Option<&Path>) -> Result<(SigningKey, PathBuf), String> {
+    let path = match path {
+        Some(p) => p.to_owned(),
+        None => default_key_path()?,
+    };
+    let (key, created) = SigningKey::load_or_create(&path)?;
+    if created {
+        eprintln!("created signing key {}", path.display());
+    }
+    Ok((key, path))
+}
+
+fn issue_token(args: IssueArgs) -> Result<(), String> {
+    let (key, _) = signing_key(args.key.key.as_deref())?;
+    let worlds = if args.worlds.is_empty() {
+        None
+    } else {
+        Some(
+            args.worlds
+                .iter()
+                .map(|w| WorldId::new(w).map_err(|e| format!("--world {w}: {e}")))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+    };
+    let claims = Claims::new(&args.player, args.role, worlds, args.ttl);
+    println!("{}", issue(&claims, &key)?);
+    Ok(())
+}
+
+fn print_jwks(args: KeyArgs) -> Result<(), String> {
+    let (key, _) = signing_key(args.key.as_deref())?;
+    println!("{}", serde_json::json!({ "keys": [key.public_jwk()] }));
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let token_regex =
         Regex::new(&args.token_regex).map_err(|e| format!("bad --token-regex: {e}"))?;
-    let (tokens, dev_token) = match &args.tokens {
-        Some(list) => (TokenSet::from_list(list), None),
+    let (static_tokens, dev_token) = match &args.tokens {
+        Some(list) => (TokenSet::parse(list)?, None),
         None => {
             let t = Alphanumeric.sample_string(&mut rand::rng(), 32);
             (TokenSet::new([&t]), Some(t))
         }
     };
-    if tokens.is_empty() {
-        return Err("no usable token in CUBEWALK_TOKENS".into());
-    }
+    let (key, key_path) = signing_key(args.signing_key.as_deref())?;
+    let mut keys = match &args.public_keys {
+        Some(path) => PublicKeys::from_jwks(
+            &std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?,
+        None => PublicKeys::new(),
+    };
+    keys.add_signing_key(&key);
+    let verifier = Verifier {
+        keys,
+        static_tokens,
+    };
     let (store, index, store_name): (Arc<dyn ChunkStore>, Arc<dyn Subscriptions>, String) =
         match &args.redis {
             Some(url) => {
@@ -141,7 +246,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         ..defaults
     };
     let limits = config.connections.clone();
-    let app = gateway::router(config, Arc::new(TokenAuthorizer(tokens)), store, index);
+    let app = gateway::router(config, Arc::new(TokenAuthorizer(verifier)), store, index);
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "listening on a non-loopback address: reachable from the network");
     }
@@ -151,11 +256,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     println!("store: {store_name}");
     match &dev_token {
         Some(t) => {
-            println!("dev token: {t}");
+            println!("dev token: {t} (static, development only: player static-0, editor)");
             println!("try: curl -H 'token:{t}' {url}");
         }
         None => println!("try: curl -H \"token:$YOUR_TOKEN\" {url}"),
     }
+    println!("signing key: {}", key_path.display());
+    println!(
+        "mint a player token: cargo run -p cubewalk-server -- token issue --player alice [--role viewer|editor|admin] [--world W] [--ttl S]"
+    );
     println!("press Ctrl-C to stop");
     gateway::serve(listener, app, limits, async {
         let _ = tokio::signal::ctrl_c().await;

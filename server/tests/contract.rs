@@ -2,7 +2,7 @@
 //! order, and checks each answer (status and JSON) is exactly what the page shows.
 
 use cubewalk_server::gateway::{GatewayConfig, TokenAuthorizer};
-use cubewalk_server::handlers::authorizer::TokenSet;
+use cubewalk_server::identity::TokenSet;
 use cubewalk_server::store::MemoryStore;
 use cubewalk_testkit::TestGateway;
 use serde_json::Value;
@@ -44,7 +44,7 @@ fn documented_examples_match_the_code() {
     let token = "contract-token";
     let gw = TestGateway::start(
         GatewayConfig::default(),
-        Arc::new(TokenAuthorizer(TokenSet::new([token]))),
+        Arc::new(TokenAuthorizer(TokenSet::new([token]).into())),
         Arc::new(MemoryStore::new()),
     );
     let client = reqwest::blocking::Client::new();

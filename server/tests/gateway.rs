@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequest;
 use cubewalk_server::gateway::{Authorizer, GatewayConfig, TokenAuthorizer};
-use cubewalk_server::handlers::authorizer::TokenSet;
+use cubewalk_server::identity::TokenSet;
 use cubewalk_server::store::MemoryStore;
 use cubewalk_testkit::TestGateway;
 use serde_json::{json, Value};
@@ -53,7 +53,7 @@ fn policy(effect: &str, resource: &str) -> Value {
         "policyDocument": {"Version": "2012-10-17", "Statement": [
             {"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}
         ]},
-        "context": {"who": "tester", "n": 3, "ok": true}
+        "context": {"who": "tester", "n": 3, "ok": true, "player": "tester", "role": "editor", "worlds": "*"}
     })
 }
 
@@ -106,7 +106,7 @@ async fn missing_or_malformed_token_is_401_without_calling_the_authorizer() {
 async fn wrong_token_is_401_and_right_token_is_200() {
     let gw = start(
         GatewayConfig::default(),
-        Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]))),
+        Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]).into())),
     );
     let url = gw.blocks_url();
     assert_eq!(
@@ -238,7 +238,7 @@ async fn ttl_zero_disables_the_cache() {
 async fn cached_policy_serves_get_then_put_with_our_authorizer() {
     let gw = start(
         GatewayConfig::default(),
-        Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]))),
+        Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]).into())),
     );
     let url = gw.blocks_url();
     assert_eq!(call("GET", &url, Some(TOKEN), None).await.0, 200);
@@ -262,7 +262,7 @@ async fn cached_method_only_policy_refuses_the_next_method_like_api_gateway() {
 async fn unknown_paths_and_oversized_bodies() {
     let gw = start(
         GatewayConfig::default(),
-        Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]))),
+        Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]).into())),
     );
     for path in ["/prod/other", "/dev/cubewalkblocks", "/cubewalkblocks", "/"] {
         assert_eq!(
@@ -314,7 +314,7 @@ async fn the_authorizer_receives_a_real_token_event() {
 async fn large_answers_are_gzipped_for_clients_that_accept_it() {
     let gw = start(
         GatewayConfig::default(),
-        Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]))),
+        Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]).into())),
     );
     let chunks: Vec<String> = (0..100).map(|i| format!("{i},0,0@0")).collect();
     let url = format!("{}?chunks={}", gw.blocks_url(), chunks.join(";"));
@@ -350,7 +350,7 @@ async fn browsers_get_a_preflight_without_the_token_and_the_origin_header_on_eve
     // a token, and every answer (success, handler error, gateway refusal) lets the page read it.
     let gw = start(
         GatewayConfig::default(),
-        Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]))),
+        Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]).into())),
     );
     let client = reqwest::Client::new();
     let pre = client

@@ -6,7 +6,7 @@ use cubewalk_protocol::chunk::{ChunkKey, CHUNK_CUBES};
 use cubewalk_protocol::messages::{ChunkEdits, CubeRef};
 use cubewalk_protocol::world::WorldId;
 use cubewalk_server::gateway::{ConnectionLimits, GatewayConfig, TokenAuthorizer};
-use cubewalk_server::handlers::authorizer::TokenSet;
+use cubewalk_server::identity::TokenSet;
 use cubewalk_server::store::{ChunkStore, MemoryStore};
 use cubewalk_testkit::TestGateway;
 use std::sync::Arc;
@@ -38,7 +38,7 @@ fn short_limits() -> ConnectionLimits {
 fn start(config: GatewayConfig, store: Arc<MemoryStore>) -> TestGateway {
     TestGateway::start(
         config,
-        Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]))),
+        Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]).into())),
         store,
     )
 }

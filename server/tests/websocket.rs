@@ -5,7 +5,7 @@
 use cubewalk_protocol::realtime::Change;
 use cubewalk_protocol::ChunkKey;
 use cubewalk_server::gateway::{GatewayConfig, TokenAuthorizer, WebSocketLimits};
-use cubewalk_server::handlers::authorizer::TokenSet;
+use cubewalk_server::identity::TokenSet;
 use cubewalk_server::realtime::{
     Delivery, DeliveryError, ManagementApi, ManagementConfig, MemorySubscriptions, Subscriptions,
 };
@@ -27,7 +27,7 @@ fn start(config: GatewayConfig) -> (TestGateway, Arc<MemorySubscriptions>) {
     let shared = index.clone();
     let gw = TestGateway::start_full(
         config,
-        Arc::new(TokenAuthorizer(TokenSet::from_list(TOKEN))),
+        Arc::new(TokenAuthorizer(TokenSet::from_list(TOKEN).into())),
         move || async move {
             let store: Arc<dyn ChunkStore> = Arc::new(MemoryStore::new());
             let index: Arc<dyn Subscriptions> = shared;

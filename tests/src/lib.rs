@@ -4,7 +4,7 @@
 use cubewalk::ffi::*;
 use cubewalk::Status;
 use cubewalk_server::gateway::{GatewayConfig, TokenAuthorizer};
-use cubewalk_server::handlers::authorizer::TokenSet;
+use cubewalk_server::identity::TokenSet;
 use cubewalk_server::realtime::{MemorySubscriptions, Subscriptions};
 use cubewalk_server::store::{ChunkStore, MemoryStore, RedisStore, RedisStoreConfig};
 pub use cubewalk_testkit::{RedisCluster, RedisServer, TestGateway};
@@ -91,7 +91,7 @@ impl Stack {
         };
         let gateway = TestGateway::start_full(
             GatewayConfig::default(),
-            Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]))),
+            Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]).into())),
             move || async move { backends(redis).await },
         );
         Self { gateway, backend }

@@ -10,7 +10,7 @@ use cubewalk::realtime::{Realtime, RealtimeEvent, RealtimeState};
 use cubewalk::{ChunkEdit, ChunkKey, Client, ClientOptions, Status};
 use cubewalk_e2e::*;
 use cubewalk_server::gateway::{GatewayConfig, TokenAuthorizer};
-use cubewalk_server::handlers::authorizer::TokenSet;
+use cubewalk_server::identity::TokenSet;
 use cubewalk_server::realtime::{MemorySubscriptions, Subscriptions};
 use cubewalk_server::store::{ChunkStore, MemoryStore};
 use std::collections::HashMap;
@@ -260,7 +260,7 @@ fn after_the_gateway_restarts_the_follower_reconnects_and_is_told_of_the_gap() {
         TestGateway::start_full_at(
             port,
             GatewayConfig::default(),
-            Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]))),
+            Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]).into())),
             move || async move {
                 let index: Arc<dyn Subscriptions> = index;
                 (store, index)

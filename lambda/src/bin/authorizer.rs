@@ -1,25 +1,44 @@
 //! The authorizer Lambda: the REST API's TOKEN authorizer and the WebSocket API's `$connect`
-//! REQUEST authorizer (both read the `token` header). Accepted tokens come from
-//! `CUBEWALK_TOKENS` (comma-separated, set from a NoEcho template parameter); several at once
-//! allow rotation without downtime.
+//! REQUEST authorizer (both read the `token` header). It accepts player tokens signed by one
+//! of the public keys in `CUBEWALK_PUBLIC_KEYS` (a JWK Set: several keys at once, chosen by
+//! `kid`, for rotation) and, for development only, the static tokens in `CUBEWALK_TOKENS`
+//! (`token[:player[:role]]`, comma-separated). It holds no private key.
 
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerResponse;
-use cubewalk_server::handlers::authorizer::{authorize_any, AuthorizerError, TokenSet};
+use cubewalk_server::handlers::authorizer::{authorize_any, AuthorizerError};
+use cubewalk_server::identity::{PublicKeys, TokenSet, Verifier};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cubewalk_lambda::init_logging();
-    let list = std::env::var("CUBEWALK_TOKENS").map_err(|_| "CUBEWALK_TOKENS is not set")?;
-    let tokens = Arc::new(TokenSet::from_list(&list));
-    if tokens.is_empty() {
-        return Err("CUBEWALK_TOKENS holds no token".into());
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let keys = match var("CUBEWALK_PUBLIC_KEYS") {
+        Some(jwks) => {
+            PublicKeys::from_jwks(&jwks).map_err(|e| format!("CUBEWALK_PUBLIC_KEYS: {e}"))?
+        }
+        None => PublicKeys::new(),
+    };
+    let static_tokens = match var("CUBEWALK_TOKENS") {
+        Some(list) => TokenSet::parse(&list).map_err(|e| format!("CUBEWALK_TOKENS: {e}"))?,
+        None => TokenSet::default(),
+    };
+    let verifier = Arc::new(Verifier {
+        keys,
+        static_tokens,
+    });
+    if verifier.is_empty() {
+        return Err("neither CUBEWALK_PUBLIC_KEYS nor CUBEWALK_TOKENS accepts any token".into());
     }
-    tracing::info!(tokens = tokens.len(), "authorizer ready");
+    tracing::info!(
+        keys = verifier.keys.len(),
+        static_tokens = verifier.static_tokens.len(),
+        "authorizer ready"
+    );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
-        let tokens = tokens.clone();
-        async move { handle(event.payload, &tokens) }
+        let verifier = verifier.clone();
+        async move { handle(event.payload, &verifier) }
     }))
     .await
 }
@@ -27,9 +46,9 @@ async fn main() -> Result<(), Error> {
 /// Returns the policy, or the error whose message `Unauthorized` API Gateway turns into 401.
 fn handle(
     event: serde_json::Value,
-    tokens: &TokenSet,
+    verifier: &Verifier,
 ) -> Result<ApiGatewayCustomAuthorizerResponse, Error> {
-    match authorize_any(event, tokens) {
+    match authorize_any(event, verifier) {
         Ok(response) => {
             tracing::info!(
                 principal = response.principal_id.as_deref().unwrap_or(""),

@@ -29,9 +29,7 @@ mod websocket;
 pub use listen::{serve, ConnectionLimits};
 pub use websocket::WebSocketLimits;
 
-use crate::handlers::authorizer::{
-    authorize, authorize_request as authorize_request_event, TokenSet,
-};
+use crate::handlers::authorizer::{authorize, authorize_request as authorize_request_event};
 use crate::handlers::blocks;
 use crate::realtime::{ManagementApi, ManagementConfig, Notifier, NotifyLimits, Subscriptions};
 use crate::store::ChunkStore;
@@ -70,7 +68,7 @@ pub const CORS_ALLOW_METHODS: &str = "GET,PUT,OPTIONS";
 pub const CORS_ALLOW_HEADERS: &str = "content-type,token";
 /// Default identity validation expression: what a generated token looks like (also in the
 /// SAM template, so both refuse the same malformed tokens without invoking the authorizer).
-pub const DEFAULT_TOKEN_REGEX: &str = "^[A-Za-z0-9._~+/=-]{8,512}$";
+pub const DEFAULT_TOKEN_REGEX: &str = "^[A-Za-z0-9._~+/=-]{8,4096}$";
 
 /// A TOKEN authorizer as the gateway invokes it: raw JSON answer (as a Lambda returns it), or
 /// the Lambda's error message (`Unauthorized` means 401; anything else 500).
@@ -91,7 +89,7 @@ pub trait Authorizer: Send + Sync + 'static {
 }
 
 /// The project's token authorizer ([`authorize`]) behind the [`Authorizer`] interface.
-pub struct TokenAuthorizer(pub TokenSet);
+pub struct TokenAuthorizer(pub crate::identity::Verifier);
 
 #[async_trait]
 impl Authorizer for TokenAuthorizer {
@@ -142,7 +140,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             stage: "prod".into(),
-            auth_cache_ttl: Duration::from_secs(300),
+            auth_cache_ttl: Duration::from_secs(60),
             token_regex: Some(Regex::new(DEFAULT_TOKEN_REGEX).expect("static regex")),
             authorizer_timeout: Duration::from_secs(10),
             integration_timeout: Duration::from_secs(29),

@@ -122,6 +122,7 @@ pub(super) async fn connect(gw: Arc<Gateway>, request: Request, peer: Option<Str
         headers: request.headers().clone(),
         source_ip: peer,
         connected_at: SystemTime::now(),
+        authorizer: grant.context.clone(),
     };
     let connect = event(&gw, &caller, "$connect", "CONNECT", None);
     let answer = handler::handle(&connect, gw.index.as_ref()).await;
@@ -270,6 +271,9 @@ struct Caller {
     headers: http::HeaderMap,
     source_ip: Option<String>,
     connected_at: SystemTime,
+    /// The `$connect` authorizer's context, which API Gateway adds to every event of the
+    /// connection.
+    authorizer: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The event API Gateway would send the route `route` for `caller`.
@@ -300,6 +304,11 @@ fn event(
     ctx.request_time_epoch = millis(SystemTime::now());
     ctx.connected_at = millis(caller.connected_at);
     ctx.identity.source_ip = caller.source_ip.clone();
+    ctx.authorizer.fields = caller
+        .authorizer
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     event
 }
 

@@ -1,14 +1,15 @@
-//! The authorizer: checks the `token` header value against the accepted tokens, for the REST
-//! API (a TOKEN authorizer) and the WebSocket API's `$connect` (a REQUEST authorizer, since
-//! WebSocket APIs have no TOKEN type). One function serves both event shapes.
+//! The authorizer: verifies the `token` header value (a player token, or a development static
+//! token; see [`crate::identity`]), for the REST API (a TOKEN authorizer) and the WebSocket
+//! API's `$connect` (a REQUEST authorizer, since WebSocket APIs have no TOKEN type). One
+//! function serves both event shapes. It answers the player id as `principalId` and the
+//! player, role and worlds as the context, which the handlers enforce.
 
+use crate::identity::{Player, Verifier};
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequest,
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
 };
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 /// Why the authorizer refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,72 +23,13 @@ pub enum AuthorizerError {
     BadEvent(&'static str),
 }
 
-/// The accepted tokens. Several may be accepted at once so a token can be rotated without
-/// downtime. Only SHA-256 digests are kept, compared in constant time, so neither the
-/// comparison's timing nor a memory dump of this struct reveals a token or its length.
-#[derive(Clone)]
-pub struct TokenSet {
-    digests: Vec<[u8; 32]>,
-}
-
-impl std::fmt::Debug for TokenSet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TokenSet({} tokens)", self.digests.len())
-    }
-}
-
-impl TokenSet {
-    /// Accepts each of `tokens`; empty strings are ignored.
-    pub fn new<I, S>(tokens: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        Self {
-            digests: tokens
-                .into_iter()
-                .filter(|t| !t.as_ref().is_empty())
-                .map(|t| Sha256::digest(t.as_ref().as_bytes()).into())
-                .collect(),
-        }
-    }
-
-    /// Reads a comma-separated list (as in the `CUBEWALK_TOKENS` environment variable).
-    pub fn from_list(list: &str) -> Self {
-        Self::new(list.split(',').map(str::trim))
-    }
-
-    /// How many tokens are accepted.
-    pub fn len(&self) -> usize {
-        self.digests.len()
-    }
-
-    /// Whether no token is accepted (every request is refused).
-    pub fn is_empty(&self) -> bool {
-        self.digests.is_empty()
-    }
-
-    /// The slot of the matching token, checking every slot so timing does not tell which one
-    /// matched, or whether any did.
-    pub fn check(&self, token: &str) -> Option<usize> {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut found = None;
-        for (i, d) in self.digests.iter().enumerate() {
-            if bool::from(d.ct_eq(&digest)) {
-                found = Some(i);
-            }
-        }
-        found
-    }
-}
-
 /// Authorizes one TOKEN event: an accepted token gets an Allow policy for every method and
 /// resource of the stage (API Gateway caches the policy per token and reuses it for other
 /// methods, so a policy for only the calling method would make a later PUT fail), with the
-/// principal `client-<slot>` and a flat context. Anything else is `Unauthorized`.
+/// player id as principal and the player's flat context. Anything else is `Unauthorized`.
 pub fn authorize(
     event: &ApiGatewayCustomAuthorizerRequest,
-    tokens: &TokenSet,
+    verifier: &Verifier,
 ) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
     let token = event.authorization_token.as_deref().unwrap_or("");
     let method_arn = event
@@ -95,8 +37,7 @@ pub fn authorize(
         .as_deref()
         .ok_or(AuthorizerError::BadEvent("no methodArn"))?;
     let stage_arn = stage_wildcard(method_arn).ok_or(AuthorizerError::BadEvent("bad methodArn"))?;
-    let slot = tokens.check(token).ok_or(AuthorizerError::Unauthorized)?;
-    Ok(allow(slot, stage_arn))
+    Ok(allow(&check(verifier, token)?, stage_arn))
 }
 
 /// Authorizes one REQUEST event (the WebSocket API's `$connect`): the token is the `token`
@@ -104,7 +45,7 @@ pub fn authorize(
 /// (`arn:...:<apiId>/<stage>/*`, as WebSocket route ARNs have no method part).
 pub fn authorize_request(
     event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
-    tokens: &TokenSet,
+    verifier: &Verifier,
 ) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
     let token = event
         .headers
@@ -118,24 +59,23 @@ pub fn authorize_request(
     let stage_arn = stage_wildcard(method_arn)
         .and_then(|s| s.strip_suffix("/*").map(str::to_owned))
         .ok_or(AuthorizerError::BadEvent("bad methodArn"))?;
-    let slot = tokens.check(token).ok_or(AuthorizerError::Unauthorized)?;
-    Ok(allow(slot, stage_arn))
+    Ok(allow(&check(verifier, token)?, stage_arn))
 }
 
 /// Authorizes either event shape, told apart by its `type` (`TOKEN` or `REQUEST`).
 pub fn authorize_any(
     event: serde_json::Value,
-    tokens: &TokenSet,
+    verifier: &Verifier,
 ) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
     match event.get("type").and_then(|t| t.as_str()) {
         Some("TOKEN") => authorize(
             &serde_json::from_value(event).map_err(|_| AuthorizerError::BadEvent("TOKEN event"))?,
-            tokens,
+            verifier,
         ),
         Some("REQUEST") => authorize_request(
             &serde_json::from_value(event)
                 .map_err(|_| AuthorizerError::BadEvent("REQUEST event"))?,
-            tokens,
+            verifier,
         ),
         _ => Err(AuthorizerError::BadEvent(
             "type is neither TOKEN nor REQUEST",
@@ -143,9 +83,15 @@ pub fn authorize_any(
     }
 }
 
-fn allow(slot: usize, stage_arn: String) -> ApiGatewayCustomAuthorizerResponse {
-    let principal = format!("client-{slot}");
+/// The token's player, or `Unauthorized` (the reason goes to the log, never to the caller).
+fn check(verifier: &Verifier, token: &str) -> Result<Player, AuthorizerError> {
+    verifier.verify(token).map_err(|why| {
+        tracing::info!(reason = %why, "token refused");
+        AuthorizerError::Unauthorized
+    })
+}
 
+fn allow(player: &Player, stage_arn: String) -> ApiGatewayCustomAuthorizerResponse {
     let mut statement = IamPolicyStatement::default();
     statement.action = vec!["execute-api:Invoke".into()];
     statement.effect = IamPolicyEffect::Allow;
@@ -154,9 +100,9 @@ fn allow(slot: usize, stage_arn: String) -> ApiGatewayCustomAuthorizerResponse {
     policy.version = Some("2012-10-17".into());
     policy.statement = vec![statement];
     let mut response = ApiGatewayCustomAuthorizerResponse::default();
-    response.principal_id = Some(principal.clone());
+    response.principal_id = Some(player.id.clone());
     response.policy_document = policy;
-    response.context = serde_json::json!({ "principal": principal, "tokenSlot": slot });
+    response.context = player.to_context();
     response
 }
 
@@ -171,6 +117,11 @@ fn stage_wildcard(method_arn: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::TokenSet;
+
+    fn verifier(list: &str) -> Verifier {
+        TokenSet::from_list(list).into()
+    }
 
     fn event(token: &str) -> ApiGatewayCustomAuthorizerRequest {
         serde_json::from_value(serde_json::json!({
@@ -196,7 +147,7 @@ mod tests {
 
     #[test]
     fn request_events_of_the_websocket_connect_are_authorized_by_the_token_header() {
-        let tokens = TokenSet::from_list("secret-token");
+        let tokens = verifier("secret-token");
         let r = authorize_any(request_event(Some("secret-token")), &tokens).unwrap();
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(
@@ -220,10 +171,10 @@ mod tests {
 
     #[test]
     fn right_token_allows_whole_stage() {
-        let tokens = TokenSet::from_list("old-secret-1, new-secret-2");
+        let tokens = verifier("old-secret-1, new-secret-2");
         let r = authorize(&event("new-secret-2"), &tokens).unwrap();
         let v = serde_json::to_value(&r).unwrap();
-        assert_eq!(v["principalId"], "client-1");
+        assert_eq!(v["principalId"], "static-1");
         assert_eq!(v["policyDocument"]["Version"], "2012-10-17");
         let st = &v["policyDocument"]["Statement"][0];
         assert_eq!(st["Effect"], "Allow");
@@ -232,19 +183,21 @@ mod tests {
             st["Resource"][0],
             "arn:aws:execute-api:us-east-1:123456789012:abcdef123/prod/*/*"
         );
-        assert_eq!(v["context"]["tokenSlot"], 1);
+        assert_eq!(v["context"]["player"], "static-1");
+        assert_eq!(v["context"]["role"], "editor");
+        assert_eq!(v["context"]["worlds"], "*");
         assert!(!v.to_string().contains("new-secret-2"));
         assert!(authorize(&event("old-secret-1"), &tokens).is_ok());
     }
 
     #[test]
     fn wrong_or_empty_token_is_unauthorized() {
-        let tokens = TokenSet::from_list("secret-token");
+        let tokens = verifier("secret-token");
         for t in ["", "secret-tokeN", "secret-token ", "secret"] {
             let e = authorize(&event(t), &tokens).unwrap_err();
             assert_eq!(e.to_string(), "Unauthorized");
         }
-        let none = TokenSet::from_list("");
+        let none = verifier("");
         assert!(none.is_empty());
         assert_eq!(
             authorize(&event(""), &none).unwrap_err(),
@@ -254,13 +207,12 @@ mod tests {
 
     #[test]
     fn malformed_method_arn_is_an_error_not_an_allow() {
-        let tokens = TokenSet::from_list("secret-token");
+        let tokens = verifier("secret-token");
         let mut e = event("secret-token");
         e.method_arn = Some("nonsense".into());
         assert!(matches!(
             authorize(&e, &tokens),
             Err(AuthorizerError::BadEvent(_))
         ));
-        assert_eq!(format!("{tokens:?}"), "TokenSet(1 tokens)");
     }
 }

@@ -1,6 +1,7 @@
 //! The blocks handler: `GET` and `PUT /cubewalkblocks` as a function of (proxy event, store),
 //! optionally telling the realtime API's subscribers what a put changed.
 
+use crate::identity::{Action, Player};
 use crate::realtime::{changes, Notifier};
 use crate::store::ChunkStore;
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
@@ -73,16 +74,25 @@ async fn route(
     if resource.trim_end_matches('/') != RESOURCE {
         return Err(WireError::NotFound(resource.chars().take(128).collect()));
     }
+    // Only a request that passed the authorizer carries a player: anything else is refused,
+    // whatever a misconfigured deployment sends.
+    let player = Player::from_context(&req.request_context.authorizer.fields)
+        .ok_or_else(|| WireError::Forbidden("no player identity from the authorizer".into()))?;
     match req.http_method {
-        Method::GET => fetch(req, store).await,
-        Method::PUT => put(req, store, notifier).await,
+        Method::GET => fetch(req, store, &player).await,
+        Method::PUT => put(req, store, notifier, &player).await,
         ref other => Err(WireError::MethodNotAllowed(other.to_string())),
     }
 }
 
-async fn fetch(req: &ApiGatewayProxyRequest, store: &dyn ChunkStore) -> Result<String, WireError> {
+async fn fetch(
+    req: &ApiGatewayProxyRequest,
+    store: &dyn ChunkStore,
+    player: &Player,
+) -> Result<String, WireError> {
     let q = &req.query_string_parameters;
     let query = FetchQuery::parse(q.first("world"), q.first("chunks"))?;
+    player.check(Action::Read, &query.world)?;
     let keys: Vec<_> = query.chunks.iter().map(|(k, _)| *k).collect();
     let stored = store.fetch(&query.world, &keys).await?;
     let chunks = query
@@ -111,9 +121,13 @@ async fn put(
     req: &ApiGatewayProxyRequest,
     store: &dyn ChunkStore,
     notifier: Option<&Notifier>,
+    player: &Player,
 ) -> Result<String, WireError> {
+    // Refused before the body is decoded: a viewer cannot make the function do the work.
+    player.check_role(Action::Edit)?;
     let body = request_body(req)?;
     let request = PutRequest::parse(&body)?;
+    player.check(Action::Edit, &request.world)?;
     let grouped = request.group()?;
     let applied = if grouped.is_empty() {
         Vec::new()

@@ -2,13 +2,15 @@
 //! the local gateway are thin shells around [`handle`].
 //!
 //! API Gateway has authorized `$connect` already (the REQUEST authorizer on the `token`
-//! header), so `$connect` only accepts. Client messages are routed on their `action`
+//! header), so `$connect` only accepts; every later event carries that authorizer's context,
+//! and a subscription to a world the player's token does not name is refused (`forbidden`). Client messages are routed on their `action`
 //! (`subscribe`, `unsubscribe`, anything else to `$default`); the answer (the routes are
 //! two-way) is `{"subscribed":n}` / `{"unsubscribed":n}` or the REST API's error body
 //! `{"error":{"code","message"}}`, so a client can tell answers (objects) from change messages
 //! (arrays).
 
 use super::index::Subscriptions;
+use crate::identity::{Action, Player};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use cubewalk_protocol::realtime::ClientMessage;
@@ -41,9 +43,19 @@ pub async fn handle(
             .await
             .map(|()| None)
             .map_err(WireError::from),
-        _ => message(connection, event.body.as_deref().unwrap_or(""), index)
+        _ => match Player::from_context(&ctx.authorizer.fields) {
+            Some(player) => message(
+                connection,
+                &player,
+                event.body.as_deref().unwrap_or(""),
+                index,
+            )
             .await
             .map(Some),
+            None => Err(WireError::Forbidden(
+                "no player identity from the authorizer".into(),
+            )),
+        },
     };
     match &result {
         Err(e) if e.status() >= 500 => tracing::error!(route, error = %e, "realtime"),
@@ -55,11 +67,13 @@ pub async fn handle(
 
 async fn message(
     connection: &str,
+    player: &Player,
     text: &str,
     index: &dyn Subscriptions,
 ) -> Result<String, WireError> {
     match ClientMessage::parse(text).map_err(WireError::Invalid)? {
         ClientMessage::Subscribe { world, chunks } => {
+            player.check(Action::Read, &world)?;
             index.subscribe(connection, &world, &chunks).await?;
             Ok(format!("{{\"subscribed\":{}}}", chunks.len()))
         }
