@@ -1,12 +1,13 @@
 //! Test helpers shared by the workspace's tests and benchmarks: real `redis-server` processes
 //! on free loopback ports, the local gateway started in-process on a free port, and a TCP relay
-//! that can be re-pointed or made to lose answers.
+//! that can be re-pointed or made to lose answers, and player tokens (good and forged).
 
 mod cluster;
 mod gateway;
 mod process;
 mod redis;
 mod relay;
+pub mod tokens;
 
 pub use cluster::RedisCluster;
 pub use gateway::TestGateway;
