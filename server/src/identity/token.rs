@@ -181,16 +181,16 @@ mod tests {
     fn issued_tokens_verify_to_their_player() {
         let key = SigningKey::generate();
         let v = verifier(&key);
-        let worlds = Some(vec![WorldId::new("w1").unwrap()]);
+        let worlds = vec![WorldId::new("w1").unwrap()];
         let token = issue(
-            &Claims::new("alice", Role::Editor, worlds.clone(), 60),
+            &Claims::new("alice", Role::Editor, Some(worlds.clone()), 60),
             &key,
         )
         .unwrap();
         let p = v.verify(&token).unwrap();
         assert_eq!(p.id, "alice");
         assert_eq!(p.role, Role::Editor);
-        assert_eq!(p.worlds, Worlds::Only(worlds.unwrap()));
+        assert_eq!(p.worlds, Worlds::Only(worlds));
         let p = v.verify("dev-token-1").unwrap();
         assert_eq!((p.id.as_str(), p.role), ("tester", Role::Viewer));
         assert!(issue(&Claims::new("bad id", Role::Editor, None, 60), &key).is_err());
