@@ -29,6 +29,22 @@ pub enum WireError {
     /// the token does not name.
     #[error("{0}")]
     Forbidden(String),
+    /// The player is banned from this deployment (403 `banned`).
+    #[error("this player is banned")]
+    Banned,
+    /// The player went past one of their limits (429 `rate_limited`); the answer carries
+    /// `Retry-After` with `retry_after_secs`.
+    #[error("{message}; retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Which limit, for a person.
+        message: String,
+        /// Whole seconds until a retry can succeed (at least 1).
+        retry_after_secs: u32,
+    },
+    /// The idempotency key was already used by this player for a different request
+    /// (422 `idempotency_key_reused`).
+    #[error("idempotency_key was already used for a different request")]
+    IdempotencyKeyReused,
     /// No such resource (404 `not_found`).
     #[error("no such resource: {0}")]
     NotFound(String),
@@ -48,11 +64,12 @@ impl WireError {
     pub fn status(&self) -> u16 {
         match self {
             Self::MalformedJson(_) | Self::BadQuery(_) => 400,
-            Self::Forbidden(_) => 403,
+            Self::Forbidden(_) | Self::Banned => 403,
             Self::NotFound(_) => 404,
             Self::MethodNotAllowed(_) => 405,
             Self::TooLarge(_) => 413,
-            Self::Invalid(_) => 422,
+            Self::Invalid(_) | Self::IdempotencyKeyReused => 422,
+            Self::RateLimited { .. } => 429,
             Self::Internal(_) => 500,
             Self::Unavailable(_) => 503,
         }
@@ -66,6 +83,9 @@ impl WireError {
             Self::Invalid(_) => "invalid_request",
             Self::TooLarge(_) => "too_large",
             Self::Forbidden(_) => "forbidden",
+            Self::Banned => "banned",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Unavailable(_) => "store_unavailable",
@@ -73,12 +93,36 @@ impl WireError {
         }
     }
 
-    /// The JSON error body for this error.
-    pub fn body(&self) -> ErrorBody {
+    /// The message a caller sees. Server failures say only what happened, never the store's
+    /// own words (addresses, user names, Redis messages): those go to the log, under the
+    /// request id the body carries.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Unavailable(_) => "the store is unavailable; retry later".into(),
+            Self::Internal(_) => "internal error".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Seconds a caller should wait before retrying, for the `Retry-After` header.
+    pub fn retry_after_secs(&self) -> Option<u32> {
+        match self {
+            Self::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            Self::Unavailable(_) => Some(1),
+            _ => None,
+        }
+    }
+
+    /// The JSON error body for this error, naming the request (`request_id`) so a player's
+    /// report finds the server's log line.
+    pub fn body(&self, request_id: Option<&str>) -> ErrorBody {
         ErrorBody {
             error: ErrorDetail {
                 code: self.code().to_owned(),
-                message: self.to_string(),
+                message: self.public_message(),
+                request_id: request_id.map(str::to_owned),
             },
         }
     }
@@ -98,6 +142,9 @@ pub struct ErrorDetail {
     pub code: String,
     /// What went wrong, for a person.
     pub message: String,
+    /// The request's id, also on the server's log line for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// The selection of a `GET`: query parameters `world` (default `default`) and `chunks`, a

@@ -35,30 +35,40 @@ pub async fn handle_notifying(
     notifier: Option<&Notifier>,
 ) -> ApiGatewayProxyResponse {
     let result = route(req, store, notifier).await;
+    let request_id = req.request_context.request_id.as_deref().unwrap_or("");
+    let method = &req.http_method;
     match &result {
-        Ok(_) => tracing::info!(method = %req.http_method, status = 200, "blocks"),
+        Ok(_) => tracing::info!(%method, status = 200, request_id, "blocks"),
         Err(e) if e.status() >= 500 => {
-            tracing::error!(method = %req.http_method, status = e.status(), error = %e, "blocks")
+            tracing::error!(%method, status = e.status(), request_id, error = %e, "blocks")
         }
         Err(e) => {
-            tracing::info!(method = %req.http_method, status = e.status(), error = %e, "blocks")
+            tracing::info!(%method, status = e.status(), request_id, error = %e, "blocks")
         }
     }
     match result {
         // The body moves into the response: a fetch answer can be megabytes.
         Ok(body) => json_response(200, body),
-        Err(e) => {
-            let mut r = json_response(
-                e.status(),
-                serde_json::to_string(&e.body()).unwrap_or_default(),
-            );
-            if matches!(e, WireError::MethodNotAllowed(_)) {
-                r.headers
-                    .insert(ALLOW, HeaderValue::from_static("GET, PUT"));
-            }
-            r
-        }
+        Err(e) => error_response(&e, Some(request_id).filter(|id| !id.is_empty())),
     }
+}
+
+/// The JSON answer for `e`: status, body with code, public message and request id, and the
+/// headers the error calls for (`Allow`, `Retry-After`).
+pub fn error_response(e: &WireError, request_id: Option<&str>) -> ApiGatewayProxyResponse {
+    let mut r = json_response(
+        e.status(),
+        serde_json::to_string(&e.body(request_id)).unwrap_or_default(),
+    );
+    if matches!(e, WireError::MethodNotAllowed(_)) {
+        r.headers
+            .insert(ALLOW, HeaderValue::from_static("GET, PUT"));
+    }
+    if let Some(secs) = e.retry_after_secs() {
+        r.headers
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    r
 }
 
 async fn route(

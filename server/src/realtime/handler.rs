@@ -34,7 +34,10 @@ pub async fn handle(
     let ctx = &event.request_context;
     let route = ctx.route_key.as_deref().unwrap_or("");
     let Some(connection) = ctx.connection_id.as_deref().filter(|c| !c.is_empty()) else {
-        return answer(Err(WireError::Invalid("event without connectionId".into())));
+        return answer(
+            Err(WireError::Invalid("event without connectionId".into())),
+            None,
+        );
     };
     let result = match route {
         "$connect" => Ok(None),
@@ -57,12 +60,13 @@ pub async fn handle(
             )),
         },
     };
+    let request_id = ctx.request_id.as_deref().filter(|id| !id.is_empty());
     match &result {
-        Err(e) if e.status() >= 500 => tracing::error!(route, error = %e, "realtime"),
-        Err(e) => tracing::info!(route, error = %e, "realtime"),
+        Err(e) if e.status() >= 500 => tracing::error!(route, request_id, error = %e, "realtime"),
+        Err(e) => tracing::info!(route, request_id, error = %e, "realtime"),
         Ok(_) => tracing::debug!(route, "realtime"),
     }
-    answer(result)
+    answer(result, request_id)
 }
 
 async fn message(
@@ -84,7 +88,10 @@ async fn message(
     }
 }
 
-fn answer(result: Result<Option<String>, WireError>) -> ApiGatewayProxyResponse {
+fn answer(
+    result: Result<Option<String>, WireError>,
+    request_id: Option<&str>,
+) -> ApiGatewayProxyResponse {
     let mut r = ApiGatewayProxyResponse::default();
     match result {
         Ok(body) => {
@@ -94,7 +101,7 @@ fn answer(result: Result<Option<String>, WireError>) -> ApiGatewayProxyResponse 
         Err(e) => {
             r.status_code = i64::from(e.status());
             r.body = Some(Body::Text(
-                serde_json::to_string(&e.body()).unwrap_or_default(),
+                serde_json::to_string(&e.body(request_id)).unwrap_or_default(),
             ));
         }
     }
