@@ -2,7 +2,10 @@
 
 use cubewalk_protocol::codec::{decode_chunk, fixtures};
 use cubewalk_protocol::{ChunkKey, CubeRef, IdempotencyKey, WorldId, EMPTY_REVISION};
-use cubewalk_server::store::{ChunkStore, MemoryStore, RedisStore, RedisStoreConfig, StoreError};
+use cubewalk_server::store::{
+    ChunkStore, ExpectedEdit, Limit, MemoryStore, PlayerLimits, Put, RedisStore, RedisStoreConfig,
+    StoreError,
+};
 use cubewalk_testkit::RedisServer;
 use std::sync::Arc;
 
@@ -235,7 +238,11 @@ async fn apply_edits_tells_what_changed_from_what(store: &dyn ChunkStore) {
     let w = world("changes");
     let (a, b) = (ChunkKey::new(0, 0, 0), ChunkKey::new(1, 0, 0));
     let first = store
-        .apply_edits(&w, &[(a, vec![set(1, 5)]), (b, vec![set(1, 0)])], None)
+        .apply_edits(
+            &w,
+            &[(a, vec![set(1, 5)]), (b, vec![set(1, 0)])],
+            &Put::system(),
+        )
         .await
         .unwrap();
     assert_eq!(first[0].changed_from, Some(EMPTY_REVISION));
@@ -244,22 +251,276 @@ async fn apply_edits_tells_what_changed_from_what(store: &dyn ChunkStore) {
         "air set to air changes nothing"
     );
     let key = IdempotencyKey::new("changes-key-0000001").unwrap();
+    let keyed = Put {
+        key: Some(&key),
+        ..Put::system()
+    };
     let second = store
-        .apply_edits(&w, &[(a, vec![set(2, 6)])], Some(&key))
+        .apply_edits(&w, &[(a, vec![set(2, 6)])], &keyed)
         .await
         .unwrap();
     assert_eq!(second[0].changed_from, Some(first[0].revision));
     assert!(second[0].seq > first[0].seq, "the write sequence grows");
     assert_eq!(first[1].seq, 0, "no write, no sequence");
     let replay = store
-        .apply_edits(&w, &[(a, vec![set(2, 6)])], Some(&key))
+        .apply_edits(&w, &[(a, vec![set(2, 6)])], &keyed)
         .await
         .unwrap();
     assert_eq!(replay[0].revision, second[0].revision);
     assert_eq!(replay[0].changed_from, None, "a replay notifies nothing");
 }
 
+fn player<'a>(id: &'a str, key: Option<&'a IdempotencyKey>, hash: u64) -> Put<'a> {
+    Put {
+        player: id,
+        key,
+        request_hash: hash,
+        limits: None,
+    }
+}
+
+async fn cubes(store: &dyn ChunkStore, w: &WorldId, k: ChunkKey) -> Box<[i32; 4096]> {
+    decode_chunk(&store.fetch(w, &[k]).await.unwrap()[0].blob).unwrap()
+}
+
+/// An idempotency key is the player's own and bound to one request: the same player's key
+/// with another body is refused and changes nothing; another player's use of the same key is
+/// their own put and leaves the first player's edits alone.
+async fn idempotency_is_per_player_and_per_request(store: &dyn ChunkStore) {
+    let w = world("idem-players");
+    let (a, b) = (ChunkKey::new(0, 0, 0), ChunkKey::new(1, 0, 0));
+    let key = IdempotencyKey::new("shared-key-0000000001").unwrap();
+    store
+        .apply_edits(
+            &w,
+            &[(a, vec![set(1, 11)])],
+            &player("alice", Some(&key), 1),
+        )
+        .await
+        .unwrap();
+    let replay = store
+        .apply_edits(
+            &w,
+            &[(a, vec![set(1, 11)])],
+            &player("alice", Some(&key), 1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(replay[0].changed_from, None, "a replay changes nothing");
+    // Another body under the same key: refused, and neither chunk is written.
+    let err = store
+        .apply_edits(
+            &w,
+            &[(b, vec![set(2, 99)]), (a, vec![set(1, 99)])],
+            &player("alice", Some(&key), 2),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::IdempotencyKeyReused), "{err:?}");
+    assert_eq!(cubes(store, &w, a).await[1], 11);
+    assert_eq!(cubes(store, &w, b).await[2], 0);
+    // Mallory replays Alice's key (with her body or his own): his put is his own.
+    let theirs = store
+        .apply_edits(
+            &w,
+            &[(a, vec![set(1, 11), set(3, 33)])],
+            &player("mallory", Some(&key), 1),
+        )
+        .await
+        .unwrap();
+    assert!(theirs[0].changed_from.is_some(), "mallory's put applied");
+    let c = cubes(store, &w, a).await;
+    assert_eq!((c[1], c[3]), (11, 33));
+    // And Alice's replay still answers her own remembered revision, changing nothing.
+    let again = store
+        .apply_edits(
+            &w,
+            &[(a, vec![set(1, 11)])],
+            &player("alice", Some(&key), 1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again[0].revision, replay[0].revision);
+    assert_eq!(cubes(store, &w, a).await[3], 33);
+}
+
+/// Every change is logged with its player, value before and after; the player's index finds
+/// the chunk; a conditional edit changes only the cubes still holding the expected value.
+async fn log_and_conditional_edits(store: &dyn ChunkStore) {
+    let w = world("logged");
+    let k = ChunkKey::new(2, 3, 4);
+    let t0 = cubewalk_server::store::log::now_ms().saturating_sub(1000);
+    store
+        .apply_edits(
+            &w,
+            &[(k, vec![set(1, 5), set(2, 6)])],
+            &player("alice", None, 0),
+        )
+        .await
+        .unwrap();
+    store
+        .apply_edits(
+            &w,
+            &[(k, vec![set(2, 7), set(9, 0)])],
+            &player("bob", None, 0),
+        )
+        .await
+        .unwrap();
+    let log = store.chunk_log(&w, k, t0).await.unwrap();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[0].player, "alice");
+    assert_eq!(
+        log[0]
+            .changes
+            .iter()
+            .map(|c| (c.index, c.before, c.after))
+            .collect::<Vec<_>>(),
+        vec![(1, 0, 5), (2, 0, 6)]
+    );
+    assert_eq!(log[1].player, "bob");
+    // Cube 9 was air and stays air: not a change.
+    assert_eq!(
+        log[1]
+            .changes
+            .iter()
+            .map(|c| (c.index, c.before, c.after))
+            .collect::<Vec<_>>(),
+        vec![(2, 6, 7)]
+    );
+    assert!(log[0].id < log[1].id || log[0].at_ms < log[1].at_ms);
+    assert!(log[0].at_ms >= t0);
+    assert_eq!(store.player_chunks(&w, "alice", t0).await.unwrap(), vec![k]);
+    assert!(store
+        .player_chunks(&world("other"), "alice", t0)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .chunk_log(&w, k, u64::MAX / 2)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let (applied, mismatched) = store
+        .apply_expected(
+            &w,
+            k,
+            &[
+                ExpectedEdit {
+                    index: 1,
+                    expect: 5,
+                    value: 0,
+                },
+                ExpectedEdit {
+                    index: 2,
+                    expect: 6,
+                    value: 0,
+                },
+            ],
+            "admin:root",
+        )
+        .await
+        .unwrap();
+    assert!(applied.changed_from.is_some());
+    assert_eq!(mismatched, vec![2], "cube 2 holds bob's 7, not 6");
+    let c = cubes(store, &w, k).await;
+    assert_eq!((c[1], c[2]), (0, 7));
+    let log = store.chunk_log(&w, k, t0).await.unwrap();
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[2].player, "admin:root");
+}
+
+/// Past a limit a put is refused with the wait, charges nothing, and other players are not
+/// affected; a banned player is refused.
+async fn limits_and_bans(store: &dyn ChunkStore) {
+    let w = world("limited");
+    let limits = PlayerLimits {
+        cubes_per_sec: 10,
+        cube_burst: 20,
+        new_chunks_per_min: 1,
+        new_chunk_burst: 2,
+    };
+    let with = |id| Put {
+        player: id,
+        key: None,
+        request_hash: 0,
+        limits: Some(&limits),
+    };
+    let k = ChunkKey::new(0, 0, 0);
+    let twenty: Vec<_> = (0..20).map(|i| set(i, 1)).collect();
+    store
+        .apply_edits(&w, &[(k, twenty.clone())], &with("flood"))
+        .await
+        .unwrap();
+    let err = store
+        .apply_edits(&w, &[(k, vec![set(100, 1)])], &with("flood"))
+        .await
+        .unwrap_err();
+    match err {
+        StoreError::RateLimited { limit, retry_after } => {
+            assert_eq!(limit, Limit::Cubes);
+            assert!(
+                retry_after > std::time::Duration::ZERO
+                    && retry_after <= std::time::Duration::from_millis(100),
+                "{retry_after:?}"
+            );
+        }
+        other => panic!("expected rate_limited, got {other:?}"),
+    }
+    assert_eq!(
+        cubes(store, &w, k).await[100],
+        0,
+        "a refused put writes nothing"
+    );
+    // Another player has a bucket of their own.
+    store
+        .apply_edits(&w, &[(k, twenty)], &with("honest"))
+        .await
+        .unwrap();
+    // New chunks: two at once pass, a third waits about a minute.
+    let new: Vec<_> = (1..3)
+        .map(|x| (ChunkKey::new(x, 9, 9), vec![set(0, 1)]))
+        .collect();
+    store.apply_edits(&w, &new, &with("builder")).await.unwrap();
+    let err = store
+        .apply_edits(
+            &w,
+            &[(ChunkKey::new(5, 9, 9), vec![set(0, 1)])],
+            &with("builder"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::RateLimited { limit: Limit::NewChunks, retry_after }
+            if retry_after > std::time::Duration::from_secs(50)),
+        "{err:?}"
+    );
+    // Edits to chunks that exist are not new chunks.
+    store
+        .apply_edits(
+            &w,
+            &[(ChunkKey::new(1, 9, 9), vec![set(1, 1)])],
+            &with("builder"),
+        )
+        .await
+        .unwrap();
+    // Bans.
+    assert!(!store.is_banned("flood").await.unwrap());
+    store.set_banned("flood", true).await.unwrap();
+    assert!(store.is_banned("flood").await.unwrap());
+    let err = store
+        .apply_edits(&w, &[(k, vec![set(200, 1)])], &with("flood"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Banned), "{err:?}");
+    store.set_banned("flood", false).await.unwrap();
+    assert!(!store.is_banned("flood").await.unwrap());
+}
+
 async fn run_suite(store: Arc<dyn ChunkStore>) {
+    idempotency_is_per_player_and_per_request(store.as_ref()).await;
+    log_and_conditional_edits(store.as_ref()).await;
+    limits_and_bans(store.as_ref()).await;
     never_written_reads_empty_at_zero(store.as_ref()).await;
     apply_edits_tells_what_changed_from_what(store.as_ref()).await;
     put_then_fetch_round_trips(store.as_ref()).await;

@@ -2,12 +2,13 @@
 //! per process (outside the handler) and re-established after it breaks; configuration from
 //! `CUBEWALK_REDIS_URL`, `CUBEWALK_REDIS_CLUSTER`, `CUBEWALK_REDIS_CA_FILE`,
 //! `CUBEWALK_REDIS_TIMEOUT_MS`. With `CUBEWALK_REALTIME_ENDPOINT` (the WebSocket API's stage
-//! URL) a put also notifies the connections following the chunks it changed.
+//! URL) a put also notifies the connections following the chunks it changed. Each player's
+//! limits come from `CUBEWALK_LIMIT_*` (see `PlayerLimits::from_env`).
 
 use aws_lambda_events::apigw::ApiGatewayProxyRequest;
 use cubewalk_server::handlers::blocks;
 use cubewalk_server::realtime::{ManagementApi, ManagementConfig, Notifier, NotifyLimits};
-use cubewalk_server::store::{ChunkStore, RedisStore, RedisStoreConfig};
+use cubewalk_server::store::{ChunkStore, PlayerLimits, RedisStore, RedisStoreConfig};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     cubewalk_lambda::init_logging();
     let config = RedisStoreConfig::from_env()?;
+    let limits = PlayerLimits::from_env()?;
     tracing::info!(?config, "blocks starting");
     let redis = Arc::new(RedisStore::open(&config).await?);
     let notifier = ManagementConfig::from_env()?.map(|management| {
@@ -35,6 +37,7 @@ async fn main() -> Result<(), Error> {
                     &event.payload,
                     store.as_ref(),
                     notifier.as_ref().as_ref(),
+                    &limits,
                 )
                 .await;
                 Ok::<_, Error>(r)

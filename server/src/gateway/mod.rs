@@ -134,6 +134,8 @@ pub struct GatewayConfig {
     /// The Management API endpoint puts notify subscribers through: this gateway's own
     /// `http://<addr>/<stage>` once its address is known. `None`: puts notify nobody.
     pub management_endpoint: Option<String>,
+    /// Each player's limits (the blocks function's `CUBEWALK_LIMIT_*` settings).
+    pub limits: crate::store::PlayerLimits,
 }
 
 impl Default for GatewayConfig {
@@ -150,6 +152,7 @@ impl Default for GatewayConfig {
             connections: ConnectionLimits::default(),
             websocket: WebSocketLimits::default(),
             management_endpoint: None,
+            limits: crate::store::PlayerLimits::default(),
         }
     }
 }
@@ -399,6 +402,7 @@ async fn handle(gw: &Arc<Gateway>, request: Request) -> Result<Response, Respons
         &event,
         gw.store.as_ref(),
         gw.notifier.as_ref(),
+        &gw.config.limits,
     ))
     .catch_unwind();
     match tokio::time::timeout(gw.config.integration_timeout, run).await {

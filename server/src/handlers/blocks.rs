@@ -3,7 +3,7 @@
 
 use crate::identity::{Action, Player};
 use crate::realtime::{changes, Notifier};
-use crate::store::ChunkStore;
+use crate::store::{ChunkStore, PlayerLimits, Put};
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use aws_lambda_events::encodings::Body;
 use base64::Engine;
@@ -24,17 +24,18 @@ pub async fn handle(
     req: &ApiGatewayProxyRequest,
     store: &dyn ChunkStore,
 ) -> ApiGatewayProxyResponse {
-    handle_notifying(req, store, None).await
+    handle_notifying(req, store, None, &PlayerLimits::default()).await
 }
 
-/// [`handle`], and after a put changed chunks, tells their followers through `notifier`
-/// (bounded by its deadline; a failed notification never fails the put).
+/// [`handle`] under `limits`, and after a put changed chunks, tells their followers through
+/// `notifier` (bounded by its deadline; a failed notification never fails the put).
 pub async fn handle_notifying(
     req: &ApiGatewayProxyRequest,
     store: &dyn ChunkStore,
     notifier: Option<&Notifier>,
+    limits: &PlayerLimits,
 ) -> ApiGatewayProxyResponse {
-    let result = route(req, store, notifier).await;
+    let result = route(req, store, notifier, limits).await;
     let request_id = req.request_context.request_id.as_deref().unwrap_or("");
     let method = &req.http_method;
     match &result {
@@ -75,6 +76,7 @@ async fn route(
     req: &ApiGatewayProxyRequest,
     store: &dyn ChunkStore,
     notifier: Option<&Notifier>,
+    limits: &PlayerLimits,
 ) -> Result<String, WireError> {
     let resource = req
         .resource
@@ -90,7 +92,7 @@ async fn route(
         .ok_or_else(|| WireError::Forbidden("no player identity from the authorizer".into()))?;
     match req.http_method {
         Method::GET => fetch(req, store, &player).await,
-        Method::PUT => put(req, store, notifier, &player).await,
+        Method::PUT => put(req, store, notifier, &player, limits).await,
         ref other => Err(WireError::MethodNotAllowed(other.to_string())),
     }
 }
@@ -132,6 +134,7 @@ async fn put(
     store: &dyn ChunkStore,
     notifier: Option<&Notifier>,
     player: &Player,
+    limits: &PlayerLimits,
 ) -> Result<String, WireError> {
     // Refused before the body is decoded: a viewer cannot make the function do the work.
     player.check_role(Action::Edit)?;
@@ -142,9 +145,13 @@ async fn put(
     let applied = if grouped.is_empty() {
         Vec::new()
     } else {
-        store
-            .apply_edits(&request.world, &grouped, request.idempotency_key.as_ref())
-            .await?
+        let put = Put {
+            player: &player.id,
+            key: request.idempotency_key.as_ref(),
+            request_hash: request_hash(&body),
+            limits: Some(limits),
+        };
+        store.apply_edits(&request.world, &grouped, &put).await?
     };
     if let Some(notifier) = notifier {
         let changes = changes(&grouped, &applied);
@@ -163,6 +170,14 @@ async fn put(
             .collect(),
     };
     serde_json::to_string(&resp).map_err(|e| WireError::Internal(e.to_string()))
+}
+
+/// The hash an idempotency key is bound to: the first 8 bytes of the body's SHA-256, so a
+/// retry of the same bytes matches on every function instance and version.
+fn request_hash(body: &[u8]) -> u64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body);
+    u64::from_be_bytes(digest[..8].try_into().unwrap_or_default())
 }
 
 /// The request body as bytes, refused before decoding when over the limit.

@@ -1,10 +1,16 @@
 //! The embedded in-memory store: zero setup, same semantics as Redis, gone when the process ends.
 
-use super::{edit_blob, Applied, ChunkStore, StoreError, StoredChunk, IDEMPOTENCY_WINDOW};
+use super::log::{LogRecord, LOG_RETENTION_SECS};
+use super::players::{gcra, Limit};
+use super::{
+    edit_blob, now_ms, Applied, ChunkStore, Edits, ExpectedEdit, Put, StoreError, StoredChunk,
+    IDEMPOTENCY_WINDOW,
+};
 use async_trait::async_trait;
 use cubewalk_protocol::messages::ChunkEdits;
 use cubewalk_protocol::{ChunkKey, IdempotencyKey, WorldId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -15,44 +21,62 @@ const SHARDS: usize = 64;
 /// Expired idempotency records of a shard are swept once it holds this many.
 const SWEEP_AT: usize = 4096;
 
-/// The chunks of one shard and the idempotency keys they applied, with the revision answered
-/// and when the record expires.
+/// An idempotency record's id: the chunk, the player and their key.
+type RecordId = (WorldId, ChunkKey, String, IdempotencyKey);
+
+/// The chunks of one shard, their logs and the idempotency keys they applied, with the
+/// request hash, the revision answered and when the record expires.
 #[derive(Default)]
 struct Shard {
     chunks: HashMap<(WorldId, ChunkKey), StoredChunk>,
-    applied: HashMap<(WorldId, ChunkKey, IdempotencyKey), (u64, Instant)>,
+    logs: HashMap<(WorldId, ChunkKey), Vec<LogRecord>>,
+    applied: HashMap<RecordId, (u64, u64, Instant)>,
     sweep_at: usize,
 }
 
 impl Shard {
-    fn remember(&mut self, id: (WorldId, ChunkKey, IdempotencyKey), revision: u64) {
+    fn remember(&mut self, id: RecordId, hash: u64, revision: u64) {
         let now = Instant::now();
         if self.applied.len() >= self.sweep_at.max(SWEEP_AT) {
-            self.applied.retain(|_, (_, expires)| *expires > now);
+            self.applied.retain(|_, (_, _, expires)| *expires > now);
             // Sweep again only after the live set has doubled: amortised O(1) per put.
             self.sweep_at = self.applied.len() * 2;
         }
         self.applied
-            .insert(id, (revision, now + IDEMPOTENCY_WINDOW));
+            .insert(id, (hash, revision, now + IDEMPOTENCY_WINDOW));
     }
 
-    fn recall(&self, id: &(WorldId, ChunkKey, IdempotencyKey)) -> Option<u64> {
+    fn recall(&self, id: &RecordId) -> Option<(u64, u64)> {
         self.applied
             .get(id)
-            .filter(|(_, expires)| *expires > Instant::now())
-            .map(|(r, _)| *r)
+            .filter(|(_, _, expires)| *expires > Instant::now())
+            .map(|(h, r, _)| (*h, *r))
     }
+}
+
+/// What the store keeps per player: bans, limit state, and which chunks they wrote when.
+#[derive(Default)]
+struct Players {
+    banned: HashSet<String>,
+    tat: HashMap<(String, Limit), u64>,
+    chunks: HashMap<String, HashMap<(WorldId, ChunkKey), u64>>,
 }
 
 /// Chunks held in process memory.
 pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,
+    players: Mutex<Players>,
+    log_seq: AtomicU64,
+    started: Instant,
 }
 
 impl Default for MemoryStore {
     fn default() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            players: Mutex::default(),
+            log_seq: AtomicU64::new(0),
+            started: Instant::now(),
         }
     }
 }
@@ -75,6 +99,111 @@ impl MemoryStore {
         // A panic while holding the lock cannot leave a chunk half-written (the map entry is
         // replaced in one assignment), so a poisoned lock is safe to keep using.
         self.shard(key).lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn players(&self) -> std::sync::MutexGuard<'_, Players> {
+        self.players.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Refuses a banned player or a put past a limit (with limits), charging nothing then;
+    /// otherwise charges the put and records which chunks the player writes.
+    fn admit(
+        &self,
+        world: &WorldId,
+        edits: &[ChunkEdits],
+        put: &Put<'_>,
+    ) -> Result<(), StoreError> {
+        let mut players = if let Some(limits) = put.limits {
+            self.charge(world, edits, put.player, limits)?
+        } else {
+            self.players()
+        };
+        let at = now_ms();
+        let cutoff = at.saturating_sub(LOG_RETENTION_SECS * 1000);
+        let written = players.chunks.entry(put.player.to_owned()).or_default();
+        written.retain(|_, t| *t >= cutoff);
+        for (k, _) in edits {
+            written.insert((world.clone(), *k), at);
+        }
+        Ok(())
+    }
+
+    /// Charges `player` for the put, or refuses it (banned, or past a limit: nothing charged).
+    fn charge(
+        &self,
+        world: &WorldId,
+        edits: &[ChunkEdits],
+        player: &str,
+        limits: &super::PlayerLimits,
+    ) -> Result<std::sync::MutexGuard<'_, Players>, StoreError> {
+        let new_chunks = edits
+            .iter()
+            .filter(|(k, _)| !self.lock(*k).chunks.contains_key(&(world.clone(), *k)))
+            .count() as u64;
+        let cubes = edits.iter().map(|(_, e)| e.len() as u64).sum::<u64>();
+        // Microseconds on a monotonic clock: the arithmetic is the Redis script's.
+        let now = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX) + 1;
+        let mut players = self.players();
+        if players.banned.contains(player) {
+            return Err(StoreError::Banned);
+        }
+        let mut charged = Vec::new();
+        for (limit, cost) in [(Limit::Cubes, cubes), (Limit::NewChunks, new_chunks)] {
+            if cost == 0 {
+                continue;
+            }
+            let (interval, burst) = limits.cell(limit);
+            let tat = players
+                .tat
+                .get(&(player.to_owned(), limit))
+                .copied()
+                .unwrap_or(0);
+            let new_tat = gcra(tat, now, cost, interval, burst)
+                .map_err(|retry_after| StoreError::RateLimited { limit, retry_after })?;
+            charged.push((limit, new_tat));
+        }
+        for (limit, tat) in charged {
+            players.tat.insert((player.to_owned(), limit), tat);
+        }
+        Ok(players)
+    }
+
+    /// Applies `edits` to one chunk under its shard's lock, logging the change as `player`'s.
+    fn edit_locked(
+        &self,
+        shard: &mut Shard,
+        world: &WorldId,
+        chunk: ChunkKey,
+        edits: Edits<'_>,
+        player: &str,
+    ) -> Result<(Applied, Vec<u16>), StoreError> {
+        let id = (world.clone(), chunk);
+        let current = shard.chunks.get(&id);
+        let blob = current.map(|c| c.blob.as_slice()).unwrap_or(&[]);
+        let version = current.map_or(0, |c| c.version);
+        let edited = edit_blob(world, chunk, blob, edits)?;
+        let answer = edited.applied(version);
+        if let Some(blob) = edited.blob {
+            shard.chunks.insert(
+                id.clone(),
+                StoredChunk {
+                    version: version + 1,
+                    blob,
+                },
+            );
+            let at_ms = now_ms();
+            let seq = self.log_seq.fetch_add(1, Ordering::Relaxed);
+            let log = shard.logs.entry(id).or_default();
+            let cutoff = at_ms.saturating_sub(LOG_RETENTION_SECS * 1000);
+            log.retain(|r| r.at_ms >= cutoff);
+            log.push(LogRecord {
+                id: format!("{at_ms}-{seq}"),
+                at_ms,
+                player: player.to_owned(),
+                changes: edited.changes,
+            });
+        }
+        Ok((answer, edited.mismatched))
     }
 }
 
@@ -101,36 +230,104 @@ impl ChunkStore for MemoryStore {
         &self,
         world: &WorldId,
         edits: &[ChunkEdits],
-        key: Option<&IdempotencyKey>,
+        put: &Put<'_>,
     ) -> Result<Vec<Applied>, StoreError> {
+        if edits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let record = |chunk: ChunkKey| {
+            put.key
+                .map(|k| (world.clone(), chunk, put.player.to_owned(), k.clone()))
+        };
+        // A key this player used for another request refuses the whole put, before any write.
+        for (chunk, _) in edits {
+            if let Some(r) = record(*chunk) {
+                if let Some((hash, _)) = self.lock(*chunk).recall(&r) {
+                    if hash != put.request_hash {
+                        return Err(StoreError::IdempotencyKeyReused);
+                    }
+                }
+            }
+        }
+        self.admit(world, edits, put)?;
         let mut revisions = Vec::with_capacity(edits.len());
         for (chunk, cubes) in edits {
             let mut shard = self.lock(*chunk);
-            let record = key.map(|k| (world.clone(), *chunk, k.clone()));
-            if let Some(done) = record.as_ref().and_then(|r| shard.recall(r)) {
+            let record = record(*chunk);
+            if let Some((_, done)) = record.as_ref().and_then(|r| shard.recall(r)) {
                 revisions.push(Applied::unchanged(done));
                 continue;
             }
-            let id = (world.clone(), *chunk);
-            let current = shard.chunks.get(&id);
-            let blob = current.map(|c| c.blob.as_slice()).unwrap_or(&[]);
-            let version = current.map_or(0, |c| c.version);
-            let edited = edit_blob(world, *chunk, blob, cubes)?;
-            let answer = edited.applied(version);
-            if let Some(blob) = edited.blob {
-                shard.chunks.insert(
-                    id,
-                    StoredChunk {
-                        version: version + 1,
-                        blob,
-                    },
-                );
-            }
+            let (answer, _) =
+                self.edit_locked(&mut shard, world, *chunk, Edits::Plain(cubes), put.player)?;
             if let Some(record) = record {
-                shard.remember(record, answer.revision);
+                shard.remember(record, put.request_hash, answer.revision);
             }
             revisions.push(answer);
         }
         Ok(revisions)
+    }
+
+    async fn apply_expected(
+        &self,
+        world: &WorldId,
+        chunk: ChunkKey,
+        edits: &[ExpectedEdit],
+        player: &str,
+    ) -> Result<(Applied, Vec<u16>), StoreError> {
+        let mut shard = self.lock(chunk);
+        self.edit_locked(&mut shard, world, chunk, Edits::Expected(edits), player)
+    }
+
+    async fn chunk_log(
+        &self,
+        world: &WorldId,
+        chunk: ChunkKey,
+        since_ms: u64,
+    ) -> Result<Vec<LogRecord>, StoreError> {
+        Ok(self
+            .lock(chunk)
+            .logs
+            .get(&(world.clone(), chunk))
+            .map(|log| {
+                log.iter()
+                    .filter(|r| r.at_ms >= since_ms)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn player_chunks(
+        &self,
+        world: &WorldId,
+        player: &str,
+        since_ms: u64,
+    ) -> Result<Vec<ChunkKey>, StoreError> {
+        let players = self.players();
+        let mut chunks: Vec<ChunkKey> = players
+            .chunks
+            .get(player)
+            .into_iter()
+            .flatten()
+            .filter(|((w, _), at)| w == world && **at >= since_ms)
+            .map(|((_, k), _)| *k)
+            .collect();
+        chunks.sort_by_key(|k| (k.x, k.y, k.z));
+        Ok(chunks)
+    }
+
+    async fn set_banned(&self, player: &str, banned: bool) -> Result<(), StoreError> {
+        let mut players = self.players();
+        if banned {
+            players.banned.insert(player.to_owned());
+        } else {
+            players.banned.remove(player);
+        }
+        Ok(())
+    }
+
+    async fn is_banned(&self, player: &str) -> Result<bool, StoreError> {
+        Ok(self.players().banned.contains(player))
     }
 }

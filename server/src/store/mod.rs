@@ -8,13 +8,25 @@
 //! blob, so no loss or restore of stored data can make one revision name two contents.
 //!
 //! A put may carry an idempotency key: each chunk remembers, inside the same atomic step that
-//! applies the edits, which keys it applied and the revision it answered, for
-//! [`IDEMPOTENCY_WINDOW_SECS`]. A retry under a remembered key changes nothing.
+//! applies the edits, which keys it applied for which player and request (a hash of the body)
+//! and the revision it answered, for [`IDEMPOTENCY_WINDOW_SECS`]. A retry under a remembered
+//! key changes nothing; the same player's key with another body is refused; another player's
+//! use of the key is their own, separate put.
+//!
+//! Every change is logged in the same atomic step as the chunk write (see [`LogRecord`]), and
+//! each player's puts pass their limits and ban flag ([`PlayerLimits`]) before anything is
+//! written.
+
+pub mod log;
+mod players;
 
 mod memory;
 pub(crate) mod redis;
 
+pub(crate) use self::log::now_ms;
+pub use self::log::{CubeChange, LogRecord, LOG_RETENTION_SECS};
 pub use self::memory::MemoryStore;
+pub use self::players::{Limit, PlayerLimits};
 pub use self::redis::{chunk_key as redis_chunk_key, RedisStore, RedisStoreConfig};
 
 use async_trait::async_trait;
@@ -47,6 +59,20 @@ pub enum StoreError {
     /// The backing service cannot be reached or did not answer in time (HTTP 503).
     #[error("{0}")]
     Unavailable(String),
+    /// The player is banned (HTTP 403 `banned`).
+    #[error("player is banned")]
+    Banned,
+    /// The player went past a limit (HTTP 429 `rate_limited`).
+    #[error("{limit} limit reached")]
+    RateLimited {
+        /// Which limit.
+        limit: Limit,
+        /// When a retry can pass it.
+        retry_after: std::time::Duration,
+    },
+    /// The player's idempotency key was already used for another request (HTTP 422).
+    #[error("idempotency key reused for a different request")]
+    IdempotencyKeyReused,
     /// Stored bytes could not be decoded (HTTP 500).
     #[error("corrupt chunk {key} in world {world}: {reason}")]
     Corrupt {
@@ -63,6 +89,15 @@ impl From<StoreError> for WireError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(m) => WireError::Unavailable(m),
+            StoreError::Banned => WireError::Banned,
+            StoreError::IdempotencyKeyReused => WireError::IdempotencyKeyReused,
+            StoreError::RateLimited { limit, retry_after } => WireError::RateLimited {
+                message: format!("{limit} limit reached"),
+                // Whole seconds, rounded up: a retry at the announced time passes.
+                retry_after_secs: u32::try_from(retry_after.as_millis().div_ceil(1000))
+                    .unwrap_or(u32::MAX)
+                    .max(1),
+            },
             e @ StoreError::Corrupt { .. } => WireError::Internal(e.to_string()),
         }
     }
@@ -83,28 +118,111 @@ pub trait ChunkStore: Send + Sync {
         keys: &[ChunkKey],
     ) -> Result<Vec<StoredChunk>, StoreError>;
 
-    /// Applies each chunk's edits atomically and tells, per chunk in order, its revision
-    /// afterwards and whether this call changed it (and from which revision). A batch that
-    /// changes nothing leaves the chunk as it was. With `key`, a chunk that already applied a
-    /// put under `key` (within [`IDEMPOTENCY_WINDOW_SECS`]) is left alone and answers the
-    /// revision it answered then, as unchanged. No edits: no work, an empty answer.
+    /// Applies each chunk's edits atomically for `put.player` and tells, per chunk in order,
+    /// its revision afterwards and whether this call changed it (and from which revision). A
+    /// batch that changes nothing leaves the chunk as it was. With an idempotency key, a chunk
+    /// that already applied this player's put under the key (within
+    /// [`IDEMPOTENCY_WINDOW_SECS`]) is left alone and answers the revision it answered then,
+    /// as unchanged; under the same key with another request hash, the put is refused
+    /// ([`StoreError::IdempotencyKeyReused`]). Each change is appended to the chunk's log in
+    /// the same atomic step. With limits, a banned player or one past a limit is refused
+    /// before anything is written. No edits: no work, an empty answer.
     async fn apply_edits(
         &self,
         world: &WorldId,
         edits: &[ChunkEdits],
-        key: Option<&IdempotencyKey>,
+        put: &Put<'_>,
     ) -> Result<Vec<Applied>, StoreError>;
 
-    /// [`ChunkStore::apply_edits`], answering only each chunk's revision afterwards.
+    /// [`ChunkStore::apply_edits`] as the `system` player without limits, answering only each
+    /// chunk's revision afterwards (for tools and tests).
     async fn apply(
         &self,
         world: &WorldId,
         edits: &[ChunkEdits],
         key: Option<&IdempotencyKey>,
     ) -> Result<Vec<u64>, StoreError> {
-        let applied = self.apply_edits(world, edits, key).await?;
+        let put = Put {
+            key,
+            ..Put::system()
+        };
+        let applied = self.apply_edits(world, edits, &put).await?;
         Ok(applied.iter().map(|a| a.revision).collect())
     }
+
+    /// Sets each listed cube of `chunk` to its new value only where it still holds the
+    /// expected one, atomically, logged as `player`'s edit; answers what changed and the
+    /// indices whose cube held something else (left alone).
+    async fn apply_expected(
+        &self,
+        world: &WorldId,
+        chunk: ChunkKey,
+        edits: &[ExpectedEdit],
+        player: &str,
+    ) -> Result<(Applied, Vec<u16>), StoreError>;
+
+    /// The log of `chunk` from `since_ms` (Unix milliseconds) on, oldest first.
+    async fn chunk_log(
+        &self,
+        world: &WorldId,
+        chunk: ChunkKey,
+        since_ms: u64,
+    ) -> Result<Vec<LogRecord>, StoreError>;
+
+    /// The chunks of `world` that `player` wrote (or tried to) from about `since_ms` on: a
+    /// superset of the chunks whose log holds their edits since then.
+    async fn player_chunks(
+        &self,
+        world: &WorldId,
+        player: &str,
+        since_ms: u64,
+    ) -> Result<Vec<ChunkKey>, StoreError>;
+
+    /// Bans (`true`) or unbans `player`: a banned player's puts and follows are refused.
+    async fn set_banned(&self, player: &str, banned: bool) -> Result<(), StoreError>;
+
+    /// Whether `player` is banned.
+    async fn is_banned(&self, player: &str) -> Result<bool, StoreError>;
+}
+
+/// Who makes a put and under which conditions.
+#[derive(Debug, Clone, Copy)]
+pub struct Put<'a> {
+    /// The player the log records.
+    pub player: &'a str,
+    /// The put's idempotency key, if any.
+    pub key: Option<&'a IdempotencyKey>,
+    /// A hash of the whole request, bound to the idempotency key.
+    pub request_hash: u64,
+    /// The player's limits; `None` for trusted callers (admin tools), who are never banned or
+    /// limited.
+    pub limits: Option<&'a PlayerLimits>,
+}
+
+impl Put<'_> {
+    /// A trusted put by the `system` player: no key, no limits.
+    pub fn system() -> Put<'static> {
+        Put {
+            player: SYSTEM_PLAYER,
+            key: None,
+            request_hash: 0,
+            limits: None,
+        }
+    }
+}
+
+/// The player id recorded for puts made by tools and tests.
+pub const SYSTEM_PLAYER: &str = "system";
+
+/// One conditional cube edit: set `index` to `value` if it holds `expect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpectedEdit {
+    /// Cube index in the chunk.
+    pub index: u16,
+    /// The value it must still hold.
+    pub expect: i32,
+    /// The value to set.
+    pub value: i32,
 }
 
 /// What one chunk's edits did.
@@ -141,6 +259,10 @@ pub(crate) struct Edited {
     pub(crate) revision: u64,
     /// The revision of the content the edits were applied to.
     pub(crate) previous: u64,
+    /// Each cube whose value changed (once per cube, first value before, last value after).
+    pub(crate) changes: Vec<CubeChange>,
+    /// Indices of conditional edits whose cube did not hold the expected value.
+    pub(crate) mismatched: Vec<u16>,
 }
 
 impl Edited {
@@ -156,12 +278,19 @@ impl Edited {
     }
 }
 
+/// Edits of one chunk: plain ones (a put's) or conditional ones (a rollback's).
+#[derive(Clone, Copy)]
+pub(crate) enum Edits<'a> {
+    Plain(&'a [CubeRef]),
+    Expected(&'a [ExpectedEdit]),
+}
+
 /// Applies `edits` to the chunk held in `current`.
 pub(crate) fn edit_blob(
     world: &WorldId,
     key: ChunkKey,
     current: &[u8],
-    edits: &[CubeRef],
+    edits: Edits<'_>,
 ) -> Result<Edited, StoreError> {
     let mut cubes = [0i32; CHUNK_CUBES];
     decode_chunk_into(current, &mut cubes).map_err(|e| StoreError::Corrupt {
@@ -169,25 +298,53 @@ pub(crate) fn edit_blob(
         key,
         reason: e.to_string(),
     })?;
-    let mut changed = false;
-    for e in edits {
-        let slot = &mut cubes[usize::from(e.index)];
-        changed |= *slot != e.value;
-        *slot = e.value;
+    let before = cubes;
+    let mut touched = Vec::new();
+    let mut mismatched = Vec::new();
+    let mut set = |index: u16, value: i32| {
+        cubes[usize::from(index)] = value;
+        touched.push(index);
+    };
+    match edits {
+        Edits::Plain(edits) => edits.iter().for_each(|e| set(e.index, e.value)),
+        Edits::Expected(edits) => {
+            for e in edits {
+                if before[usize::from(e.index)] == e.expect {
+                    set(e.index, e.value);
+                } else {
+                    mismatched.push(e.index);
+                }
+            }
+        }
     }
+    touched.sort_unstable();
+    touched.dedup();
+    let changes: Vec<CubeChange> = touched
+        .into_iter()
+        .map(|index| CubeChange {
+            index,
+            before: before[usize::from(index)],
+            after: cubes[usize::from(index)],
+        })
+        .filter(|c| c.before != c.after)
+        .collect();
     let previous = cubewalk_protocol::revision(current);
-    Ok(if changed {
+    Ok(if changes.is_empty() {
+        Edited {
+            blob: None,
+            revision: previous,
+            previous,
+            changes,
+            mismatched,
+        }
+    } else {
         let blob = encode_chunk(&cubes);
         Edited {
             revision: cubewalk_protocol::revision(&blob),
             blob: Some(blob),
             previous,
-        }
-    } else {
-        Edited {
-            blob: None,
-            revision: previous,
-            previous,
+            changes,
+            mismatched,
         }
     })
 }

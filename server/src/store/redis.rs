@@ -18,7 +18,12 @@
 //! stale copy. Reads and writes of many chunks are pipelined: a fetch is one round trip, an
 //! uncontended put two.
 
-use super::{edit_blob, Applied, ChunkStore, StoreError, StoredChunk, IDEMPOTENCY_WINDOW};
+use super::log::{decode_changes, encode_changes, id_ms, LogRecord, LOG_RETENTION_SECS};
+use super::players::{Limit, PlayerLimits};
+use super::{
+    edit_blob, Applied, ChunkStore, Edits, ExpectedEdit, Put, StoreError, StoredChunk,
+    IDEMPOTENCY_WINDOW,
+};
 use async_trait::async_trait;
 use cubewalk_protocol::messages::ChunkEdits;
 use cubewalk_protocol::{ChunkKey, IdempotencyKey, WorldId};
@@ -27,32 +32,80 @@ use rand::Rng;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisResult};
+use std::collections::HashMap;
 use std::time::Duration;
 
-/// The check-and-set of one chunk, with its idempotency record in the same atomic step.
+/// The check-and-set of one chunk, with its log record and idempotency record in the same
+/// atomic step.
 ///
-/// KEYS[1]: the chunk's hash; KEYS[2] (optional): the put's idempotency record.
-/// ARGV[1]: the write counter read; ARGV[2]: the new blob (`''` for all air); ARGV[3]: `1` to
-/// write the blob, `0` when the edits change nothing (only the record is written); ARGV[4]:
-/// the revision to answer, as decimal text (Lua numbers would round a 64-bit value); ARGV[5]:
-/// how long the record lives, in seconds.
+/// KEYS[1]: the chunk's hash; KEYS[2]: the chunk's log (a Stream); KEYS[3] (optional): the
+/// put's idempotency record. ARGV[1]: the write counter read; ARGV[2]: the new blob (`''` for
+/// all air); ARGV[3]: `1` to write the blob, `0` when the edits change nothing (only the record
+/// is written); ARGV[4]: the revision to answer, as decimal text (Lua numbers would round a
+/// 64-bit value); ARGV[5]: how long the record lives, in seconds; ARGV[6]: the player;
+/// ARGV[7]: the changed cubes (`index:before:after,...`); ARGV[8]: the request hash (hex);
+/// ARGV[9]: how long log records are kept, in milliseconds.
 ///
-/// Answers the revision, or `=` and the remembered revision when the key was already applied
-/// (so the caller knows this call changed nothing), or nil when another writer changed the
-/// chunk since it was read.
+/// Answers the revision, or `=` and the remembered revision when this player's key was already
+/// applied to the same request (so the caller knows this call changed nothing), `H` when it
+/// was applied to another request, or nil when another writer changed the chunk since it was
+/// read. The log's ids come from the server clock (`TIME`), so they order the writes.
 const CAS_SCRIPT: &str = r"
-if KEYS[2] then
-  local done = redis.call('GET', KEYS[2])
-  if done then return '=' .. done end
+if KEYS[3] then
+  local done = redis.call('GET', KEYS[3])
+  if done then
+    local h, r = string.match(done, '^(%x+) (%d+)$')
+    if h ~= ARGV[8] then return 'H' end
+    return '=' .. r
+  end
 end
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[1]) then return false end
 if ARGV[3] == '1' then
   if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'd') else redis.call('HSET', KEYS[1], 'd', ARGV[2]) end
   redis.call('HSET', KEYS[1], 'v', v + 1)
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('XADD', KEYS[2], 'MINID', '~', string.format('%.0f', ms - tonumber(ARGV[9])), '*', 'p', ARGV[6], 'c', ARGV[7])
 end
-if KEYS[2] then redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[5]) end
+if KEYS[3] then redis.call('SET', KEYS[3], ARGV[8] .. ' ' .. ARGV[4], 'EX', ARGV[5]) end
 return ARGV[4]
+";
+
+/// A player's admission: refuses a banned player, else charges the put against the player's
+/// limits (GCRA, server clock) or refuses it, charging nothing.
+///
+/// KEYS[1]: the player's ban flag; KEYS[2]: the player's limit state (a hash). ARGV, for each
+/// limit in turn (field, cost, emission interval in microseconds, burst): `c` for cubes, `n`
+/// for new chunks. Answers `{0, 0}` when admitted, `{-1, 0}` when banned, or `{limit, wait}`
+/// (1 = cubes, 2 = new chunks; wait in microseconds) when refused.
+const ADMIT_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 0} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local set = {}
+local longest = 0
+for i = 0, 1 do
+  local field = ARGV[1 + 4 * i]
+  local cost = tonumber(ARGV[2 + 4 * i])
+  if cost > 0 then
+    local interval = tonumber(ARGV[3 + 4 * i])
+    local burst = tonumber(ARGV[4 + 4 * i])
+    local tat = tonumber(redis.call('HGET', KEYS[2], field) or '0')
+    if tat < now then tat = now end
+    local new_tat = tat + cost * interval
+    local allow_at = new_tat - burst * interval
+    if allow_at > now then return {i + 1, allow_at - now} end
+    set[#set + 1] = field
+    set[#set + 1] = string.format('%.0f', new_tat)
+    if new_tat - now > longest then longest = new_tat - now end
+  end
+end
+if #set > 0 then
+  redis.call('HSET', KEYS[2], unpack(set))
+  redis.call('PEXPIRE', KEYS[2], math.ceil(longest / 1000) + 1000)
+end
+return {0, 0}
 ";
 
 /// How many times a put re-reads a chunk that another writer changed under it before giving up
@@ -267,39 +320,38 @@ impl RedisStore {
     }
 
     /// Reads `keys` in one round trip (one pipeline, or one batch per node in a cluster).
-    /// With `applied`, the same round trip also reads whether each chunk already applied the
-    /// put of that idempotency key, and the revision it answered then.
+    /// With `applied`, the same round trip also reads whether each chunk already applied
+    /// this player's put of that idempotency key: the request hash and revision it answered.
+    /// `prelude` commands go in the same round trip, first; their answers come back as is.
     async fn read(
         &self,
         world: &WorldId,
         keys: &[ChunkKey],
-        applied: Option<&IdempotencyKey>,
-    ) -> Result<(Vec<StoredChunk>, Vec<Option<u64>>), StoreError> {
+        applied: Option<(&str, &IdempotencyKey)>,
+        prelude: &[Cmd],
+    ) -> Result<ReadBack, StoreError> {
         let cmds = || {
-            let mut cmds = Vec::with_capacity(keys.len() * (1 + usize::from(applied.is_some())));
+            let mut cmds = prelude.to_vec();
             for &k in keys {
                 let mut c = redis::cmd("HMGET");
                 c.arg(chunk_key(world, k)).arg("v").arg("d");
                 cmds.push(c);
-                if let Some(applied) = applied {
+                if let Some((player, key)) = applied {
                     let mut c = redis::cmd("GET");
-                    c.arg(applied_key(world, k, applied));
+                    c.arg(applied_key(world, k, player, key));
                     cmds.push(c);
                 }
             }
             cmds
         };
         // A connection that broke while idle (Lambda freezes the process between invocations)
-        // fails the first command; reads are idempotent, so one more try on the reconnected
-        // connection hides it.
+        // fails the first command; reads (and the prelude: an admission that failed charged
+        // nothing, a ZADD is idempotent) are safe to send again on the reconnected connection.
         let values: Vec<redis::Value> = match self.run_all(cmds()).await {
             Err(e) if is_broken_connection(&e) => {
                 self.run_all(cmds()).await.map_err(|e| unavailable(&e))?
             }
             other => other.map_err(|e| unavailable(&e))?,
-        };
-        let odd = |e: redis::ParsingError| {
-            StoreError::Unavailable(format!("unexpected Redis answer: {e}"))
         };
         let mut values = values.into_iter();
         let mut next = || {
@@ -307,34 +359,100 @@ impl RedisStore {
                 StoreError::Unavailable("Redis answered fewer replies than commands".into())
             })
         };
-        let mut stored = Vec::with_capacity(keys.len());
-        let mut done = Vec::with_capacity(keys.len());
+        let mut back = ReadBack::default();
+        for _ in prelude {
+            back.prelude.push(next()?);
+        }
         for _ in keys {
             let (v, d): (Option<u64>, Option<Vec<u8>>) =
                 redis::from_redis_value(next()?).map_err(odd)?;
-            stored.push(StoredChunk {
+            back.stored.push(StoredChunk {
                 version: v.unwrap_or(0),
                 blob: d.unwrap_or_default(),
             });
             if applied.is_some() {
-                let answered: Option<String> = redis::from_redis_value(next()?).map_err(odd)?;
-                done.push(answered.and_then(|text| text.parse().ok()));
+                let record: Option<String> = redis::from_redis_value(next()?).map_err(odd)?;
+                back.done.push(record.as_deref().and_then(parse_record));
             } else {
-                done.push(None);
+                back.done.push(None);
             }
         }
-        Ok((stored, done))
+        Ok(back)
+    }
+
+    /// The admission (ban, limits) of `put` and the record of which chunks the player writes,
+    /// as commands for the first round trip of a put.
+    fn prelude(world: &WorldId, edits: &[ChunkEdits], put: &Put<'_>) -> Vec<Cmd> {
+        let mut cmds = Vec::new();
+        if let Some(limits) = put.limits {
+            let cubes: usize = edits.iter().map(|(_, e)| e.len()).sum();
+            let mut c = redis::cmd("EVAL");
+            c.arg(ADMIT_SCRIPT)
+                .arg(2)
+                .arg(player_key(put.player, "ban"))
+                .arg(player_key(put.player, "limits"));
+            let (interval, burst) = limits.cell(Limit::Cubes);
+            c.arg(Limit::Cubes.field())
+                .arg(cubes)
+                .arg(interval)
+                .arg(burst);
+            // New chunks are known only once read: charged in a second step (see apply_edits).
+            c.arg(Limit::NewChunks.field()).arg(0).arg(1).arg(1);
+            cmds.push(c);
+        }
+        // Recorded before the write, so every logged edit of the player is found from here.
+        let now = super::now_ms();
+        let mut c = redis::cmd("ZADD");
+        c.arg(player_key(put.player, "chunks"));
+        for (k, _) in edits {
+            c.arg(now).arg(player_chunk_member(world, *k));
+        }
+        cmds.push(c);
+        let mut c = redis::cmd("ZREMRANGEBYSCORE");
+        c.arg(player_key(put.player, "chunks"))
+            .arg("-inf")
+            .arg(format!(
+                "({}",
+                now.saturating_sub(LOG_RETENTION_SECS * 1000)
+            ));
+        cmds.push(c);
+        cmds
+    }
+
+    /// Runs the admission script for `cost` new chunks and turns its answer into a result.
+    async fn admit_new_chunks(
+        &self,
+        player: &str,
+        limits: &PlayerLimits,
+        cost: usize,
+    ) -> Result<(), StoreError> {
+        let mut c = redis::cmd("EVAL");
+        c.arg(ADMIT_SCRIPT)
+            .arg(2)
+            .arg(player_key(player, "ban"))
+            .arg(player_key(player, "limits"));
+        c.arg(Limit::Cubes.field()).arg(0).arg(1).arg(1);
+        let (interval, burst) = limits.cell(Limit::NewChunks);
+        c.arg(Limit::NewChunks.field())
+            .arg(cost)
+            .arg(interval)
+            .arg(burst);
+        let answer = self.query(&c).await.map_err(|e| unavailable(&e))?;
+        admission(answer)
     }
 
     async fn apply_inner(
         &self,
         world: &WorldId,
-        edits: &[ChunkEdits],
-        key: Option<&IdempotencyKey>,
-    ) -> Result<Vec<Applied>, StoreError> {
-        let mut revisions = vec![Applied::unchanged(0); edits.len()];
+        edits: &[(ChunkKey, Edits<'_>)],
+        put: &Put<'_>,
+        mut prelude: Vec<Cmd>,
+    ) -> Result<Vec<(Applied, Vec<u16>)>, StoreError> {
+        let mut revisions = vec![(Applied::unchanged(0), Vec::new()); edits.len()];
         let mut pending: Vec<usize> = (0..edits.len()).collect();
         let mut reconnects = 0;
+        let key = put.key.map(|k| (put.player, k));
+        let hash = format!("{:016x}", put.request_hash);
         for attempt in 0..MAX_CAS_ATTEMPTS {
             if pending.is_empty() {
                 return Ok(revisions);
@@ -346,37 +464,64 @@ impl RedisStore {
                 tokio::time::sleep(Duration::from_micros(micros)).await;
             }
             let chunks: Vec<ChunkKey> = pending.iter().map(|&i| edits[i].0).collect();
-            let (current, done) = self.read(world, &chunks, key).await?;
+            let back = self
+                .read(world, &chunks, key, &std::mem::take(&mut prelude))
+                .await?;
+            if let Some(answer) = back.prelude.first().filter(|_| put.limits.is_some()) {
+                admission(answer.clone())?;
+            }
+            if back
+                .done
+                .iter()
+                .flatten()
+                .any(|(h, _)| *h != put.request_hash)
+            {
+                return Err(StoreError::IdempotencyKeyReused);
+            }
+            if attempt == 0 {
+                if let Some(limits) = put.limits {
+                    let new = back.stored.iter().filter(|c| c.version == 0).count();
+                    if new > 0 {
+                        self.admit_new_chunks(put.player, limits, new).await?;
+                    }
+                }
+            }
             let mut cmds = Vec::new();
             let mut writing = Vec::new();
-            for ((&i, stored), done) in pending.iter().zip(&current).zip(done) {
-                if let Some(r) = done {
-                    revisions[i] = Applied::unchanged(r);
+            for ((&i, stored), done) in pending.iter().zip(&back.stored).zip(back.done) {
+                if let Some((_, r)) = done {
+                    revisions[i] = (Applied::unchanged(r), Vec::new());
                     continue;
                 }
-                let (chunk, cubes) = &edits[i];
-                let edited = edit_blob(world, *chunk, &stored.blob, cubes)?;
+                let (chunk, cubes) = edits[i];
+                let edited = edit_blob(world, chunk, &stored.blob, cubes)?;
+                let mismatched = edited.mismatched.clone();
                 if edited.blob.is_none() && key.is_none() {
                     // Nothing to change and nothing to remember.
-                    revisions[i] = edited.applied(stored.version);
+                    revisions[i] = (edited.applied(stored.version), mismatched);
                     continue;
                 }
                 let applied = edited.applied(stored.version);
                 let mut cmd = redis::cmd("EVAL");
                 cmd.arg(CAS_SCRIPT)
-                    .arg(if key.is_some() { 2 } else { 1 })
-                    .arg(chunk_key(world, *chunk));
-                if let Some(key) = key {
-                    cmd.arg(applied_key(world, *chunk, key));
+                    .arg(if key.is_some() { 3 } else { 2 })
+                    .arg(chunk_key(world, chunk))
+                    .arg(log_key(world, chunk));
+                if let Some((player, k)) = key {
+                    cmd.arg(applied_key(world, chunk, player, k));
                 }
                 let write = if edited.blob.is_some() { "1" } else { "0" };
                 cmd.arg(stored.version)
                     .arg(edited.blob.unwrap_or_default())
                     .arg(write)
                     .arg(edited.revision.to_string())
-                    .arg(IDEMPOTENCY_WINDOW.as_secs());
+                    .arg(IDEMPOTENCY_WINDOW.as_secs())
+                    .arg(put.player)
+                    .arg(encode_changes(&edited.changes))
+                    .arg(&hash)
+                    .arg(LOG_RETENTION_SECS * 1000);
                 cmds.push(cmd);
-                writing.push((i, applied));
+                writing.push((i, applied, mismatched));
             }
             if writing.is_empty() {
                 return Ok(revisions);
@@ -388,25 +533,28 @@ impl RedisStore {
                 Ok(r) => r,
                 Err(e) if is_broken_connection(&e) && reconnects < 2 => {
                     reconnects += 1;
-                    pending = writing.into_iter().map(|(i, _)| i).collect();
+                    pending = writing.into_iter().map(|(i, _, _)| i).collect();
                     continue;
                 }
                 Err(e) => return Err(unavailable(&e)),
             };
             pending.clear();
-            for ((i, applied), r) in writing.into_iter().zip(results) {
+            for ((i, applied, mismatched), r) in writing.into_iter().zip(results) {
                 let Some(text) = r else {
                     pending.push(i);
                     continue;
                 };
+                if text == "H" {
+                    return Err(StoreError::IdempotencyKeyReused);
+                }
                 // "=<revision>": the key was applied by an earlier call, this one changed nothing.
                 let (replayed, digits) = match text.strip_prefix('=') {
                     Some(d) => (true, d),
                     None => (false, text.as_str()),
                 };
                 match digits.parse::<u64>() {
-                    Ok(r) if replayed => revisions[i] = Applied::unchanged(r),
-                    Ok(_) => revisions[i] = applied,
+                    Ok(r) if replayed => revisions[i] = (Applied::unchanged(r), Vec::new()),
+                    Ok(_) => revisions[i] = (applied, mismatched),
                     Err(_) => {
                         return Err(StoreError::Unavailable(
                             "Redis answered a revision that is not a number".into(),
@@ -418,6 +566,54 @@ impl RedisStore {
         Err(StoreError::Unavailable(format!(
             "chunk too contended: gave up after {MAX_CAS_ATTEMPTS} attempts"
         )))
+    }
+
+    /// Runs `f` within the operation timeout.
+    async fn timed<T>(
+        &self,
+        what: &str,
+        f: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.operation_timeout, f)
+            .await
+            .map_err(|_| StoreError::Unavailable(format!("Redis {what} timed out")))?
+    }
+}
+
+/// What the first round trip of a read brings back.
+#[derive(Default)]
+struct ReadBack {
+    prelude: Vec<redis::Value>,
+    stored: Vec<StoredChunk>,
+    /// Per chunk: the (request hash, revision) this player's idempotency key answered.
+    done: Vec<Option<(u64, u64)>>,
+}
+
+fn odd(e: redis::ParsingError) -> StoreError {
+    StoreError::Unavailable(format!("unexpected Redis answer: {e}"))
+}
+
+/// An idempotency record, `<hash hex> <revision>`.
+fn parse_record(text: &str) -> Option<(u64, u64)> {
+    let (hash, revision) = text.split_once(' ')?;
+    Some((u64::from_str_radix(hash, 16).ok()?, revision.parse().ok()?))
+}
+
+/// The admission script's answer as a result.
+fn admission(answer: redis::Value) -> Result<(), StoreError> {
+    let (code, wait): (i64, i64) = redis::from_redis_value(answer).map_err(odd)?;
+    let retry_after = Duration::from_micros(u64::try_from(wait).unwrap_or(0));
+    match code {
+        0 => Ok(()),
+        -1 => Err(StoreError::Banned),
+        1 => Err(StoreError::RateLimited {
+            limit: Limit::Cubes,
+            retry_after,
+        }),
+        _ => Err(StoreError::RateLimited {
+            limit: Limit::NewChunks,
+            retry_after,
+        }),
     }
 }
 
@@ -431,25 +627,141 @@ impl ChunkStore for RedisStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let (stored, _) =
-            tokio::time::timeout(self.operation_timeout, self.read(world, keys, None))
-                .await
-                .map_err(|_| StoreError::Unavailable("Redis fetch timed out".into()))??;
-        Ok(stored)
+        let back = self
+            .timed("fetch", self.read(world, keys, None, &[]))
+            .await?;
+        Ok(back.stored)
     }
 
     async fn apply_edits(
         &self,
         world: &WorldId,
         edits: &[ChunkEdits],
-        key: Option<&IdempotencyKey>,
+        put: &Put<'_>,
     ) -> Result<Vec<Applied>, StoreError> {
         if edits.is_empty() {
             return Ok(Vec::new());
         }
-        tokio::time::timeout(self.operation_timeout, self.apply_inner(world, edits, key))
-            .await
-            .map_err(|_| StoreError::Unavailable("Redis put timed out".into()))?
+        let plain: Vec<(ChunkKey, Edits<'_>)> =
+            edits.iter().map(|(k, e)| (*k, Edits::Plain(e))).collect();
+        let prelude = Self::prelude(world, edits, put);
+        let applied = self
+            .timed("put", self.apply_inner(world, &plain, put, prelude))
+            .await?;
+        Ok(applied.into_iter().map(|(a, _)| a).collect())
+    }
+
+    async fn apply_expected(
+        &self,
+        world: &WorldId,
+        chunk: ChunkKey,
+        edits: &[ExpectedEdit],
+        player: &str,
+    ) -> Result<(Applied, Vec<u16>), StoreError> {
+        let put = Put {
+            player,
+            ..Put::system()
+        };
+        let mut applied = self
+            .timed(
+                "put",
+                self.apply_inner(world, &[(chunk, Edits::Expected(edits))], &put, Vec::new()),
+            )
+            .await?;
+        applied
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("no answer for the chunk".into()))
+    }
+
+    async fn chunk_log(
+        &self,
+        world: &WorldId,
+        chunk: ChunkKey,
+        since_ms: u64,
+    ) -> Result<Vec<LogRecord>, StoreError> {
+        let mut c = redis::cmd("XRANGE");
+        c.arg(log_key(world, chunk)).arg(since_ms).arg("+");
+        let entries: Vec<(String, HashMap<String, String>)> = self
+            .timed("log read", async {
+                self.query(&c).await.map_err(|e| unavailable(&e))
+            })
+            .await?;
+        entries
+            .into_iter()
+            .map(|(id, fields)| {
+                let changes = fields
+                    .get("c")
+                    .and_then(|c| decode_changes(c))
+                    .ok_or_else(|| StoreError::Corrupt {
+                        world: world.to_string(),
+                        key: chunk,
+                        reason: format!("log record {id} is not a change list"),
+                    })?;
+                Ok(LogRecord {
+                    at_ms: id_ms(&id),
+                    id,
+                    player: fields.get("p").cloned().unwrap_or_default(),
+                    changes,
+                })
+            })
+            .collect()
+    }
+
+    async fn player_chunks(
+        &self,
+        world: &WorldId,
+        player: &str,
+        since_ms: u64,
+    ) -> Result<Vec<ChunkKey>, StoreError> {
+        let mut c = redis::cmd("ZRANGEBYSCORE");
+        c.arg(player_key(player, "chunks"))
+            .arg(since_ms)
+            .arg("+inf");
+        let members: Vec<String> = self
+            .timed("index read", async {
+                self.query(&c).await.map_err(|e| unavailable(&e))
+            })
+            .await?;
+        let prefix = format!("{world} ");
+        let mut chunks: Vec<ChunkKey> = members
+            .iter()
+            .filter_map(|m| m.strip_prefix(&prefix))
+            .filter_map(|k| {
+                let mut it = k.split(',').map(|n| n.parse::<i32>().ok());
+                Some(ChunkKey::new(it.next()??, it.next()??, it.next()??))
+            })
+            .collect();
+        chunks.sort_by_key(|k| (k.x, k.y, k.z));
+        Ok(chunks)
+    }
+
+    async fn set_banned(&self, player: &str, banned: bool) -> Result<(), StoreError> {
+        let mut c = if banned {
+            let mut c = redis::cmd("SET");
+            c.arg(player_key(player, "ban")).arg("1");
+            c
+        } else {
+            let mut c = redis::cmd("DEL");
+            c.arg(player_key(player, "ban"));
+            c
+        };
+        let c = &mut c;
+        self.timed("ban", async {
+            self.query::<redis::Value>(c)
+                .await
+                .map(|_| ())
+                .map_err(|e| unavailable(&e))
+        })
+        .await
+    }
+
+    async fn is_banned(&self, player: &str) -> Result<bool, StoreError> {
+        let mut c = redis::cmd("EXISTS");
+        c.arg(player_key(player, "ban"));
+        self.timed("ban read", async {
+            self.query::<bool>(&c).await.map_err(|e| unavailable(&e))
+        })
+        .await
     }
 }
 
@@ -465,10 +777,33 @@ pub fn chunk_key(world: &WorldId, k: ChunkKey) -> String {
     format!("cw:{{{world}:{},{},{}}}", k.x, k.y, k.z)
 }
 
-/// The record that `chunk` applied the put named `key`; in the chunk's hash slot, so the
-/// check-and-set script can read and write it atomically with the chunk.
-pub(crate) fn applied_key(world: &WorldId, chunk: ChunkKey, key: &IdempotencyKey) -> String {
-    format!("{}:put:{key}", chunk_key(world, chunk))
+/// The record that `chunk` applied `player`'s put named `key`; in the chunk's hash slot, so
+/// the check-and-set script can read and write it atomically with the chunk. The key comes
+/// first: it holds no `:`, so no player id can make two records share a name.
+pub(crate) fn applied_key(
+    world: &WorldId,
+    chunk: ChunkKey,
+    player: &str,
+    key: &IdempotencyKey,
+) -> String {
+    format!("{}:put:{key}:{player}", chunk_key(world, chunk))
+}
+
+/// The log of `chunk`: a Stream in the chunk's hash slot, so the check-and-set script appends
+/// to it atomically with the write.
+pub fn log_key(world: &WorldId, chunk: ChunkKey) -> String {
+    format!("{}:log", chunk_key(world, chunk))
+}
+
+/// One of a player's keys (`ban`, `limits`, `chunks`), all in the player's hash slot.
+pub fn player_key(player: &str, what: &str) -> String {
+    format!("cw:{{p:{player}}}:{what}")
+}
+
+/// A chunk as a member of a player's `chunks` index: `<world> <x>,<y>,<z>` (world ids hold no
+/// space).
+fn player_chunk_member(world: &WorldId, k: ChunkKey) -> String {
+    format!("{world} {},{},{}", k.x, k.y, k.z)
 }
 
 pub(crate) fn is_broken_connection(e: &redis::RedisError) -> bool {
