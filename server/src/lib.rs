@@ -1,5 +1,6 @@
 //! CubeWalk Net backend.
 //!
+//! - [`admin`]: history, rollback and bans, for the REST admin API and the `admin` commands.
 //! - [`store`]: chunk storage (embedded memory store and Redis) behind one trait.
 //! - [`identity`]: player tokens (issue, verify), static development tokens, roles, worlds.
 //! - [`handlers`]: the TOKEN authorizer and the blocks handler as plain functions of
@@ -10,6 +11,7 @@
 //! - `gateway` (feature `local-gateway`, on by default): a local API Gateway (REST and
 //!   WebSocket) that runs every handler in one process. The Lambda binaries build without it.
 
+pub mod admin;
 #[cfg(feature = "local-gateway")]
 pub mod gateway;
 pub mod handlers;

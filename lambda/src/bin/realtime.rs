@@ -13,11 +13,16 @@ async fn main() -> Result<(), Error> {
     cubewalk_lambda::init_logging();
     let config = RedisStoreConfig::from_env()?;
     tracing::info!(?config, "realtime starting");
-    let index: Arc<dyn Subscriptions> = Arc::new(RedisStore::open(&config).await?);
+    // One connection serves the index and the ban flags (both live in the same Redis).
+    let redis = Arc::new(RedisStore::open(&config).await?);
+    let index: Arc<dyn Subscriptions> = redis.clone();
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
-            let index = index.clone();
-            async move { Ok::<_, Error>(handler::handle(&event.payload, index.as_ref()).await) }
+            let (index, bans) = (index.clone(), redis.clone());
+            async move {
+                let answer = handler::handle(&event.payload, index.as_ref(), bans.as_ref()).await;
+                Ok::<_, Error>(answer)
+            }
         },
     ))
     .await

@@ -350,10 +350,14 @@ async fn handle(gw: &Arc<Gateway>, request: Request) -> Result<Response, Respons
     }
     let (parts, body) = request.into_parts();
 
-    let resource_path = format!("{stage_path}{}", blocks::RESOURCE);
-    if parts.uri.path().trim_end_matches('/') != resource_path {
+    // The REST API's resources, all integrated with the blocks function.
+    let requested = parts.uri.path().trim_end_matches('/');
+    let Some(resource) = [blocks::RESOURCE, crate::handlers::admin::RESOURCE]
+        .into_iter()
+        .find(|r| requested.strip_prefix(&stage_path) == Some(*r))
+    else {
         return Err(refuse(Refusal::MissingAuthenticationToken));
-    }
+    };
     // A browser's CORS preflight carries no token: answered without the authorizer, as the
     // template's CORS settings make API Gateway do.
     if parts.method == http::Method::OPTIONS {
@@ -378,10 +382,7 @@ async fn handle(gw: &Arc<Gateway>, request: Request) -> Result<Response, Respons
     }
     let method_arn = format!(
         "{}/{}/{}{}",
-        gw.config.arn_prefix,
-        gw.config.stage,
-        parts.method,
-        blocks::RESOURCE
+        gw.config.arn_prefix, gw.config.stage, parts.method, resource
     );
     let grant = grant_for(gw, token, &method_arn).await.map_err(refuse)?;
     match grant.decide(&method_arn) {
@@ -395,7 +396,7 @@ async fn handle(gw: &Arc<Gateway>, request: Request) -> Result<Response, Respons
         Ok(None) => return Err(refuse(Refusal::TooLong)),
         Err(_) => return Err(refuse(Refusal::BodyTimeout)),
     };
-    let event = proxy_event(&gw.config, &parts, body, &grant.context, peer);
+    let event = proxy_event(&gw.config, resource, &parts, body, &grant.context, peer);
     // Run the integration in this task (no hop to another worker on the hot path), but still
     // turn a panic into API Gateway's 502, as a crashed Lambda would give.
     let run = std::panic::AssertUnwindSafe(blocks::handle_notifying(
@@ -515,6 +516,7 @@ async fn drain(stream: &mut axum::body::BodyDataStream) {
 /// The Lambda proxy event API Gateway would send for this request.
 fn proxy_event(
     config: &GatewayConfig,
+    resource: &str,
     parts: &http::request::Parts,
     body: Bytes,
     context: &serde_json::Map<String, Value>,
@@ -534,8 +536,8 @@ fn proxy_event(
         .collect();
 
     let mut event = ApiGatewayProxyRequest::default();
-    event.resource = Some(blocks::RESOURCE.into());
-    event.path = Some(blocks::RESOURCE.into());
+    event.resource = Some(resource.into());
+    event.path = Some(resource.into());
     event.http_method = parts.method.clone();
     event.headers = parts.headers.clone();
     event.multi_value_headers = parts.headers.clone();
@@ -553,8 +555,8 @@ fn proxy_event(
     let ctx = &mut event.request_context;
     ctx.stage = Some(config.stage.clone());
     ctx.http_method = parts.method.clone();
-    ctx.resource_path = Some(blocks::RESOURCE.into());
-    ctx.path = Some(format!("/{}{}", config.stage, blocks::RESOURCE));
+    ctx.resource_path = Some(resource.into());
+    ctx.path = Some(format!("/{}{resource}", config.stage));
     ctx.request_id = Some(format!("{:032x}", rand::random::<u128>()));
     ctx.identity.source_ip = peer;
     ctx.authorizer.fields = context
@@ -617,6 +619,7 @@ mod tests {
         .unwrap();
         let event = proxy_event(
             &GatewayConfig::default(),
+            blocks::RESOURCE,
             &parts,
             Bytes::from_static(b"{\"edits\":[]}"),
             &grant.context,

@@ -83,13 +83,17 @@ async fn route(
         .as_deref()
         .or(req.path.as_deref())
         .unwrap_or("");
-    if resource.trim_end_matches('/') != RESOURCE {
+    let resource = resource.trim_end_matches('/');
+    if resource != RESOURCE && resource != super::admin::RESOURCE {
         return Err(WireError::NotFound(resource.chars().take(128).collect()));
     }
     // Only a request that passed the authorizer carries a player: anything else is refused,
     // whatever a misconfigured deployment sends.
     let player = Player::from_context(&req.request_context.authorizer.fields)
         .ok_or_else(|| WireError::Forbidden("no player identity from the authorizer".into()))?;
+    if resource == super::admin::RESOURCE {
+        return super::admin::route(req, store, notifier, &player).await;
+    }
     match req.http_method {
         Method::GET => fetch(req, store, &player).await,
         Method::PUT => put(req, store, notifier, &player, limits).await,

@@ -1,4 +1,5 @@
 //! The two Lambda handlers as plain functions.
 
+pub mod admin;
 pub mod authorizer;
 pub mod blocks;

@@ -2,7 +2,8 @@
 //! the local gateway are thin shells around [`handle`].
 //!
 //! API Gateway has authorized `$connect` already (the REQUEST authorizer on the `token`
-//! header), so `$connect` only accepts; every later event carries that authorizer's context,
+//! header), so `$connect` only refuses banned players and players over their connection
+//! limit, and records whose connection it is; every later event carries that authorizer's context,
 //! and a subscription to a world the player's token does not name is refused (`forbidden`). Client messages are routed on their `action`
 //! (`subscribe`, `unsubscribe`, anything else to `$default`); the answer (the routes are
 //! two-way) is `{"subscribed":n}` / `{"unsubscribed":n}` or the REST API's error body
@@ -11,6 +12,7 @@
 
 use super::index::Subscriptions;
 use crate::identity::{Action, Player};
+use crate::store::ChunkStore;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use cubewalk_protocol::realtime::ClientMessage;
@@ -25,11 +27,16 @@ pub const ROUTES: [&str; 5] = [
     "$default",
 ];
 
-/// Handles one WebSocket event. Never panics on any input and never fails: problems are
-/// answered as JSON errors.
+/// Most WebSocket connections one player may hold at once; each follows at most
+/// `MAX_SUBSCRIBED_CHUNKS` chunks, so this also bounds a player's subscriptions.
+pub const MAX_CONNECTIONS_PER_PLAYER: usize = 8;
+
+/// Handles one WebSocket event, with `bans` telling banned players. Never panics on any input
+/// and never fails: problems are answered as JSON errors.
 pub async fn handle(
     event: &ApiGatewayWebsocketProxyRequest,
     index: &dyn Subscriptions,
+    bans: &dyn ChunkStore,
 ) -> ApiGatewayProxyResponse {
     let ctx = &event.request_context;
     let route = ctx.route_key.as_deref().unwrap_or("");
@@ -39,26 +46,28 @@ pub async fn handle(
             None,
         );
     };
-    let result = match route {
-        "$connect" => Ok(None),
-        "$disconnect" => index
+    let player = Player::from_context(&ctx.authorizer.fields);
+    let result = match (route, player) {
+        ("$connect", Some(player)) => connect(connection, &player, index, bans)
+            .await
+            .map(|()| None),
+        ("$disconnect", _) => index
             .disconnect(connection)
             .await
             .map(|()| None)
             .map_err(WireError::from),
-        _ => match Player::from_context(&ctx.authorizer.fields) {
-            Some(player) => message(
-                connection,
-                &player,
-                event.body.as_deref().unwrap_or(""),
-                index,
-            )
-            .await
-            .map(Some),
-            None => Err(WireError::Forbidden(
-                "no player identity from the authorizer".into(),
-            )),
-        },
+        (_, Some(player)) => message(
+            connection,
+            &player,
+            event.body.as_deref().unwrap_or(""),
+            index,
+            bans,
+        )
+        .await
+        .map(Some),
+        (_, None) => Err(WireError::Forbidden(
+            "no player identity from the authorizer".into(),
+        )),
     };
     let request_id = ctx.request_id.as_deref().filter(|id| !id.is_empty());
     match &result {
@@ -69,15 +78,44 @@ pub async fn handle(
     answer(result, request_id)
 }
 
+/// `$connect`: refuses a banned player and one already holding
+/// [`MAX_CONNECTIONS_PER_PLAYER`] connections, else records whose connection this is (so a ban
+/// can close it).
+async fn connect(
+    connection: &str,
+    player: &Player,
+    index: &dyn Subscriptions,
+    bans: &dyn ChunkStore,
+) -> Result<(), WireError> {
+    if bans.is_banned(&player.id).await? {
+        return Err(WireError::Banned);
+    }
+    let held = index.register(connection, &player.id).await?;
+    if held > MAX_CONNECTIONS_PER_PLAYER {
+        index.disconnect(connection).await?;
+        return Err(WireError::RateLimited {
+            message: format!(
+                "at most {MAX_CONNECTIONS_PER_PLAYER} realtime connections per player"
+            ),
+            retry_after_secs: 60,
+        });
+    }
+    Ok(())
+}
+
 async fn message(
     connection: &str,
     player: &Player,
     text: &str,
     index: &dyn Subscriptions,
+    bans: &dyn ChunkStore,
 ) -> Result<String, WireError> {
     match ClientMessage::parse(text).map_err(WireError::Invalid)? {
         ClientMessage::Subscribe { world, chunks } => {
             player.check(Action::Read, &world)?;
+            if bans.is_banned(&player.id).await? {
+                return Err(WireError::Banned);
+            }
             index.subscribe(connection, &world, &chunks).await?;
             Ok(format!("{{\"subscribed\":{}}}", chunks.len()))
         }

@@ -26,7 +26,12 @@ pub trait Subscriptions: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Stops `connection` following `chunks`.
     async fn unsubscribe(&self, connection: &str, chunks: &[ChunkKey]) -> Result<(), StoreError>;
-    /// Forgets `connection` entirely.
+    /// Records that `connection` is `player`'s and answers how many connections the player
+    /// holds now, this one included.
+    async fn register(&self, connection: &str, player: &str) -> Result<usize, StoreError>;
+    /// The connections registered for `player` (sorted).
+    async fn connections_of(&self, player: &str) -> Result<Vec<ConnectionId>, StoreError>;
+    /// Forgets `connection` entirely (its subscriptions and its player's record of it).
     async fn disconnect(&self, connection: &str) -> Result<(), StoreError>;
     /// The connections following each of `chunks` of `world` (sorted), in order.
     async fn followers(
@@ -48,6 +53,10 @@ struct Index {
     by_connection: HashMap<ConnectionId, (WorldId, HashSet<ChunkKey>)>,
     /// Who follows each chunk.
     by_chunk: HashMap<(WorldId, ChunkKey), HashSet<ConnectionId>>,
+    /// Whose each connection is.
+    player_of: HashMap<ConnectionId, String>,
+    /// Each player's connections.
+    by_player: HashMap<String, HashSet<ConnectionId>>,
 }
 
 impl Index {
@@ -116,11 +125,40 @@ impl Subscriptions for MemorySubscriptions {
         Ok(())
     }
 
+    async fn register(&self, connection: &str, player: &str) -> Result<usize, StoreError> {
+        let mut index = self.lock();
+        index
+            .player_of
+            .insert(connection.to_owned(), player.to_owned());
+        let mine = index.by_player.entry(player.to_owned()).or_default();
+        mine.insert(connection.to_owned());
+        Ok(mine.len())
+    }
+
+    async fn connections_of(&self, player: &str) -> Result<Vec<ConnectionId>, StoreError> {
+        let mut out: Vec<ConnectionId> = self
+            .lock()
+            .by_player
+            .get(player)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        out.sort();
+        Ok(out)
+    }
+
     async fn disconnect(&self, connection: &str) -> Result<(), StoreError> {
         let mut index = self.lock();
         if let Some((world, followed)) = index.by_connection.remove(connection) {
             let followed: Vec<ChunkKey> = followed.into_iter().collect();
             index.drop_chunks(connection, &world, &followed);
+        }
+        if let Some(player) = index.player_of.remove(connection) {
+            if let Some(mine) = index.by_player.get_mut(&player) {
+                mine.remove(connection);
+                if mine.is_empty() {
+                    index.by_player.remove(&player);
+                }
+            }
         }
         Ok(())
     }

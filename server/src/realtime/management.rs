@@ -6,6 +6,7 @@ use super::notify::{Delivery, DeliveryError};
 use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement as mgmt;
 use aws_sdk_apigatewaymanagement::error::ProvideErrorMetadata;
+use aws_sdk_apigatewaymanagement::operation::delete_connection::DeleteConnectionError;
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use mgmt::config::retry::RetryConfig;
 use mgmt::config::timeout::TimeoutConfig;
@@ -125,6 +126,29 @@ impl Delivery for ManagementApi {
             Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {
                 Some(PostToConnectionError::GoneException(_)) => Err(DeliveryError::Gone),
+                Some(other) => Err(DeliveryError::Failed(format!(
+                    "{}: {}",
+                    other.code().unwrap_or("error"),
+                    other.message().unwrap_or("")
+                ))),
+                None => Err(DeliveryError::Failed(
+                    format!("{e:?}").chars().take(300).collect(),
+                )),
+            },
+        }
+    }
+
+    async fn close(&self, connection: &str) -> Result<(), DeliveryError> {
+        let deleted = self
+            .client
+            .delete_connection()
+            .connection_id(connection)
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(DeleteConnectionError::GoneException(_)) => Ok(()),
                 Some(other) => Err(DeliveryError::Failed(format!(
                     "{}: {}",
                     other.code().unwrap_or("error"),

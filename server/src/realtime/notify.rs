@@ -35,6 +35,8 @@ pub enum DeliveryError {
 pub trait Delivery: Send + Sync {
     /// Sends `data` as one text message to `connection`.
     async fn post(&self, connection: &str, data: &str) -> Result<(), DeliveryError>;
+    /// Closes `connection` (a ban); a connection already gone is not an error.
+    async fn close(&self, connection: &str) -> Result<(), DeliveryError>;
 }
 
 /// Bounds on the work one put spends notifying.

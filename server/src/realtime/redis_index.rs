@@ -6,6 +6,9 @@
 //! - What a connection follows: a hash `cw:conn:{<connection id>}` with its world (`w`) and
 //!   chunks (`c`, `x,y,z;...`), so `$disconnect` and Gone can remove exactly its entries.
 //!
+//! - Whose a connection is: field `p` of that hash, and each player's connections: a sorted
+//!   set `cw:{p:<player>}:conns` (the player's hash slot), score = expiry as above.
+//!
 //! Every command touches one key, so the index works on Redis Cluster: commands are issued
 //! together and routed per slot. Both kinds of key expire [`SUBSCRIPTION_TTL`] after the last
 //! subscribe, a little longer than API Gateway's 2-hour connection lifetime, so a connection
@@ -32,6 +35,10 @@ fn followers_key(world: &WorldId, chunk: ChunkKey) -> String {
 
 fn connection_key(connection: &str) -> String {
     format!("cw:conn:{{{connection}}}")
+}
+
+fn player_connections_key(player: &str) -> String {
+    crate::store::redis::player_key(player, "conns")
 }
 
 fn now_secs() -> u64 {
@@ -111,8 +118,9 @@ impl RedisStore {
         }
         let record = connection_key(connection);
         if kept.is_empty() {
-            let mut del = redis::cmd("DEL");
-            del.arg(&record);
+            // The player field stays: `$disconnect` needs it to forget the connection.
+            let mut del = redis::cmd("HDEL");
+            del.arg(&record).arg("w").arg("c");
             cmds.push(del);
         } else {
             let mut set = redis::cmd("HSET");
@@ -162,13 +170,75 @@ impl Subscriptions for RedisStore {
             .await
     }
 
-    async fn disconnect(&self, connection: &str) -> Result<(), StoreError> {
-        let Some((world, followed)) = self.followed(connection).await? else {
-            return Ok(());
-        };
-        let dropped: Vec<ChunkKey> = followed.into_iter().collect();
-        self.write_followed(connection, &world, &dropped, Some(&world), &HashSet::new())
+    async fn register(&self, connection: &str, player: &str) -> Result<usize, StoreError> {
+        let now = now_secs();
+        let ttl = SUBSCRIPTION_TTL.as_secs();
+        let record = connection_key(connection);
+        let conns = player_connections_key(player);
+        let mut set = redis::cmd("HSET");
+        set.arg(&record).arg("p").arg(player);
+        let mut expire = redis::cmd("EXPIRE");
+        expire.arg(&record).arg(ttl);
+        self.run_all::<redis::Value>(vec![set, expire])
             .await
+            .map_err(|e| unavailable(&e))?;
+        let mut add = redis::cmd("ZADD");
+        add.arg(&conns).arg(now + ttl).arg(connection);
+        let mut trim = redis::cmd("ZREMRANGEBYSCORE");
+        trim.arg(&conns).arg("-inf").arg(now);
+        let mut expire = redis::cmd("EXPIRE");
+        expire.arg(&conns).arg(ttl);
+        let mut count = redis::cmd("ZCARD");
+        count.arg(&conns);
+        let answers: Vec<redis::Value> = self
+            .run_all(vec![add, trim, expire, count])
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let held = answers
+            .last()
+            .cloned()
+            .map(redis::from_redis_value::<usize>)
+            .transpose()
+            .map_err(|e| StoreError::Unavailable(format!("unexpected Redis answer: {e}")))?;
+        Ok(held.unwrap_or(1))
+    }
+
+    async fn connections_of(&self, player: &str) -> Result<Vec<ConnectionId>, StoreError> {
+        let mut cmd = redis::cmd("ZRANGEBYSCORE");
+        cmd.arg(player_connections_key(player))
+            .arg(format!("({}", now_secs()))
+            .arg("+inf");
+        let mut answers: Vec<Vec<ConnectionId>> =
+            self.run_all(vec![cmd]).await.map_err(|e| unavailable(&e))?;
+        let mut out = answers.pop().unwrap_or_default();
+        out.sort();
+        Ok(out)
+    }
+
+    async fn disconnect(&self, connection: &str) -> Result<(), StoreError> {
+        let record = connection_key(connection);
+        let mut get = redis::cmd("HGET");
+        get.arg(&record).arg("p");
+        let mut player: Vec<Option<String>> =
+            self.run_all(vec![get]).await.map_err(|e| unavailable(&e))?;
+        if let Some((world, followed)) = self.followed(connection).await? {
+            let dropped: Vec<ChunkKey> = followed.into_iter().collect();
+            self.write_followed(connection, &world, &dropped, Some(&world), &HashSet::new())
+                .await?;
+        }
+        let mut cmds = Vec::new();
+        if let Some(player) = player.pop().flatten() {
+            let mut rem = redis::cmd("ZREM");
+            rem.arg(player_connections_key(&player)).arg(connection);
+            cmds.push(rem);
+        }
+        let mut del = redis::cmd("DEL");
+        del.arg(&record);
+        cmds.push(del);
+        self.run_all::<redis::Value>(cmds)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(())
     }
 
     async fn followers(
