@@ -1,5 +1,7 @@
-//! `cubewalk-server`: runs the CubeWalk backend locally (`serve`) and mints player tokens
-//! (`token issue`, `token jwks`).
+//! `cubewalk-server`: runs the CubeWalk backend locally (`serve`), mints player tokens
+//! (`token issue`, `token jwks`) and runs admin operations on a Redis store (`admin ...`).
+
+mod admin_cli;
 
 use clap::{Parser, Subcommand};
 use cubewalk_protocol::WorldId;
@@ -29,6 +31,9 @@ enum Command {
     /// Player tokens: mint one, or print the public key that verifies them.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// History, rollback and bans on a Redis store.
+    #[command(subcommand)]
+    Admin(admin_cli::AdminCommand),
 }
 
 #[derive(Subcommand)]
@@ -131,6 +136,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Token(TokenCommand::Issue(args)) => issue_token(args),
         Command::Token(TokenCommand::Jwks(args)) => print_jwks(args),
+        Command::Admin(command) => runtime.block_on(admin_cli::run(command)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -243,6 +249,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             ..defaults.connections.clone()
         },
         management_endpoint: Some(format!("http://{addr}/{}", args.stage)),
+        limits: cubewalk_server::store::PlayerLimits::from_env()?,
         ..defaults
     };
     let limits = config.connections.clone();

@@ -523,3 +523,69 @@ async fn error_bodies_carry_no_store_internals() {
         }
     }
 }
+
+/// The `admin` commands on a Redis URL: history, rollback and ban, answering JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_on_a_redis_url() {
+    use cubewalk_protocol::{ChunkKey, CubeRef, WorldId};
+    use cubewalk_server::store::Put;
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&RedisStoreConfig::new(redis.url()))
+        .await
+        .unwrap();
+    let w = WorldId::new("w").unwrap();
+    let k = ChunkKey::new(-1, 2, 3);
+    for (player, value) in [("alice", 5), ("bob", 6)] {
+        let put = Put {
+            player,
+            ..Put::system()
+        };
+        let index = if player == "alice" { 1 } else { 2 };
+        store
+            .apply_edits(&w, &[(k, vec![CubeRef { index, value }])], &put)
+            .await
+            .unwrap();
+    }
+    let url = redis.url();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cubewalk-server"))
+            .arg("admin")
+            .args(args)
+            .args(["--redis", &url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let chunk = run(&["chunk-history", "--world", "w", "--chunk", "-1,2,3"]);
+    assert_eq!(chunk["records"].as_array().unwrap().len(), 2, "{chunk}");
+    let alice = run(&[
+        "player-history",
+        "--world",
+        "w",
+        "--player",
+        "alice",
+        "--since",
+        "1h",
+    ]);
+    assert_eq!(alice["records"][0]["chunk"], json!([-1, 2, 3]), "{alice}");
+    assert_eq!(
+        alice["records"][0]["changes"],
+        json!([{"index": 1, "before": 0, "after": 5}])
+    );
+    let report = run(&[
+        "rollback", "--world", "w", "--player", "alice", "--since", "1h",
+    ]);
+    assert_eq!(report["restored"], 1, "{report}");
+    let c = cubewalk_protocol::codec::decode_chunk(&store.fetch(&w, &[k]).await.unwrap()[0].blob)
+        .unwrap();
+    assert_eq!((c[1], c[2]), (0, 6), "alice's cube back, bob's kept");
+    assert_eq!(run(&["ban", "--player", "alice"])["banned"], true);
+    assert!(store.is_banned("alice").await.unwrap());
+    assert_eq!(run(&["unban", "--player", "alice"])["banned"], false);
+    assert!(!store.is_banned("alice").await.unwrap());
+}

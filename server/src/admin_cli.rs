@@ -1,0 +1,192 @@
+//! `cubewalk-server admin ...`: the admin operations run directly on a Redis URL (for an
+//! operator with network access to the store, such as a bastion in the VPC). They answer JSON,
+//! as the REST admin API does.
+//!
+//! Unlike the REST API (served by the blocks function, which can reach the WebSocket API),
+//! these commands cannot close a banned player's open realtime connections: those are refused
+//! at their next subscribe, keep receiving changes until then, and end at API Gateway's 2-hour
+//! limit. Ban through the REST API to close them at once.
+
+use cubewalk_protocol::{ChunkKey, WorldId};
+use cubewalk_server::admin;
+use cubewalk_server::identity::valid_player_id;
+use cubewalk_server::store::{ChunkStore, RedisStore, RedisStoreConfig};
+
+/// Where the store is.
+#[derive(clap::Args)]
+pub struct StoreArgs {
+    /// Redis URL (`redis://[user:pass@]host:port`, `rediss://` for TLS).
+    #[arg(long, env = "CUBEWALK_REDIS_URL", hide_env_values = true)]
+    redis: String,
+    /// The URL is a Redis Cluster node.
+    #[arg(long, env = "CUBEWALK_REDIS_CLUSTER")]
+    redis_cluster: bool,
+}
+
+/// The admin commands.
+#[derive(clap::Subcommand)]
+pub enum AdminCommand {
+    /// A chunk's log: who changed which cube from what to what, oldest first.
+    ChunkHistory {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The world.
+        #[arg(long, default_value = "default")]
+        world: String,
+        /// The chunk, `x,y,z`.
+        #[arg(long, value_parser = parse_chunk, allow_hyphen_values = true)]
+        chunk: ChunkKey,
+        /// From when: Unix milliseconds, or an age such as `90m`, `2h`, `3d`.
+        #[arg(long, default_value = "7d", value_parser = parse_since)]
+        since: u64,
+    },
+    /// A player's edits in a world, oldest first.
+    PlayerHistory {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The world.
+        #[arg(long, default_value = "default")]
+        world: String,
+        /// The player id.
+        #[arg(long, value_parser = parse_player)]
+        player: String,
+        /// From when: Unix milliseconds, or an age such as `90m`, `2h`, `3d`.
+        #[arg(long, default_value = "7d", value_parser = parse_since)]
+        since: u64,
+    },
+    /// Put back every cube the player changed since a time, where no one changed it since.
+    Rollback {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The world.
+        #[arg(long, default_value = "default")]
+        world: String,
+        /// The player id.
+        #[arg(long, value_parser = parse_player)]
+        player: String,
+        /// From when: Unix milliseconds, or an age such as `90m`, `2h`, `3d`.
+        #[arg(long, value_parser = parse_since)]
+        since: u64,
+    },
+    /// Refuse the player's puts and follows from now on.
+    Ban {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The player id.
+        #[arg(long, value_parser = parse_player)]
+        player: String,
+    },
+    /// Lift a ban.
+    Unban {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The player id.
+        #[arg(long, value_parser = parse_player)]
+        player: String,
+    },
+}
+
+fn parse_chunk(s: &str) -> Result<ChunkKey, String> {
+    let parts: Vec<Result<i32, _>> = s.split(',').map(str::parse).collect();
+    match parts.as_slice() {
+        [Ok(x), Ok(y), Ok(z)] => Ok(ChunkKey::new(*x, *y, *z)),
+        _ => Err("a chunk is x,y,z with 32-bit integers".into()),
+    }
+}
+
+fn parse_player(s: &str) -> Result<String, String> {
+    valid_player_id(s)
+        .then(|| s.to_owned())
+        .ok_or_else(|| "a player id is 1 to 128 of A-Z a-z 0-9 . _ : @ | + -".into())
+}
+
+/// Unix milliseconds, or an age (`<n>m`, `<n>h`, `<n>d`) before now.
+fn parse_since(s: &str) -> Result<u64, String> {
+    let unit = match s.chars().last() {
+        Some('m') => 60_000,
+        Some('h') => 3_600_000,
+        Some('d') => 86_400_000,
+        _ => {
+            return s
+                .parse()
+                .map_err(|_| "Unix milliseconds, or 90m, 2h, 3d".into())
+        }
+    };
+    let n: u64 = s[..s.len() - 1]
+        .parse()
+        .map_err(|_| "Unix milliseconds, or 90m, 2h, 3d".to_string())?;
+    Ok(cubewalk_server::store::log::now_ms().saturating_sub(n.saturating_mul(unit)))
+}
+
+fn world(s: &str) -> Result<WorldId, String> {
+    WorldId::new(s).map_err(|e| e.to_string())
+}
+
+async fn open(args: &StoreArgs) -> Result<RedisStore, String> {
+    let mut config = RedisStoreConfig::new(args.redis.clone());
+    config.cluster = args.redis_cluster;
+    RedisStore::connect(&config)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn print(value: &impl serde::Serialize) -> Result<(), String> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+/// Runs one admin command, printing its JSON answer.
+pub async fn run(command: AdminCommand) -> Result<(), String> {
+    let e = |e: cubewalk_server::store::StoreError| e.to_string();
+    match command {
+        AdminCommand::ChunkHistory {
+            store,
+            world: w,
+            chunk,
+            since,
+        } => {
+            let store = open(&store).await?;
+            let records = admin::chunk_history(&store, &world(&w)?, chunk, since)
+                .await
+                .map_err(e)?;
+            print(&serde_json::json!({ "records": records }))
+        }
+        AdminCommand::PlayerHistory {
+            store,
+            world: w,
+            player,
+            since,
+        } => {
+            let store = open(&store).await?;
+            let records = admin::player_history(&store, &world(&w)?, &player, since)
+                .await
+                .map_err(e)?;
+            print(&serde_json::json!({ "records": records }))
+        }
+        AdminCommand::Rollback {
+            store,
+            world: w,
+            player,
+            since,
+        } => {
+            let store = open(&store).await?;
+            let report = admin::rollback(&store, None, &world(&w)?, &player, since, "admin:cli")
+                .await
+                .map_err(e)?;
+            print(&report)
+        }
+        AdminCommand::Ban { store, player } => {
+            let store = open(&store).await?;
+            store.set_banned(&player, true).await.map_err(e)?;
+            print(&serde_json::json!({ "player": player, "banned": true, "closed": 0 }))
+        }
+        AdminCommand::Unban { store, player } => {
+            let store = open(&store).await?;
+            store.set_banned(&player, false).await.map_err(e)?;
+            print(&serde_json::json!({ "player": player, "banned": false, "closed": 0 }))
+        }
+    }
+}
