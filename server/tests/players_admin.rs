@@ -410,7 +410,7 @@ async fn a_player_holds_at_most_eight_connections() {
     let w = World::start(Backend::Memory, PlayerLimits::default());
     let dave = w.token("dave", "viewer");
     let mut held = Vec::new();
-    for _ in 0..cubewalk_server::realtime::handler::MAX_CONNECTIONS_PER_PLAYER {
+    for _ in 0..PlayerLimits::default().connections {
         held.push(w.connect(&dave).await.unwrap());
     }
     match w.connect(&dave).await {

@@ -6,7 +6,7 @@ use cubewalk::Status;
 use cubewalk_server::gateway::{GatewayConfig, TokenAuthorizer};
 use cubewalk_server::identity::TokenSet;
 use cubewalk_server::realtime::{MemorySubscriptions, Subscriptions};
-use cubewalk_server::store::{ChunkStore, MemoryStore, RedisStore, RedisStoreConfig};
+use cubewalk_server::store::{ChunkStore, MemoryStore, PlayerLimits, RedisStore, RedisStoreConfig};
 pub use cubewalk_testkit::{RedisCluster, RedisServer, TestGateway};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -89,8 +89,17 @@ impl Stack {
             Backend::External(url) => Some((url.clone(), false)),
             Backend::Cluster(c) => Some((c.url(), true)),
         };
+        let config = GatewayConfig {
+            // Every end-to-end client uses the one static token, so one "player" holds the
+            // test's whole crowd of connections.
+            limits: PlayerLimits {
+                connections: 4096,
+                ..PlayerLimits::default()
+            },
+            ..GatewayConfig::default()
+        };
         let gateway = TestGateway::start_full(
-            GatewayConfig::default(),
+            config,
             Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]).into())),
             move || async move { backends(redis).await },
         );

@@ -1,10 +1,10 @@
 //! The realtime Lambda: the WebSocket API's routes (`$connect`, `$disconnect`, `subscribe`,
 //! `unsubscribe`, `$default`), keeping the subscription index in the same Redis as the chunks
-//! (configured like the blocks Lambda: `CUBEWALK_REDIS_URL`, ...).
+//! (configured like the blocks Lambda: `CUBEWALK_REDIS_URL`, ...; `CUBEWALK_LIMIT_CONNECTIONS` per player).
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use cubewalk_server::realtime::{handler, Subscriptions};
-use cubewalk_server::store::{RedisStore, RedisStoreConfig};
+use cubewalk_server::store::{PlayerLimits, RedisStore, RedisStoreConfig};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     cubewalk_lambda::init_logging();
     let config = RedisStoreConfig::from_env()?;
+    let limits = PlayerLimits::from_env()?;
     tracing::info!(?config, "realtime starting");
     // One connection serves the index and the ban flags (both live in the same Redis).
     let redis = Arc::new(RedisStore::open(&config).await?);
@@ -20,7 +21,8 @@ async fn main() -> Result<(), Error> {
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
             let (index, bans) = (index.clone(), redis.clone());
             async move {
-                let answer = handler::handle(&event.payload, index.as_ref(), bans.as_ref()).await;
+                let answer =
+                    handler::handle(&event.payload, index.as_ref(), bans.as_ref(), &limits).await;
                 Ok::<_, Error>(answer)
             }
         },

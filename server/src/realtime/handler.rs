@@ -12,7 +12,7 @@
 
 use super::index::Subscriptions;
 use crate::identity::{Action, Player};
-use crate::store::ChunkStore;
+use crate::store::{ChunkStore, PlayerLimits, StoreError};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use cubewalk_protocol::realtime::ClientMessage;
@@ -27,16 +27,14 @@ pub const ROUTES: [&str; 5] = [
     "$default",
 ];
 
-/// Most WebSocket connections one player may hold at once; each follows at most
-/// `MAX_SUBSCRIBED_CHUNKS` chunks, so this also bounds a player's subscriptions.
-pub const MAX_CONNECTIONS_PER_PLAYER: usize = 8;
-
-/// Handles one WebSocket event, with `bans` telling banned players. Never panics on any input
-/// and never fails: problems are answered as JSON errors.
+/// Handles one WebSocket event, with `bans` telling banned players and `limits` bounding each
+/// player's connections. Never panics on any input and never fails: problems are answered as
+/// JSON errors.
 pub async fn handle(
     event: &ApiGatewayWebsocketProxyRequest,
     index: &dyn Subscriptions,
     bans: &dyn ChunkStore,
+    limits: &PlayerLimits,
 ) -> ApiGatewayProxyResponse {
     let ctx = &event.request_context;
     let route = ctx.route_key.as_deref().unwrap_or("");
@@ -48,7 +46,7 @@ pub async fn handle(
     };
     let player = Player::from_context(&ctx.authorizer.fields);
     let result = match (route, player) {
-        ("$connect", Some(player)) => connect(connection, &player, index, bans)
+        ("$connect", Some(player)) => connect(connection, &player, index, bans, limits)
             .await
             .map(|()| None),
         ("$disconnect", _) => index
@@ -78,29 +76,41 @@ pub async fn handle(
     answer(result, request_id)
 }
 
-/// `$connect`: refuses a banned player and one already holding
-/// [`MAX_CONNECTIONS_PER_PLAYER`] connections, else records whose connection this is (so a ban
-/// can close it).
+/// `$connect`: refuses a banned player and one already holding their limit of connections,
+/// else records whose connection this is (so a ban can close it). While the store is
+/// unavailable the connection is accepted unrecorded: it can do nothing before its first
+/// subscribe, which checks the ban again and records it.
 async fn connect(
     connection: &str,
     player: &Player,
     index: &dyn Subscriptions,
     bans: &dyn ChunkStore,
+    limits: &PlayerLimits,
 ) -> Result<(), WireError> {
-    if bans.is_banned(&player.id).await? {
-        return Err(WireError::Banned);
+    let admitted = async {
+        if bans.is_banned(&player.id).await? {
+            return Ok(Err(WireError::Banned));
+        }
+        let held = index.register(connection, &player.id).await?;
+        if held > usize::try_from(limits.connections).unwrap_or(usize::MAX) {
+            index.disconnect(connection).await?;
+            return Ok(Err(WireError::RateLimited {
+                message: format!(
+                    "at most {} realtime connections per player",
+                    limits.connections
+                ),
+                retry_after_secs: 60,
+            }));
+        }
+        Ok::<_, StoreError>(Ok(()))
+    };
+    match admitted.await {
+        Ok(answer) => answer,
+        Err(e) => {
+            tracing::warn!(error = %e, "connect accepted without the store");
+            Ok(())
+        }
     }
-    let held = index.register(connection, &player.id).await?;
-    if held > MAX_CONNECTIONS_PER_PLAYER {
-        index.disconnect(connection).await?;
-        return Err(WireError::RateLimited {
-            message: format!(
-                "at most {MAX_CONNECTIONS_PER_PLAYER} realtime connections per player"
-            ),
-            retry_after_secs: 60,
-        });
-    }
-    Ok(())
 }
 
 async fn message(
@@ -116,6 +126,9 @@ async fn message(
             if bans.is_banned(&player.id).await? {
                 return Err(WireError::Banned);
             }
+            // Recorded again (idempotent): a connection accepted while the store was down is
+            // known to a later ban.
+            index.register(connection, &player.id).await?;
             index.subscribe(connection, &world, &chunks).await?;
             Ok(format!("{{\"subscribed\":{}}}", chunks.len()))
         }
