@@ -732,7 +732,7 @@ async fn redis_over_tls_with_user_and_password() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn template_access_string_allows_the_store_and_nothing_else() {
     let redis = RedisServer::start();
-    let url = common::template_user_url(&redis);
+    let url = common::template_user_url(&redis, "cubewalk-blocks");
     let store = RedisStore::connect(&RedisStoreConfig::new(url.clone()))
         .await
         .expect("the template's user connects");

@@ -59,7 +59,26 @@ async fn bounded_per_connection(index: &dyn Subscriptions) {
     assert!(all.iter().all(Vec::is_empty));
 }
 
+/// Whose connections are whose: counted as they register, listed for a ban, forgotten at
+/// disconnect (whether or not the connection ever subscribed).
+async fn players_connections(index: &dyn Subscriptions) {
+    let w = WorldId::default();
+    assert_eq!(index.register("p1", "zoe").await.unwrap(), 1);
+    assert_eq!(index.register("p2", "zoe").await.unwrap(), 2);
+    assert_eq!(index.register("p2", "zoe").await.unwrap(), 2, "idempotent");
+    assert_eq!(index.register("q1", "yan").await.unwrap(), 1);
+    index.subscribe("p1", &w, &[k(7)]).await.unwrap();
+    index.unsubscribe("p1", &[k(7)]).await.unwrap();
+    assert_eq!(index.connections_of("zoe").await.unwrap(), ["p1", "p2"]);
+    index.disconnect("p1").await.unwrap();
+    index.disconnect("p2").await.unwrap();
+    index.disconnect("q1").await.unwrap();
+    assert!(index.connections_of("zoe").await.unwrap().is_empty());
+    assert!(index.connections_of("yan").await.unwrap().is_empty());
+}
+
 async fn run_suite(index: &dyn Subscriptions) {
+    players_connections(index).await;
     follow_replace_unfollow_disconnect(index).await;
     bounded_per_connection(index).await;
 }
@@ -141,7 +160,7 @@ async fn redis_cluster_index_suite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deployments_redis_user_can_keep_the_index() {
     let redis = RedisServer::start();
-    let url = common::template_user_url(&redis);
+    let url = common::template_user_url(&redis, "cubewalk-realtime");
     let store = RedisStore::connect(&RedisStoreConfig::new(url))
         .await
         .unwrap();

@@ -4,12 +4,13 @@ use cubewalk_testkit::RedisServer;
 
 /// Creates on `redis` the Redis user the deployment's Lambdas connect as, with exactly the
 /// `AccessString` of `server/template.yaml`, and answers a URL that logs in as it.
-pub fn template_user_url(redis: &RedisServer) -> String {
+pub fn template_user_url(redis: &RedisServer, user: &str) -> String {
     let template = include_str!("../../template.yaml");
     let access = template
         .lines()
+        .skip_while(|l| l.trim() != format!("UserName: {user}"))
         .find_map(|l| l.trim().strip_prefix("AccessString: \"on "))
-        .expect("the blocks user's AccessString in template.yaml")
+        .unwrap_or_else(|| panic!("the {user} user's AccessString in template.yaml"))
         .trim_end_matches('"');
     let mut setuser = vec!["ACL", "SETUSER", "blocks", "reset", "on", ">acl-test-pass"];
     setuser.extend(access.split_whitespace());
