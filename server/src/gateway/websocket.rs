@@ -125,13 +125,7 @@ pub(super) async fn connect(gw: Arc<Gateway>, request: Request, peer: Option<Str
         authorizer: grant.context.clone(),
     };
     let connect = event(&gw, &caller, "$connect", "CONNECT", None);
-    let answer = handler::handle(
-        &connect,
-        gw.index.as_ref(),
-        gw.store.as_ref(),
-        &gw.config.limits,
-    )
-    .await;
+    let answer = run_route(&gw, &connect).await;
     if !(200..300).contains(&answer.status_code) {
         let status = u16::try_from(answer.status_code).unwrap_or(500);
         return Response::builder()
@@ -144,13 +138,7 @@ pub(super) async fn connect(gw: Arc<Gateway>, request: Request, peer: Option<Str
         Err(rejection) => {
             // Not a WebSocket handshake: nothing was registered, but $connect ran.
             let disconnect = event(&gw, &caller, "$disconnect", "DISCONNECT", None);
-            let _ = handler::handle(
-                &disconnect,
-                gw.index.as_ref(),
-                gw.store.as_ref(),
-                &gw.config.limits,
-            )
-            .await;
+            let _ = run_route(&gw, &disconnect).await;
             return axum::response::IntoResponse::into_response(rejection);
         }
     };
@@ -171,14 +159,22 @@ pub(super) async fn connect(gw: Arc<Gateway>, request: Request, peer: Option<Str
             run(&gw, &caller, socket, inbox).await;
             gw.connections.lock().remove(&caller.id);
             let disconnect = event(&gw, &caller, "$disconnect", "DISCONNECT", None);
-            let _ = handler::handle(
-                &disconnect,
-                gw.index.as_ref(),
-                gw.store.as_ref(),
-                &gw.config.limits,
-            )
-            .await;
+            let _ = run_route(&gw, &disconnect).await;
         })
+}
+
+/// Runs one WebSocket event through the realtime handler, as the realtime Lambda does.
+async fn run_route(
+    gw: &Gateway,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> aws_lambda_events::apigw::ApiGatewayProxyResponse {
+    handler::handle(
+        event,
+        gw.index.as_ref(),
+        gw.store.as_ref(),
+        &gw.config.limits,
+    )
+    .await
 }
 
 /// One connection's life: client messages to their routes, posted messages to the client,
@@ -236,7 +232,7 @@ async fn run(
                 let route = route_of(&body, binary);
                 let mut event = event(gw, caller, route, "MESSAGE", Some(body));
                 event.is_base64_encoded = binary;
-                let answer = handler::handle(&event, gw.index.as_ref(), gw.store.as_ref(), &gw.config.limits).await;
+                let answer = run_route(gw, &event).await;
                 if let Some(text) = answer_text(answer) {
                     if socket.send(Message::Text(text.into())).await.is_err() {
                         return;

@@ -126,14 +126,7 @@ impl Delivery for ManagementApi {
             Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {
                 Some(PostToConnectionError::GoneException(_)) => Err(DeliveryError::Gone),
-                Some(other) => Err(DeliveryError::Failed(format!(
-                    "{}: {}",
-                    other.code().unwrap_or("error"),
-                    other.message().unwrap_or("")
-                ))),
-                None => Err(DeliveryError::Failed(
-                    format!("{e:?}").chars().take(300).collect(),
-                )),
+                other => Err(failure(other, &e)),
             },
         }
     }
@@ -149,15 +142,21 @@ impl Delivery for ManagementApi {
             Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {
                 Some(DeleteConnectionError::GoneException(_)) => Ok(()),
-                Some(other) => Err(DeliveryError::Failed(format!(
-                    "{}: {}",
-                    other.code().unwrap_or("error"),
-                    other.message().unwrap_or("")
-                ))),
-                None => Err(DeliveryError::Failed(
-                    format!("{e:?}").chars().take(300).collect(),
-                )),
+                other => Err(failure(other, &e)),
             },
         }
     }
+}
+
+/// A Management API failure other than Gone: the service's code and message, or (when the call
+/// never reached the service) the start of the transport error.
+fn failure(service: Option<&impl ProvideErrorMetadata>, e: &impl std::fmt::Debug) -> DeliveryError {
+    DeliveryError::Failed(match service {
+        Some(other) => format!(
+            "{}: {}",
+            other.code().unwrap_or("error"),
+            other.message().unwrap_or("")
+        ),
+        None => format!("{e:?}").chars().take(300).collect(),
+    })
 }
