@@ -47,6 +47,24 @@ impl fmt::Display for ChunkKey {
     }
 }
 
+/// The text form was not `x,y,z` with three 32-bit integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a chunk is x,y,z with 32-bit integers")]
+pub struct ChunkKeyParseError;
+
+/// The inverse of [`fmt::Display`]: `x,y,z`.
+impl std::str::FromStr for ChunkKey {
+    type Err = ChunkKeyParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut parts = s.split(',').map(str::parse::<i32>);
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(Ok(x)), Some(Ok(y)), Some(Ok(z)), None) => Ok(ChunkKey::new(x, y, z)),
+            _ => Err(ChunkKeyParseError),
+        }
+    }
+}
+
 /// Index of the cube at local (x, y, z) in the game's flat chunk array: `x * 256 + z * 16 + y`
 /// (y varies fastest, then z, then x). Returns `None` when a coordinate is outside 0..16.
 pub fn cube_index(x: u32, y: u32, z: u32) -> Option<u16> {

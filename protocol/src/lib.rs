@@ -13,7 +13,7 @@ pub mod realtime;
 pub mod revision;
 pub mod world;
 
-pub use chunk::{cube_index, ChunkKey, CHUNK_CUBES, CHUNK_SIDE};
+pub use chunk::{cube_index, ChunkKey, ChunkKeyParseError, CHUNK_CUBES, CHUNK_SIDE};
 pub use codec::{decode_chunk, encode_chunk, ChunkData, DecodeError};
 pub use messages::{
     ChunkEdit, CubeRef, ErrorBody, ErrorDetail, FetchEntry, FetchQuery, FetchResponse,

@@ -186,15 +186,11 @@ impl FetchQuery {
                 ),
                 None => (item, None),
             };
-            let mut parts = key_text.split(',').map(str::parse::<i32>);
-            let key = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-                (Some(Ok(x)), Some(Ok(y)), Some(Ok(z)), None) => ChunkKey::new(x, y, z),
-                _ => {
-                    return Err(WireError::BadQuery(format!(
-                        "chunk '{item}' is not x,y,z[@version] with 32-bit integers"
-                    )))
-                }
-            };
+            let key: ChunkKey = key_text.parse().map_err(|_| {
+                WireError::BadQuery(format!(
+                    "chunk '{item}' is not x,y,z[@version] with 32-bit integers"
+                ))
+            })?;
             if seen.insert(key, ()).is_some() {
                 return Err(WireError::Invalid(format!("chunk {key} selected twice")));
             }

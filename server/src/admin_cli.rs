@@ -10,7 +10,7 @@
 use cubewalk_protocol::{ChunkKey, WorldId};
 use cubewalk_server::admin;
 use cubewalk_server::identity::valid_player_id;
-use cubewalk_server::store::{ChunkStore, RedisStore, RedisStoreConfig};
+use cubewalk_server::store::{RedisStore, RedisStoreConfig};
 
 /// Where the store is.
 #[derive(clap::Args)]
@@ -87,11 +87,8 @@ pub enum AdminCommand {
 }
 
 fn parse_chunk(s: &str) -> Result<ChunkKey, String> {
-    let parts: Vec<Result<i32, _>> = s.split(',').map(str::parse).collect();
-    match parts.as_slice() {
-        [Ok(x), Ok(y), Ok(z)] => Ok(ChunkKey::new(*x, *y, *z)),
-        _ => Err("a chunk is x,y,z with 32-bit integers".into()),
-    }
+    s.parse()
+        .map_err(|e: cubewalk_protocol::ChunkKeyParseError| e.to_string())
 }
 
 fn parse_player(s: &str) -> Result<String, String> {
@@ -178,15 +175,16 @@ pub async fn run(command: AdminCommand) -> Result<(), String> {
                 .map_err(e)?;
             print(&report)
         }
-        AdminCommand::Ban { store, player } => {
-            let store = open(&store).await?;
-            store.set_banned(&player, true).await.map_err(e)?;
-            print(&serde_json::json!({ "player": player, "banned": true, "closed": 0 }))
-        }
-        AdminCommand::Unban { store, player } => {
-            let store = open(&store).await?;
-            store.set_banned(&player, false).await.map_err(e)?;
-            print(&serde_json::json!({ "player": player, "banned": false, "closed": 0 }))
-        }
+        AdminCommand::Ban { store, player } => ban(&store, &player, true).await,
+        AdminCommand::Unban { store, player } => ban(&store, &player, false).await,
     }
+}
+
+/// Sets the ban flag (no notifier: the CLI cannot close connections, so `closed` is 0).
+async fn ban(store: &StoreArgs, player: &str, banned: bool) -> Result<(), String> {
+    let store = open(store).await?;
+    let closed = admin::set_banned(&store, None, player, banned)
+        .await
+        .map_err(|e| e.to_string())?;
+    print(&serde_json::json!({ "player": player, "banned": banned, "closed": closed }))
 }

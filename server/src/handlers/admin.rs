@@ -65,12 +65,9 @@ fn since(text: Option<&str>) -> Result<u64, WireError> {
 }
 
 fn chunk(text: Option<&str>) -> Result<ChunkKey, WireError> {
-    let bad = || WireError::BadQuery("chunk must be x,y,z".into());
-    let mut it = text.ok_or_else(bad)?.split(',').map(str::parse::<i32>);
-    match (it.next(), it.next(), it.next(), it.next()) {
-        (Some(Ok(x)), Some(Ok(y)), Some(Ok(z)), None) => Ok(ChunkKey::new(x, y, z)),
-        _ => Err(bad()),
-    }
+    text.unwrap_or("")
+        .parse()
+        .map_err(|_| WireError::BadQuery("chunk must be x,y,z".into()))
 }
 
 fn json(value: &impl serde::Serialize) -> Result<String, WireError> {

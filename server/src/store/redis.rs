@@ -568,6 +568,14 @@ impl RedisStore {
         )))
     }
 
+    /// Runs one command within the operation timeout.
+    async fn query_timed<T: FromRedisValue>(&self, what: &str, cmd: &Cmd) -> Result<T, StoreError> {
+        self.timed(what, async {
+            self.query(cmd).await.map_err(|e| unavailable(&e))
+        })
+        .await
+    }
+
     /// Runs `f` within the operation timeout.
     async fn timed<T>(
         &self,
@@ -681,11 +689,8 @@ impl ChunkStore for RedisStore {
     ) -> Result<Vec<LogRecord>, StoreError> {
         let mut c = redis::cmd("XRANGE");
         c.arg(log_key(world, chunk)).arg(since_ms).arg("+");
-        let entries: Vec<(String, HashMap<String, String>)> = self
-            .timed("log read", async {
-                self.query(&c).await.map_err(|e| unavailable(&e))
-            })
-            .await?;
+        let entries: Vec<(String, HashMap<String, String>)> =
+            self.query_timed("log read", &c).await?;
         entries
             .into_iter()
             .map(|(id, fields)| {
@@ -717,51 +722,31 @@ impl ChunkStore for RedisStore {
         c.arg(player_key(player, "chunks"))
             .arg(since_ms)
             .arg("+inf");
-        let members: Vec<String> = self
-            .timed("index read", async {
-                self.query(&c).await.map_err(|e| unavailable(&e))
-            })
-            .await?;
+        let members: Vec<String> = self.query_timed("index read", &c).await?;
         let prefix = format!("{world} ");
         let mut chunks: Vec<ChunkKey> = members
             .iter()
-            .filter_map(|m| m.strip_prefix(&prefix))
-            .filter_map(|k| {
-                let mut it = k.split(',').map(|n| n.parse::<i32>().ok());
-                Some(ChunkKey::new(it.next()??, it.next()??, it.next()??))
-            })
+            .filter_map(|m| m.strip_prefix(&prefix)?.parse().ok())
             .collect();
         chunks.sort_by_key(|k| (k.x, k.y, k.z));
         Ok(chunks)
     }
 
     async fn set_banned(&self, player: &str, banned: bool) -> Result<(), StoreError> {
-        let mut c = if banned {
-            let mut c = redis::cmd("SET");
-            c.arg(player_key(player, "ban")).arg("1");
-            c
-        } else {
-            let mut c = redis::cmd("DEL");
-            c.arg(player_key(player, "ban"));
-            c
-        };
-        let c = &mut c;
-        self.timed("ban", async {
-            self.query::<redis::Value>(c)
-                .await
-                .map(|_| ())
-                .map_err(|e| unavailable(&e))
-        })
-        .await
+        let mut c = redis::cmd(if banned { "SET" } else { "DEL" });
+        c.arg(player_key(player, "ban"));
+        if banned {
+            c.arg("1");
+        }
+        self.query_timed::<redis::Value>("ban", &c)
+            .await
+            .map(|_| ())
     }
 
     async fn is_banned(&self, player: &str) -> Result<bool, StoreError> {
         let mut c = redis::cmd("EXISTS");
         c.arg(player_key(player, "ban"));
-        self.timed("ban read", async {
-            self.query::<bool>(&c).await.map_err(|e| unavailable(&e))
-        })
-        .await
+        self.query_timed("ban read", &c).await
     }
 }
 
@@ -803,7 +788,7 @@ pub fn player_key(player: &str, what: &str) -> String {
 /// A chunk as a member of a player's `chunks` index: `<world> <x>,<y>,<z>` (world ids hold no
 /// space).
 fn player_chunk_member(world: &WorldId, k: ChunkKey) -> String {
-    format!("{world} {},{},{}", k.x, k.y, k.z)
+    format!("{world} {k}")
 }
 
 pub(crate) fn is_broken_connection(e: &redis::RedisError) -> bool {
