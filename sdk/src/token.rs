@@ -194,7 +194,10 @@ mod tests {
 
     #[test]
     fn reads_the_expiry_of_a_jwt_and_nothing_else() {
-        assert_eq!(jwt_expiry(&jwt(r#"{"exp":1700000000}"#)), Some(1_700_000_000));
+        assert_eq!(
+            jwt_expiry(&jwt(r#"{"exp":1700000000}"#)),
+            Some(1_700_000_000)
+        );
         assert_eq!(jwt_expiry(&jwt(r#"{"sub":"a"}"#)), None);
         assert_eq!(jwt_expiry("dev-token-0123456789"), None);
         assert_eq!(jwt_expiry("a.b.c"), None);
@@ -212,7 +215,11 @@ mod tests {
         let secret = "sekret-token-value-42";
         let t = Token::parse(secret).unwrap();
         let c = Credentials::new(Token::parse(secret).unwrap());
-        for text in [format!("{t:?}"), format!("{c:?}"), format!("{:?}", t.header())] {
+        for text in [
+            format!("{t:?}"),
+            format!("{c:?}"),
+            format!("{:?}", t.header()),
+        ] {
             assert!(!text.contains(secret), "{text}");
         }
         assert_eq!(

@@ -69,9 +69,8 @@ pub(crate) fn http_client(options: &ClientOptions) -> Result<reqwest::Client> {
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy();
     if let Some(pem) = &options.extra_root_ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-            Error::InvalidArgument(format!("extra root CA is not valid PEM: {e}"))
-        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| Error::InvalidArgument(format!("extra root CA is not valid PEM: {e}")))?;
         if certs.is_empty() {
             return Err(Error::InvalidArgument(
                 "extra root CA holds no PEM certificate".into(),
@@ -146,7 +145,13 @@ impl Transport {
         // (a retry of a put that was applied but whose answer was lost changes nothing).
         let repeatable = request.idempotency_key.is_some();
         let answer = self
-            .send(Method::PUT, self.url.clone(), Some(body), deadline, repeatable)
+            .send(
+                Method::PUT,
+                self.url.clone(),
+                Some(body),
+                deadline,
+                repeatable,
+            )
             .await?;
         let resp: PutResponse = serde_json::from_slice(&answer)
             .map_err(|e| Error::Protocol(format!("put answer is not valid: {e}")))?;

@@ -118,7 +118,12 @@ fn a_token_that_worked_then_expired_is_token_refused_and_a_new_one_carries_on() 
     short["exp"] = json!(now() - 28);
     let short = sign(&key, &short);
     assert_eq!(set_token(&short), Status::Ok);
-    assert_eq!(put("default", &[edit(5, 1)]).0, Status::Ok, "{}", last_error());
+    assert_eq!(
+        put("default", &[edit(5, 1)]).0,
+        Status::Ok,
+        "{}",
+        last_error()
+    );
     let start = Instant::now();
     let refused = loop {
         let s = fetch_origin();
@@ -133,7 +138,12 @@ fn a_token_that_worked_then_expired_is_token_refused_and_a_new_one_carries_on() 
 
     let fresh = sign(&key, &claims("eddie", "editor"));
     assert_eq!(set_token(&fresh), Status::Ok);
-    assert_eq!(put("default", &[edit(5, 3)]).0, Status::Ok, "{}", last_error());
+    assert_eq!(
+        put("default", &[edit(5, 3)]).0,
+        Status::Ok,
+        "{}",
+        last_error()
+    );
     assert_eq!(cw_shutdown(), Status::Ok);
 }
 
@@ -307,7 +317,10 @@ fn login_stand_in(key: &SigningKey) -> (String, tokio::runtime::Runtime) {
         post(move |Json(body): Json<serde_json::Value>| {
             let key = SigningKey::from_pem(&pem).unwrap();
             async move {
-                let secret = body["device_secret"].as_str().unwrap_or_default().to_owned();
+                let secret = body["device_secret"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
                 let error = |status: StatusCode, code: &str| {
                     (
                         status,
@@ -352,7 +365,12 @@ fn guest_login_then_init_with_its_token() {
     assert_eq!(session.expires_in, 3600);
     assert!(session.expires_at > now() as u64);
     assert_eq!(init(&gw.blocks_url(), &token), Status::Ok);
-    assert_eq!(put("default", &[edit(9, 9)]).0, Status::Ok, "{}", last_error());
+    assert_eq!(
+        put("default", &[edit(9, 9)]).0,
+        Status::Ok,
+        "{}",
+        last_error()
+    );
 
     // Refused secrets: checked here (nothing sent), or by the server; never echoed.
     for (bad, want) in [

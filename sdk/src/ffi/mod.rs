@@ -226,8 +226,7 @@ pub unsafe extern "C" fn cw_login_guest(
             .enable_all()
             .build()
             .map_err(|e| Error::Internal(format!("cannot start runtime: {e}")))?;
-        let session =
-            runtime.block_on(crate::login::login_guest(endpoint, secret, &options))?;
+        let session = runtime.block_on(crate::login::login_guest(endpoint, secret, &options))?;
         // SAFETY: checked above.
         unsafe { out_token_len.write(session.token.len()) };
         if session.token.len() > token_cap {
