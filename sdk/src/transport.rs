@@ -439,6 +439,101 @@ pub(crate) fn error_message(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cubewalk_protocol::{ChunkEdit, IdempotencyKey, WorldId};
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    fn transport(server: &MockServer, token: &str, timeout_ms: u64) -> Transport {
+        let options = ClientOptions {
+            timeout: Duration::from_millis(timeout_ms),
+            retry: RetryPolicy {
+                max_retries: 3,
+                base_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(5),
+            },
+            ..ClientOptions::default()
+        };
+        let url = Url::parse(&format!("{}/prod/cubewalkblocks", server.uri())).unwrap();
+        let credentials = Arc::new(Credentials::new(Token::parse(token).unwrap()));
+        Transport::new(url, Some(credentials), &options).unwrap()
+    }
+
+    fn put(key: Option<&str>) -> PutRequest {
+        PutRequest {
+            world: WorldId::default(),
+            idempotency_key: key.map(|k| IdempotencyKey::new(k).unwrap()),
+            edits: vec![ChunkEdit::at_index(ChunkKey::new(0, 0, 0), 1, 1)],
+        }
+    }
+
+    fn answer(status: u16, code: &str) -> ResponseTemplate {
+        ResponseTemplate::new(status)
+            .insert_header("retry-after", "1")
+            .set_body_string(format!(
+                r#"{{"error":{{"code":"{code}","message":"m","request_id":"r"}}}}"#
+            ))
+    }
+
+    #[tokio::test]
+    async fn only_puts_with_an_idempotency_key_are_retried() {
+        let server = MockServer::start().await;
+        Mock::given(method("PUT"))
+            .respond_with(ResponseTemplate::new(503))
+            .mount(&server)
+            .await;
+        let t = transport(&server, "tok-0123456789", 3000);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let unkeyed = t.put_batch(put(None), deadline).await.unwrap_err();
+        assert!(
+            matches!(unkeyed, Error::Server { attempts: 1, .. }),
+            "{unkeyed:?}"
+        );
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
+        // The same put with a key is retried (503 is transient).
+        let keyed = t
+            .put_batch(put(Some("0123456789abcdef0123456789abcdef")), deadline)
+            .await
+            .unwrap_err();
+        assert!(matches!(keyed, Error::Server { .. }), "{keyed:?}");
+        assert!(server.received_requests().await.unwrap().len() > 2);
+    }
+
+    #[tokio::test]
+    async fn banned_and_rate_limited_answers() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(answer(403, "banned"))
+            .mount(&server)
+            .await;
+        Mock::given(method("PUT"))
+            .respond_with(answer(429, "rate_limited"))
+            .mount(&server)
+            .await;
+        let t = transport(&server, "tok-0123456789", 500);
+        let query = FetchQuery {
+            world: WorldId::default(),
+            chunks: vec![(ChunkKey::new(0, 0, 0), None)],
+        };
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let e = t.fetch_batch(query, deadline).await.unwrap_err();
+        assert_eq!(e.status(), crate::Status::Banned, "{e}");
+        // Retry-After 1 s does not fit in the 500 ms deadline: refused at once, one request.
+        let start = Instant::now();
+        let e = t
+            .put_batch(put(Some("0123456789abcdef0123456789abcdef")), deadline)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), crate::Status::RateLimited, "{e}");
+        assert!(start.elapsed() < Duration::from_millis(400));
+        let puts = server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.method.as_str() == "PUT")
+            .count();
+        assert_eq!(puts, 1);
+    }
 
     #[test]
     fn error_messages_from_bodies() {
