@@ -76,9 +76,23 @@
 // `cw_realtime_state`: connected.
 #define CW_REALTIME_CONNECTED 2
 
-// `cw_realtime_state`: the server refused the token at connect; no more attempts
+// `cw_realtime_state`: the server refused the token at connect (a 401 to a token that never
+// worked, or a 403); no more attempts until `cw_set_token` gives a new token
 // (`cw_last_error` after `cw_realtime_state` says why).
 #define CW_REALTIME_REFUSED 3
+
+// `cw_realtime_state`: the server answered 401 at connect to a token that had worked or has
+// expired: get a new token (log in again) and call `cw_set_token`; attempts resume with it.
+#define CW_REALTIME_TOKEN_REFUSED 4
+
+// Longest player id `cw_login_guest` writes, in bytes.
+#define CW_MAX_PLAYER_LEN 128
+
+// Shortest device secret the server accepts, in characters (about 128 bits of base64url).
+#define CW_MIN_DEVICE_SECRET_LEN 22
+
+// Longest device secret the server accepts, in characters.
+#define CW_MAX_DEVICE_SECRET_LEN 128
 
 // Longest accepted endpoint URL, in bytes.
 #define CW_MAX_ENDPOINT_LEN 2048
@@ -123,13 +137,15 @@ enum CwStatus
   CW_STATUS_INVALID_ARGUMENT = 2,
   // `cw_init` has not been called, or `cw_shutdown` was.
   CW_STATUS_NOT_INITIALIZED = 3,
-  // The API answered 401: the token is missing or wrong.
+  // The API answered 401 to a token that never worked: it is missing or wrong. (A token
+  // that had worked, or has expired, is `TokenRefused`.)
   CW_STATUS_UNAUTHORIZED = 4,
-  // The API answered 403: the token's policy does not allow this.
+  // The API answered 403: the token's role or worlds do not allow this.
   CW_STATUS_FORBIDDEN = 5,
   // The API answered another 4xx: the request is invalid (not retried).
   CW_STATUS_BAD_REQUEST = 6,
-  // The API answered 5xx (or 429) and retries did not help.
+  // The API answered 5xx (or a 429 that is not the player's own limit) and retries did
+  // not help.
   CW_STATUS_SERVER_ERROR = 7,
   // The server could not be reached, or the connection broke.
   CW_STATUS_NETWORK = 8,
@@ -143,6 +159,16 @@ enum CwStatus
   CW_STATUS_PROTOCOL = 12,
   // An internal failure, such as a caught panic. The library stays usable.
   CW_STATUS_INTERNAL = 13,
+  // The API answered 429 `rate_limited` (the player went past their own limits) and the
+  // retries that fit in the call's timeout, each after the `Retry-After` asked, did not get
+  // through. Try again later; nothing was applied.
+  CW_STATUS_RATE_LIMITED = 14,
+  // The API answered 401 to a token that had worked before, or to a JWT whose `exp` has
+  // passed: the token expired or was revoked. Get a new one (log in again) and call
+  // `cw_set_token`; nothing else needs to restart.
+  CW_STATUS_TOKEN_REFUSED = 15,
+  // The API answered 403 `banned`: this player is banned. Retrying will not help.
+  CW_STATUS_BANNED = 16,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -165,9 +191,11 @@ typedef struct {
   // (0..=100; default 3).
   uint32_t max_retries;
   // Backoff base delay (ms, ..=60000; default 100): retry n waits a random time up to
-  // `base * 2^(n-1)`, or longer when the server sends `Retry-After`.
+  // `base * 2^(n-1)`, or the whole `Retry-After` when the server asks for longer (a wait
+  // that would end past the call's timeout is not started: the call fails instead).
   uint32_t retry_base_delay_ms;
-  // Largest wait between retries (ms, ..=60000; default 2000).
+  // Largest backoff wait between retries (ms, ..=60000; default 2000); a longer
+  // `Retry-After` is still honoured.
   uint32_t retry_max_delay_ms;
   // Most HTTP requests in flight at once (1..=1024; default 16).
   uint32_t max_in_flight;
@@ -182,6 +210,20 @@ typedef struct {
   // Length of `ca_pem` in bytes.
   size_t ca_pem_len;
 } CwOptions;
+
+// What `cw_login_guest` answers besides the token.
+typedef struct {
+  // When the token expires, in seconds since the Unix epoch (by the server's clock).
+  uint64_t expires_at;
+  // How long the token is valid from the answer, in seconds: schedule the next login from
+  // this (it does not depend on the device's clock).
+  uint32_t expires_in;
+  // Bytes of `player` in use.
+  uint32_t player_len;
+  // The guest's player id (`guest-...`), UTF-8, `player_len` bytes, NUL-padded
+  // (`CW_MAX_PLAYER_LEN` bytes; spelled as a number for the C# bindings' generator).
+  uint8_t player[128];
+} CwGuestSession;
 
 // Position of a chunk in its world, in chunk units.
 typedef struct {
@@ -274,6 +316,50 @@ CwStatus cw_init_with_options(const uint8_t *endpoint,
                               const uint8_t *token,
                               size_t token_len,
                               const CwOptions *options);
+
+// Replaces the token sent from now on, without re-initializing: every HTTP attempt that
+// starts after this returns sends `token` (retries of requests already running included; a
+// request that meets a 401 because it went out with the old token is sent again at once with
+// the new one), and so does the next realtime connect or reconnect. A realtime connection
+// stopped on a refused token (`CW_REALTIME_REFUSED`, `CW_REALTIME_TOKEN_REFUSED`) tries again
+// with it. The token is checked as `cw_init` checks it (1 to `CW_MAX_TOKEN_LEN` bytes of
+// visible ASCII); on error the old token stays. `CW_STATUS_NOT_INITIALIZED` before `cw_init`.
+// Thread-safe: may race with any other call.
+//
+// # Safety
+// `token` must point to `token_len` readable bytes.
+CwStatus cw_set_token(const uint8_t *token, size_t token_len);
+
+// Logs in as the guest that `device_secret` stands for (`POST /<stage>/cubewalklogin`),
+// blocking until done; callable before `cw_init`, so a game can log in, then initialize with
+// the token. `endpoint` is the `/cubewalkblocks` URL given to `cw_init` (its sibling
+// `cubewalklogin` is used) or the `/cubewalklogin` URL. `device_secret` is 22 to 128
+// characters of `A-Z a-z 0-9 _ -` (for example 32 random bytes in base64url), generated once
+// and kept by the game: the same secret is always the same player. `options` may be null for
+// defaults (its timeout bounds the call, retries included; its CA and plain-HTTP settings
+// apply as for `cw_init`).
+//
+// On success the token is written to `token_out[0..*out_token_len]` (not NUL-terminated;
+// `CW_MAX_TOKEN_LEN` bytes always suffice) and `*out_session` says who and until when. When
+// `token_cap` is too small, `*out_token_len` is set to the length needed and the call returns
+// `CW_STATUS_BUFFER_TOO_SMALL` (the token is lost; log in again with a larger buffer). A
+// secret the server refuses is `CW_STATUS_BAD_REQUEST`, a login limit `CW_STATUS_RATE_LIMITED`.
+// Errors never contain the secret or the token. Not cancelled by `cw_shutdown`. Thread-safe;
+// never call it from the game's main thread in a frame loop.
+//
+// # Safety
+// `endpoint` and `device_secret` must point to their lengths of readable bytes, `options`
+// null or to a `CwOptions`, `token_out` to `token_cap` writable bytes, `out_token_len` and
+// `out_session` to writable memory.
+CwStatus cw_login_guest(const uint8_t *endpoint,
+                        size_t endpoint_len,
+                        const uint8_t *device_secret,
+                        size_t secret_len,
+                        const CwOptions *options,
+                        uint8_t *token_out,
+                        size_t token_cap,
+                        size_t *out_token_len,
+                        CwGuestSession *out_session);
 
 // Cancels every request in flight (blocking calls return `CW_STATUS_CANCELLED`, non-blocking ones
 // report it from `cw_poll`) and stops the library's threads without waiting for them. Returns

@@ -4,12 +4,11 @@ use crate::batching::{fetch_batches, group_edits, put_batches, run_batches, run_
 use crate::endpoint::parse_endpoint;
 use crate::error::{Error, Result};
 pub use crate::options::ClientOptions;
-use crate::options::MAX_TOKEN_LEN;
+use crate::token::{Credentials, Token};
 use crate::transport::Transport;
 use cubewalk_protocol::codec::{decode_chunk_into, ChunkData};
 use cubewalk_protocol::{ChunkEdit, ChunkKey, PutRequest, VersionEntry, WorldId, CHUNK_CUBES};
 use futures_util::future::{FutureExt, Shared};
-use reqwest::header::HeaderValue;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,8 +60,9 @@ pub struct Client {
 
 struct Inner {
     transport: Transport,
-    /// The token header, also sent when opening the realtime connection.
-    token: HeaderValue,
+    /// The token, shared with the transport and the realtime connections started from this
+    /// client: one replacement reaches all of them.
+    credentials: Arc<Credentials>,
     options: ClientOptions,
     /// For each chunk, the last put begun on it that has not finished: a later put of the
     /// same chunk waits for it, so puts apply in the order they were begun.
@@ -85,21 +85,13 @@ impl Client {
     /// A client for `endpoint` (the URL of `/cubewalkblocks`, stage included) sending `token`.
     pub fn new(endpoint: &str, token: &str, options: ClientOptions) -> Result<Self> {
         let url = parse_endpoint(endpoint, options.allow_insecure_http)?;
-        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
-            return Err(Error::InvalidArgument(format!(
-                "token must be 1 to {MAX_TOKEN_LEN} bytes"
-            )));
-        }
-        let mut token = HeaderValue::from_str(token).map_err(|_| {
-            Error::InvalidArgument("token holds characters not allowed in an HTTP header".into())
-        })?;
-        token.set_sensitive(true);
+        let credentials = Arc::new(Credentials::new(Token::parse(token)?));
         options.validate()?;
-        let transport = Transport::new(url, token.clone(), &options)?;
+        let transport = Transport::new(url, Some(credentials.clone()), &options)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 transport,
-                token,
+                credentials,
                 options,
                 put_tails: Mutex::new(HashMap::new()),
                 next_put: AtomicU64::new(0),
@@ -112,9 +104,21 @@ impl Client {
         &self.inner.options
     }
 
-    /// The token header this client sends.
-    pub(crate) fn token(&self) -> &HeaderValue {
-        &self.inner.token
+    /// Replaces the token this client (and its clones, and the realtime connections started
+    /// from it) sends, without touching anything else: every HTTP attempt that starts from
+    /// now on sends the new token, retries of requests already running included, and so does
+    /// the next realtime connect or reconnect (an open WebSocket connection stays as it is:
+    /// the server checked its token when it opened). A request that meets a 401 after its
+    /// token was replaced is sent again at once with the new one. Thread-safe; the token is
+    /// checked as [`Client::new`] checks it, and on error the old one stays.
+    pub fn set_token(&self, token: &str) -> Result<()> {
+        self.inner.credentials.replace(Token::parse(token)?);
+        Ok(())
+    }
+
+    /// The token holder shared with the transport (for the realtime connection).
+    pub(crate) fn credentials(&self) -> &Arc<Credentials> {
+        &self.inner.credentials
     }
 
     /// Fetches `chunks` of `world`, each with the version the caller already holds (if any).

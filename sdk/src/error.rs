@@ -12,13 +12,15 @@ pub enum Status {
     InvalidArgument = 2,
     /// `cw_init` has not been called, or `cw_shutdown` was.
     NotInitialized = 3,
-    /// The API answered 401: the token is missing or wrong.
+    /// The API answered 401 to a token that never worked: it is missing or wrong. (A token
+    /// that had worked, or has expired, is `TokenRefused`.)
     Unauthorized = 4,
-    /// The API answered 403: the token's policy does not allow this.
+    /// The API answered 403: the token's role or worlds do not allow this.
     Forbidden = 5,
     /// The API answered another 4xx: the request is invalid (not retried).
     BadRequest = 6,
-    /// The API answered 5xx (or 429) and retries did not help.
+    /// The API answered 5xx (or a 429 that is not the player's own limit) and retries did
+    /// not help.
     ServerError = 7,
     /// The server could not be reached, or the connection broke.
     Network = 8,
@@ -32,6 +34,16 @@ pub enum Status {
     Protocol = 12,
     /// An internal failure, such as a caught panic. The library stays usable.
     Internal = 13,
+    /// The API answered 429 `rate_limited` (the player went past their own limits) and the
+    /// retries that fit in the call's timeout, each after the `Retry-After` asked, did not get
+    /// through. Try again later; nothing was applied.
+    RateLimited = 14,
+    /// The API answered 401 to a token that had worked before, or to a JWT whose `exp` has
+    /// passed: the token expired or was revoked. Get a new one (log in again) and call
+    /// `cw_set_token`; nothing else needs to restart.
+    TokenRefused = 15,
+    /// The API answered 403 `banned`: this player is banned. Retrying will not help.
+    Banned = 16,
 }
 
 impl Status {
@@ -39,7 +51,7 @@ impl Status {
     /// against the C header by a test).
     ///
     /// cbindgen:ignore
-    pub const LAST: i32 = Status::Internal as i32;
+    pub const LAST: i32 = Status::Banned as i32;
 
     /// The status with this value, if any.
     pub fn from_i32(value: i32) -> Option<Status> {
@@ -82,9 +94,23 @@ pub enum Error {
     /// Not initialized.
     #[error("not initialized: call cw_init first")]
     NotInitialized,
-    /// HTTP 401.
+    /// HTTP 401 to a token that never worked.
     #[error("unauthorized (401): {0}")]
     Unauthorized(String),
+    /// HTTP 401 to a token that had worked, or has expired.
+    #[error("token refused (401) after it had worked or expired; get a new token and set it: {0}")]
+    TokenRefused(String),
+    /// HTTP 403 `banned`.
+    #[error("banned (403): {0}")]
+    Banned(String),
+    /// HTTP 429 `rate_limited` after the retries that fit in the deadline.
+    #[error("rate limited (429) after {attempts} attempt(s): {message}")]
+    RateLimited {
+        /// The server's message.
+        message: String,
+        /// How many attempts were made.
+        attempts: u32,
+    },
     /// HTTP 403.
     #[error("forbidden (403): {0}")]
     Forbidden(String),
@@ -153,6 +179,9 @@ impl Error {
             Self::InvalidArgument(_) => Status::InvalidArgument,
             Self::NotInitialized => Status::NotInitialized,
             Self::Unauthorized(_) => Status::Unauthorized,
+            Self::TokenRefused(_) => Status::TokenRefused,
+            Self::Banned(_) => Status::Banned,
+            Self::RateLimited { .. } => Status::RateLimited,
             Self::Forbidden(_) => Status::Forbidden,
             Self::BadRequest { .. } => Status::BadRequest,
             Self::Server { .. } => Status::ServerError,

@@ -13,11 +13,14 @@ pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod ffi;
+pub mod login;
 pub mod options;
 pub mod realtime;
 pub mod retry;
+mod token;
 mod transport;
 
 pub use client::{Client, ClientOptions, FetchedBlob, FetchedChunk};
 pub use cubewalk_protocol::{ChunkEdit, ChunkKey, VersionEntry, CHUNK_CUBES};
 pub use error::{Error, Status};
+pub use login::{login_guest, GuestSession};

@@ -1,7 +1,8 @@
 //! The realtime client: one WebSocket connection to the CubeWalk WebSocket API that follows a
 //! set of chunks and queues what the server pushes, for the caller to drain when it likes.
 //!
-//! The connection is kept by a background task: it connects with the client's token,
+//! The connection is kept by a background task: it connects with the client's current token
+//! (read afresh for every connect, so [`Client::set_token`] applies to the next one),
 //! subscribes to the followed set (again after every reconnect), reconnects with exponential
 //! backoff and full jitter when the connection drops, and pings so API Gateway's idle timeout
 //! never closes a quiet connection. Nothing is ever called back: events wait in a bounded queue
@@ -20,6 +21,7 @@
 use crate::client::Client;
 use crate::endpoint::parse_realtime_endpoint;
 use crate::error::{Error, Result};
+use crate::token::Credentials;
 use cubewalk_protocol::realtime::{Change, ClientMessage, MAX_SUBSCRIBED_CHUNKS};
 use cubewalk_protocol::{ChunkKey, WorldId};
 use futures_util::StreamExt;
@@ -66,8 +68,12 @@ pub enum RealtimeState {
     Connecting = 1,
     /// Connected (and subscribed once the server acknowledged it).
     Connected = 2,
-    /// The server refused the token (401/403 at connect): no more attempts.
+    /// The server refused the token (a 401 to a token that never worked, or a 403, at
+    /// connect): no more attempts until a new token is set ([`Client::set_token`]).
     Refused = 3,
+    /// The server answered 401 at connect to a token that had worked before or has expired:
+    /// no more attempts until a new token is set, then they resume with it.
+    TokenRefused = 4,
 }
 
 impl RealtimeState {
@@ -76,6 +82,7 @@ impl RealtimeState {
             1 => Self::Connecting,
             2 => Self::Connected,
             3 => Self::Refused,
+            4 => Self::TokenRefused,
             _ => Self::Off,
         }
     }
@@ -176,9 +183,11 @@ impl Realtime {
             last_error: Mutex::new(None),
         });
         let (followed, watch) = watch::channel(Followed::default());
+        let credentials = client.credentials().clone();
         let connection = Connection {
             url,
-            token: client.token().to_str().unwrap_or_default().to_owned(),
+            tokens: credentials.subscribe(),
+            credentials,
             tls,
             connect_timeout: options.connect_timeout,
             shared: shared.clone(),
@@ -279,15 +288,34 @@ type Socket = tokio_tungstenite::WebSocketStream<Box<dyn Stream>>;
 enum Ended {
     /// It may work again later: reconnect.
     Retry,
-    /// The token was refused: stop.
-    Refused,
+    /// The token was refused: wait for another one, in this state.
+    Refused(RealtimeState),
     /// The [`Realtime`] handle is gone.
     Stopped,
 }
 
+/// Why one connect failed.
+enum Refusal {
+    /// The token was refused: stop in this state until another is set.
+    Refused(RealtimeState, String),
+    /// Refused, but the token had been replaced meanwhile: try the new one.
+    Stale,
+    /// Anything else: retry later.
+    Other(String),
+}
+
+impl From<String> for Refusal {
+    fn from(why: String) -> Self {
+        Self::Other(why)
+    }
+}
+
 struct Connection {
     url: Url,
-    token: String,
+    /// The client's token holder, read at every connect.
+    credentials: Arc<Credentials>,
+    /// Tells a refused connection that a new token was set.
+    tokens: watch::Receiver<u64>,
     tls: Arc<rustls::ClientConfig>,
     connect_timeout: Duration,
     shared: Arc<EventQueue>,
@@ -317,17 +345,27 @@ impl Connection {
                     // A new connection: the caller refetches everything at its gap anyway.
                     self.sequencer = Sequencer::default();
                     match self.serve(socket).await {
-                        Ended::Refused => break,
                         Ended::Stopped => return,
-                        Ended::Retry => {}
+                        Ended::Retry | Ended::Refused(_) => {}
                     }
                     // A connection that lived a while was healthy: start backing off afresh.
                     if started.elapsed() > Duration::from_secs(30) {
                         failures = 0;
                     }
                 }
-                Err(Ended::Refused) => break,
-                Err(_) => {}
+                Err(Ended::Refused(state)) => {
+                    // Trying the same token again would only be refused again: wait for the
+                    // game to set another (at once if it already did since this connect read
+                    // the token), then start afresh with it.
+                    self.shared.set_state(state);
+                    if self.tokens.changed().await.is_err() {
+                        return;
+                    }
+                    failures = 0;
+                    continue;
+                }
+                Err(Ended::Stopped) => return,
+                Err(Ended::Retry) => {}
             }
             failures = failures.saturating_add(1);
             let cap = RECONNECT_BASE_DELAY
@@ -337,10 +375,12 @@ impl Connection {
             self.shared.set_state(RealtimeState::Connecting);
             tokio::time::sleep(delay).await;
         }
-        self.shared.set_state(RealtimeState::Refused);
     }
 
-    async fn open(&self) -> std::result::Result<Socket, Ended> {
+    async fn open(&mut self) -> std::result::Result<Socket, Ended> {
+        // Marks the current token seen: a replacement from here on wakes a refused wait.
+        self.tokens.borrow_and_update();
+        let token = self.credentials.current();
         let connect = async {
             let host = self.url.host_str().unwrap_or_default();
             let port = self.url.port_or_known_default().unwrap_or(443);
@@ -364,8 +404,9 @@ impl Connection {
                 .as_str()
                 .into_client_request()
                 .map_err(|e| format!("bad request: {e}"))?;
-            let token = self.token.parse().map_err(|_| "bad token".to_string())?;
-            request.headers_mut().insert("token", token);
+            request
+                .headers_mut()
+                .insert("token", token.header().clone());
             let config = WebSocketConfig::default()
                 .max_message_size(Some(1 << 20))
                 .max_frame_size(Some(1 << 20));
@@ -373,25 +414,39 @@ impl Connection {
                 .await
                 .map(|(socket, _)| socket)
                 .map_err(|e| match e {
-                    tungstenite::Error::Http(r) if matches!(r.status().as_u16(), 401 | 403) => {
-                        format!(
-                            "refused: HTTP {} (is the token right?)",
-                            r.status().as_u16()
-                        )
-                    }
-                    other => format!("WebSocket handshake: {other}"),
+                    tungstenite::Error::Http(r) => match r.status().as_u16() {
+                        401 if !self.credentials.is_current(&token) => {
+                            // Replaced while connecting: the next attempt sends the new one.
+                            Refusal::Stale
+                        }
+                        401 if token.refused_after_use() => Refusal::Refused(
+                            RealtimeState::TokenRefused,
+                            "token refused: HTTP 401 to a token that had worked or has \
+                             expired; set a new token"
+                                .into(),
+                        ),
+                        status @ (401 | 403) => Refusal::Refused(
+                            RealtimeState::Refused,
+                            format!("refused: HTTP {status} (is the token right?)"),
+                        ),
+                        status => Refusal::Other(format!("WebSocket handshake: HTTP {status}")),
+                    },
+                    other => Refusal::Other(format!("WebSocket handshake: {other}")),
                 })
         };
         match tokio::time::timeout(self.connect_timeout, connect).await {
-            Ok(Ok(socket)) => Ok(socket),
-            Ok(Err(why)) => {
-                let refused = why.starts_with("refused");
+            Ok(Ok(socket)) => {
+                token.mark_worked();
+                Ok(socket)
+            }
+            Ok(Err(Refusal::Refused(state, why))) => {
                 self.shared.fail(why);
-                Err(if refused {
-                    Ended::Refused
-                } else {
-                    Ended::Retry
-                })
+                Err(Ended::Refused(state))
+            }
+            Ok(Err(Refusal::Stale)) => Err(Ended::Retry),
+            Ok(Err(Refusal::Other(why))) => {
+                self.shared.fail(token.scrub(why));
+                Err(Ended::Retry)
             }
             Err(_) => {
                 self.shared.fail("realtime connect timed out".into());
@@ -499,10 +554,12 @@ impl Connection {
             // An error answer (ours, or API Gateway's own such as a throttled or failed
             // route): the subscription may not be in place, so send it again after a
             // backoff. No event until it is acknowledged, so the caller keeps polling.
-            self.shared.fail(format!(
-                "realtime server answered: {}",
-                text.chars().take(300).collect::<String>()
-            ));
+            let answer = text.chars().take(300).collect::<String>();
+            self.shared.fail(
+                self.credentials
+                    .current()
+                    .scrub(format!("realtime server answered: {answer}")),
+            );
             self.refusals = self.refusals.saturating_add(1);
             let delay = RECONNECT_BASE_DELAY
                 .saturating_mul(1 << self.refusals.min(16))

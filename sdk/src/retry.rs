@@ -1,5 +1,6 @@
 //! Retry policy: which failures are transient, and exponential backoff with full jitter that
-//! honours `Retry-After`.
+//! honours `Retry-After` in full (a retry sooner than the server asked is refused again, and
+//! against a player's own rate limit it only spends the attempt).
 
 use rand::Rng;
 use std::time::Duration;
@@ -11,7 +12,8 @@ pub struct RetryPolicy {
     pub max_retries: u32,
     /// Backoff base: the cap of the first retry's delay.
     pub base_delay: Duration,
-    /// Largest delay between attempts.
+    /// Largest backoff delay between attempts; a longer `Retry-After` is still waited for (the
+    /// call's deadline bounds it: a wait past the deadline is not started).
     pub max_delay: Duration,
 }
 
@@ -33,7 +35,7 @@ pub fn is_transient_status(status: u16) -> bool {
 impl RetryPolicy {
     /// Delay before retry number `retry` (1-based): full jitter, uniform in
     /// `0..=min(max_delay, base_delay * 2^(retry-1))`, or the server's `Retry-After` when it
-    /// asks for longer (capped at `max_delay`).
+    /// asks for longer (not capped: the caller checks the wait against its deadline).
     pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
         let exp = self
             .base_delay
@@ -45,7 +47,7 @@ impl RetryPolicy {
             Duration::from_micros(rand::rng().random_range(0..=cap.as_micros() as u64))
         };
         match retry_after {
-            Some(ra) => ra.min(self.max_delay).max(jittered),
+            Some(ra) => ra.max(jittered),
             None => jittered,
         }
     }
@@ -72,9 +74,10 @@ mod tests {
             assert!(p.delay(3, None) <= Duration::from_millis(40));
             assert!(p.delay(30, None) <= Duration::from_millis(80));
         }
+        // Retry-After is waited for in full, past max_delay.
         assert_eq!(
             p.delay(1, Some(Duration::from_secs(5))),
-            Duration::from_millis(80)
+            Duration::from_secs(5)
         );
         let long = RetryPolicy {
             max_delay: Duration::from_secs(10),

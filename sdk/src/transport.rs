@@ -1,17 +1,21 @@
 //! One HTTP request of the CubeWalk API and its retries: the reqwest client, the token
-//! header, the in-flight limit, how each answer maps to an [`Error`], and the retry loop.
+//! header (read afresh for every attempt, so a replaced token applies to the next one), the
+//! in-flight limit, how each answer maps to an [`Error`], and the retry loop (which retries
+//! only requests that are safe to repeat: fetches, and puts carrying an idempotency key).
 
 use crate::batching::chunks_of;
 use crate::client::FetchedBlob;
 use crate::error::{Error, Result};
 use crate::options::ClientOptions;
 use crate::retry::{is_transient_status, parse_retry_after, RetryPolicy};
+use crate::token::{Credentials, Token};
 use cubewalk_protocol::codec::blob_from_base64;
 use cubewalk_protocol::{
     ChunkKey, ErrorBody, FetchQuery, FetchResponse, PutRequest, PutResponse, VersionEntry,
 };
 use reqwest::header::{HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::Method;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -25,50 +29,60 @@ pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 pub(crate) struct Transport {
     http: reqwest::Client,
     pub(crate) url: Url,
-    token: HeaderValue,
+    /// `None` for the guest login, which sends no token.
+    credentials: Option<Arc<Credentials>>,
     permits: Semaphore,
     retry: RetryPolicy,
     timeout: Duration,
 }
 
 impl Transport {
-    /// The reqwest client for `options`, sending `token` to `url`.
-    pub(crate) fn new(url: Url, token: HeaderValue, options: &ClientOptions) -> Result<Self> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(options.connect_timeout)
-            // Below the local gateway's 30 s idle limit (and common load balancers'), so an idle
-            // connection is dropped here before a server closes it under a new request.
-            .pool_idle_timeout(Duration::from_secs(20))
-            .user_agent(concat!("cubewalk-sdk/", env!("CARGO_PKG_VERSION")))
-            // A followed redirect would carry the token header to whatever host the answer
-            // names, in clear if it says http://. The endpoint must be the final URL.
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy();
-        if let Some(pem) = &options.extra_root_ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-                Error::InvalidArgument(format!("extra root CA is not valid PEM: {e}"))
-            })?;
-            if certs.is_empty() {
-                return Err(Error::InvalidArgument(
-                    "extra root CA holds no PEM certificate".into(),
-                ));
-            }
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
-        let http = builder
-            .build()
-            .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
+    /// The reqwest client for `options`, sending the current token of `credentials` (if any)
+    /// to `url`.
+    pub(crate) fn new(
+        url: Url,
+        credentials: Option<Arc<Credentials>>,
+        options: &ClientOptions,
+    ) -> Result<Self> {
+        let http = http_client(options)?;
         Ok(Self {
             http,
             url,
-            token,
+            credentials,
             permits: Semaphore::new(options.max_in_flight),
             retry: options.retry,
             timeout: options.timeout,
         })
     }
+}
+
+/// A reqwest client with the SDK's TLS roots, timeouts and redirect rule, for `options`.
+pub(crate) fn http_client(options: &ClientOptions) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(options.connect_timeout)
+        // Below the local gateway's 30 s idle limit (and common load balancers'), so an idle
+        // connection is dropped here before a server closes it under a new request.
+        .pool_idle_timeout(Duration::from_secs(20))
+        .user_agent(concat!("cubewalk-sdk/", env!("CARGO_PKG_VERSION")))
+        // A followed redirect would carry the token header to whatever host the answer
+        // names, in clear if it says http://. The endpoint must be the final URL.
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy();
+    if let Some(pem) = &options.extra_root_ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| Error::InvalidArgument(format!("extra root CA is not valid PEM: {e}")))?;
+        if certs.is_empty() {
+            return Err(Error::InvalidArgument(
+                "extra root CA holds no PEM certificate".into(),
+            ));
+        }
+        for c in certs {
+            builder = builder.add_root_certificate(c);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| Error::Internal(format!("HTTP client: {e}")))
 }
 
 impl Transport {
@@ -80,7 +94,8 @@ impl Transport {
     ) -> Result<Vec<FetchedBlob>> {
         let mut url = self.url.clone();
         url.set_query(Some(&query.to_query_string()));
-        let body = self.send(Method::GET, url, None, deadline).await?;
+        // A GET changes nothing: always safe to repeat.
+        let body = self.send(Method::GET, url, None, deadline, true).await?;
         let resp: FetchResponse = serde_json::from_slice(&body)
             .map_err(|e| Error::Protocol(format!("fetch answer is not valid: {e}")))?;
         if resp.chunks.len() != query.chunks.len() {
@@ -126,8 +141,17 @@ impl Transport {
         deadline: Instant,
     ) -> Result<Vec<VersionEntry>> {
         let body = serde_json::to_vec(&request).map_err(|e| Error::Internal(e.to_string()))?;
+        // Repeated only with its idempotency key: the server then applies it at most once
+        // (a retry of a put that was applied but whose answer was lost changes nothing).
+        let repeatable = request.idempotency_key.is_some();
         let answer = self
-            .send(Method::PUT, self.url.clone(), Some(body), deadline)
+            .send(
+                Method::PUT,
+                self.url.clone(),
+                Some(body),
+                deadline,
+                repeatable,
+            )
             .await?;
         let resp: PutResponse = serde_json::from_slice(&answer)
             .map_err(|e| Error::Protocol(format!("put answer is not valid: {e}")))?;
@@ -141,13 +165,25 @@ impl Transport {
         Ok(resp.chunks)
     }
 
-    /// One logical request with retries of transient failures until `deadline`.
+    /// Sends a JSON POST (with retries: the caller vouches that repeating it is harmless)
+    /// and returns the answer's body.
+    pub(crate) async fn post_json(&self, body: Vec<u8>, deadline: Instant) -> Result<Vec<u8>> {
+        self.send(Method::POST, self.url.clone(), Some(body), deadline, true)
+            .await
+    }
+
+    /// One logical request with retries of transient failures until `deadline`, when
+    /// `repeatable` (sending it twice has the effect of sending it once). Every attempt sends
+    /// the token current when it starts. A 401 to a token that was replaced meanwhile is
+    /// sent again at once with the new one, repeatable or not: a 401 comes from the
+    /// authorizer, so the request never reached the store.
     async fn send(
         &self,
         method: Method,
         url: Url,
         body: Option<Vec<u8>>,
         deadline: Instant,
+        repeatable: bool,
     ) -> Result<Vec<u8>> {
         let policy = self.retry;
         let timeout_ms = self.timeout.as_millis() as u64;
@@ -167,20 +203,49 @@ impl Transport {
             let (failure, retry_after) = match outcome {
                 Ok(bytes) => return Ok(bytes),
                 Err(Failure::Status {
+                    status: 401,
+                    message,
+                    token: Some(token),
+                    ..
+                }) if self
+                    .credentials
+                    .as_ref()
+                    .is_some_and(|c| !c.is_current(&token)) =>
+                {
+                    // Sent with a token the game has replaced since: try the new one now.
+                    if Instant::now() >= deadline {
+                        return Err(token.unauthorized(message));
+                    }
+                    continue;
+                }
+                Err(Failure::Status {
                     status,
+                    code,
                     message,
                     retry_after,
+                    ..
                 }) if is_transient_status(status) => (
-                    Error::Server {
-                        status,
-                        message,
-                        attempts: attempt,
+                    if status == 429 && code.as_deref() == Some("rate_limited") {
+                        Error::RateLimited {
+                            message,
+                            attempts: attempt,
+                        }
+                    } else {
+                        Error::Server {
+                            status,
+                            message,
+                            attempts: attempt,
+                        }
                     },
                     retry_after,
                 ),
                 Err(Failure::Status {
-                    status, message, ..
-                }) => return Err(final_status_error(status, message)),
+                    status,
+                    code,
+                    message,
+                    token,
+                    ..
+                }) => return Err(final_status_error(status, code, message, token.as_deref())),
                 Err(Failure::Transport(message)) => (
                     Error::Network {
                         message,
@@ -191,7 +256,7 @@ impl Transport {
                 Err(Failure::Timeout) => return Err(Error::Timeout(timeout_ms)),
                 Err(Failure::Fatal(e)) => return Err(e),
             };
-            if attempt > policy.max_retries {
+            if !repeatable || attempt > policy.max_retries {
                 return Err(failure);
             }
             let delay = policy.delay(attempt, retry_after);
@@ -214,10 +279,12 @@ impl Transport {
             .acquire()
             .await
             .map_err(|_| Failure::Fatal(Error::Cancelled))?;
-        let mut req = self
-            .http
-            .request(method, url)
-            .header("token", self.token.clone());
+        // Read after the permit: an attempt that waited for one sends the newest token.
+        let token = self.credentials.as_ref().map(|c| c.current());
+        let mut req = self.http.request(method, url);
+        if let Some(token) = &token {
+            req = req.header("token", token.header().clone());
+        }
         if let Some(body) = body {
             req = req
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
@@ -244,6 +311,14 @@ impl Transport {
             }
             bytes.extend_from_slice(&chunk);
         }
+        let ours = serde_json::from_slice::<ErrorBody>(&bytes).ok();
+        // Our own answers (2xx, or an error body of ours) come from behind the authorizer:
+        // the token was accepted. API Gateway's own errors prove nothing.
+        if (200..300).contains(&status) || ours.is_some() {
+            if let Some(token) = &token {
+                token.mark_worked();
+            }
+        }
         if (200..300).contains(&status) {
             Ok(bytes)
         } else if (300..400).contains(&status) {
@@ -251,8 +326,13 @@ impl Transport {
         } else {
             Err(Failure::Status {
                 status,
-                message: error_message(&bytes),
+                code: ours.map(|b| b.error.code),
+                message: match &token {
+                    Some(token) => token.scrub(error_message(&bytes)),
+                    None => error_message(&bytes),
+                },
                 retry_after,
+                token,
             })
         }
     }
@@ -262,8 +342,12 @@ impl Transport {
 enum Failure {
     Status {
         status: u16,
+        /// The `code` of our error body, when the answer carried one.
+        code: Option<String>,
         message: String,
         retry_after: Option<Duration>,
+        /// The token the attempt sent, if any.
+        token: Option<Arc<Token>>,
     },
     Transport(String),
     Timeout,
@@ -312,9 +396,19 @@ fn response_too_large() -> Error {
     ))
 }
 
-fn final_status_error(status: u16, message: String) -> Error {
+/// The error of an answer that is not retried.
+pub(crate) fn final_status_error(
+    status: u16,
+    code: Option<String>,
+    message: String,
+    token: Option<&Token>,
+) -> Error {
     match status {
-        401 => Error::Unauthorized(message),
+        401 => match token {
+            Some(token) => token.unauthorized(message),
+            None => Error::Unauthorized(message),
+        },
+        403 if code.as_deref() == Some("banned") => Error::Banned(message),
         403 => Error::Forbidden(message),
         400..=499 => Error::BadRequest { status, message },
         _ => Error::Server {
@@ -327,7 +421,7 @@ fn final_status_error(status: u16, message: String) -> Error {
 
 /// The human part of an error body: our `{"error":{...}}`, API Gateway's `{"message":...}`,
 /// or the start of whatever else came back.
-fn error_message(body: &[u8]) -> String {
+pub(crate) fn error_message(body: &[u8]) -> String {
     if let Ok(e) = serde_json::from_slice::<ErrorBody>(body) {
         return format!("{}: {}", e.error.code, e.error.message);
     }
@@ -345,6 +439,101 @@ fn error_message(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cubewalk_protocol::{ChunkEdit, IdempotencyKey, WorldId};
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    fn transport(server: &MockServer, token: &str, timeout_ms: u64) -> Transport {
+        let options = ClientOptions {
+            timeout: Duration::from_millis(timeout_ms),
+            retry: RetryPolicy {
+                max_retries: 3,
+                base_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(5),
+            },
+            ..ClientOptions::default()
+        };
+        let url = Url::parse(&format!("{}/prod/cubewalkblocks", server.uri())).unwrap();
+        let credentials = Arc::new(Credentials::new(Token::parse(token).unwrap()));
+        Transport::new(url, Some(credentials), &options).unwrap()
+    }
+
+    fn put(key: Option<&str>) -> PutRequest {
+        PutRequest {
+            world: WorldId::default(),
+            idempotency_key: key.map(|k| IdempotencyKey::new(k).unwrap()),
+            edits: vec![ChunkEdit::at_index(ChunkKey::new(0, 0, 0), 1, 1)],
+        }
+    }
+
+    fn answer(status: u16, code: &str) -> ResponseTemplate {
+        ResponseTemplate::new(status)
+            .insert_header("retry-after", "1")
+            .set_body_string(format!(
+                r#"{{"error":{{"code":"{code}","message":"m","request_id":"r"}}}}"#
+            ))
+    }
+
+    #[tokio::test]
+    async fn only_puts_with_an_idempotency_key_are_retried() {
+        let server = MockServer::start().await;
+        Mock::given(method("PUT"))
+            .respond_with(ResponseTemplate::new(503))
+            .mount(&server)
+            .await;
+        let t = transport(&server, "tok-0123456789", 3000);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let unkeyed = t.put_batch(put(None), deadline).await.unwrap_err();
+        assert!(
+            matches!(unkeyed, Error::Server { attempts: 1, .. }),
+            "{unkeyed:?}"
+        );
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
+        // The same put with a key is retried (503 is transient).
+        let keyed = t
+            .put_batch(put(Some("0123456789abcdef0123456789abcdef")), deadline)
+            .await
+            .unwrap_err();
+        assert!(matches!(keyed, Error::Server { .. }), "{keyed:?}");
+        assert!(server.received_requests().await.unwrap().len() > 2);
+    }
+
+    #[tokio::test]
+    async fn banned_and_rate_limited_answers() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(answer(403, "banned"))
+            .mount(&server)
+            .await;
+        Mock::given(method("PUT"))
+            .respond_with(answer(429, "rate_limited"))
+            .mount(&server)
+            .await;
+        let t = transport(&server, "tok-0123456789", 500);
+        let query = FetchQuery {
+            world: WorldId::default(),
+            chunks: vec![(ChunkKey::new(0, 0, 0), None)],
+        };
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let e = t.fetch_batch(query, deadline).await.unwrap_err();
+        assert_eq!(e.status(), crate::Status::Banned, "{e}");
+        // Retry-After 1 s does not fit in the 500 ms deadline: refused at once, one request.
+        let start = Instant::now();
+        let e = t
+            .put_batch(put(Some("0123456789abcdef0123456789abcdef")), deadline)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), crate::Status::RateLimited, "{e}");
+        assert!(start.elapsed() < Duration::from_millis(400));
+        let puts = server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.method.as_str() == "PUT")
+            .count();
+        assert_eq!(puts, 1);
+    }
 
     #[test]
     fn error_messages_from_bodies() {

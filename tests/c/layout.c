@@ -40,5 +40,10 @@ int main(void) {
     FIELD(CwChange, version);
     FIELD(CwChange, first_edit);
     FIELD(CwChange, edit_count);
+    SIZE(CwGuestSession);
+    FIELD(CwGuestSession, expires_at);
+    FIELD(CwGuestSession, expires_in);
+    FIELD(CwGuestSession, player_len);
+    FIELD(CwGuestSession, player);
     return 0;
 }

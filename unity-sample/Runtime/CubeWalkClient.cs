@@ -145,6 +145,137 @@ namespace CubeWalk
             CompleteCancelled("re-initialized");
         }
 
+        /// <summary>Replaces the token without re-initializing: every HTTP attempt that starts from
+        /// now on sends it (retries and queued puts of requests already begun included), and so
+        /// does the next realtime connect or reconnect; a realtime connection stopped on a refused
+        /// token (<see cref="CubeWalk.RealtimeState.Refused"/>, <see cref="CubeWalk.RealtimeState.TokenRefused"/>)
+        /// tries again with it. Requests in flight are not cancelled. The native session is shared:
+        /// every open native client sends the new token. Thread-safe. Call it after a new login
+        /// (before the old token expires, or when a request ends <see cref="CubeWalkStatus.TokenRefused"/>).</summary>
+        /// <param name="token">The new token (1 to 4096 visible ASCII characters).</param>
+        /// <exception cref="ArgumentNullException"><paramref name="token"/> is null.</exception>
+        /// <exception cref="CubeWalkException">The token is invalid (InvalidArgument; the old one stays),
+        /// or the client is not initialized (NotInitialized).</exception>
+        public unsafe void SetToken(string token)
+        {
+            if (token == null) throw new ArgumentNullException("token");
+            lock (sessionLock)
+            {
+                if (!initialized)
+                    throw new CubeWalkException(CubeWalkStatus.NotInitialized, "not initialized: call Init first");
+                Managed.ManagedTransport m = managed;
+                if (m != null)
+                {
+                    m.SetToken(token);
+                    lastToken = token;
+                    return;
+                }
+                byte[] t = Encoding.UTF8.GetBytes(token);
+                fixed (byte* tp = t)
+                    Check(NativeMethods.cw_set_token(tp, (UIntPtr)t.Length));
+                // The session's settings now carry the new token: clients joining it, and
+                // Reinitialize after a Play-mode pause, use it.
+                if (sessionSettings != null)
+                    sessionSettings = new Settings(sessionSettings.Endpoint, token, sessionSettings.Options);
+                foreach (var c in open) c.lastToken = token;
+            }
+        }
+
+        /// <summary>A new device secret for <see cref="LoginGuest"/>: 32 random bytes, base64url
+        /// (43 characters). Make it once, keep it (PlayerPrefs), and log in with it every time: it
+        /// is the guest's identity, so treat it as a password (never log or share it).</summary>
+        /// <returns>The secret.</returns>
+        public static string NewDeviceSecret()
+        {
+            var bytes = new byte[32];
+            using (var rng = System.Security.Cryptography.RandomNumberGenerator.Create()) rng.GetBytes(bytes);
+            return Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+        }
+
+        internal static void CheckDeviceSecret(string secret)
+        {
+            if (secret == null) throw new ArgumentNullException("deviceSecret");
+            bool ok = secret.Length >= 22 && secret.Length <= 128;
+            foreach (char c in secret)
+                ok &= (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+            if (!ok)
+                throw new CubeWalkException(CubeWalkStatus.InvalidArgument,
+                    "invalid argument: device secret must be 22 to 128 characters of A-Z a-z 0-9 _ -");
+        }
+
+        /// <summary>Logs in as the guest <paramref name="deviceSecret"/> stands for, blocking (not in
+        /// WebGL builds: use <see cref="BeginLoginGuest"/>). Needs no client: log in, then create the
+        /// client with <see cref="GuestSession.Token"/>. Transient failures are retried within the
+        /// options' timeout (native plugin).</summary>
+        /// <param name="endpoint">The /cubewalkblocks URL (its sibling /cubewalklogin is used) or the /cubewalklogin URL.</param>
+        /// <param name="deviceSecret">The device's secret (<see cref="NewDeviceSecret"/>).</param>
+        /// <param name="options">Settings (transport, timeout, CA, plain HTTP); null for the defaults.</param>
+        /// <returns>The token, player and expiry.</returns>
+        /// <exception cref="ArgumentNullException">An argument is null.</exception>
+        /// <exception cref="CubeWalkException">The login failed: InvalidArgument (bad endpoint or
+        /// secret, nothing sent), BadRequest (the server refused the secret), RateLimited, Network, ...</exception>
+        /// <exception cref="PlatformNotSupportedException">In a WebGL build.</exception>
+        public static unsafe GuestSession LoginGuest(string endpoint, string deviceSecret, CubeWalkOptions options = null)
+        {
+            if (endpoint == null) throw new ArgumentNullException("endpoint");
+            CheckDeviceSecret(deviceSecret);
+            options = options ?? new CubeWalkOptions();
+            CheckCanBlock();
+            if (UsesManaged(options))
+            {
+                var request = new GuestLoginRequest(Managed.ManagedTransport.BeginLogin(Sender(), endpoint, deviceSecret, options), deviceSecret);
+                while (!request.Poll()) Thread.Sleep(1);
+                if (request.Status != CubeWalkStatus.Ok) throw new CubeWalkException(request.Status, request.Error);
+                return request.Session;
+            }
+            var settings = new Settings(endpoint, "-", options);
+            byte[] e = Encoding.UTF8.GetBytes(endpoint);
+            byte[] secret = Encoding.UTF8.GetBytes(deviceSecret);
+            byte[] token = new byte[NativeDefaults.MaxTokenLength];
+            UIntPtr tokenLen;
+            CwGuestSession session;
+            CwOptions o = settings.Effective;
+            byte[] ca = options.CaPem;
+            fixed (byte* ep = e)
+            fixed (byte* sp = secret)
+            fixed (byte* tp = token)
+            fixed (byte* cp = ca)
+            {
+                if (ca != null && ca.Length > 0)
+                {
+                    o.ca_pem = cp;
+                    o.ca_pem_len = (UIntPtr)ca.Length;
+                }
+                Check(NativeMethods.cw_login_guest(ep, (UIntPtr)e.Length, sp, (UIntPtr)secret.Length, &o,
+                    tp, (UIntPtr)token.Length, &tokenLen, &session));
+            }
+            int playerLen = (int)Math.Min(session.player_len, 128u);
+            byte[] player = new byte[playerLen];
+            for (int i = 0; i < playerLen; i++) player[i] = session.player[i];
+            return new GuestSession(Encoding.UTF8.GetString(token, 0, (int)tokenLen.ToUInt32()), Encoding.UTF8.GetString(player),
+                "", (long)session.expires_at, (int)Math.Min(session.expires_in, (uint)int.MaxValue));
+        }
+
+        /// <summary>Starts a guest login without blocking (every platform, WebGL included): poll the
+        /// request once per frame with <see cref="GuestLoginRequest.Poll"/>. The native plugin logs in
+        /// on a worker thread; the managed transport through UnityWebRequest.</summary>
+        /// <param name="endpoint">The /cubewalkblocks URL (its sibling /cubewalklogin is used) or the /cubewalklogin URL.</param>
+        /// <param name="deviceSecret">The device's secret (<see cref="NewDeviceSecret"/>).</param>
+        /// <param name="options">Settings; null for the defaults.</param>
+        /// <returns>The login in flight.</returns>
+        /// <exception cref="ArgumentNullException">An argument is null.</exception>
+        /// <exception cref="CubeWalkException">The endpoint or secret is invalid (nothing sent).</exception>
+        public static GuestLoginRequest BeginLoginGuest(string endpoint, string deviceSecret, CubeWalkOptions options = null)
+        {
+            if (endpoint == null) throw new ArgumentNullException("endpoint");
+            CheckDeviceSecret(deviceSecret);
+            options = options ?? new CubeWalkOptions();
+            if (UsesManaged(options))
+                return new GuestLoginRequest(Managed.ManagedTransport.BeginLogin(Sender(), endpoint, deviceSecret, options), deviceSecret);
+            CubeWalkOptions copy = options.Clone();
+            return new GuestLoginRequest(Task.Run(() => LoginGuest(endpoint, deviceSecret, copy)));
+        }
+
         static bool UsesManaged(CubeWalkOptions options)
         {
             if (options.Transport == CubeWalkTransport.Managed) return true;
@@ -837,6 +968,9 @@ namespace CubeWalk
             internal readonly CubeWalkOptions Options;
             // What the library will run with: its defaults, overridden where the game set a value.
             readonly CwOptions effective;
+
+            /// <summary>The effective options (without the CA pointer, which must be pinned per call).</summary>
+            internal CwOptions Effective { get { return effective; } }
 
             internal unsafe Settings(string endpoint, string token, CubeWalkOptions options)
             {

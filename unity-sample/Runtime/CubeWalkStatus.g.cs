@@ -24,11 +24,12 @@ namespace CubeWalk
         /// </summary>
         NotInitialized = 3,
         /// <summary>
-        ///  The API answered 401: the token is missing or wrong.
+        ///  The API answered 401 to a token that never worked: it is missing or wrong. (A token
+        ///  that had worked, or has expired, is `TokenRefused`.)
         /// </summary>
         Unauthorized = 4,
         /// <summary>
-        ///  The API answered 403: the token's policy does not allow this.
+        ///  The API answered 403: the token's role or worlds do not allow this.
         /// </summary>
         Forbidden = 5,
         /// <summary>
@@ -36,7 +37,8 @@ namespace CubeWalk
         /// </summary>
         BadRequest = 6,
         /// <summary>
-        ///  The API answered 5xx (or 429) and retries did not help.
+        ///  The API answered 5xx (or a 429 that is not the player's own limit) and retries did
+        ///  not help.
         /// </summary>
         ServerError = 7,
         /// <summary>
@@ -63,5 +65,21 @@ namespace CubeWalk
         ///  An internal failure, such as a caught panic. The library stays usable.
         /// </summary>
         Internal = 13,
+        /// <summary>
+        ///  The API answered 429 `rate_limited` (the player went past their own limits) and the
+        ///  retries that fit in the call's timeout, each after the `Retry-After` asked, did not get
+        ///  through. Try again later; nothing was applied.
+        /// </summary>
+        RateLimited = 14,
+        /// <summary>
+        ///  The API answered 401 to a token that had worked before, or to a JWT whose `exp` has
+        ///  passed: the token expired or was revoked. Get a new one (log in again) and call
+        ///  `cw_set_token`; nothing else needs to restart.
+        /// </summary>
+        TokenRefused = 15,
+        /// <summary>
+        ///  The API answered 403 `banned`: this player is banned. Retrying will not help.
+        /// </summary>
+        Banned = 16,
     }
 }

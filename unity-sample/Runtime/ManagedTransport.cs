@@ -65,7 +65,7 @@ namespace CubeWalk.Managed
             {
                 cancel = new CancellationTokenSource(timeoutMs);
                 var request = new System.Net.Http.HttpRequestMessage(new System.Net.Http.HttpMethod(method), url);
-                request.Headers.TryAddWithoutValidation("token", token);
+                if (token != null) request.Headers.TryAddWithoutValidation("token", token);
                 if (body != null)
                 {
                     request.Content = new System.Net.Http.ByteArrayContent(body);
@@ -121,7 +121,7 @@ namespace CubeWalk.Managed
                     request.uploadHandler = new UnityEngine.Networking.UploadHandlerRaw(body);
                     request.SetRequestHeader("content-type", "application/json");
                 }
-                request.SetRequestHeader("token", token);
+                if (token != null) request.SetRequestHeader("token", token);
                 request.timeout = Math.Max(1, (timeoutMs + 999) / 1000);
                 request.SendWebRequest();
             }
@@ -146,7 +146,9 @@ namespace CubeWalk.Managed
     {
         // The server takes 8192 characters of `chunks`; leave room under URL limits, as the SDK does.
         const int ParamBudget = 6000;
-        readonly string endpoint, token;
+        readonly string endpoint;
+        // Replaced whole by SetToken; each exchange keeps the one it was sent with.
+        volatile TokenState token;
         readonly int timeoutMs;
         readonly IHttpSender http;
         readonly object gate = new object();
@@ -158,13 +160,71 @@ namespace CubeWalk.Managed
         internal ManagedTransport(string endpoint, string token, CubeWalkOptions options, IHttpSender sender)
         {
             this.endpoint = CheckEndpoint(endpoint, options.AllowInsecureHttp);
+            this.token = new TokenState(CheckToken(token));
+            timeoutMs = (int)(options.TimeoutMs ?? NativeDefaults.TimeoutMs);
+            http = sender;
+        }
+
+        internal static string CheckToken(string token)
+        {
+            if (token == null) throw new ArgumentNullException("token");
             if (token.Length == 0 || token.Length > NativeDefaults.MaxTokenLength)
                 throw Invalid("token must be 1 to " + NativeDefaults.MaxTokenLength + " characters");
             foreach (char c in token)
                 if (c < 0x20 || c > 0x7e) throw Invalid("token holds characters not allowed in an HTTP header");
-            this.token = token;
-            timeoutMs = (int)(options.TimeoutMs ?? NativeDefaults.TimeoutMs);
-            http = sender;
+            return token;
+        }
+
+        /// <summary>Replaces the token: every exchange sent from now on carries it (parts of
+        /// puts still queued behind another put included), as the native library does.</summary>
+        internal void SetToken(string newToken)
+        {
+            token = new TokenState(CheckToken(newToken));
+        }
+
+        /// <summary>A token, its JWT expiry, and whether it has worked (an answer from behind the
+        /// authorizer), so a 401 tells "refresh it" (TokenRefused) from "never right" (Unauthorized).</summary>
+        internal sealed class TokenState
+        {
+            internal readonly string Text;
+            readonly long expiresAt;
+            internal volatile bool Worked;
+
+            internal TokenState(string text)
+            {
+                Text = text;
+                expiresAt = JwtExpiry(text);
+            }
+
+            internal bool RefusedAfterUse
+            {
+                get { return Worked || (expiresAt > 0 && DateTimeOffset.UtcNow.ToUnixTimeSeconds() >= expiresAt); }
+            }
+
+            // The exp claim of header.payload.signature (base64url), or 0 when not a JWT with one.
+            static long JwtExpiry(string text)
+            {
+                string[] parts = text.Split('.');
+                if (parts.Length != 3) return 0;
+                try
+                {
+                    string b64 = parts[1].Replace('-', '+').Replace('_', '/');
+                    b64 = b64.PadRight(b64.Length + (4 - b64.Length % 4) % 4, '=');
+                    string json = Encoding.UTF8.GetString(Convert.FromBase64String(b64));
+                    int at = json.IndexOf("\"exp\":", StringComparison.Ordinal);
+                    if (at < 0) return 0;
+                    int i = at + 6, start;
+                    while (i < json.Length && json[i] == ' ') i++;
+                    start = i;
+                    while (i < json.Length && char.IsDigit(json[i])) i++;
+                    long exp;
+                    return long.TryParse(json.Substring(start, i - start), NumberStyles.None, CultureInfo.InvariantCulture, out exp) ? exp : 0;
+                }
+                catch (FormatException)
+                {
+                    return 0;
+                }
+            }
         }
 
         static CubeWalkException Invalid(string message)
@@ -196,6 +256,7 @@ namespace CubeWalk.Managed
         sealed class Part
         {
             internal IHttpExchange Exchange;
+            internal TokenState Token; // the one it was sent with
             internal int First, Count; // fetch: the keys it carries
             internal List<ChunkKey> Chunks; // put: the chunks it touches, in order
             internal string Method, Url;
@@ -319,7 +380,12 @@ namespace CubeWalk.Managed
 
         void Send(Op op)
         {
-            foreach (Part p in op.Parts) p.Exchange = http.Send(p.Method, p.Url, token, p.Body, timeoutMs);
+            TokenState t = token;
+            foreach (Part p in op.Parts)
+            {
+                p.Token = t;
+                p.Exchange = http.Send(p.Method, p.Url, t.Text, p.Body, timeoutMs);
+            }
             op.Started = true;
         }
 
@@ -384,22 +450,50 @@ namespace CubeWalk.Managed
                 return p.Exchange.Error == "timed out" ? CubeWalkStatus.Timeout : CubeWalkStatus.Network;
             }
             int s = p.Exchange.Status;
+            string code = Code(p.Exchange.Text);
+            // Our own answers come from behind the authorizer: the token was accepted.
+            if (p.Token != null && ((s >= 200 && s < 300) || code != null)) p.Token.Worked = true;
             if (s >= 200 && s < 300)
             {
                 error = null;
                 return CubeWalkStatus.Ok;
             }
             string message = Message(p.Exchange.Text);
+            if (p.Token != null && message.Contains(p.Token.Text)) message = message.Replace(p.Token.Text, "[token]");
+            return StatusOf(s, code, message, p.Token != null && p.Token.RefusedAfterUse, out error);
+        }
+
+        /// <summary>The status and message of an HTTP error answer (not retried here).</summary>
+        internal static CubeWalkStatus StatusOf(int s, string code, string message, bool refusedAfterUse, out string error)
+        {
+            if (s == 401 && refusedAfterUse)
+            {
+                error = "token refused (401) after it had worked or expired; get a new token and set it: " + message;
+                return CubeWalkStatus.TokenRefused;
+            }
             if (s == 401) { error = "unauthorized (401): " + message; return CubeWalkStatus.Unauthorized; }
+            if (s == 403 && code == "banned") { error = "banned (403): " + message; return CubeWalkStatus.Banned; }
             if (s == 403) { error = "forbidden (403): " + message; return CubeWalkStatus.Forbidden; }
+            if (s == 429 && code == "rate_limited") { error = "rate limited (429): " + message; return CubeWalkStatus.RateLimited; }
             if (s >= 300 && s < 400) { error = "the server answered " + s + "; redirects are never followed"; return CubeWalkStatus.Protocol; }
             if (s >= 400 && s < 500 && s != 429) { error = "bad request (" + s + "): " + message; return CubeWalkStatus.BadRequest; }
             error = "server error (" + s + "): " + message;
             return CubeWalkStatus.ServerError;
         }
 
+        // The code of our error body ({"error":{"code":"..."}}), or null for anything else.
+        internal static string Code(string body)
+        {
+            if (string.IsNullOrEmpty(body) || !body.StartsWith("{\"error\":", StringComparison.Ordinal)) return null;
+            int at = body.IndexOf("\"code\":\"", StringComparison.Ordinal);
+            if (at < 0) return null;
+            int start = at + 8;
+            int end = body.IndexOf('"', start);
+            return end < 0 ? null : body.Substring(start, end - start);
+        }
+
         // The human part of an error body: ours ({"error":{"code","message"}}) or API Gateway's.
-        static string Message(string body)
+        internal static string Message(string body)
         {
             if (string.IsNullOrEmpty(body)) return "";
             int at = body.IndexOf("\"message\":", StringComparison.Ordinal);
@@ -460,6 +554,78 @@ namespace CubeWalk.Managed
             // On failure, the chunks confirmed applied (as the native library reports them).
             op.Count[0] = (UIntPtr)written;
             return failure;
+        }
+
+        /// <summary>The guest login URL for an endpoint: the /cubewalkblocks URL (its sibling
+        /// cubewalklogin is taken) or the /cubewalklogin URL, as the native library reads it.</summary>
+        internal static string LoginUrl(string endpoint, bool allowInsecure)
+        {
+            string url = CheckEndpoint(endpoint, allowInsecure);
+            if (url.EndsWith("/cubewalklogin", StringComparison.Ordinal)) return url;
+            if (url.EndsWith("/cubewalkblocks", StringComparison.Ordinal))
+                return url.Substring(0, url.Length - "cubewalkblocks".Length) + "cubewalklogin";
+            throw Invalid("login endpoint must end in /cubewalkblocks or /cubewalklogin (with its stage before it)");
+        }
+
+        /// <summary>Starts a guest login (POST, no token header) through <paramref name="http"/>.</summary>
+        internal static IHttpExchange BeginLogin(IHttpSender http, string endpoint, string secret, CubeWalkOptions options)
+        {
+            string url = LoginUrl(endpoint, options.AllowInsecureHttp);
+            CubeWalkClient.CheckDeviceSecret(secret);
+            byte[] body = Encoding.UTF8.GetBytes("{\"device_secret\":\"" + secret + "\"}");
+            return http.Send("POST", url, null, body, (int)(options.TimeoutMs ?? NativeDefaults.TimeoutMs));
+        }
+
+        /// <summary>The end of a guest login begun with <see cref="BeginLogin"/>.</summary>
+        internal static CubeWalkStatus FinishLogin(IHttpExchange x, string secret, out GuestSession session, out string error)
+        {
+            session = null;
+            if (x.Status == 0)
+            {
+                error = "network error: " + x.Error;
+                return x.Error == "timed out" ? CubeWalkStatus.Timeout : CubeWalkStatus.Network;
+            }
+            if (x.Status < 200 || x.Status >= 300)
+            {
+                string message = Message(x.Text).Replace(secret, "[device secret]");
+                if (x.Status >= 300 && x.Status < 400) { error = "the server answered " + x.Status + "; redirects are never followed"; return CubeWalkStatus.Protocol; }
+                return StatusOf(x.Status, Code(x.Text), message, false, out error);
+            }
+            string text = x.Text ?? "";
+            string token = StringField(text, "token"), player = StringField(text, "player");
+            long expiresAt, expiresIn;
+            if (token == null || player == null || !long.TryParse(NumberField(text, "expires_at"), NumberStyles.None, CultureInfo.InvariantCulture, out expiresAt)
+                || !long.TryParse(NumberField(text, "expires_in"), NumberStyles.None, CultureInfo.InvariantCulture, out expiresIn))
+            {
+                error = "protocol error: login answer is not valid";
+                return CubeWalkStatus.Protocol;
+            }
+            session = new GuestSession(token, player, StringField(text, "role") ?? "", expiresAt, (int)Math.Min(expiresIn, int.MaxValue));
+            error = null;
+            return CubeWalkStatus.Ok;
+        }
+
+        // A string field of a flat JSON object whose values carry no escapes (the login answer's).
+        static string StringField(string json, string name)
+        {
+            string key = "\"" + name + "\":";
+            int at = json.IndexOf(key, StringComparison.Ordinal);
+            if (at < 0) return null;
+            int start = json.IndexOf('"', at + key.Length);
+            int end = start < 0 ? -1 : json.IndexOf('"', start + 1);
+            return end < 0 ? null : json.Substring(start + 1, end - start - 1);
+        }
+
+        static string NumberField(string json, string name)
+        {
+            string key = "\"" + name + "\":";
+            int at = json.IndexOf(key, StringComparison.Ordinal);
+            if (at < 0) return null;
+            int i = at + key.Length;
+            while (i < json.Length && json[i] == ' ') i++;
+            int start = i;
+            while (i < json.Length && char.IsDigit(json[i])) i++;
+            return json.Substring(start, i - start);
         }
 
         /// <summary>Cancels a request: its outputs are never written afterwards. A put may or may

@@ -94,6 +94,56 @@ namespace CubeWalk.Native
 #endif
 
         /// <summary>
+        ///  Replaces the token sent from now on, without re-initializing: every HTTP attempt that
+        ///  starts after this returns sends `token` (retries of requests already running included; a
+        ///  request that meets a 401 because it went out with the old token is sent again at once with
+        ///  the new one), and so does the next realtime connect or reconnect. A realtime connection
+        ///  stopped on a refused token (`CW_REALTIME_REFUSED`, `CW_REALTIME_TOKEN_REFUSED`) tries again
+        ///  with it. The token is checked as `cw_init` checks it (1 to `CW_MAX_TOKEN_LEN` bytes of
+        ///  visible ASCII); on error the old token stays. `CW_STATUS_NOT_INITIALIZED` before `cw_init`.
+        ///  Thread-safe: may race with any other call.
+        ///
+        ///  # Safety
+        ///  `token` must point to `token_len` readable bytes.
+        /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        internal static CubeWalkStatus cw_set_token(byte* token, System.UIntPtr token_len) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
+        [DllImport(__DllName, EntryPoint = "cw_set_token", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern CubeWalkStatus cw_set_token(byte* token, System.UIntPtr token_len);
+#endif
+
+        /// <summary>
+        ///  Logs in as the guest that `device_secret` stands for (`POST /&lt;stage&gt;/cubewalklogin`),
+        ///  blocking until done; callable before `cw_init`, so a game can log in, then initialize with
+        ///  the token. `endpoint` is the `/cubewalkblocks` URL given to `cw_init` (its sibling
+        ///  `cubewalklogin` is used) or the `/cubewalklogin` URL. `device_secret` is 22 to 128
+        ///  characters of `A-Z a-z 0-9 _ -` (for example 32 random bytes in base64url), generated once
+        ///  and kept by the game: the same secret is always the same player. `options` may be null for
+        ///  defaults (its timeout bounds the call, retries included; its CA and plain-HTTP settings
+        ///  apply as for `cw_init`).
+        ///
+        ///  On success the token is written to `token_out[0..*out_token_len]` (not NUL-terminated;
+        ///  `CW_MAX_TOKEN_LEN` bytes always suffice) and `*out_session` says who and until when. When
+        ///  `token_cap` is too small, `*out_token_len` is set to the length needed and the call returns
+        ///  `CW_STATUS_BUFFER_TOO_SMALL` (the token is lost; log in again with a larger buffer). A
+        ///  secret the server refuses is `CW_STATUS_BAD_REQUEST`, a login limit `CW_STATUS_RATE_LIMITED`.
+        ///  Errors never contain the secret or the token. Not cancelled by `cw_shutdown`. Thread-safe;
+        ///  never call it from the game's main thread in a frame loop.
+        ///
+        ///  # Safety
+        ///  `endpoint` and `device_secret` must point to their lengths of readable bytes, `options`
+        ///  null or to a `CwOptions`, `token_out` to `token_cap` writable bytes, `out_token_len` and
+        ///  `out_session` to writable memory.
+        /// </summary>
+#if UNITY_WEBGL && !UNITY_EDITOR
+        internal static CubeWalkStatus cw_login_guest(byte* endpoint, System.UIntPtr endpoint_len, byte* device_secret, System.UIntPtr secret_len, CwOptions* options, byte* token_out, System.UIntPtr token_cap, System.UIntPtr* out_token_len, CwGuestSession* out_session) { throw new System.PlatformNotSupportedException("CubeWalk's native plugin cannot run in a WebGL build (browsers load no native code)"); }
+#else
+        [DllImport(__DllName, EntryPoint = "cw_login_guest", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern CubeWalkStatus cw_login_guest(byte* endpoint, System.UIntPtr endpoint_len, byte* device_secret, System.UIntPtr secret_len, CwOptions* options, byte* token_out, System.UIntPtr token_cap, System.UIntPtr* out_token_len, CwGuestSession* out_session);
+#endif
+
+        /// <summary>
         ///  Cancels every request in flight (blocking calls return `CW_STATUS_CANCELLED`, non-blocking ones
         ///  report it from `cw_poll`) and stops the library's threads without waiting for them. Returns
         ///  at once (it waits only for a `cw_poll` that is copying a result out at that moment). Once
@@ -406,11 +456,13 @@ namespace CubeWalk.Native
         public uint max_retries;
         /// <summary>
         ///  Backoff base delay (ms, ..=60000; default 100): retry n waits a random time up to
-        ///  `base * 2^(n-1)`, or longer when the server sends `Retry-After`.
+        ///  `base * 2^(n-1)`, or the whole `Retry-After` when the server asks for longer (a wait
+        ///  that would end past the call's timeout is not started: the call fails instead).
         /// </summary>
         public uint retry_base_delay_ms;
         /// <summary>
-        ///  Largest wait between retries (ms, ..=60000; default 2000).
+        ///  Largest backoff wait between retries (ms, ..=60000; default 2000); a longer
+        ///  `Retry-After` is still honoured.
         /// </summary>
         public uint retry_max_delay_ms;
         /// <summary>
@@ -467,6 +519,32 @@ namespace CubeWalk.Native
         ///  How many edits it has (0 unless `CW_CHANGE_EDITS`).
         /// </summary>
         public uint edit_count;
+    }
+
+    /// <summary>
+    ///  What `cw_login_guest` answers besides the token.
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal unsafe partial struct CwGuestSession
+    {
+        /// <summary>
+        ///  When the token expires, in seconds since the Unix epoch (by the server's clock).
+        /// </summary>
+        public ulong expires_at;
+        /// <summary>
+        ///  How long the token is valid from the answer, in seconds: schedule the next login from
+        ///  this (it does not depend on the device's clock).
+        /// </summary>
+        public uint expires_in;
+        /// <summary>
+        ///  Bytes of `player` in use.
+        /// </summary>
+        public uint player_len;
+        /// <summary>
+        ///  The guest's player id (`guest-...`), UTF-8, `player_len` bytes, NUL-padded
+        ///  (`CW_MAX_PLAYER_LEN` bytes; spelled as a number for the C# bindings' generator).
+        /// </summary>
+        public fixed byte player[128];
     }
 
 

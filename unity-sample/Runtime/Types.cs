@@ -118,8 +118,110 @@ namespace CubeWalk
         Connecting = 1,
         /// <summary>Connected.</summary>
         Connected = 2,
-        /// <summary>The server refused the token; no more attempts.</summary>
+        /// <summary>The server refused the token (a 401 to a token that never worked, or a 403);
+        /// no more attempts until <see cref="CubeWalkClient.SetToken"/> gives a new one.</summary>
         Refused = 3,
+        /// <summary>The server answered 401 to a token that had worked or has expired: log in again
+        /// and call <see cref="CubeWalkClient.SetToken"/>; attempts resume with the new token.</summary>
+        TokenRefused = 4,
+    }
+
+    /// <summary>What a guest login answered (<see cref="CubeWalkClient.LoginGuest"/>).</summary>
+    public sealed class GuestSession
+    {
+        /// <summary>The player token, for <see cref="CubeWalkClient"/> or <see cref="CubeWalkClient.SetToken"/>.
+        /// A credential: never log it.</summary>
+        public string Token { get; private set; }
+        /// <summary>The guest's player id (guest-...), the same for every login with the same secret.</summary>
+        public string Player { get; private set; }
+        /// <summary>The token's role (editor for guests).</summary>
+        public string Role { get; private set; }
+        /// <summary>When the token expires, in seconds since the Unix epoch (by the server's clock).</summary>
+        public long ExpiresAt { get; private set; }
+        /// <summary>How long the token is valid from the answer, in seconds: schedule the next login
+        /// from this (it does not depend on the device's clock).</summary>
+        public int ExpiresIn { get; private set; }
+
+        /// <summary>A session as the login answered it.</summary>
+        /// <param name="token">The player token.</param>
+        /// <param name="player">The player id.</param>
+        /// <param name="role">The role.</param>
+        /// <param name="expiresAt">Expiry, Unix seconds.</param>
+        /// <param name="expiresIn">Validity from the answer, seconds.</param>
+        public GuestSession(string token, string player, string role, long expiresAt, int expiresIn)
+        {
+            Token = token;
+            Player = player;
+            Role = role;
+            ExpiresAt = expiresAt;
+            ExpiresIn = expiresIn;
+        }
+
+        /// <summary>The player and expiry; never the token.</summary>
+        /// <returns>A description without the token.</returns>
+        public override string ToString()
+        {
+            return "GuestSession(" + Player + ", " + Role + ", expires in " + ExpiresIn + " s)";
+        }
+    }
+
+    /// <summary>A guest login in flight (<see cref="CubeWalkClient.BeginLoginGuest"/>): call
+    /// <see cref="Poll"/> once per frame until it answers true.</summary>
+    public sealed class GuestLoginRequest
+    {
+        readonly System.Threading.Tasks.Task<GuestSession> native;
+        readonly Managed.IHttpExchange managed;
+        readonly string secret;
+
+        internal GuestLoginRequest(System.Threading.Tasks.Task<GuestSession> native) { this.native = native; }
+
+        internal GuestLoginRequest(Managed.IHttpExchange managed, string secret)
+        {
+            this.managed = managed;
+            this.secret = secret;
+        }
+
+        /// <summary>True once finished (then <see cref="Status"/>, <see cref="Error"/> and <see cref="Session"/> are set).</summary>
+        public bool IsDone { get; private set; }
+        /// <summary>How it ended (Pending while running).</summary>
+        public CubeWalkStatus Status { get; private set; }
+        /// <summary>Why it failed (never containing the secret), or null.</summary>
+        public string Error { get; private set; }
+        /// <summary>The session on success, or null.</summary>
+        public GuestSession Session { get; private set; }
+
+        /// <summary>Checks whether the login finished, never blocking; true once it has.</summary>
+        /// <returns>Whether it is done.</returns>
+        public bool Poll()
+        {
+            if (IsDone) return true;
+            if (native != null)
+            {
+                if (!native.IsCompleted) return false;
+                if (native.Status == System.Threading.Tasks.TaskStatus.RanToCompletion)
+                {
+                    Session = native.Result;
+                    Status = CubeWalkStatus.Ok;
+                }
+                else
+                {
+                    var e = native.Exception == null ? null : native.Exception.InnerException as CubeWalkException;
+                    Status = e != null ? e.Status : CubeWalkStatus.Internal;
+                    Error = e != null ? e.Message : "guest login failed";
+                }
+            }
+            else
+            {
+                if (!managed.IsDone) return false;
+                GuestSession session;
+                string error;
+                Status = Managed.ManagedTransport.FinishLogin(managed, secret, out session, out error);
+                Session = session;
+                Error = error;
+            }
+            IsDone = true;
+            return true;
+        }
     }
 
     /// <summary>Client settings. Every setting left null keeps the native library's default

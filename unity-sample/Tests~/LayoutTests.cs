@@ -54,6 +54,8 @@ namespace CubeWalk.Tests
                 "ca_pem_len", "ca_pem_len");
             Same(c, "CwChange", typeof(CwChange), "chunk", "chunk", "kind", "kind", "previous", "previous",
                 "version", "version", "first_edit", "first_edit", "edit_count", "edit_count");
+            Same(c, "CwGuestSession", typeof(CwGuestSession), "expires_at", "expires_at", "expires_in", "expires_in",
+                "player_len", "player_len", "player", "player");
         }
 
         [Test]

@@ -28,7 +28,10 @@ use guard::{check_count, check_ptr, guard, slice, utf8};
 use session::{Outcome, Outputs};
 use std::collections::HashSet;
 use std::time::Duration;
-pub use types::{CwChange, CwChunkKey, CwChunkVersion, CwEdit, CwOptions, CW_NO_VERSION};
+pub use types::{
+    CwChange, CwChunkKey, CwChunkVersion, CwEdit, CwGuestSession, CwOptions, CW_MAX_PLAYER_LEN,
+    CW_NO_VERSION,
+};
 
 /// Most chunks one fetch call may ask for (the library splits them into requests).
 pub const CW_MAX_FETCH_CHUNKS: usize = 16_384;
@@ -36,6 +39,8 @@ pub const CW_MAX_FETCH_CHUNKS: usize = 16_384;
 pub const CW_MAX_PUT_EDITS: usize = 1 << 20;
 /// Longest world id in bytes.
 pub const CW_MAX_WORLD_LEN: usize = 64;
+// Spelled out in types.rs for the header; the login module is the source.
+const _: () = assert!(CW_MAX_PLAYER_LEN == crate::login::MAX_PLAYER_LEN);
 
 /// The library version as `major << 16 | minor << 8 | patch`.
 #[no_mangle]
@@ -134,6 +139,114 @@ pub unsafe extern "C" fn cw_init_with_options(
         };
         let client = Client::new(endpoint, token, options)?;
         session::init(client)?;
+        Ok(Status::Ok)
+    })
+}
+
+/// Replaces the token sent from now on, without re-initializing: every HTTP attempt that
+/// starts after this returns sends `token` (retries of requests already running included; a
+/// request that meets a 401 because it went out with the old token is sent again at once with
+/// the new one), and so does the next realtime connect or reconnect. A realtime connection
+/// stopped on a refused token (`CW_REALTIME_REFUSED`, `CW_REALTIME_TOKEN_REFUSED`) tries again
+/// with it. The token is checked as `cw_init` checks it (1 to `CW_MAX_TOKEN_LEN` bytes of
+/// visible ASCII); on error the old token stays. `CW_STATUS_NOT_INITIALIZED` before `cw_init`.
+/// Thread-safe: may race with any other call.
+///
+/// # Safety
+/// `token` must point to `token_len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn cw_set_token(token: *const u8, token_len: usize) -> Status {
+    guard(|| {
+        // SAFETY: caller contract.
+        let token = unsafe { utf8(token, token_len, MAX_TOKEN_LEN, "token") }?;
+        session::set_token(token)?;
+        Ok(Status::Ok)
+    })
+}
+
+/// Logs in as the guest that `device_secret` stands for (`POST /<stage>/cubewalklogin`),
+/// blocking until done; callable before `cw_init`, so a game can log in, then initialize with
+/// the token. `endpoint` is the `/cubewalkblocks` URL given to `cw_init` (its sibling
+/// `cubewalklogin` is used) or the `/cubewalklogin` URL. `device_secret` is 22 to 128
+/// characters of `A-Z a-z 0-9 _ -` (for example 32 random bytes in base64url), generated once
+/// and kept by the game: the same secret is always the same player. `options` may be null for
+/// defaults (its timeout bounds the call, retries included; its CA and plain-HTTP settings
+/// apply as for `cw_init`).
+///
+/// On success the token is written to `token_out[0..*out_token_len]` (not NUL-terminated;
+/// `CW_MAX_TOKEN_LEN` bytes always suffice) and `*out_session` says who and until when. When
+/// `token_cap` is too small, `*out_token_len` is set to the length needed and the call returns
+/// `CW_STATUS_BUFFER_TOO_SMALL` (the token is lost; log in again with a larger buffer). A
+/// secret the server refuses is `CW_STATUS_BAD_REQUEST`, a login limit `CW_STATUS_RATE_LIMITED`.
+/// Errors never contain the secret or the token. Not cancelled by `cw_shutdown`. Thread-safe;
+/// never call it from the game's main thread in a frame loop.
+///
+/// # Safety
+/// `endpoint` and `device_secret` must point to their lengths of readable bytes, `options`
+/// null or to a `CwOptions`, `token_out` to `token_cap` writable bytes, `out_token_len` and
+/// `out_session` to writable memory.
+#[no_mangle]
+pub unsafe extern "C" fn cw_login_guest(
+    endpoint: *const u8,
+    endpoint_len: usize,
+    device_secret: *const u8,
+    secret_len: usize,
+    options: *const CwOptions,
+    token_out: *mut u8,
+    token_cap: usize,
+    out_token_len: *mut usize,
+    out_session: *mut CwGuestSession,
+) -> Status {
+    guard(|| {
+        // SAFETY: caller contract.
+        let endpoint = unsafe { utf8(endpoint, endpoint_len, MAX_ENDPOINT_LEN, "endpoint") }?;
+        // SAFETY: caller contract. The limit is the protocol's; its alphabet is checked below.
+        let secret = unsafe {
+            utf8(
+                device_secret,
+                secret_len,
+                crate::login::MAX_DEVICE_SECRET_LEN,
+                "device_secret",
+            )
+        }?;
+        check_ptr(token_out.cast_const(), "token_out")?;
+        check_count(token_cap, usize::MAX, "token_cap")?;
+        check_ptr(out_token_len.cast_const(), "out_token_len")?;
+        check_ptr(out_session.cast_const(), "out_session")?;
+        let options = if options.is_null() {
+            ClientOptions::default()
+        } else {
+            check_ptr(options, "options")?;
+            // SAFETY: checked non-null and aligned; caller contract.
+            convert_options(unsafe { &*options })?
+        };
+        // A runtime of its own: the call may come before cw_init, and it must not depend on
+        // (or be stopped with) the session's.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start runtime: {e}")))?;
+        let session = runtime.block_on(crate::login::login_guest(endpoint, secret, &options))?;
+        // SAFETY: checked above.
+        unsafe { out_token_len.write(session.token.len()) };
+        if session.token.len() > token_cap {
+            return Err(Error::BufferTooSmall {
+                needed: session.token.len(),
+            });
+        }
+        let mut out = CwGuestSession {
+            expires_at: session.expires_at,
+            expires_in: u32::try_from(session.expires_in).unwrap_or(u32::MAX),
+            player_len: session.player.len() as u32,
+            player: [0; CW_MAX_PLAYER_LEN],
+        };
+        // login_guest checked the player id fits.
+        out.player[..session.player.len()].copy_from_slice(session.player.as_bytes());
+        // SAFETY: checked above; token_cap >= the token's length.
+        unsafe {
+            std::ptr::copy_nonoverlapping(session.token.as_ptr(), token_out, session.token.len());
+            out_session.write(out);
+        }
         Ok(Status::Ok)
     })
 }

@@ -76,6 +76,16 @@ pub(crate) fn init(client: Client) -> Result<()> {
     Ok(())
 }
 
+/// Replaces the current client's token (see [`Client::set_token`]); the realtime connection
+/// shares it.
+pub(crate) fn set_token(token: &str) -> Result<()> {
+    let g = lock(&GLOBAL);
+    match &g.client {
+        Some(client) => client.set_token(token),
+        None => Err(Error::NotInitialized),
+    }
+}
+
 /// Starts (or restarts) the realtime connection with the current client's settings.
 pub(crate) fn start_realtime(endpoint: &str) -> Result<()> {
     let mut g = lock(&GLOBAL);

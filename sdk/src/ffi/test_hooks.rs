@@ -36,6 +36,43 @@ pub fn init_with(endpoint: &str, token: &str, configure: impl FnOnce(&mut CwOpti
     }
 }
 
+/// `cw_set_token` with a Rust string.
+pub fn set_token(token: &str) -> Status {
+    // SAFETY: a valid slice for the call.
+    unsafe { cw_set_token(token.as_ptr(), token.len()) }
+}
+
+/// `cw_login_guest` with Rust strings and default options (plain HTTP to loopback only):
+/// the status, and on success the token and session.
+pub fn login_guest(endpoint: &str, secret: &str) -> (Status, Option<(String, CwGuestSession)>) {
+    let mut token = vec![0u8; crate::options::MAX_TOKEN_LEN];
+    let mut len = 0usize;
+    // SAFETY: CwGuestSession is plain data.
+    let mut session = unsafe { std::mem::zeroed::<CwGuestSession>() };
+    // SAFETY: valid slices and outputs for the call.
+    let s = unsafe {
+        cw_login_guest(
+            endpoint.as_ptr(),
+            endpoint.len(),
+            secret.as_ptr(),
+            secret.len(),
+            std::ptr::null(),
+            token.as_mut_ptr(),
+            token.len(),
+            &mut len,
+            &mut session,
+        )
+    };
+    if s != Status::Ok {
+        return (s, None);
+    }
+    token.truncate(len);
+    (
+        s,
+        Some((String::from_utf8(token).expect("a token is ASCII"), session)),
+    )
+}
+
 /// This thread's `cw_last_error` as a string.
 pub fn last_error() -> String {
     let mut buf = vec![0u8; 4096];

@@ -56,9 +56,11 @@ pub struct CwOptions {
     /// (0..=100; default 3).
     pub max_retries: u32,
     /// Backoff base delay (ms, ..=60000; default 100): retry n waits a random time up to
-    /// `base * 2^(n-1)`, or longer when the server sends `Retry-After`.
+    /// `base * 2^(n-1)`, or the whole `Retry-After` when the server asks for longer (a wait
+    /// that would end past the call's timeout is not started: the call fails instead).
     pub retry_base_delay_ms: u32,
-    /// Largest wait between retries (ms, ..=60000; default 2000).
+    /// Largest backoff wait between retries (ms, ..=60000; default 2000); a longer
+    /// `Retry-After` is still honoured.
     pub retry_max_delay_ms: u32,
     /// Most HTTP requests in flight at once (1..=1024; default 16).
     pub max_in_flight: u32,
@@ -114,6 +116,30 @@ pub const CW_REALTIME_OFF: i32 = 0;
 pub const CW_REALTIME_CONNECTING: i32 = 1;
 /// `cw_realtime_state`: connected.
 pub const CW_REALTIME_CONNECTED: i32 = 2;
-/// `cw_realtime_state`: the server refused the token at connect; no more attempts
+/// `cw_realtime_state`: the server refused the token at connect (a 401 to a token that never
+/// worked, or a 403); no more attempts until `cw_set_token` gives a new token
 /// (`cw_last_error` after `cw_realtime_state` says why).
 pub const CW_REALTIME_REFUSED: i32 = 3;
+/// `cw_realtime_state`: the server answered 401 at connect to a token that had worked or has
+/// expired: get a new token (log in again) and call `cw_set_token`; attempts resume with it.
+pub const CW_REALTIME_TOKEN_REFUSED: i32 = 4;
+
+/// Longest player id `cw_login_guest` writes, in bytes.
+pub const CW_MAX_PLAYER_LEN: usize = 128;
+
+/// What `cw_login_guest` answers besides the token.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct CwGuestSession {
+    /// When the token expires, in seconds since the Unix epoch (by the server's clock).
+    pub expires_at: u64,
+    /// How long the token is valid from the answer, in seconds: schedule the next login from
+    /// this (it does not depend on the device's clock).
+    pub expires_in: u32,
+    /// Bytes of `player` in use.
+    pub player_len: u32,
+    /// The guest's player id (`guest-...`), UTF-8, `player_len` bytes, NUL-padded
+    /// (`CW_MAX_PLAYER_LEN` bytes; spelled as a number for the C# bindings' generator).
+    pub player: [u8; 128],
+}
+const _: () = assert!(CW_MAX_PLAYER_LEN == 128);

@@ -11,16 +11,19 @@ using UnityEngine.InputSystem;
 /// chunk changes), follows other players' edits over the realtime (WebSocket) API (polling with
 /// non-blocking fetches, where only changed chunks travel, when realtime is off or down), and
 /// places (left click) or removes (right click) the cube under the crosshair with a put. Works
-/// with the Input System package and with the legacy Input Manager. A missing or wrong token or
-/// an unreachable endpoint shows one message, on screen and in the Console, and disables the
-/// component; nothing throws every frame. Thin Unity glue over <see cref="CubeWalkClient"/>,
+/// with the Input System package and with the legacy Input Manager. With no token configured it
+/// logs in as a guest (a device secret made once and kept in PlayerPrefs) and logs in again
+/// before the token expires (at 80% of its lifetime) or when the API answers TokenRefused,
+/// handing the new token to <see cref="CubeWalkClient.SetToken"/> without restarting anything.
+/// A wrong token, a ban or an unreachable endpoint shows one message, on screen and in the
+/// Console, and disables the component; nothing throws every frame. Thin Unity glue over <see cref="CubeWalkClient"/>,
 /// <see cref="ChunkNeighbourhood"/> and <see cref="ChunkMesher"/>.
 /// </summary>
 public class CubeWalkSample : MonoBehaviour
 {
     [Tooltip("The /cubewalkblocks URL: the local gateway's, or the ApiUrl output of the AWS stack.")]
     public string endpoint = "http://127.0.0.1:3000/prod/cubewalkblocks";
-    [Tooltip("A token the authorizer accepts (the dev token printed by cubewalk-server serve).")]
+    [Tooltip("A token the authorizer accepts (the dev token printed by cubewalk-server serve). Empty: log in as a guest.")]
     public string token = "";
     public string world = "default";
     [Range(0, 4)] public int radius = 1;
@@ -44,18 +47,82 @@ public class CubeWalkSample : MonoBehaviour
     readonly PutRequest put = new PutRequest();
     bool putInFlight;
     string problem;
+    // Guest login: the request in flight, and when to log in again (unscaled seconds).
+    const string DeviceSecretKey = "CubeWalk.DeviceSecret";
+    GuestLoginRequest login;
+    bool guest;
+    float loginAgainAt = float.MaxValue;
 
     void OnEnable()
     {
         problem = null;
-        if (string.IsNullOrEmpty(token))
+        guest = string.IsNullOrEmpty(token);
+        if (guest)
         {
-            Fail("No token: paste the dev token printed by `cubewalk-server serve` (or one of your deployed tokens) into the Token field.");
+            // The client starts once the login answers (Update polls it).
+            LogInAsGuest();
             return;
         }
+        Begin(token);
+    }
+
+    // The device's guest identity: made once, then the same secret (the same player) every run.
+    // It is a password: kept in PlayerPrefs, never logged.
+    static string DeviceSecret()
+    {
+        string secret = PlayerPrefs.GetString(DeviceSecretKey, "");
+        if (secret.Length == 0)
+        {
+            secret = CubeWalkClient.NewDeviceSecret();
+            PlayerPrefs.SetString(DeviceSecretKey, secret);
+            PlayerPrefs.Save();
+        }
+        return secret;
+    }
+
+    void LogInAsGuest()
+    {
+        if (login != null) return;
         try
         {
-            client = new CubeWalkClient(endpoint, token);
+            login = CubeWalkClient.BeginLoginGuest(endpoint, DeviceSecret());
+        }
+        catch (Exception e)
+        {
+            Fail("Cannot log in as a guest: " + e.Message);
+        }
+        loginAgainAt = float.MaxValue;
+    }
+
+    // Polls the guest login; on success starts the client, or gives a running one the new token.
+    void PollLogin()
+    {
+        if (login == null || !login.Poll()) return;
+        GuestLoginRequest done = login;
+        login = null;
+        if (done.Status != CubeWalkStatus.Ok)
+        {
+            if (client == null || done.Status == CubeWalkStatus.Banned || done.Status == CubeWalkStatus.BadRequest)
+            {
+                Fail("Guest login failed: " + done.Error);
+                return;
+            }
+            // The old token may still be good: try again in a while.
+            Debug.LogWarning("CubeWalk guest login failed, trying again: " + done.Error);
+            loginAgainAt = Time.unscaledTime + 5f;
+            return;
+        }
+        // Log in again at 80% of the token's lifetime, well before it runs out.
+        loginAgainAt = Time.unscaledTime + done.Session.ExpiresIn * 0.8f;
+        if (client == null) Begin(done.Session.Token);
+        else client.SetToken(done.Session.Token);
+    }
+
+    void Begin(string startToken)
+    {
+        try
+        {
+            client = new CubeWalkClient(endpoint, startToken);
         }
         catch (Exception e)
         {
@@ -75,15 +142,25 @@ public class CubeWalkSample : MonoBehaviour
     {
         if (client != null) client.Dispose();
         client = null;
+        login = null;
+        loginAgainAt = float.MaxValue;
         foreach (var view in views.Values) view.Destroy();
         views.Clear();
     }
 
     void Update()
     {
+        if (guest)
+        {
+            PollLogin();
+            if (Time.unscaledTime >= loginAgainAt) LogInAsGuest();
+        }
         if (client == null) return;
         client.Update();
-        if (hood.LastError != null && Stops(hood.LastStatus))
+        // An expired guest token: log in again; the neighbourhood keeps retrying meanwhile and
+        // picks the new token up with its next request.
+        if (guest && hood.LastStatus == CubeWalkStatus.TokenRefused) LogInAsGuest();
+        else if (hood.LastError != null && Stops(hood.LastStatus))
         {
             Fail("CubeWalk stopped: " + hood.LastError);
             return;
@@ -117,7 +194,8 @@ public class CubeWalkSample : MonoBehaviour
     static bool Stops(CubeWalkStatus s)
     {
         return s == CubeWalkStatus.Unauthorized || s == CubeWalkStatus.Forbidden || s == CubeWalkStatus.InvalidArgument
-            || s == CubeWalkStatus.Network || s == CubeWalkStatus.NotInitialized;
+            || s == CubeWalkStatus.Network || s == CubeWalkStatus.NotInitialized || s == CubeWalkStatus.Banned
+            || s == CubeWalkStatus.TokenRefused;
     }
 
     static void ReadPointer(out bool place, out bool remove, out Vector3 pointer)
@@ -151,7 +229,9 @@ public class CubeWalkSample : MonoBehaviour
     void OnPut(PutRequest r)
     {
         putInFlight = false;
-        if (r.Status != CubeWalkStatus.Ok) Debug.LogWarning("CubeWalk put failed: " + r.Error);
+        if (r.Status == CubeWalkStatus.TokenRefused && guest) LogInAsGuest();
+        else if (r.Status == CubeWalkStatus.RateLimited) Debug.LogWarning("CubeWalk: editing too fast, slow down: " + r.Error);
+        else if (r.Status != CubeWalkStatus.Ok) Debug.LogWarning("CubeWalk put failed: " + r.Error);
         else refreshNow = !hood.IsFollowing; // following: the change comes back as an event
     }
 

@@ -80,6 +80,12 @@ namespace UnityEngine
         public static float GetAxis(string name) { return 0; }
     }
     public static class Time { public static float unscaledTime; public static float deltaTime; }
+    public static class PlayerPrefs
+    {
+        public static string GetString(string key, string defaultValue) { return defaultValue; }
+        public static void SetString(string key, string value) { }
+        public static void Save() { }
+    }
     public static class Screen { public static int width; }
     public static class GUI { public static void Label(Rect r, string text) { } }
     public static class Mathf
