@@ -2,9 +2,9 @@
 //!
 //! - [`store`]: chunk storage (embedded memory store and Redis) behind one trait.
 //! - [`identity`]: player tokens (issue, verify), static development tokens, roles, worlds.
-//! - [`handlers`]: the TOKEN authorizer and the blocks handler as plain functions of
-//!   (request, store/config), in `aws_lambda_events` types, so the Lambda mains and the local
-//!   gateway are thin shells around the same code.
+//! - [`handlers`]: the TOKEN authorizer, the blocks handler and the guest login as plain
+//!   functions of (request, store/config), in `aws_lambda_events` types, so the Lambda mains
+//!   and the local gateway are thin shells around the same code.
 //! - [`realtime`]: the WebSocket API's handler, its subscription index (memory and Redis) and
 //!   the change notifications a put sends through the API Gateway Management API.
 //! - `gateway` (feature `local-gateway`, on by default): a local API Gateway (REST and

@@ -3,7 +3,8 @@
 //!
 //! | situation | answer |
 //! |---|---|
-//! | path other than `/<stage>/cubewalkblocks` | 403 `{"message":"Missing Authentication Token"}` |
+//! | path other than `/<stage>/cubewalkblocks` (or `/<stage>/cubewalklogin` when the guest login is on) | 403 `{"message":"Missing Authentication Token"}` |
+//! | `/<stage>/cubewalklogin` | the login handler, without any token or authorizer (`Auth: NONE`) |
 //! | `OPTIONS` (a browser's CORS preflight) | 200 with the CORS headers, no token needed |
 //! | `token` header missing or failing the validation regex | 401 `{"message":"Unauthorized"}`, authorizer not called |
 //! | authorizer fails with `Unauthorized` | 401 `{"message":"Unauthorized"}` |
@@ -30,7 +31,7 @@ pub use listen::{serve, ConnectionLimits};
 pub use websocket::WebSocketLimits;
 
 use crate::handlers::authorizer::{authorize, authorize_request as authorize_request_event};
-use crate::handlers::blocks;
+use crate::handlers::{blocks, login};
 use crate::realtime::{ManagementApi, ManagementConfig, Notifier, NotifyLimits, Subscriptions};
 use crate::store::ChunkStore;
 use async_trait::async_trait;
@@ -63,7 +64,7 @@ pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
 /// The header the TOKEN authorizer reads.
 pub const TOKEN_HEADER: &str = "token";
 /// Methods a browser may use (the template's `Cors.AllowMethods`).
-pub const CORS_ALLOW_METHODS: &str = "GET,PUT,OPTIONS";
+pub const CORS_ALLOW_METHODS: &str = "GET,PUT,POST,OPTIONS";
 /// Headers a browser may send (the template's `Cors.AllowHeaders`).
 pub const CORS_ALLOW_HEADERS: &str = "content-type,token";
 /// Default identity validation expression: what a generated token looks like (also in the
@@ -134,6 +135,9 @@ pub struct GatewayConfig {
     /// The Management API endpoint puts notify subscribers through: this gateway's own
     /// `http://<addr>/<stage>` once its address is known. `None`: puts notify nobody.
     pub management_endpoint: Option<String>,
+    /// The guest login (`/<stage>/cubewalklogin`) and the key it signs with; `None`: no such
+    /// route, as in a stack without the login function.
+    pub login: Option<Arc<login::LoginConfig>>,
 }
 
 impl Default for GatewayConfig {
@@ -150,6 +154,7 @@ impl Default for GatewayConfig {
             connections: ConnectionLimits::default(),
             websocket: WebSocketLimits::default(),
             management_endpoint: None,
+            login: None,
         }
     }
 }
@@ -347,6 +352,11 @@ async fn handle(gw: &Arc<Gateway>, request: Request) -> Result<Response, Respons
     }
     let (parts, body) = request.into_parts();
 
+    if let Some(config) = gw.config.login.clone() {
+        if parts.uri.path().trim_end_matches('/') == format!("{stage_path}{}", login::RESOURCE) {
+            return guest_login(gw, parts, body, config, peer).await;
+        }
+    }
     let resource_path = format!("{stage_path}{}", blocks::RESOURCE);
     if parts.uri.path().trim_end_matches('/') != resource_path {
         return Err(refuse(Refusal::MissingAuthenticationToken));
@@ -392,22 +402,58 @@ async fn handle(gw: &Arc<Gateway>, request: Request) -> Result<Response, Respons
         Ok(None) => return Err(refuse(Refusal::TooLong)),
         Err(_) => return Err(refuse(Refusal::BodyTimeout)),
     };
-    let event = proxy_event(&gw.config, &parts, body, &grant.context, peer);
-    // Run the integration in this task (no hop to another worker on the hot path), but still
-    // turn a panic into API Gateway's 502, as a crashed Lambda would give.
-    let run = std::panic::AssertUnwindSafe(blocks::handle_notifying(
-        &event,
-        gw.store.as_ref(),
-        gw.notifier.as_ref(),
-    ))
-    .catch_unwind();
+    let event = proxy_event(
+        &gw.config,
+        blocks::RESOURCE,
+        &parts,
+        body,
+        &grant.context,
+        peer,
+    );
+    integrate(
+        gw,
+        blocks::handle_notifying(&event, gw.store.as_ref(), gw.notifier.as_ref()),
+    )
+    .await
+}
+
+/// The guest login route: no token and no authorizer (the template's `Auth: NONE` on that
+/// method), so the body is read at once, within API Gateway's limit and the body timeout.
+async fn guest_login(
+    gw: &Arc<Gateway>,
+    parts: http::request::Parts,
+    body: Body,
+    config: Arc<login::LoginConfig>,
+    peer: Option<String>,
+) -> Result<Response, Response> {
+    if parts.method == http::Method::OPTIONS {
+        return Ok(preflight());
+    }
+    let body = match tokio::time::timeout(gw.config.body_timeout, read_body(&parts, body)).await {
+        Ok(Some(body)) => body,
+        Ok(None) => return Err(Refusal::TooLong.response()),
+        Err(_) => return Err(Refusal::BodyTimeout.response()),
+    };
+    let empty = serde_json::Map::new();
+    let event = proxy_event(&gw.config, login::RESOURCE, &parts, body, &empty, peer);
+    integrate(gw, async move { login::handle(&event, &config) }).await
+}
+
+/// Runs an integration in this task (no hop to another worker on the hot path), turning a
+/// panic into API Gateway's 502, as a crashed Lambda would give, and a run past the
+/// integration timeout into its 504.
+async fn integrate<F>(gw: &Gateway, run: F) -> Result<Response, Response>
+where
+    F: std::future::Future<Output = aws_lambda_events::apigw::ApiGatewayProxyResponse>,
+{
+    let run = std::panic::AssertUnwindSafe(run).catch_unwind();
     match tokio::time::timeout(gw.config.integration_timeout, run).await {
-        Ok(Ok(resp)) => proxy_response(resp).ok_or_else(|| refuse(Refusal::BadIntegration)),
+        Ok(Ok(resp)) => proxy_response(resp).ok_or_else(|| Refusal::BadIntegration.response()),
         Ok(Err(_)) => {
             tracing::error!("integration crashed");
-            Err(refuse(Refusal::BadIntegration))
+            Err(Refusal::BadIntegration.response())
         }
-        Err(_) => Err(refuse(Refusal::IntegrationTimeout)),
+        Err(_) => Err(Refusal::IntegrationTimeout.response()),
     }
 }
 
@@ -508,9 +554,10 @@ async fn drain(stream: &mut axum::body::BodyDataStream) {
     }
 }
 
-/// The Lambda proxy event API Gateway would send for this request.
+/// The Lambda proxy event API Gateway would send for this request to `resource`.
 fn proxy_event(
     config: &GatewayConfig,
+    resource: &str,
     parts: &http::request::Parts,
     body: Bytes,
     context: &serde_json::Map<String, Value>,
@@ -530,8 +577,8 @@ fn proxy_event(
         .collect();
 
     let mut event = ApiGatewayProxyRequest::default();
-    event.resource = Some(blocks::RESOURCE.into());
-    event.path = Some(blocks::RESOURCE.into());
+    event.resource = Some(resource.into());
+    event.path = Some(resource.into());
     event.http_method = parts.method.clone();
     event.headers = parts.headers.clone();
     event.multi_value_headers = parts.headers.clone();
@@ -549,8 +596,8 @@ fn proxy_event(
     let ctx = &mut event.request_context;
     ctx.stage = Some(config.stage.clone());
     ctx.http_method = parts.method.clone();
-    ctx.resource_path = Some(blocks::RESOURCE.into());
-    ctx.path = Some(format!("/{}{}", config.stage, blocks::RESOURCE));
+    ctx.resource_path = Some(resource.into());
+    ctx.path = Some(format!("/{}{resource}", config.stage));
     ctx.request_id = Some(format!("{:032x}", rand::random::<u128>()));
     ctx.identity.source_ip = peer;
     ctx.authorizer.fields = context
@@ -613,6 +660,7 @@ mod tests {
         .unwrap();
         let event = proxy_event(
             &GatewayConfig::default(),
+            blocks::RESOURCE,
             &parts,
             Bytes::from_static(b"{\"edits\":[]}"),
             &grant.context,

@@ -1,4 +1,5 @@
-//! The two Lambda handlers as plain functions.
+//! The Lambda handlers as plain functions.
 
 pub mod authorizer;
 pub mod blocks;
+pub mod login;
