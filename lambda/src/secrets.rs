@@ -4,12 +4,13 @@
 //! blocks and realtime functions could read the Redis password the same way); the IAM policy
 //! decides which secret each may read.
 //!
-//! A whole AWS SDK client would do the same for about a megabyte more in every zip that
-//! carries it; this is the one call they need.
+//! A whole AWS SDK client would do the same for much more in every zip that carries it; this
+//! is the one call they need.
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
+use cubewalk_server::https::HttpsClient;
 use std::time::{Duration, SystemTime};
 
 /// Overrides the endpoint (the AWS SDKs' variable of the same name), for tests and for
@@ -23,6 +24,8 @@ pub const TARGET: &str = "secretsmanager.GetSecretValue";
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 /// Longest the call may take: a function start is waiting for it.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest answer read: a secret holds at most 64 KB, and its JSON envelope little more.
+const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
 /// Why a secret could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +63,7 @@ pub enum SecretsError {
 
 /// A Secrets Manager client for one region and one set of credentials.
 pub struct SecretsManager {
-    http: reqwest::Client,
+    http: HttpsClient,
     endpoint: String,
     region: String,
     credentials: Credentials,
@@ -83,18 +86,16 @@ impl SecretsManager {
     ) -> Result<Self, SecretsError> {
         let endpoint =
             endpoint.unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com"));
-        let url = reqwest::Url::parse(&endpoint)
+        let uri: http::Uri = endpoint
+            .parse()
             .map_err(|_| SecretsError::BadEndpoint(endpoint.clone()))?;
-        if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        if !matches!(uri.scheme_str(), Some("https" | "http")) || uri.host().is_none() {
             return Err(SecretsError::BadEndpoint(endpoint));
         }
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .build()
-            .map_err(|e| SecretsError::Unreachable(e.to_string()))?;
         Ok(Self {
-            http,
-            endpoint: url.to_string(),
+            http: HttpsClient::new(TIMEOUT).map_err(SecretsError::Unreachable)?,
+            // `http://host:port` and `http://host:port/` are the same request, signed as `/`.
+            endpoint: format!("{}/", endpoint.trim_end_matches('/')),
             region: region.to_owned(),
             credentials,
         })
@@ -144,20 +145,19 @@ impl SecretsManager {
         let (instructions, _signature) = sign(signable, &params)
             .map_err(|e| SecretsError::Signing(e.to_string()))?
             .into_parts();
-        let mut request = self.http.post(&self.endpoint).body(body);
+        let mut request = http::Request::post(&self.endpoint);
         for (name, value) in headers.iter().copied().chain(instructions.headers()) {
             request = request.header(name, value);
         }
-        let response = request
-            .send()
+        let request = request
+            .body(body.into())
+            .map_err(|e| SecretsError::Signing(e.to_string()))?;
+        let answer = self
+            .http
+            .send(request, MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| SecretsError::Unreachable(e.to_string()))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| SecretsError::Unreachable(e.to_string()))?;
-        parse_answer(status, &bytes)
+            .map_err(SecretsError::Unreachable)?;
+        parse_answer(answer.status, &answer.body)
     }
 }
 
