@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Deployment checks that need no AWS: lint the SAM template and build both Lambda artifacts
+# Deployment checks that need no AWS: lint the SAM template and build every Lambda artifact
 # exactly as `sam build` would (cargo lambda, arm64), then report their zip sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,10 +8,10 @@ echo "== cfn-lint server/template.yaml"
 cfn-lint server/template.yaml
 echo "cfn-lint: 0 errors"
 
-echo "== cargo lambda build --release --arm64 (authorizer, blocks, realtime)"
+echo "== cargo lambda build --release --arm64 (authorizer, blocks, realtime, login)"
 rustup target list --installed | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 cargo lambda build --release --arm64 -p cubewalk-lambda --output-format zip
-for f in authorizer blocks realtime; do
+for f in authorizer blocks realtime login; do
   zip="${CARGO_TARGET_DIR:-target}/lambda/$f/bootstrap.zip"
   [ -s "$zip" ] || { echo "missing $zip"; exit 1; }
   size=$(stat -c %s "$zip")

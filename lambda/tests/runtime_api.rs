@@ -2,7 +2,10 @@
 //! server in this test speaking the same HTTP protocol as the Lambda service): the authorizer
 //! with TOKEN and REQUEST (WebSocket `$connect`) events, the blocks function with REST proxy
 //! events against a real redis-server, and the realtime function with WebSocket events, the
-//! blocks function notifying subscribers through a stand-in Management API.
+//! blocks function notifying subscribers through a stand-in Management API, and the login
+//! function reading its signing key from a stand-in Secrets Manager.
+
+mod common;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -167,7 +170,12 @@ fn invoke_with(
     let logs = std::fs::read_to_string(&log_path).unwrap();
     let _ = std::fs::remove_file(&log_path);
     let mut results = state.lock().unwrap().results.clone();
-    results.sort_by(|a, b| a.0.cmp(&b.0));
+    // By invocation number: as text, `req-10` would sort before `req-2`.
+    results.sort_by_key(|(id, _, _)| {
+        id.trim_start_matches("req-")
+            .parse::<usize>()
+            .unwrap_or(usize::MAX)
+    });
     (
         results
             .into_iter()
@@ -489,4 +497,131 @@ fn realtime_and_blocks_binaries_subscribe_notify_through_the_management_api_and_
         ":0",
         "nothing of the connection is left"
     );
+}
+
+/// A TOKEN event for the REST API's GET.
+fn token_event(token: &str) -> Value {
+    json!({
+        "type": "TOKEN",
+        "authorizationToken": token,
+        "methodArn": "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET/cubewalkblocks"
+    })
+}
+
+#[test]
+fn authorizer_binary_refuses_every_forged_player_token_and_allows_a_good_one() {
+    use cubewalk_server::identity::SigningKey;
+    use cubewalk_testkit::tokens::{claims, forgeries, sign};
+    let key = SigningKey::generate();
+    let forged = forgeries(&key);
+    let mut good = claims("alice", "viewer");
+    good["worlds"] = json!(["w1", "w2"]);
+    let mut events: Vec<Value> = forged.iter().map(|(_, t)| token_event(t)).collect();
+    events.push(token_event(&sign(&key, &good)));
+    let (results, logs) = invoke(
+        env!("CARGO_BIN_EXE_authorizer"),
+        &[(
+            "CUBEWALK_PUBLIC_KEYS",
+            json!({ "keys": [key.public_jwk()] }).to_string(),
+        )],
+        events,
+    );
+    assert_eq!(results.len(), forged.len() + 1);
+    for ((what, _), (kind, body)) in forged.iter().zip(&results) {
+        assert_eq!(kind, "error", "{what}: {body}");
+        assert_eq!(body["errorMessage"], "Unauthorized", "{what}: {body}");
+    }
+    let (kind, allow) = results.last().unwrap();
+    assert_eq!(kind, "response", "{allow}");
+    assert_eq!(allow["principalId"], "alice");
+    assert_eq!(
+        allow["context"],
+        json!({"player": "alice", "role": "viewer", "worlds": "w1,w2"})
+    );
+    let statement = &allow["policyDocument"]["Statement"][0];
+    assert_eq!(statement["Effect"], "Allow");
+    assert_eq!(
+        statement["Resource"][0],
+        "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/*/*"
+    );
+    assert!(!logs.contains(&sign(&key, &good)), "token in logs");
+}
+
+/// A REST proxy event for `POST /cubewalklogin` (as API Gateway sends it with `Auth: NONE`).
+fn login_event(method: &str, body: &str) -> Value {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../server/tests/fixtures");
+    let mut e: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{fixtures}/rest-put-event.json")).unwrap(),
+    )
+    .unwrap();
+    e["resource"] = json!("/cubewalklogin");
+    e["path"] = json!("/cubewalklogin");
+    e["httpMethod"] = json!(method);
+    e["body"] = json!(body);
+    e["requestContext"]["resourcePath"] = json!("/cubewalklogin");
+    e["requestContext"]["httpMethod"] = json!(method);
+    e["requestContext"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorizer");
+    e
+}
+
+#[test]
+fn login_binary_signs_guest_tokens_with_the_key_it_read_from_secrets_manager() {
+    use common::{SecretsManagerStandIn, ACCESS_KEY, REGION, SECRET_KEY, SESSION_TOKEN};
+    use cubewalk_server::handlers::login::guest_player_id;
+    use cubewalk_server::identity::{PublicKeys, Role, SigningKey, Verifier};
+    let key = SigningKey::generate();
+    let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:cubewalk-login-key-AbCdEf";
+    let sm = SecretsManagerStandIn::start(&[(arn, &key.to_pem())]);
+    let secret = "Zm9vYmFyYmF6cXV4cXV1eA_-";
+    let (results, logs) = invoke(
+        env!("CARGO_BIN_EXE_login"),
+        &[
+            ("CUBEWALK_LOGIN_KEY_SECRET", arn.to_string()),
+            ("CUBEWALK_LOGIN_TTL_SECS", "600".into()),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", sm.endpoint.clone()),
+            ("AWS_REGION", REGION.into()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+            ("AWS_SESSION_TOKEN", SESSION_TOKEN.into()),
+        ],
+        vec![
+            login_event("POST", &json!({ "device_secret": secret }).to_string()),
+            login_event("POST", r#"{"device_secret":"short"}"#),
+            login_event("GET", ""),
+        ],
+    );
+    // Read once, at start.
+    assert_eq!(sm.received.lock().unwrap().len(), 1);
+    let (kind, ok) = &results[0];
+    assert_eq!(kind, "response");
+    assert_eq!(ok["statusCode"], 200, "{ok}");
+    let body: Value = serde_json::from_str(ok["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["player"], guest_player_id(secret));
+    assert_eq!(body["expires_in"], 600);
+    let mut keys = PublicKeys::new();
+    keys.add_signing_key(&key);
+    let verifier = Verifier {
+        keys,
+        ..Verifier::default()
+    };
+    let player = verifier.verify(body["token"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (player.id.as_str(), player.role),
+        (body["player"].as_str().unwrap(), Role::Editor)
+    );
+
+    let error = |i: usize| -> Value {
+        assert_eq!(results[i].0, "response");
+        serde_json::from_str(results[i].1["body"].as_str().unwrap()).unwrap()
+    };
+    assert_eq!(results[1].1["statusCode"], 422);
+    assert_eq!(error(1)["error"]["code"], "invalid_request");
+    assert_eq!(results[2].1["statusCode"], 405);
+    assert_eq!(error(2)["error"]["code"], "method_not_allowed");
+    assert!(!logs.contains(secret), "device secret in logs: {logs}");
+    assert!(!logs.contains("PRIVATE KEY"), "key in logs: {logs}");
+    assert!(logs.contains(key.kid()), "{logs}");
 }

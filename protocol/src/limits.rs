@@ -26,3 +26,9 @@ pub const MAX_FETCH_ENTRY_JSON_LEN: usize = MAX_BLOB_BASE64_LEN + 96;
 pub const IDEMPOTENCY_WINDOW_SECS: u64 = 900;
 /// Shortest and longest idempotency key, in characters of `A-Z a-z 0-9 _ -`.
 pub const IDEMPOTENCY_KEY_LEN: std::ops::RangeInclusive<usize> = 16..=64;
+/// Shortest and longest guest login `device_secret`, in characters of `A-Z a-z 0-9 _ -`: 22
+/// characters carry the 128 random bits a game generates once and keeps.
+pub const DEVICE_SECRET_LEN: std::ops::RangeInclusive<usize> = 22..=128;
+/// Largest guest login body the login handler parses (a secret of the longest form needs
+/// about 150 bytes).
+pub const MAX_LOGIN_BODY_BYTES: usize = 4096;

@@ -49,7 +49,7 @@ pub enum WireError {
     #[error("no such resource: {0}")]
     NotFound(String),
     /// Method not supported on the resource (405 `method_not_allowed`).
-    #[error("method {0} not allowed; use GET or PUT")]
+    #[error("method {0} not allowed here (the Allow header lists the methods)")]
     MethodNotAllowed(String),
     /// The store cannot be reached or did not answer in time (503 `store_unavailable`).
     #[error("store unavailable: {0}")]

@@ -3,9 +3,11 @@
 //! - [`admin`]: history, rollback and bans, for the REST admin API and the `admin` commands.
 //! - [`store`]: chunk storage (embedded memory store and Redis) behind one trait.
 //! - [`identity`]: player tokens (issue, verify), static development tokens, roles, worlds.
-//! - [`handlers`]: the TOKEN authorizer and the blocks handler as plain functions of
-//!   (request, store/config), in `aws_lambda_events` types, so the Lambda mains and the local
-//!   gateway are thin shells around the same code.
+//! - [`handlers`]: the TOKEN authorizer, the blocks handler and the guest login as plain
+//!   functions of (request, store/config), in `aws_lambda_events` types, so the Lambda mains
+//!   and the local gateway are thin shells around the same code.
+//! - [`https`]: the small HTTPS client of the few outgoing calls (Secrets Manager, an OpenID
+//!   Connect issuer's keys).
 //! - [`realtime`]: the WebSocket API's handler, its subscription index (memory and Redis) and
 //!   the change notifications a put sends through the API Gateway Management API.
 //! - `gateway` (feature `local-gateway`, on by default): a local API Gateway (REST and
@@ -15,6 +17,7 @@ pub mod admin;
 #[cfg(feature = "local-gateway")]
 pub mod gateway;
 pub mod handlers;
+pub mod https;
 pub mod identity;
 pub mod realtime;
 pub mod store;

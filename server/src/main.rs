@@ -1,11 +1,13 @@
 //! `cubewalk-server`: runs the CubeWalk backend locally (`serve`), mints player tokens
-//! (`token issue`, `token jwks`) and runs admin operations on a Redis store (`admin ...`).
+//! (`token issue`, `token jwks`), makes signing keys (`token keygen`) and runs admin operations
+//! on a Redis store (`admin ...`).
 
 mod admin_cli;
 
 use clap::{Parser, Subcommand};
 use cubewalk_protocol::WorldId;
 use cubewalk_server::gateway::{self, GatewayConfig, TokenAuthorizer};
+use cubewalk_server::handlers::login::{self, LoginConfig};
 use cubewalk_server::identity::keys::default_key_path;
 use cubewalk_server::identity::token::issue;
 use cubewalk_server::identity::{Claims, PublicKeys, Role, SigningKey, TokenSet, Verifier};
@@ -42,6 +44,16 @@ enum TokenCommand {
     Issue(IssueArgs),
     /// Print the signing key's public half as a JWK Set (the template's PlayerPublicKeys).
     Jwks(KeyArgs),
+    /// Make a new Ed25519 signing key: write it to a new file (owner-only) as PKCS#8 PEM, for
+    /// the guest login's secret or a studio backend, and print its public half as a JWK Set.
+    Keygen(KeygenArgs),
+}
+
+#[derive(clap::Args)]
+struct KeygenArgs {
+    /// Where to write the private key; an existing file is never overwritten.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -120,6 +132,11 @@ struct ServeArgs {
     /// Seconds an authorized request's body may take to arrive (408 after).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     body_timeout: u64,
+    /// Lifetime of the guest login's tokens (`POST /<stage>/cubewalklogin`, signed with the
+    /// signing key), in seconds.
+    #[arg(long, default_value_t = login::DEFAULT_GUEST_TTL_SECS,
+          value_parser = clap::value_parser!(u64).range(*login::GUEST_TTL_SECS.start()..=*login::GUEST_TTL_SECS.end()))]
+    guest_token_ttl: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -137,6 +154,7 @@ fn main() -> std::process::ExitCode {
         Command::Token(TokenCommand::Issue(args)) => issue_token(args),
         Command::Token(TokenCommand::Jwks(args)) => print_jwks(args),
         Command::Admin(command) => runtime.block_on(admin_cli::run(command)),
+        Command::Token(TokenCommand::Keygen(args)) => keygen(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -183,6 +201,19 @@ fn print_jwks(args: KeyArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn keygen(args: KeygenArgs) -> Result<(), String> {
+    let (key, created) = SigningKey::load_or_create(&args.out)?;
+    if !created {
+        return Err(format!(
+            "{} exists: not overwritten (choose another --out)",
+            args.out.display()
+        ));
+    }
+    eprintln!("wrote {} (kid {})", args.out.display(), key.kid());
+    println!("{}", serde_json::json!({ "keys": [key.public_jwk()] }));
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let token_regex =
         Regex::new(&args.token_regex).map_err(|e| format!("bad --token-regex: {e}"))?;
@@ -203,6 +234,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         None => PublicKeys::new(),
     };
     keys.add_signing_key(&key);
+    // The guest login signs with the same key, so its tokens are accepted.
+    let login = LoginConfig {
+        key,
+        ttl_secs: args.guest_token_ttl,
+    };
     let verifier = Verifier {
         keys,
         static_tokens,
@@ -250,6 +286,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         },
         management_endpoint: Some(format!("http://{addr}/{}", args.stage)),
         limits: cubewalk_server::store::PlayerLimits::from_env()?,
+        login: Some(Arc::new(login)),
         ..defaults
     };
     let limits = config.connections.clone();
@@ -269,6 +306,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         None => println!("try: curl -H \"token:$YOUR_TOKEN\" {url}"),
     }
     println!("signing key: {}", key_path.display());
+    println!(
+        "guest login: curl -X POST -d '{{\"device_secret\":\"<22+ random chars>\"}}' http://{addr}/{}{}",
+        args.stage,
+        login::RESOURCE
+    );
     println!(
         "mint a player token: cargo run -p cubewalk-server -- token issue --player alice [--role viewer|editor|admin] [--world W] [--ttl S]"
     );

@@ -3,7 +3,8 @@
 //!
 //! | situation | answer |
 //! |---|---|
-//! | path other than `/<stage>/cubewalkblocks` | 403 `{"message":"Missing Authentication Token"}` |
+//! | path other than `/<stage>/cubewalkblocks` (or `/<stage>/cubewalklogin` when the guest login is on) | 403 `{"message":"Missing Authentication Token"}` |
+//! | `/<stage>/cubewalklogin` | the login handler, without any token or authorizer (`Auth: NONE`) |
 //! | `OPTIONS` (a browser's CORS preflight) | 200 with the CORS headers, no token needed |
 //! | `token` header missing or failing the validation regex | 401 `{"message":"Unauthorized"}`, authorizer not called |
 //! | authorizer fails with `Unauthorized` | 401 `{"message":"Unauthorized"}` |
@@ -30,7 +31,7 @@ pub use listen::{serve, ConnectionLimits};
 pub use websocket::WebSocketLimits;
 
 use crate::handlers::authorizer::{authorize, authorize_request as authorize_request_event};
-use crate::handlers::blocks;
+use crate::handlers::{blocks, login};
 use crate::realtime::{ManagementApi, ManagementConfig, Notifier, NotifyLimits, Subscriptions};
 use crate::store::ChunkStore;
 use async_trait::async_trait;
@@ -63,7 +64,7 @@ pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
 /// The header the TOKEN authorizer reads.
 pub const TOKEN_HEADER: &str = "token";
 /// Methods a browser may use (the template's `Cors.AllowMethods`).
-pub const CORS_ALLOW_METHODS: &str = "GET,PUT,OPTIONS";
+pub const CORS_ALLOW_METHODS: &str = "GET,PUT,POST,OPTIONS";
 /// Headers a browser may send (the template's `Cors.AllowHeaders`).
 pub const CORS_ALLOW_HEADERS: &str = "content-type,token";
 /// Default identity validation expression: what a generated token looks like (also in the
@@ -136,6 +137,9 @@ pub struct GatewayConfig {
     pub management_endpoint: Option<String>,
     /// Each player's limits (the blocks function's `CUBEWALK_LIMIT_*` settings).
     pub limits: crate::store::PlayerLimits,
+    /// The guest login (`/<stage>/cubewalklogin`) and the key it signs with; `None`: no such
+    /// route, as in a stack without the login function.
+    pub login: Option<Arc<login::LoginConfig>>,
 }
 
 impl Default for GatewayConfig {
@@ -153,6 +157,7 @@ impl Default for GatewayConfig {
             websocket: WebSocketLimits::default(),
             management_endpoint: None,
             limits: crate::store::PlayerLimits::default(),
+            login: None,
         }
     }
 }
@@ -350,7 +355,13 @@ async fn handle(gw: &Arc<Gateway>, request: Request) -> Result<Response, Respons
     }
     let (parts, body) = request.into_parts();
 
-    // The REST API's resources, all integrated with the blocks function.
+    // The guest login has no authorizer (the template's `Auth: NONE` on that method).
+    if let Some(config) = gw.config.login.clone() {
+        if parts.uri.path().trim_end_matches('/') == format!("{stage_path}{}", login::RESOURCE) {
+            return guest_login(gw, parts, body, config, peer).await;
+        }
+    }
+    // The REST API's other resources, all integrated with the blocks function.
     let requested = parts.uri.path().trim_end_matches('/');
     let Some(resource) = [blocks::RESOURCE, crate::handlers::admin::RESOURCE]
         .into_iter()
@@ -397,22 +408,55 @@ async fn handle(gw: &Arc<Gateway>, request: Request) -> Result<Response, Respons
         Err(_) => return Err(refuse(Refusal::BodyTimeout)),
     };
     let event = proxy_event(&gw.config, resource, &parts, body, &grant.context, peer);
-    // Run the integration in this task (no hop to another worker on the hot path), but still
-    // turn a panic into API Gateway's 502, as a crashed Lambda would give.
-    let run = std::panic::AssertUnwindSafe(blocks::handle_notifying(
-        &event,
-        gw.store.as_ref(),
-        gw.notifier.as_ref(),
-        &gw.config.limits,
-    ))
-    .catch_unwind();
+    integrate(
+        gw,
+        blocks::handle_notifying(
+            &event,
+            gw.store.as_ref(),
+            gw.notifier.as_ref(),
+            &gw.config.limits,
+        ),
+    )
+    .await
+}
+
+/// The guest login route: no token and no authorizer (the template's `Auth: NONE` on that
+/// method), so the body is read at once, within API Gateway's limit and the body timeout.
+async fn guest_login(
+    gw: &Arc<Gateway>,
+    parts: http::request::Parts,
+    body: Body,
+    config: Arc<login::LoginConfig>,
+    peer: Option<String>,
+) -> Result<Response, Response> {
+    if parts.method == http::Method::OPTIONS {
+        return Ok(preflight());
+    }
+    let body = match tokio::time::timeout(gw.config.body_timeout, read_body(&parts, body)).await {
+        Ok(Some(body)) => body,
+        Ok(None) => return Err(Refusal::TooLong.response()),
+        Err(_) => return Err(Refusal::BodyTimeout.response()),
+    };
+    let empty = serde_json::Map::new();
+    let event = proxy_event(&gw.config, login::RESOURCE, &parts, body, &empty, peer);
+    integrate(gw, async move { login::handle(&event, &config) }).await
+}
+
+/// Runs an integration in this task (no hop to another worker on the hot path), turning a
+/// panic into API Gateway's 502, as a crashed Lambda would give, and a run past the
+/// integration timeout into its 504.
+async fn integrate<F>(gw: &Gateway, run: F) -> Result<Response, Response>
+where
+    F: std::future::Future<Output = aws_lambda_events::apigw::ApiGatewayProxyResponse>,
+{
+    let run = std::panic::AssertUnwindSafe(run).catch_unwind();
     match tokio::time::timeout(gw.config.integration_timeout, run).await {
-        Ok(Ok(resp)) => proxy_response(resp).ok_or_else(|| refuse(Refusal::BadIntegration)),
+        Ok(Ok(resp)) => proxy_response(resp).ok_or_else(|| Refusal::BadIntegration.response()),
         Ok(Err(_)) => {
             tracing::error!("integration crashed");
-            Err(refuse(Refusal::BadIntegration))
+            Err(Refusal::BadIntegration.response())
         }
-        Err(_) => Err(refuse(Refusal::IntegrationTimeout)),
+        Err(_) => Err(Refusal::IntegrationTimeout.response()),
     }
 }
 
@@ -513,7 +557,7 @@ async fn drain(stream: &mut axum::body::BodyDataStream) {
     }
 }
 
-/// The Lambda proxy event API Gateway would send for this request.
+/// The Lambda proxy event API Gateway would send for this request to `resource`.
 fn proxy_event(
     config: &GatewayConfig,
     resource: &str,

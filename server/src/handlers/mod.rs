@@ -1,5 +1,6 @@
-//! The two Lambda handlers as plain functions.
+//! The Lambda handlers as plain functions.
 
 pub mod admin;
 pub mod authorizer;
 pub mod blocks;
+pub mod login;
