@@ -3,10 +3,69 @@
 
 pub mod secrets;
 
+use cubewalk_server::store::RedisStoreConfig;
+use secrets::SecretsManager;
+
+/// Names the Secrets Manager secret holding the function's Redis password, so the password is
+/// in no environment variable: the template's generated secret (JSON with a `password` field,
+/// as `GenerateSecretString` writes it) or a secret whose whole string is the password.
+pub const REDIS_PASSWORD_SECRET_ENV: &str = "CUBEWALK_REDIS_PASSWORD_SECRET";
+
+/// The Redis settings from the environment ([`RedisStoreConfig::from_env`]) and, when
+/// [`REDIS_PASSWORD_SECRET_ENV`] names a secret, the password read from it once, at start.
+pub async fn redis_config() -> Result<RedisStoreConfig, String> {
+    let mut config = RedisStoreConfig::from_env()?;
+    let Some(secret_id) = std::env::var(REDIS_PASSWORD_SECRET_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    else {
+        return Ok(config);
+    };
+    let value = SecretsManager::from_env()
+        .map_err(|e| e.to_string())?
+        .secret_string(secret_id.trim())
+        .await
+        .map_err(|e| format!("reading the Redis password from {secret_id}: {e}"))?;
+    config.password = Some(password_of(&value).map_err(|e| format!("{secret_id}: {e}"))?);
+    Ok(config)
+}
+
+/// The password in a secret's string: the `password` field of a JSON object, or the whole
+/// string when it is not JSON.
+fn password_of(secret: &str) -> Result<String, &'static str> {
+    let password = match serde_json::from_str::<serde_json::Value>(secret) {
+        Ok(serde_json::Value::Object(fields)) => fields
+            .get("password")
+            .and_then(|p| p.as_str())
+            .ok_or("the secret's JSON has no string field \"password\"")?
+            .to_owned(),
+        _ => secret.trim().to_owned(),
+    };
+    if password.is_empty() {
+        return Err("the secret's password is empty");
+    }
+    Ok(password)
+}
+
 /// The Lambda runtime's own logging set-up, so the console's logging controls work: the level
 /// from `AWS_LAMBDA_LOG_LEVEL` (else `RUST_LOG`, else `INFO`) and JSON lines when
 /// `AWS_LAMBDA_LOG_FORMAT` is `JSON` (the template sets it, as CloudWatch Logs Insights reads
 /// them). Handlers never log tokens or request headers.
 pub fn init_logging() {
     lambda_runtime::tracing::init_default_subscriber();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::password_of;
+
+    #[test]
+    fn a_password_is_read_from_generated_json_or_a_plain_string() {
+        let generated = r#"{"username":"cubewalk-blocks","password":"Qx7pLm2ZrT9vWc4NbH8sKd3F"}"#;
+        assert_eq!(password_of(generated).unwrap(), "Qx7pLm2ZrT9vWc4NbH8sKd3F");
+        assert_eq!(password_of("plain-password\n").unwrap(), "plain-password");
+        assert!(password_of(r#"{"username":"u"}"#).is_err());
+        assert!(password_of(r#"{"password":""}"#).is_err());
+        assert!(password_of("  ").is_err());
+    }
 }

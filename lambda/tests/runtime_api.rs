@@ -185,6 +185,33 @@ fn invoke_with(
     )
 }
 
+/// Runs `binary` expecting it to fail before it asks for an invocation (as Lambda's init phase
+/// fails): returns what it printed and checks that it exited unsuccessfully.
+fn invoke_init_error(binary: &str, env: &[(&str, String)]) -> String {
+    let mut child = Command::new(binary)
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("127.0.0.1:{}", cubewalk_testkit::free_port()),
+        )
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "{binary} did not fail its start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{binary} started");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 #[test]
 fn authorizer_binary_allows_the_right_token_and_refuses_the_wrong_one() {
     let secret = "lambda-secret-token-1";
@@ -225,6 +252,36 @@ fn authorizer_binary_allows_the_right_token_and_refuses_the_wrong_one() {
         !logs.contains(secret) && !logs.contains("wrong-token-999"),
         "token in logs: {logs}"
     );
+}
+
+#[test]
+fn authorizer_binary_reads_static_tokens_from_secrets_manager() {
+    use common::{SecretsManagerStandIn, ACCESS_KEY, REGION, SECRET_KEY, SESSION_TOKEN};
+    let token = "dev-token-from-the-secret-7";
+    let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:cubewalk-tokens-AbCdEf";
+    let sm = SecretsManagerStandIn::start(&[(arn, &format!("{token}:tester:viewer"))]);
+    let event = json!({
+        "type": "TOKEN",
+        "authorizationToken": token,
+        "methodArn": "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET/cubewalkblocks"
+    });
+    let (results, logs) = invoke(
+        env!("CARGO_BIN_EXE_authorizer"),
+        &[
+            ("CUBEWALK_TOKENS_SECRET", arn.to_string()),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", sm.endpoint.clone()),
+            ("AWS_REGION", REGION.into()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+            ("AWS_SESSION_TOKEN", SESSION_TOKEN.into()),
+        ],
+        vec![event],
+    );
+    assert_eq!(sm.received.lock().unwrap().len(), 1, "read once, at start");
+    assert_eq!(results[0].0, "response", "{:?}", results[0]);
+    assert_eq!(results[0].1["principalId"], "tester");
+    assert_eq!(results[0].1["context"]["role"], "viewer");
+    assert!(!logs.contains(token), "token in logs: {logs}");
 }
 
 #[test]
@@ -284,6 +341,69 @@ fn blocks_binary_round_trips_through_real_redis() {
         !logs.contains("REDACTED"),
         "request headers must not be logged: {logs}"
     );
+}
+
+#[test]
+fn blocks_binary_reads_its_redis_password_from_secrets_manager_not_the_environment() {
+    use common::{SecretsManagerStandIn, ACCESS_KEY, REGION, SECRET_KEY, SESSION_TOKEN};
+    let redis = cubewalk_testkit::RedisServer::start();
+    let password = "Qx7pLm2ZrT9vWc4NbH8sKd3FyA1e";
+    redis
+        .command(&[
+            "ACL",
+            "SETUSER",
+            "cubewalk-blocks",
+            "on",
+            &format!(">{password}"),
+            "~cw:*",
+            "+@all",
+        ])
+        .unwrap();
+    redis
+        .command(&["ACL", "SETUSER", "default", "off"])
+        .unwrap();
+    let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:cubewalk-redis-blocks-AbCdEf";
+    let generated = json!({ "username": "cubewalk-blocks", "password": password }).to_string();
+    let sm = SecretsManagerStandIn::start(&[(arn, &generated)]);
+    let url = redis
+        .url()
+        .replacen("redis://", "redis://cubewalk-blocks@", 1);
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../server/tests/fixtures");
+    let get: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{fixtures}/rest-get-event.json")).unwrap(),
+    )
+    .unwrap();
+    let aws = |secret: &str| {
+        vec![
+            ("CUBEWALK_REDIS_URL", url.clone()),
+            ("CUBEWALK_REDIS_PASSWORD_SECRET", secret.to_string()),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", sm.endpoint.clone()),
+            ("AWS_REGION", REGION.into()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+            ("AWS_SESSION_TOKEN", SESSION_TOKEN.into()),
+        ]
+    };
+    let (results, logs) = invoke(env!("CARGO_BIN_EXE_blocks"), &aws(arn), vec![get.clone()]);
+    assert_eq!(sm.received.lock().unwrap().len(), 1, "read once, at start");
+    assert_eq!(results[0].0, "response");
+    assert_eq!(results[0].1["statusCode"], 200, "{}", results[0].1);
+    assert!(!logs.contains(password), "password in logs: {logs}");
+
+    // The same URL without the secret: Redis refuses the user, the function answers 503.
+    let (results, logs) = invoke(
+        env!("CARGO_BIN_EXE_blocks"),
+        &[("CUBEWALK_REDIS_URL", url.clone())],
+        vec![get.clone()],
+    );
+    assert_eq!(results[0].1["statusCode"], 503, "{}", results[0].1);
+    assert!(!logs.contains(password));
+    // A secret it may not read: the function does not start (Lambda reports an init error).
+    let state = invoke_init_error(
+        env!("CARGO_BIN_EXE_blocks"),
+        &aws("not-this-functions-secret"),
+    );
+    assert!(state.contains("ResourceNotFoundException"), "{state}");
 }
 
 #[test]

@@ -30,3 +30,47 @@ fn cors_methods_and_the_rate_limited_login_path_match_the_code() {
     assert_eq!(value("SearchString"), format!("/prod{}", login::RESOURCE));
     assert!(TEMPLATE.contains(&format!("Path: {}\n", login::RESOURCE)));
 }
+
+#[test]
+fn no_function_environment_holds_a_password_or_a_token() {
+    // The NoEcho parameters are the secret ones (PlayerPublicKeys is public but long; Tokens
+    // are static development tokens).
+    let lines: Vec<&str> = TEMPLATE.lines().collect();
+    let secret_params: Vec<&str> = lines
+        .windows(3)
+        .filter(|w| w[1].trim() == "Type: String" && w[2].trim() == "NoEcho: true")
+        .map(|w| w[0].trim().trim_end_matches(':'))
+        .collect();
+    assert!(secret_params.contains(&"Tokens"), "{secret_params:?}");
+    let variables: Vec<&str> = lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| l.starts_with("CUBEWALK_") || l.starts_with("AWS_"))
+        .collect();
+    assert!(variables.len() >= 10, "{variables:?}");
+    for v in &variables {
+        for p in &secret_params {
+            assert!(
+                !v.contains(&format!("!Ref {p}")) && !v.contains(&format!("${{{p}}}")),
+                "{v} puts the secret parameter {p} in the environment"
+            );
+        }
+    }
+    let urls: Vec<&&str> = variables
+        .iter()
+        .filter(|v| v.starts_with("CUBEWALK_REDIS_URL:"))
+        .collect();
+    assert_eq!(urls.len(), 2);
+    for (url, user) in urls.iter().zip(["blocks", "realtime"]) {
+        assert!(
+            url.contains(&format!("\"rediss://cubewalk-{user}@")),
+            "{url}: a user and no password"
+        );
+    }
+    for secret in ["RedisBlocksSecret", "RedisRealtimeSecret"] {
+        assert!(TEMPLATE.contains(&format!("CUBEWALK_REDIS_PASSWORD_SECRET: !Ref {secret}")));
+        assert!(TEMPLATE.contains(&format!(
+            "Passwords: [!Sub \"{{{{resolve:secretsmanager:${{{secret}}}:SecretString:password}}}}\"]"
+        )));
+    }
+}

@@ -1,10 +1,13 @@
 //! The authorizer Lambda: the REST API's TOKEN authorizer and the WebSocket API's `$connect`
 //! REQUEST authorizer (both read the `token` header). It accepts player tokens signed by one
 //! of the public keys in `CUBEWALK_PUBLIC_KEYS` (a JWK Set: several keys at once, chosen by
-//! `kid`, for rotation) and, for development only, the static tokens in `CUBEWALK_TOKENS`
-//! (`token[:player[:role]]`, comma-separated). It holds no private key.
+//! `kid`, for rotation) and, for development only, static tokens (`token[:player[:role]]`,
+//! comma-separated) read at start from the Secrets Manager secret named by
+//! `CUBEWALK_TOKENS_SECRET` (the template's way: no token in the environment) or, outside AWS,
+//! from `CUBEWALK_TOKENS`. It holds no private key.
 
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerResponse;
+use cubewalk_lambda::secrets::SecretsManager;
 use cubewalk_server::handlers::authorizer::{authorize_any, AuthorizerError};
 use cubewalk_server::identity::{PublicKeys, TokenSet, Verifier};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -20,8 +23,18 @@ async fn main() -> Result<(), Error> {
         }
         None => PublicKeys::new(),
     };
-    let static_tokens = match var("CUBEWALK_TOKENS") {
-        Some(list) => TokenSet::parse(&list).map_err(|e| format!("CUBEWALK_TOKENS: {e}"))?,
+    let list = match var("CUBEWALK_TOKENS_SECRET") {
+        Some(secret_id) => Some(
+            SecretsManager::from_env()?
+                .secret_string(secret_id.trim())
+                .await
+                .map_err(|e| format!("reading the static tokens from {secret_id}: {e}"))?,
+        ),
+        None => var("CUBEWALK_TOKENS"),
+    };
+    let static_tokens = match list {
+        // The error names the entry's position, never the token.
+        Some(list) => TokenSet::parse(&list).map_err(|e| format!("static tokens: {e}"))?,
         None => TokenSet::default(),
     };
     let verifier = Arc::new(Verifier {

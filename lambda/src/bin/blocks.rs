@@ -1,21 +1,22 @@
 //! The blocks Lambda: `GET`/`PUT /cubewalkblocks` on Redis. The Redis connection is made once
 //! per process (outside the handler) and re-established after it breaks; configuration from
 //! `CUBEWALK_REDIS_URL`, `CUBEWALK_REDIS_CLUSTER`, `CUBEWALK_REDIS_CA_FILE`,
-//! `CUBEWALK_REDIS_TIMEOUT_MS`. With `CUBEWALK_REALTIME_ENDPOINT` (the WebSocket API's stage
+//! `CUBEWALK_REDIS_TIMEOUT_MS`, and the password from the Secrets Manager secret named by
+//! `CUBEWALK_REDIS_PASSWORD_SECRET` (read once at start; never in the environment). With `CUBEWALK_REALTIME_ENDPOINT` (the WebSocket API's stage
 //! URL) a put also notifies the connections following the chunks it changed. Each player's
 //! limits come from `CUBEWALK_LIMIT_*` (see `PlayerLimits::from_env`).
 
 use aws_lambda_events::apigw::ApiGatewayProxyRequest;
 use cubewalk_server::handlers::blocks;
 use cubewalk_server::realtime::{ManagementApi, ManagementConfig, Notifier, NotifyLimits};
-use cubewalk_server::store::{ChunkStore, PlayerLimits, RedisStore, RedisStoreConfig};
+use cubewalk_server::store::{ChunkStore, PlayerLimits, RedisStore};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cubewalk_lambda::init_logging();
-    let config = RedisStoreConfig::from_env()?;
+    let config = cubewalk_lambda::redis_config().await?;
     let limits = PlayerLimits::from_env()?;
     tracing::info!(?config, "blocks starting");
     let redis = Arc::new(RedisStore::open(&config).await?);

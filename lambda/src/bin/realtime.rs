@@ -1,17 +1,18 @@
 //! The realtime Lambda: the WebSocket API's routes (`$connect`, `$disconnect`, `subscribe`,
 //! `unsubscribe`, `$default`), keeping the subscription index in the same Redis as the chunks
-//! (configured like the blocks Lambda: `CUBEWALK_REDIS_URL`, ...; `CUBEWALK_LIMIT_CONNECTIONS` per player).
+//! (configured like the blocks Lambda: `CUBEWALK_REDIS_URL`, ..., the password from the secret
+//! named by `CUBEWALK_REDIS_PASSWORD_SECRET`; `CUBEWALK_LIMIT_CONNECTIONS` per player).
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use cubewalk_server::realtime::{handler, Subscriptions};
-use cubewalk_server::store::{PlayerLimits, RedisStore, RedisStoreConfig};
+use cubewalk_server::store::{PlayerLimits, RedisStore};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cubewalk_lambda::init_logging();
-    let config = RedisStoreConfig::from_env()?;
+    let config = cubewalk_lambda::redis_config().await?;
     let limits = PlayerLimits::from_env()?;
     tracing::info!(?config, "realtime starting");
     // One connection serves the index and the ban flags (both live in the same Redis).

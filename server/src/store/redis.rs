@@ -31,7 +31,7 @@ use futures_util::future::join_all;
 use rand::Rng;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, FromRedisValue, Pipeline, RedisResult};
+use redis::{Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisResult};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -130,6 +130,9 @@ pub struct RedisStoreConfig {
     /// Longest a whole store operation (including CAS retries) may take; kept well under API
     /// Gateway's 29 s integration timeout so a stuck Redis gives 503, not a gateway timeout.
     pub operation_timeout: Duration,
+    /// The password, when it is kept out of `url` (a deployed function reads it from Secrets
+    /// Manager at start); it replaces any password the URL holds.
+    pub password: Option<String>,
 }
 
 impl std::fmt::Debug for RedisStoreConfig {
@@ -139,6 +142,7 @@ impl std::fmt::Debug for RedisStoreConfig {
             .field("cluster", &self.cluster)
             .field("tls", &self.url.starts_with("rediss://"))
             .field("response_timeout", &self.response_timeout)
+            .field("password_apart", &self.password.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -153,7 +157,23 @@ impl RedisStoreConfig {
             response_timeout: Duration::from_secs(2),
             connection_timeout: Duration::from_secs(2),
             operation_timeout: Duration::from_secs(10),
+            password: None,
         }
+    }
+
+    /// The URL's connection settings with [`Self::password`] applied.
+    fn connection_info(&self) -> Result<redis::ConnectionInfo, StoreError> {
+        let info =
+            self.url.as_str().into_connection_info().map_err(|e| {
+                StoreError::Unavailable(format!("invalid Redis URL: {:?}", e.kind()))
+            })?;
+        Ok(match &self.password {
+            Some(password) => {
+                let settings = info.redis_settings().clone().set_password(password);
+                info.set_redis_settings(settings)
+            }
+            None => info,
+        })
     }
 
     /// Reads `CUBEWALK_REDIS_URL` (required), `CUBEWALK_REDIS_CLUSTER` (`1`/`true`),
@@ -224,10 +244,11 @@ impl RedisStore {
                 "cluster mode cannot connect lazily; use RedisStore::connect".into(),
             ));
         }
+        let info = config.connection_info()?;
         let client = if config.ca_pem.is_some() {
-            redis::Client::build_with_tls(config.url.as_str(), config.tls_certs())
+            redis::Client::build_with_tls(info, config.tls_certs())
         } else {
-            redis::Client::open(config.url.as_str())
+            redis::Client::open(info)
         }
         .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {:?}", e.kind())))?;
         let manager_config = ConnectionManagerConfig::new()
@@ -259,10 +280,11 @@ impl RedisStore {
     pub async fn connect(config: &RedisStoreConfig) -> Result<Self, StoreError> {
         let store = if config.cluster {
             install_crypto_provider();
-            let mut builder = redis::cluster::ClusterClientBuilder::new(vec![config.url.as_str()])
-                .connection_timeout(config.connection_timeout)
-                .response_timeout(config.response_timeout)
-                .retries(2);
+            let mut builder =
+                redis::cluster::ClusterClientBuilder::new(vec![config.connection_info()?])
+                    .connection_timeout(config.connection_timeout)
+                    .response_timeout(config.response_timeout)
+                    .retries(2);
             if config.ca_pem.is_some() {
                 builder = builder.certs(config.tls_certs());
             }
