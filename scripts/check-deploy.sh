@@ -17,9 +17,10 @@ for f in authorizer blocks realtime login; do
   size=$(stat -c %s "$zip")
   echo "lambda $f: $size bytes zipped ($zip)"
   # Small artifacts load faster on a cold start; BENCHMARKS.md records how this was reached.
-  # The blocks function carries the AWS SDK's Management API client (change notifications):
-  # about 0.8 MB more, so its budget is 3 MB; the others stay under 2 MB.
+  # No AWS SDK client in any of them (SigV4 over the functions' own HTTPS client). The blocks
+  # function (store, admin, notifications) is at 2.07 MB, over the 2 MB goal: its budget is
+  # 2.1 MB so it cannot grow unnoticed; the others stay under 2 MB.
   budget=2000000
-  [ "$f" = blocks ] && budget=3000000
+  [ "$f" = blocks ] && budget=2100000
   [ "$size" -le "$budget" ] || { echo "lambda $f: over its $budget-byte budget"; exit 1; }
 done

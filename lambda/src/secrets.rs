@@ -1,17 +1,15 @@
 //! Reading a secret from AWS Secrets Manager (`GetSecretValue`) at a function's start: one
-//! HTTPS POST signed with SigV4 (the `aws-sigv4` crate) using the credentials Lambda puts in
-//! the environment. Any function can use it (the login function for its signing key; the
+//! HTTPS POST signed with SigV4 ([`cubewalk_server::sigv4`]) using the credentials Lambda puts
+//! in the environment. Any function can use it (the login function for its signing key; the
 //! blocks and realtime functions could read the Redis password the same way); the IAM policy
 //! decides which secret each may read.
 //!
 //! A whole AWS SDK client would do the same for much more in every zip that carries it; this
 //! is the one call they need.
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
 use cubewalk_server::https::HttpsClient;
-use std::time::{Duration, SystemTime};
+use cubewalk_server::sigv4::{credentials_from_env, Credentials, Signer};
+use std::time::Duration;
 
 /// Overrides the endpoint (the AWS SDKs' variable of the same name), for tests and for
 /// endpoints such as a VPC interface endpoint's DNS name.
@@ -31,8 +29,8 @@ const MAX_ANSWER_BYTES: usize = 256 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     /// A required environment variable is missing.
-    #[error("{0} is not set")]
-    MissingEnv(&'static str),
+    #[error("{0}")]
+    MissingEnv(String),
     /// The endpoint is not an http(s) URL.
     #[error("bad Secrets Manager endpoint '{0}'")]
     BadEndpoint(String),
@@ -65,14 +63,18 @@ pub enum SecretsError {
 pub struct SecretsManager {
     http: HttpsClient,
     endpoint: String,
-    region: String,
-    credentials: Credentials,
+    signer: Signer,
 }
 
 impl std::fmt::Debug for SecretsManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the credentials.
-        write!(f, "SecretsManager({}, {})", self.endpoint, self.region)
+        write!(
+            f,
+            "SecretsManager({}, {})",
+            self.endpoint,
+            self.signer.region()
+        )
     }
 }
 
@@ -96,8 +98,7 @@ impl SecretsManager {
             http: HttpsClient::new(TIMEOUT).map_err(SecretsError::Unreachable)?,
             // `http://host:port` and `http://host:port/` are the same request, signed as `/`.
             endpoint: format!("{}/", endpoint.trim_end_matches('/')),
-            region: region.to_owned(),
-            credentials,
+            signer: Signer::new(region, SIGNING_NAME, credentials),
         })
     }
 
@@ -105,53 +106,21 @@ impl SecretsManager {
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` (the function role's
     /// temporary credentials) and optionally [`ENDPOINT_ENV`].
     pub fn from_env() -> Result<Self, SecretsError> {
-        let var = |k: &'static str| {
-            std::env::var(k)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .ok_or(SecretsError::MissingEnv(k))
-        };
-        let credentials = Credentials::new(
-            var("AWS_ACCESS_KEY_ID")?,
-            var("AWS_SECRET_ACCESS_KEY")?,
-            var("AWS_SESSION_TOKEN").ok(),
-            None,
-            "lambda-environment",
-        );
-        Self::new(&var("AWS_REGION")?, credentials, var(ENDPOINT_ENV).ok())
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let credentials = credentials_from_env().map_err(SecretsError::MissingEnv)?;
+        let region = var("AWS_REGION")
+            .ok_or_else(|| SecretsError::MissingEnv("AWS_REGION is not set".into()))?;
+        Self::new(&region, credentials, var(ENDPOINT_ENV))
     }
 
     /// The current `SecretString` of `secret_id` (a name or ARN).
     pub async fn secret_string(&self, secret_id: &str) -> Result<String, SecretsError> {
         let body = serde_json::json!({ "SecretId": secret_id }).to_string();
         let headers = [("content-type", CONTENT_TYPE), ("x-amz-target", TARGET)];
-        let identity = self.credentials.clone().into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name(SIGNING_NAME)
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| SecretsError::Signing(e.to_string()))?
-            .into();
-        let signable = SignableRequest::new(
-            "POST",
-            self.endpoint.as_str(),
-            headers.iter().copied(),
-            SignableBody::Bytes(body.as_bytes()),
-        )
-        .map_err(|e| SecretsError::Signing(e.to_string()))?;
-        let (instructions, _signature) = sign(signable, &params)
-            .map_err(|e| SecretsError::Signing(e.to_string()))?
-            .into_parts();
-        let mut request = http::Request::post(&self.endpoint);
-        for (name, value) in headers.iter().copied().chain(instructions.headers()) {
-            request = request.header(name, value);
-        }
-        let request = request
-            .body(body.into())
-            .map_err(|e| SecretsError::Signing(e.to_string()))?;
+        let request = self
+            .signer
+            .request(http::Method::POST, &self.endpoint, &headers, body.into())
+            .map_err(SecretsError::Signing)?;
         let answer = self
             .http
             .send(request, MAX_ANSWER_BYTES)

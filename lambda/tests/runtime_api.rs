@@ -667,6 +667,66 @@ fn authorizer_binary_refuses_every_forged_player_token_and_allows_a_good_one() {
     assert!(!logs.contains(&sign(&key, &good)), "token in logs");
 }
 
+#[test]
+fn authorizer_binary_trusts_an_openid_connect_issuer_named_in_its_environment() {
+    use cubewalk_server::identity::SigningKey;
+    use cubewalk_testkit::issuer::{IssuerKey, OidcStandIn};
+    use cubewalk_testkit::tokens::{claims, sign};
+    let (a, b) = (
+        IssuerKey::fixture("issuer-rsa-a"),
+        IssuerKey::fixture("issuer-rsa-b"),
+    );
+    let issuer = OidcStandIn::start(&[&a]);
+    let own = SigningKey::generate();
+    let mut good = issuer.claims("auth0|5f7c8ec7c33c6c004bbafe82", "my-api");
+    good["https://studio.example/roles"] = json!(["viewer"]);
+    let mut wrong_audience = good.clone();
+    wrong_audience["aud"] = json!("cubewalk");
+    let events = vec![
+        token_event(&a.sign(&good)),
+        token_event(&sign(&own, &claims("alice", "editor"))),
+        token_event(&b.sign_as(&a.kid, &good)),
+        token_event(&a.sign(&wrong_audience)),
+        token_event(&b.sign(&good)),
+    ];
+    let (results, logs) = invoke(
+        env!("CARGO_BIN_EXE_authorizer"),
+        &[
+            (
+                "CUBEWALK_PUBLIC_KEYS",
+                json!({ "keys": [own.public_jwk()] }).to_string(),
+            ),
+            ("CUBEWALK_OIDC_ISSUER", issuer.issuer.clone()),
+            ("CUBEWALK_OIDC_AUDIENCE", "my-api".into()),
+            (
+                "CUBEWALK_OIDC_ROLE_CLAIM",
+                "https://studio.example/roles".into(),
+            ),
+        ],
+        events,
+    );
+    let (kind, allow) = &results[0];
+    assert_eq!(kind, "response", "{allow} {logs}");
+    assert_eq!(allow["principalId"], "auth0|5f7c8ec7c33c6c004bbafe82");
+    assert_eq!(allow["context"]["role"], "viewer");
+    assert_eq!(
+        results[1].1["principalId"], "alice",
+        "our own keys still work"
+    );
+    for (what, (kind, body)) in ["other key under a's kid", "our audience", "unpublished kid"]
+        .iter()
+        .zip(&results[2..])
+    {
+        assert_eq!(
+            (kind.as_str(), &body["errorMessage"]),
+            ("error", &json!("Unauthorized")),
+            "{what}"
+        );
+    }
+    // Fetched at start; the unknown kid of the last token asked again at most once.
+    assert!(issuer.jwks_fetches() <= 2, "{}", issuer.jwks_fetches());
+}
+
 /// A REST proxy event for `POST /cubewalklogin` (as API Gateway sends it with `Auth: NONE`).
 fn login_event(method: &str, body: &str) -> Value {
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../server/tests/fixtures");

@@ -1,5 +1,5 @@
-//! A small HTTPS client for the few outgoing calls the functions make at start or rarely (a
-//! Secrets Manager read, an OpenID Connect issuer's discovery document and keys): hyper's
+//! A small HTTPS client for the few outgoing calls the functions make (a Secrets Manager read,
+//! an OpenID Connect issuer's discovery document and keys, the Management API's `@connections`): hyper's
 //! HTTP/1 client, which the Lambda runtime already carries, with rustls on ring and the
 //! system's root certificates (Lambda's /etc/pki; no OpenSSL, so it cross-compiles). Plain `http://` is allowed too, for local
 //! stand-ins; callers that must not talk to a network peer in clear decide that themselves.
@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// An answer: status and the whole body.
@@ -46,8 +47,31 @@ impl HttpsClient {
             .https_or_http()
             .enable_http1()
             .build();
+        Ok(Self::with_connector(connector, timeout))
+    }
+
+    /// A client that trusts no certificate: it reaches plain `http://` endpoints (a local
+    /// stand-in, the local gateway) on a machine without root certificates; every `https://`
+    /// call fails.
+    pub fn without_roots(timeout: Duration) -> Self {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Self::with_connector(connector, timeout)
+    }
+
+    fn with_connector(connector: HttpsConnector<HttpConnector>, timeout: Duration) -> Self {
         let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
-        Ok(Self { client, timeout })
+        Self { client, timeout }
     }
 
     /// Sends `request` and reads the answer's body, refusing one longer than `max_body` bytes.

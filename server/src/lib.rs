@@ -10,6 +10,7 @@
 //!   Connect issuer's keys).
 //! - [`realtime`]: the WebSocket API's handler, its subscription index (memory and Redis) and
 //!   the change notifications a put sends through the API Gateway Management API.
+//! - [`sigv4`]: AWS API calls signed with SigV4 over [`https`], without an AWS SDK client.
 //! - `gateway` (feature `local-gateway`, on by default): a local API Gateway (REST and
 //!   WebSocket) that runs every handler in one process. The Lambda binaries build without it.
 
@@ -20,4 +21,5 @@ pub mod handlers;
 pub mod https;
 pub mod identity;
 pub mod realtime;
+pub mod sigv4;
 pub mod store;

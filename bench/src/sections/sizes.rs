@@ -62,7 +62,7 @@ pub(crate) fn sizes(env: &Env) -> Section {
     writeln!(b, "| function | bootstrap.zip |").unwrap();
     writeln!(b, "|---|---|").unwrap();
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    for f in ["authorizer", "blocks"] {
+    for f in ["authorizer", "blocks", "realtime", "login"] {
         let zip = Path::new(&target).join(format!("lambda/{f}/bootstrap.zip"));
         if !zip.exists() {
             let _ = std::process::Command::new("cargo")

@@ -4,12 +4,14 @@
 //! `kid`, for rotation) and, for development only, static tokens (`token[:player[:role]]`,
 //! comma-separated) read at start from the Secrets Manager secret named by
 //! `CUBEWALK_TOKENS_SECRET` (the template's way: no token in the environment) or, outside AWS,
-//! from `CUBEWALK_TOKENS`. It holds no private key.
+//! from `CUBEWALK_TOKENS`. With `CUBEWALK_OIDC_ISSUER` (and `CUBEWALK_OIDC_*`, see
+//! `OidcConfig::from_env`) it also accepts that OpenID Connect issuer's tokens, fetching its
+//! keys from its discovery document. It holds no private key.
 
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerResponse;
 use cubewalk_lambda::secrets::SecretsManager;
 use cubewalk_server::handlers::authorizer::{authorize_any, AuthorizerError};
-use cubewalk_server::identity::{PublicKeys, TokenSet, Verifier};
+use cubewalk_server::identity::{OidcConfig, OidcIssuer, PublicKeys, TokenSet, Verifier};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use std::sync::Arc;
 
@@ -37,12 +39,30 @@ async fn main() -> Result<(), Error> {
         Some(list) => TokenSet::parse(&list).map_err(|e| format!("static tokens: {e}"))?,
         None => TokenSet::default(),
     };
+    let issuer = match OidcConfig::from_env()? {
+        Some(config) => {
+            let issuer = OidcIssuer::new(config)?;
+            // Fetched now so the first players wait for nothing; a failure is not fatal (the
+            // first token tries again), so an issuer outage does not stop our own tokens.
+            match issuer.refresh().await {
+                Ok(n) => {
+                    tracing::info!(issuer = %issuer.config().issuer, keys = n, "issuer trusted")
+                }
+                Err(e) => {
+                    tracing::warn!(issuer = %issuer.config().issuer, error = %e, "issuer keys not fetched yet")
+                }
+            }
+            Some(Arc::new(issuer))
+        }
+        None => None,
+    };
     let verifier = Arc::new(Verifier {
         keys,
         static_tokens,
+        issuer,
     });
     if verifier.is_empty() {
-        return Err("neither CUBEWALK_PUBLIC_KEYS nor CUBEWALK_TOKENS accepts any token".into());
+        return Err("no CUBEWALK_PUBLIC_KEYS, CUBEWALK_OIDC_ISSUER or static tokens: no token would be accepted".into());
     }
     tracing::info!(
         keys = verifier.keys.len(),
@@ -51,17 +71,17 @@ async fn main() -> Result<(), Error> {
     );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let verifier = verifier.clone();
-        async move { handle(event.payload, &verifier) }
+        async move { handle(event.payload, &verifier).await }
     }))
     .await
 }
 
 /// Returns the policy, or the error whose message `Unauthorized` API Gateway turns into 401.
-fn handle(
+async fn handle(
     event: serde_json::Value,
     verifier: &Verifier,
 ) -> Result<ApiGatewayCustomAuthorizerResponse, Error> {
-    match authorize_any(event, verifier) {
+    match authorize_any(event, verifier).await {
         Ok(response) => {
             tracing::info!(
                 principal = response.principal_id.as_deref().unwrap_or(""),

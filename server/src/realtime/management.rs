@@ -1,22 +1,35 @@
-//! Delivery through the API Gateway Management API (`POST @connections/{id}`), with the AWS
-//! SDK: in AWS against the WebSocket API's stage endpoint, locally against the local gateway's
-//! emulation of it, so the same signed requests run in both.
+//! Delivery through the API Gateway Management API (`POST` and `DELETE @connections/{id}`):
+//! in AWS against the WebSocket API's stage endpoint, locally against the local gateway's
+//! emulation of it, so the same signed requests run in both. Each call is one SigV4-signed
+//! HTTPS request ([`crate::sigv4`]); no AWS SDK client.
 
 use super::notify::{Delivery, DeliveryError};
+use crate::https::HttpsClient;
+use crate::sigv4::{credentials_from_env, Credentials, Signer};
 use async_trait::async_trait;
-use aws_sdk_apigatewaymanagement as mgmt;
-use aws_sdk_apigatewaymanagement::error::ProvideErrorMetadata;
-use aws_sdk_apigatewaymanagement::operation::delete_connection::DeleteConnectionError;
-use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
-use mgmt::config::retry::RetryConfig;
-use mgmt::config::timeout::TimeoutConfig;
-use mgmt::config::{BehaviorVersion, Credentials, Region};
+use bytes::Bytes;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::time::Duration;
+
+/// The Management API's SigV4 signing name.
+pub const SIGNING_NAME: &str = "execute-api";
+/// Longest error answer read (the service's JSON error is a few hundred bytes).
+const MAX_ANSWER_BYTES: usize = 16 * 1024;
+/// What stays unencoded in a connection id in the path: RFC 3986's unreserved characters (AWS
+/// connection ids end in `=`, which is encoded, as the SDKs encode a path label).
+const PATH_LABEL: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Posts to connections through the Management API.
 #[derive(Clone, Debug)]
 pub struct ManagementApi {
-    client: mgmt::Client,
+    http: HttpsClient,
+    signer: Signer,
+    /// The stage URL without a trailing `/`.
+    endpoint: String,
 }
 
 /// Where and as whom to call the Management API.
@@ -54,17 +67,10 @@ impl ManagementConfig {
         if endpoint.is_empty() {
             return Ok(None);
         }
-        let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
         Ok(Some(Self {
             endpoint,
-            region: var("AWS_REGION")?,
-            credentials: Credentials::new(
-                var("AWS_ACCESS_KEY_ID")?,
-                var("AWS_SECRET_ACCESS_KEY")?,
-                std::env::var("AWS_SESSION_TOKEN").ok(),
-                None,
-                "lambda-environment",
-            ),
+            region: std::env::var("AWS_REGION").map_err(|_| "AWS_REGION is not set")?,
+            credentials: credentials_from_env()?,
             post_timeout: Duration::from_secs(1),
         }))
     }
@@ -82,32 +88,49 @@ impl ManagementConfig {
 }
 
 impl ManagementApi {
-    /// A client for `config`: rustls with ring (no system OpenSSL, no C toolchain), no SDK
+    /// A client for `config`: rustls with ring (no system OpenSSL, no C toolchain), no
     /// retries (a late notification is worth less than a prompt put; the notifier bounds the
-    /// whole round).
+    /// whole round), each call within `post_timeout`. A machine without root certificates
+    /// still reaches a plain `http://` endpoint (the local gateway's).
     pub fn new(config: &ManagementConfig) -> Self {
-        crate::store::redis::install_crypto_provider();
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let conf = mgmt::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(config.region.clone()))
-            .credentials_provider(config.credentials.clone())
-            .endpoint_url(config.endpoint.trim_end_matches('/'))
-            .http_client(http)
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(config.post_timeout)
-                    .connect_timeout(config.post_timeout)
-                    .build(),
-            )
-            .build();
+        let http = HttpsClient::new(config.post_timeout)
+            .unwrap_or_else(|_| HttpsClient::without_roots(config.post_timeout));
         Self {
-            client: mgmt::Client::from_conf(conf),
+            http,
+            signer: Signer::new(
+                config.region.clone(),
+                SIGNING_NAME,
+                config.credentials.clone(),
+            ),
+            endpoint: config.endpoint.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// One signed call to `@connections/{connection}`.
+    async fn call(
+        &self,
+        method: http::Method,
+        connection: &str,
+        body: Bytes,
+    ) -> Result<u16, DeliveryError> {
+        let url = format!(
+            "{}/@connections/{}",
+            self.endpoint,
+            utf8_percent_encode(connection, PATH_LABEL)
+        );
+        let request = self
+            .signer
+            .request(method, &url, &[], body)
+            .map_err(DeliveryError::Failed)?;
+        let answer = self
+            .http
+            .send(request, MAX_ANSWER_BYTES)
+            .await
+            .map_err(DeliveryError::Failed)?;
+        match answer.status {
+            200..=299 => Ok(answer.status),
+            410 => Err(DeliveryError::Gone),
+            status => Err(failure(status, &answer.body)),
         }
     }
 }
@@ -115,48 +138,69 @@ impl ManagementApi {
 #[async_trait]
 impl Delivery for ManagementApi {
     async fn post(&self, connection: &str, data: &str) -> Result<(), DeliveryError> {
-        let sent = self
-            .client
-            .post_to_connection()
-            .connection_id(connection)
-            .data(mgmt::primitives::Blob::new(data.as_bytes().to_vec()))
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(e) => match e.as_service_error() {
-                Some(PostToConnectionError::GoneException(_)) => Err(DeliveryError::Gone),
-                other => Err(failure(other, &e)),
-            },
-        }
+        self.call(
+            http::Method::POST,
+            connection,
+            Bytes::copy_from_slice(data.as_bytes()),
+        )
+        .await
+        .map(drop)
     }
 
     async fn close(&self, connection: &str) -> Result<(), DeliveryError> {
-        let deleted = self
-            .client
-            .delete_connection()
-            .connection_id(connection)
-            .send()
-            .await;
-        match deleted {
-            Ok(_) => Ok(()),
-            Err(e) => match e.as_service_error() {
-                Some(DeleteConnectionError::GoneException(_)) => Ok(()),
-                other => Err(failure(other, &e)),
-            },
+        match self
+            .call(http::Method::DELETE, connection, Bytes::new())
+            .await
+        {
+            Ok(_) | Err(DeliveryError::Gone) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }
 
-/// A Management API failure other than Gone: the service's code and message, or (when the call
-/// never reached the service) the start of the transport error.
-fn failure(service: Option<&impl ProvideErrorMetadata>, e: &impl std::fmt::Debug) -> DeliveryError {
-    DeliveryError::Failed(match service {
-        Some(other) => format!(
-            "{}: {}",
-            other.code().unwrap_or("error"),
-            other.message().unwrap_or("")
-        ),
-        None => format!("{e:?}").chars().take(300).collect(),
-    })
+/// A Management API failure other than Gone: the status and the service's message (its JSON
+/// `message`, or the start of the body), e.g. `429: Rate exceeded`.
+fn failure(status: u16, body: &[u8]) -> DeliveryError {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            ["message", "Message"]
+                .iter()
+                .find_map(|k| v.get(k).and_then(|m| m.as_str()).map(str::to_owned))
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
+    DeliveryError::Failed(format!("{status}: {message}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_name_the_status_and_the_service_message() {
+        assert_eq!(
+            failure(429, br#"{"message":"Rate exceeded"}"#),
+            DeliveryError::Failed("429: Rate exceeded".into())
+        );
+        assert_eq!(
+            failure(403, br#"{"Message":"denied"}"#),
+            DeliveryError::Failed("403: denied".into())
+        );
+        assert_eq!(
+            failure(502, b"bad gateway"),
+            DeliveryError::Failed("502: bad gateway".into())
+        );
+    }
+
+    #[test]
+    fn connection_ids_are_encoded_as_one_path_label() {
+        assert_eq!(
+            utf8_percent_encode("L0SM9cOFvHcCIhw=", PATH_LABEL).to_string(),
+            "L0SM9cOFvHcCIhw%3D"
+        );
+        assert_eq!(
+            utf8_percent_encode("a/b c_-.~", PATH_LABEL).to_string(),
+            "a%2Fb%20c_-.~"
+        );
+    }
 }
