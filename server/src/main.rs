@@ -10,7 +10,9 @@ use cubewalk_server::gateway::{self, GatewayConfig, TokenAuthorizer};
 use cubewalk_server::handlers::login::{self, LoginConfig};
 use cubewalk_server::identity::keys::default_key_path;
 use cubewalk_server::identity::token::issue;
-use cubewalk_server::identity::{Claims, PublicKeys, Role, SigningKey, TokenSet, Verifier};
+use cubewalk_server::identity::{
+    Claims, OidcConfig, OidcIssuer, PublicKeys, Role, SigningKey, TokenSet, Verifier,
+};
 use cubewalk_server::realtime::{MemorySubscriptions, Subscriptions};
 use cubewalk_server::store::{ChunkStore, MemoryStore, RedisStore, RedisStoreConfig};
 use rand::distr::{Alphanumeric, SampleString};
@@ -29,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the local API Gateway with the authorizer and blocks handlers.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Player tokens: mint one, or print the public key that verifies them.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -137,6 +139,25 @@ struct ServeArgs {
     #[arg(long, default_value_t = login::DEFAULT_GUEST_TTL_SECS,
           value_parser = clap::value_parser!(u64).range(*login::GUEST_TTL_SECS.start()..=*login::GUEST_TTL_SECS.end()))]
     guest_token_ttl: u64,
+    /// Also accept tokens of this OpenID Connect issuer (its URL, exactly as its tokens' `iss`);
+    /// its keys come from `<issuer>/.well-known/openid-configuration`.
+    #[arg(long, env = "CUBEWALK_OIDC_ISSUER", requires = "oidc_audience")]
+    oidc_issuer: Option<String>,
+    /// The audience (`aud`) the issuer's tokens must name (an app client id, a project id).
+    #[arg(long, env = "CUBEWALK_OIDC_AUDIENCE", requires = "oidc_issuer")]
+    oidc_audience: Option<String>,
+    /// The issuer's claim holding the player id.
+    #[arg(long, env = "CUBEWALK_OIDC_PLAYER_CLAIM", default_value = "sub")]
+    oidc_player_claim: String,
+    /// The issuer's claim naming the role (a string or a list, e.g. `cognito:groups`).
+    #[arg(long, env = "CUBEWALK_OIDC_ROLE_CLAIM")]
+    oidc_role_claim: Option<String>,
+    /// The role of the issuer's tokens whose role claim names none.
+    #[arg(long, env = "CUBEWALK_OIDC_ROLE", default_value = "editor", value_parser = parse_role)]
+    oidc_role: Role,
+    /// The issuer's key set URL, when it publishes no discovery document.
+    #[arg(long, env = "CUBEWALK_OIDC_JWKS_URL")]
+    oidc_jwks_url: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -150,7 +171,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => runtime.block_on(serve(*args)),
         Command::Token(TokenCommand::Issue(args)) => issue_token(args),
         Command::Token(TokenCommand::Jwks(args)) => print_jwks(args),
         Command::Admin(command) => runtime.block_on(admin_cli::run(command)),
@@ -239,9 +260,33 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         key,
         ttl_secs: args.guest_token_ttl,
     };
+    let issuer = match (&args.oidc_issuer, &args.oidc_audience) {
+        (Some(issuer), Some(audience)) => {
+            let config = OidcConfig {
+                player_claim: args.oidc_player_claim.clone(),
+                role_claim: args.oidc_role_claim.clone(),
+                default_role: args.oidc_role,
+                jwks_url: args.oidc_jwks_url.clone(),
+                ..OidcConfig::new(issuer.clone(), audience.clone())
+            };
+            let issuer = OidcIssuer::new(config)?;
+            let count = issuer
+                .refresh()
+                .await
+                .map_err(|e| format!("OpenID Connect issuer {}: {e}", issuer.config().issuer))?;
+            println!(
+                "trusting tokens of {} for audience {} ({count} keys)",
+                issuer.config().issuer,
+                issuer.config().audience
+            );
+            Some(Arc::new(issuer))
+        }
+        _ => None,
+    };
     let verifier = Verifier {
         keys,
         static_tokens,
+        issuer,
     };
     let (store, index, store_name): (Arc<dyn ChunkStore>, Arc<dyn Subscriptions>, String) =
         match &args.redis {

@@ -22,6 +22,7 @@ fn start(keys: &[&SigningKey], es: &Es256Key) -> TestGateway {
     let verifier = Verifier {
         keys: public,
         static_tokens: TokenSet::parse("static-viewer-token:tester:viewer").unwrap(),
+        issuer: None,
     };
     TestGateway::start(
         GatewayConfig::default(),
@@ -57,6 +58,7 @@ async fn forged_tokens_are_unauthorized_and_roles_and_worlds_are_enforced() {
             k
         },
         static_tokens: TokenSet::default(),
+        issuer: None,
     };
     for (what, token) in forgeries(&key) {
         assert!(verifier_only.verify(&token).is_err(), "verified: {what}");

@@ -41,6 +41,7 @@ impl World {
         let verifier = Verifier {
             keys,
             static_tokens: TokenSet::default(),
+            issuer: None,
         };
         let config = GatewayConfig {
             limits,
@@ -476,6 +477,7 @@ async fn error_bodies_carry_no_store_internals() {
         let verifier = Verifier {
             keys,
             static_tokens: TokenSet::default(),
+            issuer: None,
         };
         let gw = TestGateway::start_with(
             GatewayConfig::default(),

@@ -32,6 +32,19 @@ fn cors_methods_and_the_rate_limited_login_path_match_the_code() {
 }
 
 #[test]
+fn the_authorizer_gets_the_openid_connect_settings_the_code_reads() {
+    use cubewalk_server::identity::OidcConfig;
+    // The JWKS URL override is for issuers without discovery, not offered by the template.
+    for var in &OidcConfig::ENV_VARS[..5] {
+        assert!(
+            TEMPLATE.contains(&format!("          {var}: !If [")),
+            "{var} not set by the template"
+        );
+    }
+    assert!(TEMPLATE.contains("OidcAudienceWithIssuer:"));
+}
+
+#[test]
 fn no_function_environment_holds_a_password_or_a_token() {
     // The NoEcho parameters are the secret ones (PlayerPublicKeys is public but long; Tokens
     // are static development tokens).

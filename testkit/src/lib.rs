@@ -1,9 +1,11 @@
 //! Test helpers shared by the workspace's tests and benchmarks: real `redis-server` processes
 //! on free loopback ports, the local gateway started in-process on a free port, and a TCP relay
-//! that can be re-pointed or made to lose answers, and player tokens (good and forged).
+//! that can be re-pointed or made to lose answers, player tokens (good and forged), and a
+//! stand-in OpenID Connect issuer.
 
 mod cluster;
 mod gateway;
+pub mod issuer;
 mod process;
 mod redis;
 mod relay;

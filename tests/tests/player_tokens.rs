@@ -33,6 +33,7 @@ fn gateway(key: &SigningKey, limits: PlayerLimits) -> TestGateway {
         Arc::new(TokenAuthorizer(Verifier {
             keys,
             static_tokens: TokenSet::default(),
+            issuer: None,
         })),
         Arc::new(MemoryStore::new()),
     )

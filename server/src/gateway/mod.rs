@@ -95,7 +95,9 @@ pub struct TokenAuthorizer(pub crate::identity::Verifier);
 #[async_trait]
 impl Authorizer for TokenAuthorizer {
     async fn invoke(&self, event: ApiGatewayCustomAuthorizerRequest) -> Result<Value, String> {
-        let response = authorize(&event, &self.0).map_err(|e| e.to_string())?;
+        let response = authorize(&event, &self.0)
+            .await
+            .map_err(|e| e.to_string())?;
         serde_json::to_value(response).map_err(|e| e.to_string())
     }
 
@@ -103,7 +105,9 @@ impl Authorizer for TokenAuthorizer {
         &self,
         event: ApiGatewayCustomAuthorizerRequestTypeRequest,
     ) -> Result<Value, String> {
-        let response = authorize_request_event(&event, &self.0).map_err(|e| e.to_string())?;
+        let response = authorize_request_event(&event, &self.0)
+            .await
+            .map_err(|e| e.to_string())?;
         serde_json::to_value(response).map_err(|e| e.to_string())
     }
 }

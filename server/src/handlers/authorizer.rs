@@ -27,7 +27,7 @@ pub enum AuthorizerError {
 /// resource of the stage (API Gateway caches the policy per token and reuses it for other
 /// methods, so a policy for only the calling method would make a later PUT fail), with the
 /// player id as principal and the player's flat context. Anything else is `Unauthorized`.
-pub fn authorize(
+pub async fn authorize(
     event: &ApiGatewayCustomAuthorizerRequest,
     verifier: &Verifier,
 ) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
@@ -37,13 +37,13 @@ pub fn authorize(
         .as_deref()
         .ok_or(AuthorizerError::BadEvent("no methodArn"))?;
     let stage_arn = stage_wildcard(method_arn).ok_or(AuthorizerError::BadEvent("bad methodArn"))?;
-    Ok(allow(&check(verifier, token)?, stage_arn))
+    Ok(allow(&check(verifier, token).await?, stage_arn))
 }
 
 /// Authorizes one REQUEST event (the WebSocket API's `$connect`): the token is the `token`
 /// header; an accepted one gets an Allow policy for every route of the stage
 /// (`arn:...:<apiId>/<stage>/*`, as WebSocket route ARNs have no method part).
-pub fn authorize_request(
+pub async fn authorize_request(
     event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
     verifier: &Verifier,
 ) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
@@ -59,24 +59,31 @@ pub fn authorize_request(
     let stage_arn = stage_wildcard(method_arn)
         .and_then(|s| s.strip_suffix("/*").map(str::to_owned))
         .ok_or(AuthorizerError::BadEvent("bad methodArn"))?;
-    Ok(allow(&check(verifier, token)?, stage_arn))
+    Ok(allow(&check(verifier, token).await?, stage_arn))
 }
 
 /// Authorizes either event shape, told apart by its `type` (`TOKEN` or `REQUEST`).
-pub fn authorize_any(
+pub async fn authorize_any(
     event: serde_json::Value,
     verifier: &Verifier,
 ) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
     match event.get("type").and_then(|t| t.as_str()) {
-        Some("TOKEN") => authorize(
-            &serde_json::from_value(event).map_err(|_| AuthorizerError::BadEvent("TOKEN event"))?,
-            verifier,
-        ),
-        Some("REQUEST") => authorize_request(
-            &serde_json::from_value(event)
-                .map_err(|_| AuthorizerError::BadEvent("REQUEST event"))?,
-            verifier,
-        ),
+        Some("TOKEN") => {
+            authorize(
+                &serde_json::from_value(event)
+                    .map_err(|_| AuthorizerError::BadEvent("TOKEN event"))?,
+                verifier,
+            )
+            .await
+        }
+        Some("REQUEST") => {
+            authorize_request(
+                &serde_json::from_value(event)
+                    .map_err(|_| AuthorizerError::BadEvent("REQUEST event"))?,
+                verifier,
+            )
+            .await
+        }
         _ => Err(AuthorizerError::BadEvent(
             "type is neither TOKEN nor REQUEST",
         )),
@@ -84,8 +91,8 @@ pub fn authorize_any(
 }
 
 /// The token's player, or `Unauthorized` (the reason goes to the log, never to the caller).
-fn check(verifier: &Verifier, token: &str) -> Result<Player, AuthorizerError> {
-    verifier.verify(token).map_err(|why| {
+async fn check(verifier: &Verifier, token: &str) -> Result<Player, AuthorizerError> {
+    verifier.verify_fresh(token).await.map_err(|why| {
         tracing::info!(reason = %why, "token refused");
         AuthorizerError::Unauthorized
     })
@@ -145,10 +152,12 @@ mod tests {
         })
     }
 
-    #[test]
-    fn request_events_of_the_websocket_connect_are_authorized_by_the_token_header() {
+    #[tokio::test]
+    async fn request_events_of_the_websocket_connect_are_authorized_by_the_token_header() {
         let tokens = verifier("secret-token");
-        let r = authorize_any(request_event(Some("secret-token")), &tokens).unwrap();
+        let r = authorize_any(request_event(Some("secret-token")), &tokens)
+            .await
+            .unwrap();
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(
             v["policyDocument"]["Statement"][0]["Resource"][0],
@@ -156,23 +165,25 @@ mod tests {
         );
         for bad in [None, Some(""), Some("secret-tokeN")] {
             assert_eq!(
-                authorize_any(request_event(bad), &tokens).unwrap_err(),
+                authorize_any(request_event(bad), &tokens)
+                    .await
+                    .unwrap_err(),
                 AuthorizerError::Unauthorized
             );
         }
         // The TOKEN shape still works through the same entry point; anything else is an error.
         let token = serde_json::to_value(event("secret-token")).unwrap();
-        assert!(authorize_any(token, &tokens).is_ok());
+        assert!(authorize_any(token, &tokens).await.is_ok());
         assert!(matches!(
-            authorize_any(serde_json::json!({"type": "OTHER"}), &tokens),
+            authorize_any(serde_json::json!({"type": "OTHER"}), &tokens).await,
             Err(AuthorizerError::BadEvent(_))
         ));
     }
 
-    #[test]
-    fn right_token_allows_whole_stage() {
+    #[tokio::test]
+    async fn right_token_allows_whole_stage() {
         let tokens = verifier("old-secret-1, new-secret-2");
-        let r = authorize(&event("new-secret-2"), &tokens).unwrap();
+        let r = authorize(&event("new-secret-2"), &tokens).await.unwrap();
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["principalId"], "static-1");
         assert_eq!(v["policyDocument"]["Version"], "2012-10-17");
@@ -187,31 +198,31 @@ mod tests {
         assert_eq!(v["context"]["role"], "editor");
         assert_eq!(v["context"]["worlds"], "*");
         assert!(!v.to_string().contains("new-secret-2"));
-        assert!(authorize(&event("old-secret-1"), &tokens).is_ok());
+        assert!(authorize(&event("old-secret-1"), &tokens).await.is_ok());
     }
 
-    #[test]
-    fn wrong_or_empty_token_is_unauthorized() {
+    #[tokio::test]
+    async fn wrong_or_empty_token_is_unauthorized() {
         let tokens = verifier("secret-token");
         for t in ["", "secret-tokeN", "secret-token ", "secret"] {
-            let e = authorize(&event(t), &tokens).unwrap_err();
+            let e = authorize(&event(t), &tokens).await.unwrap_err();
             assert_eq!(e.to_string(), "Unauthorized");
         }
         let none = verifier("");
         assert!(none.is_empty());
         assert_eq!(
-            authorize(&event(""), &none).unwrap_err(),
+            authorize(&event(""), &none).await.unwrap_err(),
             AuthorizerError::Unauthorized
         );
     }
 
-    #[test]
-    fn malformed_method_arn_is_an_error_not_an_allow() {
+    #[tokio::test]
+    async fn malformed_method_arn_is_an_error_not_an_allow() {
         let tokens = verifier("secret-token");
         let mut e = event("secret-token");
         e.method_arn = Some("nonsense".into());
         assert!(matches!(
-            authorize(&e, &tokens),
+            authorize(&e, &tokens).await,
             Err(AuthorizerError::BadEvent(_))
         ));
     }

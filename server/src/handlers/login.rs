@@ -25,8 +25,7 @@ use sha2::{Digest, Sha256};
 
 /// The resource path this handler serves.
 pub const RESOURCE: &str = "/cubewalklogin";
-/// Every guest's player id starts with this.
-pub const GUEST_PREFIX: &str = "guest-";
+pub use crate::identity::GUEST_PREFIX;
 /// What a guest may do.
 pub const GUEST_ROLE: Role = Role::Editor;
 /// A guest token's lifetime unless configured otherwise, in seconds.

@@ -171,6 +171,34 @@ impl PublicKeys {
 
     /// Adds one JWK (see [`PublicKeys::from_jwks`]).
     pub fn add_jwk(&mut self, jwk: &Jwk) -> Result<(), String> {
+        self.add_jwk_allowing(jwk, false)
+    }
+
+    /// Reads an external issuer's JWK Set: as [`PublicKeys::from_jwks`], and also RSA keys of
+    /// at least 2048 bits for `RS256` (what Cognito, Auth0 and Firebase sign with). Keys that
+    /// are not for signatures or of another type are skipped, as issuers publish them too;
+    /// a set with no usable key is an error.
+    pub fn from_issuer_jwks(json: &str) -> Result<Self, String> {
+        let set: JwkSet = serde_json::from_str(json).map_err(|e| format!("not a JWK Set: {e}"))?;
+        let mut keys = Self::new();
+        for jwk in &set.keys {
+            let for_signing = !matches!(
+                jwk.common.public_key_use,
+                Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+            );
+            if for_signing {
+                if let Err(e) = keys.add_jwk_allowing(jwk, true) {
+                    tracing::info!(reason = %e, "issuer key skipped");
+                }
+            }
+        }
+        if keys.is_empty() {
+            return Err("the issuer's key set has no usable signing key".into());
+        }
+        Ok(keys)
+    }
+
+    fn add_jwk_allowing(&mut self, jwk: &Jwk, rsa: bool) -> Result<(), String> {
         let kid = jwk
             .common
             .key_id
@@ -184,16 +212,26 @@ impl PublicKeys {
             {
                 Algorithm::ES256
             }
+            AlgorithmParameters::RSA(params) if rsa => {
+                // The modulus, base64url without padding: 2048 bits are 342 characters.
+                if params.n.trim_end_matches('=').len() < 342 {
+                    return Err(format!("key {kid}: RSA keys need at least 2048 bits"));
+                }
+                Algorithm::RS256
+            }
             _ => {
                 return Err(format!(
-                    "key {kid}: only Ed25519 and P-256 keys are accepted"
+                    "key {kid}: only Ed25519 and P-256 keys{} are accepted",
+                    if rsa { " and RSA keys" } else { "" }
                 ))
             }
         };
         if let Some(stated) = jwk.common.key_algorithm {
             let matches = matches!(
                 (stated, algorithm),
-                (KeyAlgorithm::EdDSA, Algorithm::EdDSA) | (KeyAlgorithm::ES256, Algorithm::ES256)
+                (KeyAlgorithm::EdDSA, Algorithm::EdDSA)
+                    | (KeyAlgorithm::ES256, Algorithm::ES256)
+                    | (KeyAlgorithm::RS256, Algorithm::RS256)
             );
             if !matches {
                 return Err(format!("key {kid}: alg {stated:?} does not fit the key"));

@@ -5,12 +5,14 @@
 //! - [`keys`]: signing keys (the development key file) and the public keys tokens are
 //!   verified with (a JWKS, chosen by `kid`).
 //! - [`token`]: issuing and verifying player tokens.
+//! - [`oidc`]: an external OpenID Connect issuer whose tokens are accepted as they are.
 //! - [`static_tokens`]: the seed's fixed tokens, for development only, each mapped to a fixed
 //!   player and role.
 //! - [`Player`]: a verified identity, carried from the authorizer to the handlers as the
 //!   authorizer's flat context ([`Player::to_context`], [`Player::from_context`]).
 
 pub mod keys;
+pub mod oidc;
 pub mod static_tokens;
 pub mod token;
 
@@ -19,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 pub use keys::{PublicKeys, SigningKey};
+pub use oidc::{OidcConfig, OidcIssuer};
 pub use static_tokens::TokenSet;
 pub use token::{Claims, TokenError, Verifier};
 
@@ -29,6 +32,8 @@ pub const LEEWAY_SECS: u64 = 30;
 /// Longest token accepted, in bytes. Checked before any parsing, so a huge header costs
 /// nothing; identity-provider ID tokens with many claims stay well under it.
 pub const MAX_TOKEN_LEN: usize = 4096;
+/// The prefix of every guest login's player id; no other issuer's token may name one.
+pub const GUEST_PREFIX: &str = "guest-";
 /// Longest player id, in bytes.
 pub const MAX_PLAYER_ID_LEN: usize = 128;
 

@@ -4,14 +4,17 @@
 //! Verification takes the algorithm from the key the `kid` names, never from the token: the
 //! token's `alg` must equal it, so `none`, HMAC and any algorithm the key was not made for
 //! are refused. `aud` must be `cubewalk`; `exp`, `iat` and `sub` are required; `exp` and
-//! `nbf` are checked with [`LEEWAY_SECS`] of skew.
+//! `nbf` are checked with [`LEEWAY_SECS`] of skew. A `kid` none of our keys has goes to the
+//! external issuer, if one is trusted ([`super::oidc`]), with that issuer's rules.
 
 use super::keys::{PublicKeys, SigningKey};
+use super::oidc::OidcIssuer;
 use super::static_tokens::TokenSet;
 use super::{valid_player_id, Player, Role, Worlds, AUDIENCE, LEEWAY_SECS, MAX_TOKEN_LEN};
 use cubewalk_protocol::WorldId;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The claims of a player token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,14 +82,16 @@ pub enum TokenError {
     BadClaims(&'static str),
 }
 
-/// What the authorizer accepts: player tokens signed by one of `keys`, and the development
-/// static tokens.
+/// What the authorizer accepts: player tokens signed by one of `keys`, tokens of the trusted
+/// external issuer, and the development static tokens.
 #[derive(Debug, Clone, Default)]
 pub struct Verifier {
     /// Public keys for player tokens.
     pub keys: PublicKeys,
     /// Fixed development tokens.
     pub static_tokens: TokenSet,
+    /// An external OpenID Connect issuer whose tokens are accepted too.
+    pub issuer: Option<Arc<OidcIssuer>>,
 }
 
 /// The claims read from a verified token; `role` and `worlds` are checked after the signature.
@@ -101,8 +106,8 @@ struct Verified {
 impl From<TokenSet> for Verifier {
     fn from(static_tokens: TokenSet) -> Self {
         Self {
-            keys: PublicKeys::new(),
             static_tokens,
+            ..Self::default()
         }
     }
 }
@@ -110,10 +115,29 @@ impl From<TokenSet> for Verifier {
 impl Verifier {
     /// Whether nothing at all would be accepted.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.static_tokens.is_empty()
+        self.keys.is_empty() && self.static_tokens.is_empty() && self.issuer.is_none()
     }
 
-    /// The player `token` stands for.
+    /// As [`Verifier::verify`], first fetching the external issuer's keys again when they are
+    /// old or the token names a `kid` they lack (at most once per
+    /// [`super::oidc::MIN_REFETCH`]).
+    pub async fn verify_fresh(&self, token: &str) -> Result<Player, TokenError> {
+        if let Some(issuer) = &self.issuer {
+            // Only a JWT naming a kid none of our keys has can be the issuer's: only such a
+            // token waits for a fetch, so our own tokens never wait on an issuer that is down.
+            let kid = (token.len() <= MAX_TOKEN_LEN)
+                .then(|| jsonwebtoken::decode_header(token).ok())
+                .flatten()
+                .and_then(|h| h.kid)
+                .filter(|kid| self.keys.get(kid).is_none());
+            if let Some(kid) = kid {
+                issuer.refresh_if_needed(&kid).await;
+            }
+        }
+        self.verify(token)
+    }
+
+    /// The player `token` stands for, with the keys held now.
     pub fn verify(&self, token: &str) -> Result<Player, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::TooLong);
@@ -128,7 +152,12 @@ impl Verifier {
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
-        let (algorithm, key) = self.keys.get(kid).ok_or(TokenError::UnknownKey)?;
+        let Some((algorithm, key)) = self.keys.get(kid) else {
+            return match &self.issuer {
+                Some(issuer) => issuer.verify(token, &header),
+                None => Err(TokenError::UnknownKey),
+            };
+        };
         if header.alg != algorithm {
             return Err(TokenError::Invalid(format!(
                 "alg {:?} for a {algorithm:?} key",
@@ -174,6 +203,7 @@ mod tests {
         Verifier {
             keys,
             static_tokens: TokenSet::from_list("dev-token-1:tester:viewer"),
+            issuer: None,
         }
     }
 
