@@ -5,18 +5,18 @@
 //! issuer rotated), but never more often than once per [`MIN_REFETCH`]: a stream of tokens
 //! with made-up `kid`s costs the issuer one request per 30 s per instance, not one each.
 //!
-//! Such a token must carry the configured `iss` and `aud`, `exp` (with [`LEEWAY_SECS`] of
+//! Such a token must carry the configured `iss` and `aud`, `exp` (with [`super::LEEWAY_SECS`] of
 //! skew) and a player id in the configured claim (`sub` by default). Its role is
 //! [`OidcConfig::default_role`] unless a role claim is configured and names a role (a string,
 //! or a list such as Cognito's `cognito:groups`, the highest named role winning); no other
 //! claim of the issuer's gives it more.
 
 use super::keys::PublicKeys;
-use super::token::TokenError;
-use super::{valid_player_id, Player, Role, Worlds, GUEST_PREFIX, LEEWAY_SECS};
+use super::token::{validation_for, TokenError};
+use super::{valid_player_id, Player, Role, Worlds, GUEST_PREFIX};
 use crate::https::HttpsClient;
 use cubewalk_protocol::WorldId;
-use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
+use jsonwebtoken::Header;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -146,7 +146,6 @@ struct Held {
     keys: PublicKeys,
     fetched: Option<Instant>,
     attempted: Option<Instant>,
-    fetches: u64,
 }
 
 /// A trusted external issuer and the keys fetched from it.
@@ -181,11 +180,6 @@ impl OidcIssuer {
     /// The settings.
     pub fn config(&self) -> &OidcConfig {
         &self.config
-    }
-
-    /// How many times the keys were fetched (successfully or not).
-    pub fn fetches(&self) -> u64 {
-        self.held.read().unwrap_or_else(|e| e.into_inner()).fetches
     }
 
     /// How many keys are held.
@@ -236,7 +230,6 @@ impl OidcIssuer {
         {
             let mut held = self.held.write().unwrap_or_else(|e| e.into_inner());
             held.attempted = Some(Instant::now());
-            held.fetches += 1;
         }
         let jwks_url = match &self.config.jwks_url {
             Some(url) => url.clone(),
@@ -285,28 +278,11 @@ impl OidcIssuer {
         let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
         let held = self.held.read().unwrap_or_else(|e| e.into_inner());
         let (algorithm, key) = held.keys.get(kid).ok_or(TokenError::UnknownKey)?;
-        self.verify_with(token, header.alg, algorithm, key)
-    }
-
-    fn verify_with(
-        &self,
-        token: &str,
-        alg: Algorithm,
-        algorithm: Algorithm,
-        key: &DecodingKey,
-    ) -> Result<Player, TokenError> {
-        if alg != algorithm {
-            return Err(TokenError::Invalid(format!(
-                "alg {alg:?} for a {algorithm:?} key"
-            )));
-        }
         let config = &self.config;
-        let mut validation = Validation::new(algorithm);
+        let mut validation = validation_for(header, algorithm)?;
         validation.set_audience(&[config.audience.as_str()]);
         validation.set_issuer(&[config.issuer.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_nbf = true;
         let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
             token,
             key,

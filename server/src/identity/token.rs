@@ -158,17 +158,9 @@ impl Verifier {
                 None => Err(TokenError::UnknownKey),
             };
         };
-        if header.alg != algorithm {
-            return Err(TokenError::Invalid(format!(
-                "alg {:?} for a {algorithm:?} key",
-                header.alg
-            )));
-        }
-        let mut validation = Validation::new(algorithm);
+        let mut validation = validation_for(&header, algorithm)?;
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iat", "sub", "aud"]);
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_nbf = true;
         let data = jsonwebtoken::decode::<Verified>(token, key, &validation)
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
         let claims = data.claims;
@@ -191,6 +183,25 @@ impl Verifier {
             worlds,
         })
     }
+}
+
+/// The checks every token gets, ours or an issuer's: its `alg` must be the one of the key its
+/// `kid` names (so `none`, HMAC with a public key and any other algorithm are refused), and
+/// `exp` and `nbf` hold with [`LEEWAY_SECS`] of skew. The caller adds audience and claims.
+pub(super) fn validation_for(
+    header: &Header,
+    algorithm: Algorithm,
+) -> Result<Validation, TokenError> {
+    if header.alg != algorithm {
+        return Err(TokenError::Invalid(format!(
+            "alg {:?} for a {algorithm:?} key",
+            header.alg
+        )));
+    }
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = LEEWAY_SECS;
+    validation.validate_nbf = true;
+    Ok(validation)
 }
 
 #[cfg(test)]
