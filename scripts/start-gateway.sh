@@ -1,7 +1,8 @@
 # Sourced by test scripts: starts the debug cubewalk-server binary on a free loopback port with
-# the embedded store and one token, stops it on exit, and sets `endpoint`.
+# the embedded store, one token and an empty world (no starting terrain: tests place their own
+# cubes), stops it on exit, and sets `endpoint`.
 # Needs: `server` (the binary), `work` (a scratch folder removed on exit), `token`.
-"$server" serve --bind 127.0.0.1:0 --tokens "$token" > "$work/gateway.out" 2> "$work/gateway.err" &
+"$server" serve --bind 127.0.0.1:0 --tokens "$token" --seed-radius 0 > "$work/gateway.out" 2> "$work/gateway.err" &
 gateway=$!
 trap 'kill $gateway 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do

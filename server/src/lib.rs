@@ -21,5 +21,6 @@ pub mod handlers;
 pub mod https;
 pub mod identity;
 pub mod realtime;
+pub mod seed;
 pub mod sigv4;
 pub mod store;

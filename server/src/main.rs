@@ -14,6 +14,7 @@ use cubewalk_server::identity::{
     Claims, OidcConfig, OidcIssuer, PublicKeys, Role, SigningKey, TokenSet, Verifier,
 };
 use cubewalk_server::realtime::{MemorySubscriptions, Subscriptions};
+use cubewalk_server::seed;
 use cubewalk_server::store::{ChunkStore, MemoryStore, RedisStore, RedisStoreConfig};
 use rand::distr::{Alphanumeric, SampleString};
 use regex::Regex;
@@ -158,6 +159,12 @@ struct ServeArgs {
     /// The issuer's key set URL, when it publishes no discovery document.
     #[arg(long, env = "CUBEWALK_OIDC_JWKS_URL")]
     oidc_jwks_url: Option<String>,
+    /// Chunks on each side of the origin seeded with terrain in world `default` at start (only
+    /// chunks never written, so a kept store keeps its edits), so a fresh world has ground to
+    /// stand on and click; 0 seeds nothing.
+    #[arg(long, env = "CUBEWALK_SEED_RADIUS", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(seed::MAX_SEED_RADIUS)))]
+    seed_radius: u32,
 }
 
 fn main() -> std::process::ExitCode {
@@ -314,6 +321,13 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 "embedded (in memory; gone when this process stops)".into(),
             ),
         };
+    let seeded = if args.seed_radius > 0 {
+        seed::seed_spawn(store.as_ref(), &WorldId::default(), args.seed_radius)
+            .await
+            .map_err(|e| format!("cannot seed the spawn area: {e}"))?
+    } else {
+        0
+    };
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
@@ -343,6 +357,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     println!("CubeWalk local gateway listening on {url}");
     println!("realtime (WebSocket): ws://{addr}/{}", args.stage);
     println!("store: {store_name}");
+    if args.seed_radius > 0 {
+        let r = args.seed_radius;
+        println!(
+            "world default: terrain in chunks -{r}..={r} around the origin ({seeded} chunks seeded now; --seed-radius 0 for none)"
+        );
+    }
     match &dev_token {
         Some(t) => {
             println!("dev token: {t} (static, development only: player static-0, editor)");

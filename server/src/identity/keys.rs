@@ -86,38 +86,56 @@ impl SigningKey {
     /// Loads the key at `path`, or creates it there (owner-only permissions) when there is
     /// none. Answers the key and whether it was created.
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), String> {
+        let load = |pem: &str| Self::from_pem(pem).map_err(|e| format!("{}: {e}", path.display()));
         match std::fs::read_to_string(path) {
-            Ok(pem) => Self::from_pem(&pem)
-                .map(|k| (k, false))
-                .map_err(|e| format!("{}: {e}", path.display())),
+            Ok(pem) => load(&pem).map(|k| (k, false)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate();
-                write_private(path, key.to_pem().as_bytes())
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                Ok((key, true))
+                match write_private(path, key.to_pem().as_bytes()) {
+                    Ok(()) => Ok((key, true)),
+                    // Another process created it first: its key is the one.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let pem = std::fs::read_to_string(path)
+                            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                        load(&pem).map(|k| (k, false))
+                    }
+                    Err(e) => Err(format!("cannot write {}: {e}", path.display())),
+                }
             }
             Err(e) => Err(format!("cannot read {}: {e}", path.display())),
         }
     }
 }
 
-/// Writes a new file readable by its owner only; an existing file is never overwritten (two
-/// processes starting at once keep the first key).
+/// Writes a new file readable by its owner only, all at once: the bytes go to a private
+/// temporary file that is then linked to `path`, which fails with `AlreadyExists` rather than
+/// overwrite. So two processes starting at once keep the first key, and neither ever reads a
+/// half-written one.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    let mut name = path.as_os_str().to_owned();
+    // Unique per process and per call, so no two writers share a temporary file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    name.push(format!(".{}-{n}.tmp", std::process::id()));
+    let temp = PathBuf::from(name);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    let written = options.open(&temp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&temp, path));
+    let _ = std::fs::remove_file(&temp);
+    linked
 }
 
 /// Where the development signing key lives: `$CUBEWALK_SIGNING_KEY` when set, else
@@ -271,6 +289,39 @@ impl PublicKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_starting_at_once_share_one_whole_key() {
+        // Two gateways started together on a fresh machine: each either makes the key or reads
+        // the other's, never a half-written file, and they end with the same key.
+        for round in 0..20 {
+            let path = std::env::temp_dir()
+                .join(format!("cubewalk-key-race-{}-{round}", std::process::id()))
+                .join("key.pem");
+            let kids: Vec<String> = std::thread::scope(|s| {
+                let workers: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            SigningKey::load_or_create(&path)
+                                .unwrap()
+                                .0
+                                .kid()
+                                .to_owned()
+                        })
+                    })
+                    .collect();
+                workers.into_iter().map(|w| w.join().unwrap()).collect()
+            });
+            assert!(kids.iter().all(|k| *k == kids[0]), "{kids:?}");
+            let dir = path.parent().unwrap();
+            assert_eq!(
+                std::fs::read_dir(dir).unwrap().count(),
+                1,
+                "no temporary file left"
+            );
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
 
     #[test]
     fn pem_round_trips_and_key_file_is_made_once() {
