@@ -2,8 +2,9 @@
 # Builds every native plugin that can be built on this (Linux x86_64) machine, release profile,
 # stripped, into target/plugins/Runtime/Plugins/ in the Unity package's layout:
 #   x86_64/cubewalk.dll           Windows x64 (mingw-w64; no DLL beyond what Windows ships)
-#   x86_64/libcubewalk.so         Linux x64
-#   arm64/libcubewalk.so          Linux arm64 (16 KB aligned LOAD segments)
+#   x86_64/libcubewalk.so         Linux x64 (linked against glibc 2.17: loads on every distribution
+#                                 Unity supports, Ubuntu 20.04 and RHEL 8 included)
+#   arm64/libcubewalk.so          Linux arm64 (glibc 2.17; 16 KB aligned LOAD segments)
 #   macOS/libcubewalk.dylib       macOS universal (x86_64 + arm64; zig compiles C, ld64.lld links)
 # Android and iOS need the NDK and Xcode: .github/workflows/native-plugins.yml builds them.
 # Each target is built once; a second run only relinks what changed.
@@ -39,6 +40,23 @@ cross_build() {
   cp "$CARGO_TARGET_DIR/$triple/release/$file" "$out/$folder/$file"
 }
 
+# The oldest glibc the Linux plugins link against (cargo-zigbuild's `<triple>.<glibc>` suffix);
+# scripts/check-plugins.sh refuses any newer symbol version.
+glibc_floor=2.17
+
+# zig_linux_build <triple> <plugin folder>: builds the cdylib with zig as C compiler and linker
+# against glibc $glibc_floor's symbol versions (the host's gcc would link against whatever glibc
+# this machine has: 2.34+ today), 16 KB aligned, and copies it into the plugin folder.
+zig_linux_build() {
+  local triple="$1" folder="$2"
+  local var="${triple//-/_}"
+  need_target "$triple"
+  env "CARGO_TARGET_${var^^}_RUSTFLAGS=$page16k" \
+    cargo zigbuild --release --locked -p cubewalk --target "$triple.$glibc_floor"
+  mkdir -p "$out/$folder"
+  cp "$CARGO_TARGET_DIR/$triple/release/libcubewalk.so" "$out/$folder/libcubewalk.so"
+}
+
 for platform in "${want[@]}"; do
   echo "== plugin: $platform"
   case "$platform" in
@@ -47,9 +65,9 @@ for platform in "${want[@]}"; do
       cross_build x86_64-pc-windows-gnu x86_64-w64-mingw32 "-C link-arg=-static-libgcc" cubewalk.dll x86_64
       x86_64-w64-mingw32-strip "$out/x86_64/cubewalk.dll" ;;
     linux-x64)
-      cross_build x86_64-unknown-linux-gnu "" "$page16k" libcubewalk.so x86_64 ;;
+      zig_linux_build x86_64-unknown-linux-gnu x86_64 ;;
     linux-arm64)
-      cross_build aarch64-unknown-linux-gnu aarch64-linux-gnu "$page16k" libcubewalk.so arm64 ;;
+      zig_linux_build aarch64-unknown-linux-gnu arm64 ;;
     macos)
       need_target x86_64-apple-darwin
       need_target aarch64-apple-darwin

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Static checks on the native plugins scripts/build-plugins.sh wrote (or those in the folder
 # given): each exports exactly the cw_* functions of include/cubewalk.h; ELF files have every
-# LOAD segment 16 KB aligned and need only system libraries; the Windows DLL imports only
-# system DLLs; the macOS dylib holds x86_64 and arm64, has an @rpath install name and links
-# only system libraries. Prints each artifact's size. Needs llvm (llvm-nm, llvm-objdump),
+# LOAD segment 16 KB aligned, need only system libraries and no glibc symbol version newer than
+# 2.17 (so they load on every Linux Unity supports: Ubuntu 20.04 has 2.31, RHEL 8 2.28); the
+# Windows DLL imports only system DLLs and asks for no Windows newer than 10 in its PE header;
+# the macOS dylib holds x86_64 and arm64, has an @rpath install name, links only system
+# libraries and loads on macOS 10.13 (x86_64) and 11.0 (arm64, the first for Apple silicon), as
+# its LC_BUILD_VERSION says. Prints each artifact's size. Needs llvm (llvm-nm, llvm-objdump),
 # readelf (binutils).
 #   scripts/check-plugins.sh [plugins-folder]     default: target/plugins/Runtime/Plugins
 set -euo pipefail
@@ -12,6 +15,13 @@ dir="${1:-$root/target/plugins/Runtime/Plugins}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 failures=0
+# The oldest systems the plugins must load on (Unity 2021.3's and Unity 6's floors or lower).
+glibc_floor=2.17
+macos_floor_x86_64=10.13
+macos_floor_arm64=11.0
+windows_floor=10.0
+# Whether version $1 is at most $2 (dotted numbers).
+at_most() { [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | tail -1)" = "$2" ]; }
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 grep -o '^[A-Za-z].* \**cw_[a-z_]*(' "$root/include/cubewalk.h" | grep -o 'cw_[a-z_]*' | sort -u > "$work/header"
@@ -40,6 +50,12 @@ check_elf() {
       *) echo "FAIL: $name needs $lib"; exit 1 ;;
     esac
   done || failures=$((failures + 1))
+  # Android's bionic has no symbol versions; a glibc build must not need a newer glibc.
+  local newest
+  newest=$(readelf --dyn-syms -W "$f" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -Vu | tail -1)
+  if [ -n "$newest" ] && ! at_most "$newest" "$glibc_floor"; then
+    fail "$name needs glibc $newest (GLIBC_$newest symbols); the floor is $glibc_floor"
+  fi
 }
 
 check_pe() {
@@ -56,6 +72,14 @@ check_pe() {
       *) fail "$name imports $dll, which Windows does not ship" ;;
     esac
   done < "$work/dlls"
+  # The loader refuses an image whose OS or subsystem version is newer than the running Windows.
+  local os sub
+  os=$(awk '/^MajorOSystemVersion/ {a=$2} /^MinorOSystemVersion/ {b=$2} END {print a "." b}' "$work/pe")
+  sub=$(awk '/^MajorSubsystemVersion/ {a=$2} /^MinorSubsystemVersion/ {b=$2} END {print a "." b}' "$work/pe")
+  for v in "$os" "$sub"; do
+    [ "$v" != "." ] || fail "$name: no OS version in its PE header"
+    at_most "$v" "$windows_floor" || fail "$name asks for Windows $v; the floor is $windows_floor"
+  done
 }
 
 check_macho() {
@@ -74,6 +98,15 @@ check_macho() {
       @rpath/*|@loader_path/*|@executable_path/*) ;;
       *) fail "$name ($arch): install name '$id' is not @rpath/@loader_path" ;;
     esac
+    local minos floor
+    minos=$(llvm-objdump --macho --arch="$arch" --private-headers "$f" \
+      | awk '/cmd LC_BUILD_VERSION/ {b=1} b && $1 == "minos" {print $2; exit} /cmd LC_VERSION_MIN_MACOSX/ {m=1} m && $1 == "version" {print $2; exit}')
+    floor="macos_floor_$arch"
+    if [ -z "$minos" ]; then
+      fail "$name ($arch): no minimum macOS version in its load commands"
+    elif ! at_most "$minos" "${!floor}"; then
+      fail "$name ($arch) needs macOS $minos; the floor is ${!floor}"
+    fi
     llvm-objdump --macho --arch="$arch" --dylibs-used "$f" | tail -n +2 | awk '{print $1}' | while read -r lib; do
       case "$lib" in
         /usr/lib/*|/System/Library/Frameworks/*) ;;

@@ -6,7 +6,12 @@
 - each native plugin's .meta enables exactly the platform and CPU its bytes are built for
   (ELF x86_64 / aarch64, PE x86-64, Mach-O universal or thin), and excludes the others;
 - the C# bindings inside declare exactly the functions each plugin inside exports;
-- package.json's version is the native library's version (sdk/Cargo.toml).
+- package.json's version is the native library's version (sdk/Cargo.toml), and its
+  dependencies name the built-in modules the package uses;
+- what every supported editor version's plugin importer does with the plugins
+  (scripts/unity_plugins.py): no two at one final path in any build target, for the plugins in
+  the tarball and for every committed .meta (Android and iOS included, built elsewhere), and
+  every supported target gets one.
 
 Usage: check_unity_package.py <package.tgz>
 """
@@ -21,6 +26,12 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import unity_plugins  # noqa: E402
+
+# Built-in modules the package's code uses: UnityWebRequest (the managed transport), physics
+# (the sample's raycasts and mesh colliders), IMGUI (the sample's on-screen messages).
+MODULES = ("com.unity.modules.unitywebrequest", "com.unity.modules.physics", "com.unity.modules.imgui")
 failures = []
 
 
@@ -125,6 +136,22 @@ def main(tarball: str):
             fail(f"package.json version {manifest['version']} != native library {crate}")
         if not Path(tarball).name == f"{manifest['name']}-{crate}.tgz":
             fail(f"tarball named {Path(tarball).name}, expected {manifest['name']}-{crate}.tgz")
+
+        deps = manifest.get("dependencies", {})
+        for module in MODULES:
+            if module not in deps:
+                fail(f"package.json does not depend on {module}")
+
+        for where, folder, root, complete in (
+                ("tarball", package / "Runtime/Plugins", package / "Runtime/Plugins", False),
+                ("committed .meta files", ROOT / "unity-sample/Runtime/Plugins", ROOT / "unity-sample/Runtime/Plugins", True)):
+            plugins = unity_plugins.load(folder, root)
+            problems = unity_plugins.check(plugins, require_all=complete)
+            for problem in problems:
+                fail(f"{where}: {problem}")
+            if not problems:
+                print(f"ok: {where}: {len(plugins)} plugins, one per build target in Unity "
+                      + ", ".join(f"{a}.{b}" for a, b in unity_plugins.EDITORS))
 
         guids = {}
         for path in sorted(package.rglob("*")):

@@ -10,6 +10,8 @@ cargo fmt --all -- --check
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 scripts/check-deploy.sh
+echo "== Unity plugin importer model (what each editor version does with each plugin .meta)"
+python3 -m unittest scripts/test_unity_plugins.py
 
 echo "== build (libraries and binaries the tests run)"
 cargo build --workspace --locked

@@ -4,7 +4,7 @@
 #   ./build-native.sh            host platform
 #   ./build-native.sh android    arm64-v8a .so (needs ANDROID_NDK_HOME); 16 KB page aligned
 #   ./build-native.sh ios        static libcubewalk.a for device, internal symbols hidden (macOS + Xcode)
-#   ./build-native.sh ios-simulator   simulator library (arm64 + x86_64) in target/ios-simulator/
+#   ./build-native.sh ios-simulator   simulator library (arm64 + x86_64) in Plugins/iOS/Simulator/
 # Windows, Linux (x64, arm64) and macOS are built on Linux by scripts/build-plugins.sh.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -12,6 +12,26 @@ root="$(cd "$here/.." && pwd)"
 plugins="$here/Runtime/Plugins"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 cd "$root"
+
+# prelink <out.a> <triple:arch>...: for each slice, one object whose only global symbols are
+# the cw_* functions (ld -r with an exported symbols list), archived, and the slices joined.
+prelink() {
+  local out="$1"; shift
+  local work slices=() triple arch
+  work="$(mktemp -d)"
+  grep -o '^[A-Za-z].* \**cw_[a-z_]*(' "$root/include/cubewalk.h" | grep -o 'cw_[a-z_]*' | sort -u | sed 's/^/_/' > "$work/exports"
+  for slice in "$@"; do
+    triple="${slice%%:*}" arch="${slice##*:}"
+    xcrun ld -r -arch "$arch" -exported_symbols_list "$work/exports" \
+      -force_load "$target_dir/$triple/release/libcubewalk.a" -o "$work/$triple.o"
+    xcrun ar rcs "$work/$triple.a" "$work/$triple.o"
+    slices+=("$work/$triple.a")
+  done
+  mkdir -p "$(dirname "$out")"
+  rm -f "$out"
+  if [ ${#slices[@]} -eq 1 ]; then cp "${slices[0]}" "$out"; else xcrun lipo -create "${slices[@]}" -output "$out"; fi
+  rm -rf "$work"
+}
 
 case "${1:-host}" in
   host)
@@ -43,24 +63,16 @@ case "${1:-host}" in
     # (or a second copy of Rust's std) in the same app.
     rustup target add aarch64-apple-ios
     cargo build --release --locked -p cubewalk --target aarch64-apple-ios
-    work="$(mktemp -d)"
-    grep -o '^[A-Za-z].* \**cw_[a-z_]*(' "$root/include/cubewalk.h" | grep -o 'cw_[a-z_]*' | sort -u | sed 's/^/_/' > "$work/exports"
-    xcrun ld -r -arch arm64 -exported_symbols_list "$work/exports" \
-      -force_load "$target_dir/aarch64-apple-ios/release/libcubewalk.a" -o "$work/cubewalk.o"
     out="$plugins/iOS/libcubewalk.a"
-    mkdir -p "$(dirname "$out")"
-    rm -f "$out"
-    xcrun ar rcs "$out" "$work/cubewalk.o"
-    rm -rf "$work" ;;
+    prelink "$out" aarch64-apple-ios:arm64 ;;
   ios-simulator)
-    # For Unity's "Simulator SDK" builds only: arm64 + x86_64 simulator slices in one library,
-    # written next to the device one (swap it in for a simulator build).
+    # Unity's "Simulator SDK" builds: arm64 (Apple silicon) and x86_64 simulator slices in one
+    # library, its own plugin beside the device one (Plugins/iOS/Simulator, CPU X64 in its
+    # .meta), prelinked the same way.
     rustup target add aarch64-apple-ios-sim x86_64-apple-ios
     cargo build --release --locked -p cubewalk --target aarch64-apple-ios-sim --target x86_64-apple-ios
-    out="$root/target/ios-simulator/libcubewalk.a"
-    mkdir -p "$(dirname "$out")"
-    xcrun lipo -create "$target_dir/aarch64-apple-ios-sim/release/libcubewalk.a" \
-      "$target_dir/x86_64-apple-ios/release/libcubewalk.a" -output "$out" ;;
+    out="$plugins/iOS/Simulator/libcubewalk.a"
+    prelink "$out" aarch64-apple-ios-sim:arm64 x86_64-apple-ios:x86_64 ;;
   *) echo "usage: $0 [host|android|ios|ios-simulator]"; exit 2 ;;
 esac
 echo "native library copied to $out"
