@@ -16,7 +16,11 @@ namespace CubeWalk
     ///
     /// Every public method may be called from any thread: blocking calls use scratch space of
     /// their own thread, request bookkeeping is locked, and a finished request completes (its
-    /// callback runs) on the thread whose <see cref="Update"/> found it finished.
+    /// callback runs) on the thread whose <see cref="Update"/> found it finished. In Unity,
+    /// managed-transport requests (<see cref="CubeWalkTransport.Managed"/>, WebGL) start on the
+    /// next frame's player loop on the main thread, whichever thread began them, because
+    /// UnityWebRequest works only there; a blocking call on the main thread drives them itself
+    /// while it waits, one on another thread waits for the main thread's frames.
     ///
     /// The native library holds one session per process. Clients share it: each client holds a
     /// reference, and the session is shut down when the last client is disposed. Clients open at
@@ -224,7 +228,7 @@ namespace CubeWalk
             if (UsesManaged(options))
             {
                 var request = new GuestLoginRequest(Managed.ManagedTransport.BeginLogin(Sender(), endpoint, deviceSecret, options), deviceSecret);
-                while (!request.Poll()) Thread.Sleep(1);
+                while (!request.Poll()) WaitForManaged();
                 if (request.Status != CubeWalkStatus.Ok) throw new CubeWalkException(request.Status, request.Error);
                 return request.Session;
             }
@@ -258,7 +262,8 @@ namespace CubeWalk
 
         /// <summary>Starts a guest login without blocking (every platform, WebGL included): poll the
         /// request once per frame with <see cref="GuestLoginRequest.Poll"/>. The native plugin logs in
-        /// on a worker thread; the managed transport through UnityWebRequest.</summary>
+        /// on a worker thread; the managed transport through UnityWebRequest (in Unity it starts on
+        /// the next frame's player loop on the main thread, whichever thread called this).</summary>
         /// <param name="endpoint">The /cubewalkblocks URL (its sibling /cubewalklogin is used) or the /cubewalklogin URL.</param>
         /// <param name="deviceSecret">The device's secret (<see cref="NewDeviceSecret"/>).</param>
         /// <param name="options">Settings; null for the defaults.</param>
@@ -290,9 +295,21 @@ namespace CubeWalk
         static Managed.IHttpSender Sender()
         {
 #if UNITY_2018_1_OR_NEWER
-            return new Managed.UnityWebRequestSender();
+            return Managed.UnityWebRequestSender.Instance;
 #else
             return new Managed.HttpClientSender();
+#endif
+        }
+
+        // One step of a blocking wait on the managed transport. In Unity its requests start and
+        // finish in the main thread's player loop, which cannot run while the main thread waits
+        // here: there the wait pumps them itself (elsewhere the player loop does).
+        static void WaitForManaged()
+        {
+#if UNITY_2018_1_OR_NEWER
+            Managed.UnityWebRequestSender.WaitABit();
+#else
+            Thread.Sleep(1);
 #endif
         }
 
@@ -322,7 +339,7 @@ namespace CubeWalk
         {
             string error;
             CubeWalkStatus s;
-            while ((s = managed.Poll(id, out error)) == CubeWalkStatus.Pending) Thread.Sleep(1);
+            while ((s = managed.Poll(id, out error)) == CubeWalkStatus.Pending) WaitForManaged();
             if (s != CubeWalkStatus.Ok) throw new CubeWalkException(s, error);
             return s;
         }

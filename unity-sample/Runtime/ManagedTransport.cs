@@ -17,7 +17,10 @@ namespace CubeWalk
         /// <summary>The native plugin (every platform but WebGL).</summary>
         Native,
         /// <summary>Plain C# over UnityWebRequest (HttpClient outside Unity): what WebGL builds use.
-        /// Blocking calls are not available in WebGL builds; requests are not retried.</summary>
+        /// Blocking calls are not available in WebGL builds; requests are not retried. In Unity,
+        /// requests begun on any thread start on the next frame's player loop on the main thread
+        /// (UnityWebRequest works only there); a blocking call on the main thread drives them
+        /// itself while it waits.</summary>
         Managed,
     }
 }
@@ -35,14 +38,17 @@ namespace CubeWalk.Managed
         void Abort();
     }
 
-    /// <summary>Starts HTTP exchanges: UnityWebRequest in Unity, HttpClient elsewhere (tests).</summary>
+    /// <summary>Starts HTTP exchanges: UnityWebRequest in Unity, HttpClient elsewhere (tests).
+    /// Send and every member of the exchange may be called from any thread.</summary>
     internal interface IHttpSender
     {
         IHttpExchange Send(string method, string url, string token, byte[] body, int timeoutMs);
     }
 
-    /// <summary>HttpClient, for the Editor's tests and non-Unity hosts (and the stand-in for
-    /// UnityWebRequest under Mono).</summary>
+#if !UNITY_2018_1_OR_NEWER
+    /// <summary>HttpClient, for non-Unity hosts (the plain-C# tests under Mono). Never compiled
+    /// into a Unity build: on the ".NET Framework" API level a Unity project does not reference
+    /// System.Net.Http, and one use of it would fail the whole assembly (CS0234).</summary>
     internal sealed class HttpClientSender : IHttpSender
     {
         static readonly System.Net.Http.HttpClient Http = new System.Net.Http.HttpClient();
@@ -98,39 +104,229 @@ namespace CubeWalk.Managed
             public void Abort() { cancel.Cancel(); }
         }
     }
+#endif
 
 #if UNITY_2018_1_OR_NEWER
-    /// <summary>UnityWebRequest: the only HTTP a WebGL build has (the browser's fetch).</summary>
+    /// <summary>
+    /// UnityWebRequest: the only HTTP a WebGL build has (the browser's fetch). Unity allows a
+    /// UnityWebRequest to be created, sent, read, aborted and disposed only on the main thread,
+    /// while <see cref="CubeWalkClient"/> may be called from any thread. So <see cref="Send"/> only
+    /// queues an exchange (any thread); <see cref="Pump"/>, run once per frame on the main thread
+    /// by the player loop (and by the Editor's update in edit mode), starts the queued ones, copies
+    /// status, text and error of the finished ones into their exchange, and disposes every
+    /// UnityWebRequest it made. A managed request therefore starts on the next frame's player
+    /// loop. Blocking calls made on the main thread pump inline (<see cref="WaitABit"/>), since
+    /// no frame can run while they wait.
+    /// </summary>
     internal sealed class UnityWebRequestSender : IHttpSender
     {
+        internal static readonly UnityWebRequestSender Instance = new UnityWebRequestSender();
+
+        static readonly object gate = new object();
+        // Queued by any thread, taken by the pump; guarded by gate.
+        static List<Exchange> queued = new List<Exchange>();
+        static List<Exchange> taking = new List<Exchange>();
+        // Started and not yet finished: touched only on the main thread (by the pump).
+        static readonly List<Exchange> running = new List<Exchange>();
+        static volatile int mainThreadId;
+        // The pump is not re-entered (a blocking call inside a callback of the player loop).
+        static bool pumping;
+
+        UnityWebRequestSender() { }
+
+        /// <summary>Records the calling thread as Unity's main thread: the player loop installer
+        /// and the Editor hooks call it from the main thread before the first frame.</summary>
+        internal static void SetMainThread()
+        {
+            mainThreadId = Thread.CurrentThread.ManagedThreadId;
+        }
+
+        /// <summary>Whether the calling thread is Unity's main thread (false until one is known).</summary>
+        internal static bool OnMainThread
+        {
+            get { int id = mainThreadId; return id != 0 && id == Thread.CurrentThread.ManagedThreadId; }
+        }
+
         public IHttpExchange Send(string method, string url, string token, byte[] body, int timeoutMs)
         {
-            return new Exchange(method, url, token, body, timeoutMs);
+            var x = new Exchange(method, url, token, body, timeoutMs);
+            lock (gate) queued.Add(x);
+            return x;
+        }
+
+        /// <summary>Lets a waiting caller make progress: on the main thread one pump (the frame
+        /// that would start and finish its requests cannot run while it waits), then a short
+        /// sleep; elsewhere just the sleep, as the main thread's player loop does the work.</summary>
+        internal static void WaitABit()
+        {
+            if (OnMainThread) Pump();
+            Thread.Sleep(1);
+        }
+
+        /// <summary>One pass, on the main thread only: starts queued exchanges (dropping those
+        /// aborted before they started, without creating a request), finishes done ones, aborts
+        /// and disposes aborted ones.</summary>
+        internal static void Pump()
+        {
+            if (pumping || !OnMainThread) return;
+            pumping = true;
+            try
+            {
+                List<Exchange> start;
+                lock (gate)
+                {
+                    // Swap the lists so requests are created outside the lock.
+                    start = queued;
+                    queued = taking;
+                    taking = start;
+                }
+                foreach (Exchange x in start)
+                    if (!x.Aborted && x.Start()) running.Add(x);
+                start.Clear();
+                int kept = 0;
+                for (int i = 0; i < running.Count; i++)
+                {
+                    Exchange x = running[i];
+                    if (!x.Advance()) running[kept++] = x;
+                }
+                running.RemoveRange(kept, running.Count - kept);
+            }
+            finally
+            {
+                pumping = false;
+            }
+        }
+
+        /// <summary>Aborts and disposes every request, started or queued (on the main thread):
+        /// before the Editor unloads the domain, so no UnityWebRequest outlives the code that
+        /// would dispose it. Their exchanges end with a network error.</summary>
+        internal static void AbortAll()
+        {
+            if (!OnMainThread) return;
+            List<Exchange> dropped;
+            lock (gate)
+            {
+                dropped = new List<Exchange>(queued);
+                queued.Clear();
+            }
+            foreach (Exchange x in running) x.Close("shut down");
+            running.Clear();
+            foreach (Exchange x in dropped) x.Finish(0, null, "shut down");
         }
 
         sealed class Exchange : IHttpExchange
         {
-            readonly UnityEngine.Networking.UnityWebRequest request;
+            readonly string method, url, token;
+            readonly byte[] body;
+            readonly int timeoutMs;
+            // Only on the main thread, between Start and its disposal.
+            UnityEngine.Networking.UnityWebRequest request;
+            volatile bool aborted, done;
+            int status;
+            string text, error;
 
             internal Exchange(string method, string url, string token, byte[] body, int timeoutMs)
             {
-                request = new UnityEngine.Networking.UnityWebRequest(url, method);
-                request.downloadHandler = new UnityEngine.Networking.DownloadHandlerBuffer();
-                if (body != null)
-                {
-                    request.uploadHandler = new UnityEngine.Networking.UploadHandlerRaw(body);
-                    request.SetRequestHeader("content-type", "application/json");
-                }
-                if (token != null) request.SetRequestHeader("token", token);
-                request.timeout = Math.Max(1, (timeoutMs + 999) / 1000);
-                request.SendWebRequest();
+                this.method = method;
+                this.url = url;
+                this.token = token;
+                this.body = body;
+                this.timeoutMs = timeoutMs;
             }
 
-            public bool IsDone { get { return request.isDone; } }
-            public int Status { get { return request.isDone && request.result != UnityEngine.Networking.UnityWebRequest.Result.ConnectionError ? (int)request.responseCode : 0; } }
-            public string Text { get { return request.downloadHandler.text; } }
-            public string Error { get { return Status == 0 ? request.error : null; } }
-            public void Abort() { request.Abort(); }
+            internal bool Aborted { get { return aborted; } }
+
+            // Written before `done` (volatile), read after it: a reader that saw IsDone sees them.
+            public bool IsDone { get { return done; } }
+            public int Status { get { return done ? status : 0; } }
+            public string Text { get { return done ? text : null; } }
+            public string Error { get { return done ? error : null; } }
+
+            /// <summary>Any thread: the pump aborts and disposes the request on its next pass, or
+            /// never creates it when it has not started.</summary>
+            public void Abort() { aborted = true; }
+
+            internal void Finish(int s, string t, string e)
+            {
+                status = s;
+                text = t;
+                error = e;
+                done = true;
+            }
+
+            /// <summary>Creates and sends the request (main thread); false when it could not
+            /// start (the exchange is then done with the reason).</summary>
+            internal bool Start()
+            {
+                try
+                {
+                    request = new UnityEngine.Networking.UnityWebRequest(url, method);
+                    request.downloadHandler = new UnityEngine.Networking.DownloadHandlerBuffer();
+                    if (body != null)
+                    {
+                        request.uploadHandler = new UnityEngine.Networking.UploadHandlerRaw(body);
+                        request.SetRequestHeader("content-type", "application/json");
+                    }
+                    if (token != null) request.SetRequestHeader("token", token);
+                    request.timeout = Math.Max(1, (timeoutMs + 999) / 1000);
+                    // Never follow a redirect (as the native library): the token header would
+                    // go to wherever the answer points.
+                    request.redirectLimit = 0;
+                    request.SendWebRequest();
+                    return true;
+                }
+                catch (Exception e)
+                {
+                    // A URL or header Unity refuses: end this exchange, not the whole pump.
+                    Close(e.Message);
+                    return false;
+                }
+            }
+
+            /// <summary>Main thread: true once the exchange left the running list (finished or
+            /// aborted), its request disposed.</summary>
+            internal bool Advance()
+            {
+                if (aborted)
+                {
+                    Close("aborted");
+                    return true;
+                }
+                if (!request.isDone) return false;
+                var r = request.result;
+                int s = r == UnityEngine.Networking.UnityWebRequest.Result.ConnectionError ? 0 : (int)request.responseCode;
+                string t = request.downloadHandler.text;
+                string e = s == 0 ? TimeoutOrError(request.error) : null;
+                request.Dispose();
+                request = null;
+                Finish(s, t, e);
+                return true;
+            }
+
+            // Unity says "Request timeout" when request.timeout passes; the transport's "timed out".
+            static string TimeoutOrError(string e)
+            {
+                return e != null && e.IndexOf("timeout", StringComparison.OrdinalIgnoreCase) >= 0 ? "timed out" : e;
+            }
+
+            /// <summary>Main thread: aborts and disposes the request if there is one, and ends the
+            /// exchange with a network error.</summary>
+            internal void Close(string why)
+            {
+                if (request != null)
+                {
+                    try
+                    {
+                        if (!request.isDone) request.Abort();
+                    }
+                    finally
+                    {
+                        request.Dispose();
+                        request = null;
+                    }
+                }
+                if (!done) Finish(0, null, why);
+            }
         }
     }
 #endif

@@ -166,7 +166,9 @@ namespace CubeWalk
     }
 
     /// <summary>A guest login in flight (<see cref="CubeWalkClient.BeginLoginGuest"/>): call
-    /// <see cref="Poll"/> once per frame until it answers true.</summary>
+    /// <see cref="Poll"/> once per frame until it answers true, from any thread. On the managed
+    /// transport in Unity it is sent on the next frame's player loop on the main thread, so it
+    /// finishes only while frames run.</summary>
     public sealed class GuestLoginRequest
     {
         readonly System.Threading.Tasks.Task<GuestSession> native;
