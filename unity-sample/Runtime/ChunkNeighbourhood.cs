@@ -27,6 +27,9 @@ namespace CubeWalk
         readonly Action<FetchRequest> onFetched;
         readonly object gate = new object();
         ChunkKey[] spareKeys;
+        // The chunks the last MoveTo dropped, for ChunkLeft (reused: no allocation per move).
+        readonly ChunkKey[] leftKeys;
+        int leftCount;
         ulong[] spareVersions;
         int[][] spareBuffers;
         // Realtime: events land here (no allocation per event), chunks changed in place are
@@ -68,6 +71,11 @@ namespace CubeWalk
         /// <summary>Called with the index of each chunk whose cubes changed (on the thread of the
         /// Update or Tick that changed it).</summary>
         public Action<int> ChunkChanged;
+        /// <summary>Called by <see cref="MoveTo"/>, on its thread and after it re-centred, with
+        /// each chunk that left the neighbourhood, so whatever shows that chunk (a mesh, a
+        /// collider) can be released; a chunk that comes back is loaded again and reported by
+        /// <see cref="ChunkChanged"/>. Call MoveTo from one thread when this is set.</summary>
+        public Action<ChunkKey> ChunkLeft;
         /// <summary>Other players' changes applied in place from realtime events (no fetch).</summary>
         public int AppliedChanges { get; private set; }
         /// <summary>Gaps the realtime connection reported (each closed by a refetch).</summary>
@@ -102,6 +110,7 @@ namespace CubeWalk
             spareKeys = new ChunkKey[n];
             spareVersions = new ulong[n];
             spareBuffers = new int[n][];
+            leftKeys = new ChunkKey[n];
             for (int i = 0; i < n; i++)
             {
                 Buffers[i] = new int[CubeWalkClient.ChunkCubes];
@@ -123,12 +132,23 @@ namespace CubeWalk
         }
 
         /// <summary>Re-centres on <paramref name="center"/>: chunks still in range keep their data and
-        /// version; new ones will be loaded by the next <see cref="Refresh"/>. Ignored while busy.</summary>
+        /// version; new ones will be loaded by the next <see cref="Refresh"/>; the ones out of range
+        /// are reported to <see cref="ChunkLeft"/>. Ignored while busy.</summary>
         /// <param name="center">The new centre chunk.</param>
         /// <returns>Whether it moved (false while busy or when already there).</returns>
         public bool MoveTo(ChunkKey center)
         {
-            lock (gate) return MoveToLocked(center);
+            int left;
+            lock (gate)
+            {
+                if (!MoveToLocked(center)) return false;
+                left = leftCount;
+            }
+            // Outside the lock, like ChunkChanged: the callback may call back in.
+            Action<ChunkKey> onLeft = ChunkLeft;
+            if (onLeft != null)
+                for (int i = 0; i < left; i++) onLeft(leftKeys[i]);
+            return true;
         }
 
         bool MoveToLocked(ChunkKey center)
@@ -137,6 +157,7 @@ namespace CubeWalk
             Layout(center, spareKeys);
             int side = 2 * radius + 1;
             var recycled = 0;
+            leftCount = 0;
             for (int i = 0; i < spareKeys.Length; i++) spareBuffers[i] = null;
             for (int i = 0; i < Keys.Length; i++)
             {
@@ -149,6 +170,7 @@ namespace CubeWalk
                     spareVersions[j] = Versions[i];
                     Buffers[i] = null;
                 }
+                else leftKeys[leftCount++] = k;
             }
             for (int j = 0; j < spareKeys.Length; j++)
             {

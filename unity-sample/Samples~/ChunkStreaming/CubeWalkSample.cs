@@ -7,17 +7,26 @@ using UnityEngine.InputSystem;
 #endif
 
 /// <summary>
-/// Sample: shows the chunks around the player (one mesh and collider per chunk, rebuilt when a
-/// chunk changes), follows other players' edits over the realtime (WebSocket) API (polling with
-/// non-blocking fetches, where only changed chunks travel, when realtime is off or down), and
-/// places (left click) or removes (right click) the cube under the crosshair with a put. Works
-/// with the Input System package and with the legacy Input Manager. With no token configured it
-/// logs in as a guest (a device secret made once and kept in PlayerPrefs) and logs in again
-/// before the token expires (at 80% of its lifetime) or when the API answers TokenRefused,
-/// handing the new token to <see cref="CubeWalkClient.SetToken"/> without restarting anything.
-/// A wrong token, a ban or an unreachable endpoint shows one message, on screen and in the
-/// Console, and disables the component; nothing throws every frame. Thin Unity glue over <see cref="CubeWalkClient"/>,
-/// <see cref="ChunkNeighbourhood"/> and <see cref="ChunkMesher"/>.
+/// Sample: shows the chunks around the player (one mesh and collider per chunk that has faces,
+/// rebuilt when a chunk changes, released with its mesh when the chunk leaves the neighbourhood),
+/// follows other players' edits over the realtime (WebSocket) API (polling with non-blocking
+/// fetches, where only changed chunks travel, when realtime is off or down), and edits the cube
+/// under the pointer with a put.
+///
+/// Controls: left click places a cube on the face under the pointer, right click removes the
+/// cube under it; moving and looking are <see cref="SampleFirstPerson"/>'s (WASD, Space/C, arrow
+/// keys or middle mouse drag), so no button does two things. Works with the Input System package
+/// and with the legacy Input Manager.
+///
+/// With no token configured it logs in as a guest (a device secret made once and kept in
+/// PlayerPrefs) and logs in again before the token expires (at 80% of its lifetime) or when the
+/// API answers TokenRefused, handing the new token to <see cref="CubeWalkClient.SetToken"/>
+/// without restarting anything. A wrong token, a ban or an unreachable endpoint stops it: the
+/// client shuts down and one message stays on screen (and in the Console) until the component is
+/// disabled and enabled again; the component itself stays enabled, because Unity does not call
+/// OnGUI on a disabled behaviour. Passing trouble (a put refused, editing too fast, realtime off)
+/// shows on screen for a few seconds. Nothing throws every frame. Thin Unity glue over
+/// <see cref="CubeWalkClient"/>, <see cref="ChunkNeighbourhood"/> and <see cref="ChunkMesher"/>.
 /// </summary>
 public class CubeWalkSample : MonoBehaviour
 {
@@ -34,19 +43,31 @@ public class CubeWalkSample : MonoBehaviour
     [Tooltip("The player's transform; the camera's when empty.")]
     public Transform player;
     public int placeValue = 1;
-    [Tooltip("Material for the chunk meshes (vertex colours); a default one when empty.")]
+    [Tooltip("Material for the chunk meshes (vertex colours): the sample's ChunkMaterial. Keep it assigned: a player build strips shaders no asset references, so without it there may be no shader to make one from.")]
     public Material chunkMaterial;
+    [Tooltip("DEVELOPMENT ONLY, never ship it on: allow plain http:// and ws:// to a non-loopback address (a gateway on another PC of your LAN, seen from a phone or an emulator). The token then travels in clear.")]
+    public bool allowInsecureHttpForDevelopment;
+
+    // How long a passing warning stays on screen (unscaled seconds).
+    const float NoticeSeconds = 4f;
 
     CubeWalkClient client;
     ChunkNeighbourhood hood;
     readonly ChunkMesher mesher = new ChunkMesher();
     readonly Dictionary<ChunkKey, ChunkView> views = new Dictionary<ChunkKey, ChunkView>();
+    // The material the views share: chunkMaterial, or one made here (and destroyed here).
+    Material material;
+    Material ownMaterial;
     bool refreshNow;
     readonly CubeEdit[] edit = new CubeEdit[1];
     readonly ChunkVersion[] editResult = new ChunkVersion[1];
     readonly PutRequest put = new PutRequest();
     bool putInFlight;
+    // A failure that stopped the sample (drawn until re-enabled), and the latest passing warning.
     string problem;
+    string notice;
+    float noticeUntil;
+    string realtimeProblemShown;
     // Guest login: the request in flight, and when to log in again (unscaled seconds).
     const string DeviceSecretKey = "CubeWalk.DeviceSecret";
     GuestLoginRequest login;
@@ -56,6 +77,15 @@ public class CubeWalkSample : MonoBehaviour
     void OnEnable()
     {
         problem = null;
+        notice = null;
+        realtimeProblemShown = null;
+        material = ChunkMaterial();
+        if (material == null)
+        {
+            Fail("CubeWalk: no shader for the chunk meshes. Assign Chunk Material on CubeWalkSample " +
+                "(the sample's ChunkMaterial): a player build strips shaders that no asset references.");
+            return;
+        }
         guest = string.IsNullOrEmpty(token);
         if (guest)
         {
@@ -64,6 +94,36 @@ public class CubeWalkSample : MonoBehaviour
             return;
         }
         Begin(token);
+    }
+
+    // The material the chunks are drawn with. Shader.Find only finds shaders that are in the
+    // build, so the fallbacks are for the Editor (URP/Lit and Standard ignore vertex colours: a
+    // grey world, but not a pink one); null when there is no shader at all (never
+    // new Material(null), which throws).
+    Material ChunkMaterial()
+    {
+        if (chunkMaterial != null) return chunkMaterial;
+        if (ownMaterial != null) return ownMaterial;
+        Shader shader = Shader.Find("CubeWalk/VertexColorLit");
+        if (shader == null) shader = Shader.Find("Universal Render Pipeline/Lit");
+        if (shader == null) shader = Shader.Find("Standard");
+        if (shader == null) return null;
+        ownMaterial = new Material(shader);
+        return ownMaterial;
+    }
+
+    // Plain http is refused except to this machine; say which switch allows it for development.
+    string InsecureHint()
+    {
+        Uri url;
+        if (allowInsecureHttpForDevelopment || !Uri.TryCreate(endpoint, UriKind.Absolute, out url) || url.Scheme != "http" || url.IsLoopback)
+            return "";
+        return " (a development gateway on another machine: tick Allow Insecure Http For Development; never in a shipped build)";
+    }
+
+    CubeWalkOptions Options()
+    {
+        return new CubeWalkOptions { AllowInsecureHttp = allowInsecureHttpForDevelopment };
     }
 
     // The device's guest identity: made once, then the same secret (the same player) every run.
@@ -85,11 +145,12 @@ public class CubeWalkSample : MonoBehaviour
         if (login != null) return;
         try
         {
-            login = CubeWalkClient.BeginLoginGuest(endpoint, DeviceSecret());
+            login = CubeWalkClient.BeginLoginGuest(endpoint, DeviceSecret(), Options());
         }
         catch (Exception e)
         {
-            Fail("Cannot log in as a guest: " + e.Message);
+            Fail("Cannot log in as a guest: " + e.Message + InsecureHint());
+            return;
         }
         loginAgainAt = float.MaxValue;
     }
@@ -104,11 +165,11 @@ public class CubeWalkSample : MonoBehaviour
         {
             if (client == null || done.Status == CubeWalkStatus.Banned || done.Status == CubeWalkStatus.BadRequest)
             {
-                Fail("Guest login failed: " + done.Error);
+                Fail("Guest login failed: " + done.Error + InsecureHint());
                 return;
             }
             // The old token may still be good: try again in a while.
-            Debug.LogWarning("CubeWalk guest login failed, trying again: " + done.Error);
+            Notice("CubeWalk guest login failed, trying again: " + done.Error);
             loginAgainAt = Time.unscaledTime + 5f;
             return;
         }
@@ -122,34 +183,47 @@ public class CubeWalkSample : MonoBehaviour
     {
         try
         {
-            client = new CubeWalkClient(endpoint, startToken);
+            client = new CubeWalkClient(endpoint, startToken, Options());
         }
         catch (Exception e)
         {
-            Fail("Cannot start CubeWalk: " + e.Message);
+            Fail("Cannot start CubeWalk: " + e.Message + InsecureHint());
             return;
         }
         hood = new ChunkNeighbourhood(client, world, radius);
         hood.ChunkChanged = OnChunkChanged;
+        hood.ChunkLeft = OnChunkLeft;
         // Realtime is an optimisation: when it cannot start (a WebGL build) or stays down, the
-        // neighbourhood polls, so a failure here is only worth a warning.
-        if (!string.IsNullOrEmpty(realtimeEndpoint) && !hood.Follow(realtimeEndpoint))
-            Debug.LogWarning("CubeWalk realtime off, polling instead: " + hood.RealtimeProblem);
+        // neighbourhood polls, so a failure here is only a passing notice (see Update).
+        if (!string.IsNullOrEmpty(realtimeEndpoint)) hood.Follow(realtimeEndpoint);
         if (player == null && Camera.main != null) player = Camera.main.transform;
     }
 
     void OnDisable()
     {
+        Stop();
+        if (ownMaterial != null) Destroy(ownMaterial);
+        ownMaterial = null;
+        material = null;
+    }
+
+    // Shuts the client down and releases every view: what disabling does, and what a failure
+    // does while keeping the component enabled so OnGUI still draws the reason.
+    void Stop()
+    {
         if (client != null) client.Dispose();
         client = null;
+        hood = null;
         login = null;
+        putInFlight = false;
         loginAgainAt = float.MaxValue;
-        foreach (var view in views.Values) view.Destroy();
+        foreach (var view in views.Values) view.Release();
         views.Clear();
     }
 
     void Update()
     {
+        if (problem != null) return; // stopped: OnGUI shows why
         if (guest)
         {
             PollLogin();
@@ -157,6 +231,7 @@ public class CubeWalkSample : MonoBehaviour
         }
         if (client == null) return;
         client.Update();
+        if (client == null) return; // a callback failed and stopped it
         // An expired guest token: log in again; the neighbourhood keeps retrying meanwhile and
         // picks the new token up with its next request.
         if (guest && hood.LastStatus == CubeWalkStatus.TokenRefused) LogInAsGuest();
@@ -172,6 +247,10 @@ public class CubeWalkSample : MonoBehaviour
         }
         if (refreshNow && hood.Refresh()) refreshNow = false;
         hood.Tick(Time.unscaledTime, refreshEvery);
+        // Realtime going off (or failing to start) is news once per reason, not every retry.
+        if (hood.RealtimeProblem != null && hood.RealtimeProblem != realtimeProblemShown)
+            Notice("CubeWalk realtime off, polling instead: " + hood.RealtimeProblem);
+        realtimeProblemShown = hood.RealtimeProblem;
 
         bool place, remove;
         Vector3 pointer;
@@ -198,6 +277,8 @@ public class CubeWalkSample : MonoBehaviour
             || s == CubeWalkStatus.TokenRefused;
     }
 
+    // Left button places, right button removes; looking around is not on either (see
+    // SampleFirstPerson), so a click never both turns the view and edits.
     static void ReadPointer(out bool place, out bool remove, out Vector3 pointer)
     {
 #if ENABLE_INPUT_SYSTEM
@@ -212,16 +293,27 @@ public class CubeWalkSample : MonoBehaviour
 #endif
     }
 
+    // Stops for good (until the component is enabled again), keeping the component enabled so
+    // OnGUI keeps drawing the message.
     void Fail(string message)
     {
         problem = message;
         Debug.LogError(message);
-        enabled = false;
+        Stop();
+    }
+
+    // A passing problem: on screen for a few seconds, and in the Console.
+    void Notice(string message)
+    {
+        notice = message;
+        noticeUntil = Time.unscaledTime + NoticeSeconds;
+        Debug.LogWarning(message);
     }
 
     void OnGUI()
     {
         if (problem != null) GUI.Label(new Rect(10, 10, Screen.width - 20, 60), problem);
+        else if (notice != null && Time.unscaledTime < noticeUntil) GUI.Label(new Rect(10, 10, Screen.width - 20, 40), notice);
     }
 
     static int FloorDiv(int v) { return v >= 0 ? v / 16 : (v - 15) / 16; }
@@ -229,27 +321,50 @@ public class CubeWalkSample : MonoBehaviour
     void OnPut(PutRequest r)
     {
         putInFlight = false;
+        if (hood == null) return; // stopped meanwhile
         if (r.Status == CubeWalkStatus.TokenRefused && guest) LogInAsGuest();
-        else if (r.Status == CubeWalkStatus.RateLimited) Debug.LogWarning("CubeWalk: editing too fast, slow down: " + r.Error);
-        else if (r.Status != CubeWalkStatus.Ok) Debug.LogWarning("CubeWalk put failed: " + r.Error);
+        else if (r.Status == CubeWalkStatus.RateLimited) Notice("CubeWalk: editing too fast, slow down: " + r.Error);
+        else if (r.Status != CubeWalkStatus.Ok) Notice("CubeWalk put failed: " + r.Error);
         else refreshNow = !hood.IsFollowing; // following: the change comes back as an event
     }
 
     void OnChunkChanged(int index)
     {
         ChunkKey key = hood.Keys[index];
+        mesher.Build(hood.Buffers[index]);
         ChunkView view;
-        if (!views.TryGetValue(key, out view))
+        bool shown = views.TryGetValue(key, out view);
+        if (mesher.VertexCount == 0)
         {
-            view = new ChunkView(key, transform, chunkMaterial);
+            // Air (or emptied): nothing to draw or to click on, so no view at all.
+            if (shown)
+            {
+                view.Release();
+                views.Remove(key);
+            }
+            return;
+        }
+        if (!shown)
+        {
+            view = new ChunkView(key, transform, material);
             views.Add(key, view);
         }
-        mesher.Build(hood.Buffers[index]);
         view.Show(mesher);
     }
 
+    // The neighbourhood moved on: this chunk's view (GameObject and Mesh) goes.
+    void OnChunkLeft(ChunkKey key)
+    {
+        ChunkView view;
+        if (!views.TryGetValue(key, out view)) return;
+        view.Release();
+        views.Remove(key);
+    }
+
     /// <summary>One chunk on screen: a GameObject with a mesh, a renderer and a collider (the
-    /// collider is what the click raycast hits). Its arrays are reused across rebuilds.</summary>
+    /// collider is what the click raycast hits). Its arrays are reused across rebuilds. The mesh
+    /// is an asset-like object that destroying the GameObject does not free, so
+    /// <see cref="Release"/> destroys both.</summary>
     sealed class ChunkView
     {
         readonly GameObject go;
@@ -262,14 +377,16 @@ public class CubeWalkSample : MonoBehaviour
 
         internal ChunkView(ChunkKey key, Transform parent, Material material)
         {
+            mesh.name = "Chunk " + key;
             go = new GameObject("Chunk " + key);
             go.transform.SetParent(parent, false);
             go.transform.localPosition = new Vector3(key.X * 16, key.Y * 16, key.Z * 16);
             go.AddComponent<MeshFilter>().sharedMesh = mesh;
-            go.AddComponent<MeshRenderer>().sharedMaterial = material != null ? material : new Material(Shader.Find("Standard"));
+            go.AddComponent<MeshRenderer>().sharedMaterial = material;
             collider = go.AddComponent<MeshCollider>();
         }
 
+        // Only ever called with faces to show (a chunk without any has no view).
         internal void Show(ChunkMesher m)
         {
             positions.Clear(); normals.Clear(); colors.Clear(); triangles.Clear();
@@ -306,9 +423,10 @@ public class CubeWalkSample : MonoBehaviour
             }
         }
 
-        internal void Destroy()
+        internal void Release()
         {
             UnityEngine.Object.Destroy(go);
+            UnityEngine.Object.Destroy(mesh);
         }
     }
 }
