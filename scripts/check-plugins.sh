@@ -32,7 +32,7 @@ same_exports() {
   sort -u "$2" > "$work/got"
   if ! diff -q "$work/header" "$work/got" >/dev/null; then
     fail "$1 exports differ from include/cubewalk.h:"
-    diff "$work/header" "$work/got" | sed 's/^/    /' | head -20
+    diff "$work/header" "$work/got" | sed "s/^/    /" | head -20 || true
   fi
 }
 
@@ -50,12 +50,15 @@ check_elf() {
       *) echo "FAIL: $name needs $lib"; exit 1 ;;
     esac
   done || failures=$((failures + 1))
-  # Android's bionic has no symbol versions; a glibc build must not need a newer glibc.
-  local newest
-  newest=$(readelf --dyn-syms -W "$f" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -Vu | tail -1)
-  if [ -n "$newest" ] && ! at_most "$newest" "$glibc_floor"; then
-    fail "$name needs glibc $newest (GLIBC_$newest symbols); the floor is $glibc_floor"
-  fi
+  # Android's bionic has no symbol versions; a glibc build must not need a newer glibc. Every
+  # version the file needs is in its version-needs table, including those tied to no symbol
+  # (GLIBC_ABI_DT_RELR, from glibc 2.36, for packed relocations).
+  readelf -VW "$f" | grep -o 'Name: GLIBC_[^ ]*' | sed 's/Name: //' | sort -u | while read -r v; do
+    case "$v" in
+      GLIBC_[0-9]*) at_most "${v#GLIBC_}" "$glibc_floor" || { echo "FAIL: $name needs $v; the floor is glibc $glibc_floor"; exit 1; } ;;
+      *) echo "FAIL: $name needs $v, which no glibc before 2.36 (or no released glibc) has"; exit 1 ;;
+    esac
+  done || failures=$((failures + 1))
 }
 
 check_pe() {

@@ -73,10 +73,12 @@ def meta_platforms(text: str):
     """{platform name: (enabled, CPU)} and the `Exclude X` flags of a PluginImporter .meta."""
     platforms = {}
     for block in re.split(r"\n  - first:\n", text)[1:]:
-        head = re.match(r"\s+(\S*): (\S*)", block)
-        if not head:
+        # `first` is (platform group, platform name); `: Any` is "Any Platform", and `Any: `
+        # (a group without a platform) holds no switch.
+        head = re.match(r"\s+(\S*): ?(\S*)", block)
+        if not head or not head.group(2):
             continue
-        name = head.group(2) or head.group(1)
+        name = head.group(2)
         enabled = re.search(r"enabled: (\d)", block)
         cpu = re.search(r"CPU: (\S+)", block)
         platforms[name] = (enabled and enabled.group(1) == "1", cpu.group(1) if cpu else None)
@@ -188,7 +190,7 @@ def main(tarball: str):
                 fail(f"{rel}.meta is not a PluginImporter")
                 continue
             platforms, excludes = meta_platforms(meta)
-            enabled = {name for name, (on, _) in platforms.items() if on and name not in ("Any", "Editor")}
+            enabled = {name for name, (on, _) in platforms.items() if on and name != "Editor"}
             if enabled != {platform}:
                 fail(f"{rel} is {fmt} {sorted(cpus)}: .meta enables {sorted(enabled)}, expected {platform}")
             elif cpu and platforms[platform][1] != cpu:

@@ -65,13 +65,13 @@ META = """PluginImporter:
   - first:
       : Any
     second:
-      enabled: 0
+      enabled: {any}
       settings:
         Exclude Linux64: {exclude}
   - first:
       Any: 
     second:
-      enabled: {any}
+      enabled: 0
       settings: {{}}
   - first:
       Standalone: Win64
@@ -84,6 +84,27 @@ META = """PluginImporter:
 
 
 class Rules(unittest.TestCase):
+    def test_any_platform_on_the_arm64_library_collides_in_older_editors(self):
+        # "Any Platform" ticked with nothing excluded is the same collision as Linux64 ticked.
+        plugins = committed()
+        arm = next(p for p in plugins if p.path == "arm64/libcubewalk.so")
+        arm.constraints = []
+        arm.platforms = {"Any": (True, {})}
+        arm.excludes = {}
+        problems = up.check(plugins, require_all=True)
+        self.assertTrue(any(p.startswith("2021.3 Linux x64 player: plugin 'libcubewalk.so' is used from several locations")
+                            for p in problems), problems)
+
+    def test_an_arm64_library_is_no_library_for_an_x64_editor(self):
+        plugins = committed()
+        for p in plugins:
+            if p.path == "x86_64/libcubewalk.so":
+                p.platforms["Editor"] = (False, {})
+            if p.path == "arm64/libcubewalk.so":
+                p.platforms["Editor"] = (True, {"OS": "Linux", "CPU": "ARM64"})
+        problems = up.check(plugins, require_all=True)
+        self.assertIn("2021.3 Editor on Linux: no cubewalk plugin (DllNotFoundException on the first call)", problems)
+
     def test_define_constraints(self):
         self.assertTrue(up.holds("UNITY_2021_3_OR_NEWER", (2021, 3)))
         self.assertFalse(up.holds("UNITY_6000_3_OR_NEWER", (6000, 2)))

@@ -62,15 +62,17 @@ def parse_meta(path: str, text: str) -> Plugin:
             plugin.constraints = [c.strip() for c in inline.strip("[]").split(",") if c.strip()]
         plugin.constraints += [l.strip()[2:].strip() for l in constraints.group(2).splitlines() if l.strip()]
     for block in re.split(r"\n  - first:\n", text)[1:]:
+        # `first` is a (platform group, platform name) pair: `Standalone: Win64`, `Editor: Editor`,
+        # and `: Any` (no group), which is the "Any Platform" checkbox with its `Exclude X`
+        # flags. `Any: ` (a group, no platform) holds no switch of its own and is skipped.
         head = re.match(r"\s+(\S*): ?(\S*)", block)
-        if not head:
+        if not head or not head.group(2):
             continue
-        name = head.group(2) or head.group(1)
+        name = head.group(2)
         enabled = re.search(r"^      enabled: (\d)", block, re.M)
         settings = dict(re.findall(r"^        ([A-Za-z0-9 ]+): ?(.*)$", block, re.M))
-        if name == "Any" and head.group(1) == "":
+        if name == "Any":
             plugin.excludes = {k[len("Exclude "):]: v.strip() == "1" for k, v in settings.items() if k.startswith("Exclude ")}
-            continue
         plugin.platforms[name] = (bool(enabled and enabled.group(1) == "1"), {k: v.strip() for k, v in settings.items()})
     return plugin
 
@@ -111,12 +113,13 @@ def targets(version):
         ("Android arm64 player", "Android", lambda s: cpu(s) == "ARM64", lambda p, s: f"libs/arm64-v8a/{p.name}"),
         ("iOS device player", "iOS", lambda s: cpu(s) in ("ARM64", "AnyCPU"), lambda p, s: f"link:{p.library}"),
         ("iOS simulator player", "iOS", lambda s: cpu(s) in ("X64", "AnyCPU"), lambda p, s: f"link:{p.library}"),
-        ("Editor on Windows", "Editor", lambda s: s.get("OS", "AnyOS") in ("Windows", "AnyOS"),
-         lambda p, s: f"editor:{p.library}"),
+        # The Editors are x64 on Windows and Linux; on macOS Intel or Apple silicon.
+        ("Editor on Windows", "Editor", lambda s: s.get("OS", "AnyOS") in ("Windows", "AnyOS")
+         and cpu(s) in ("x86_64", "AnyCPU"), lambda p, s: f"editor:{p.library}"),
         ("Editor on macOS", "Editor", lambda s: s.get("OS", "AnyOS") in ("OSX", "AnyOS"),
          lambda p, s: f"editor:{p.library}"),
-        ("Editor on Linux", "Editor", lambda s: s.get("OS", "AnyOS") in ("Linux", "AnyOS"),
-         lambda p, s: f"editor:{p.library}"),
+        ("Editor on Linux", "Editor", lambda s: s.get("OS", "AnyOS") in ("Linux", "AnyOS")
+         and cpu(s) in ("x86_64", "AnyCPU"), lambda p, s: f"editor:{p.library}"),
     ]
     if linux_single:
         # One slot: every Linux plugin lands at Plugins/<name>, whatever its CPU.
@@ -154,8 +157,10 @@ def check(plugins, require_all: bool):
                 by_path.setdefault(final, []).append(p.path)
             for final, paths in by_path.items():
                 if len(paths) > 1:
+                    what = ("the Editor loads whichever it finds first" if target.startswith("Editor")
+                            else "the build stops")
                     problems.append(f"{v} {target}: plugin '{final.split(':')[-1].split('/')[-1]}' is used from "
-                                    f"several locations: {', '.join(sorted(paths))} (the build stops)")
+                                    f"several locations: {', '.join(sorted(paths))} ({what})")
             ours = [p for _, p in taken if p.library == LIBRARY]
             if require_all and not ours:
                 problems.append(f"{v} {target}: no {LIBRARY} plugin (DllNotFoundException on the first call)")
