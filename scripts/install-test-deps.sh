@@ -50,6 +50,10 @@ command -v cfn-lint >/dev/null || need_pip+=(cfn-lint)
 command -v cargo-lambda >/dev/null || need_pip+=(cargo-lambda)
 # Links the macOS plugin with zig (which cargo-lambda's ziglang package provides).
 command -v cargo-zigbuild >/dev/null || need_pip+=(cargo-zigbuild)
+# The seed design's Python handler (bench/python), run by Amazon's runtime interface client in
+# a test and in the cost benchmark.
+python3 -c 'import awslambdaric' 2>/dev/null || need_pip+=(awslambdaric)
+python3 -c 'import redis' 2>/dev/null || need_pip+=(redis)
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "installing PyPI packages: ${need_pip[*]}"
   python3 -m pip install --quiet "${need_pip[@]}" || python3 -m pip install --quiet --break-system-packages "${need_pip[@]}"

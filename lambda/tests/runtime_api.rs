@@ -7,83 +7,15 @@
 
 mod common;
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::Router;
+use cubewalk_testkit::runtime_api::{events, Function, RuntimeApi};
 use serde_json::{json, Value};
-use std::collections::VecDeque;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// What the test's Runtime API hands out and collects.
-#[derive(Default)]
-struct Invocations {
-    queue: VecDeque<(String, Value)>,
-    /// (request id, "response" | "error", body)
-    results: Vec<(String, String, Value)>,
-    init_errors: Vec<Value>,
-}
-
-type Shared = Arc<Mutex<Invocations>>;
-
-async fn next(State(s): State<Shared>) -> (StatusCode, HeaderMap, String) {
-    loop {
-        let item = s.lock().unwrap().queue.pop_front();
-        if let Some((id, event)) = item {
-            let mut h = HeaderMap::new();
-            h.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
-            let deadline = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis()
-                + 30_000;
-            h.insert(
-                "lambda-runtime-deadline-ms",
-                deadline.to_string().parse().unwrap(),
-            );
-            h.insert(
-                "lambda-runtime-invoked-function-arn",
-                "arn:aws:lambda:eu-west-1:123456789012:function:test"
-                    .parse()
-                    .unwrap(),
-            );
-            h.insert(
-                "lambda-runtime-trace-id",
-                "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700".parse().unwrap(),
-            );
-            return (StatusCode::OK, h, event.to_string());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn response(State(s): State<Shared>, Path(id): Path<String>, body: String) -> StatusCode {
-    s.lock().unwrap().results.push((
-        id,
-        "response".into(),
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
-    ));
-    StatusCode::ACCEPTED
-}
-
-async fn error(State(s): State<Shared>, Path(id): Path<String>, body: String) -> StatusCode {
-    s.lock().unwrap().results.push((
-        id,
-        "error".into(),
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
-    ));
-    StatusCode::ACCEPTED
-}
-
-async fn init_error(State(s): State<Shared>, body: String) -> StatusCode {
-    s.lock()
-        .unwrap()
-        .init_errors
-        .push(serde_json::from_str(&body).unwrap_or(Value::String(body)));
-    StatusCode::ACCEPTED
-}
 
 /// Runs `binary` against a local Runtime API with `events`, returning each result in order and
 /// everything the function logged.
@@ -103,85 +35,17 @@ fn invoke_with(
     events: Vec<Value>,
     between: &dyn Fn(usize),
 ) -> (Vec<(String, Value)>, String) {
-    let state: Shared = Arc::new(Mutex::new(Invocations::default()));
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(response),
-        )
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-        .route("/2018-06-01/runtime/init/error", post(init_error))
-        .with_state(state.clone());
-    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
-
-    let log_path = std::env::temp_dir().join(format!(
-        "cubewalk-lambda-{}-{}.log",
-        std::process::id(),
-        addr.port()
-    ));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child: Child = Command::new(binary)
-        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "test")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/test")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "stream")
-        // What the template's LoggingConfig makes Lambda set.
-        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-        .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let api = RuntimeApi::start();
+    let mut function = Function::start(&api, binary, &[], env);
     for (i, event) in events.iter().enumerate() {
-        state
-            .lock()
-            .unwrap()
-            .queue
-            .push_back((format!("req-{i}"), event.clone()));
-        while state.lock().unwrap().results.len() <= i {
-            let init_errors = state.lock().unwrap().init_errors.clone();
-            assert!(init_errors.is_empty(), "init failed: {init_errors:?}");
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "{binary} exited early with {status}: {}",
-                    std::fs::read_to_string(&log_path).unwrap()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{binary} did not answer every invocation"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        api.push(&format!("req-{i}"), event.clone());
+        api.wait_for(i + 1, &mut function, Duration::from_secs(30));
         between(i);
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    let logs = std::fs::read_to_string(&log_path).unwrap();
-    let _ = std::fs::remove_file(&log_path);
-    let mut results = state.lock().unwrap().results.clone();
-    // By invocation number: as text, `req-10` would sort before `req-2`.
-    results.sort_by_key(|(id, _, _)| {
-        id.trim_start_matches("req-")
-            .parse::<usize>()
-            .unwrap_or(usize::MAX)
-    });
+    let results = api.results();
     (
-        results
-            .into_iter()
-            .map(|(_, kind, body)| (kind, body))
-            .collect(),
-        logs,
+        results.into_iter().map(|r| (r.kind, r.body)).collect(),
+        function.stop(),
     )
 }
 
@@ -439,31 +303,6 @@ fn blocks_binary_survives_a_killed_redis_connection_between_invocations() {
 }
 
 /// A WebSocket event as API Gateway sends it to the realtime function.
-fn websocket_event(route: &str, connection: &str, body: Option<&str>) -> Value {
-    let kind = match route {
-        "$connect" => "CONNECT",
-        "$disconnect" => "DISCONNECT",
-        _ => "MESSAGE",
-    };
-    json!({
-        "requestContext": {
-            "routeKey": route,
-            "eventType": kind,
-            "connectionId": connection,
-            "connectedAt": 1700000000000i64,
-            "requestTimeEpoch": 1700000000001i64,
-            "domainName": "abcdef1234.execute-api.eu-west-1.amazonaws.com",
-            "stage": "prod",
-            "apiId": "abcdef1234",
-            "messageDirection": "IN",
-            "requestId": "r-1",
-            "authorizer": {"principalId": "player-1", "player": "player-1", "role": "viewer", "worlds": "*"}
-        },
-        "body": body,
-        "isBase64Encoded": false
-    })
-}
-
 #[test]
 fn authorizer_binary_authorizes_the_websocket_connect_by_its_token_header() {
     let secret = "lambda-secret-token-3";
@@ -552,10 +391,10 @@ fn realtime_and_blocks_binaries_subscribe_notify_through_the_management_api_and_
         env!("CARGO_BIN_EXE_realtime"),
         &[("CUBEWALK_REDIS_URL", redis.url())],
         vec![
-            websocket_event("$connect", "conn-1=", None),
-            websocket_event("subscribe", "conn-1=", Some(subscribe)),
-            websocket_event("subscribe", "gone", Some(subscribe)),
-            websocket_event("$default", "conn-1=", Some(r#"{"action":"dance"}"#)),
+            events::websocket("$connect", "conn-1=", None),
+            events::websocket("subscribe", "conn-1=", Some(subscribe)),
+            events::websocket("subscribe", "gone", Some(subscribe)),
+            events::websocket("$default", "conn-1=", Some(r#"{"action":"dance"}"#)),
         ],
     );
     assert_eq!(results[0].1["statusCode"], 200);
@@ -603,7 +442,7 @@ fn realtime_and_blocks_binaries_subscribe_notify_through_the_management_api_and_
     let (results, _) = invoke(
         env!("CARGO_BIN_EXE_realtime"),
         &[("CUBEWALK_REDIS_URL", redis.url())],
-        vec![websocket_event("$disconnect", "conn-1=", None)],
+        vec![events::websocket("$disconnect", "conn-1=", None)],
     );
     assert_eq!(results[0].1["statusCode"], 200);
     assert_eq!(
@@ -620,14 +459,6 @@ fn realtime_and_blocks_binaries_subscribe_notify_through_the_management_api_and_
 }
 
 /// A TOKEN event for the REST API's GET.
-fn token_event(token: &str) -> Value {
-    json!({
-        "type": "TOKEN",
-        "authorizationToken": token,
-        "methodArn": "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET/cubewalkblocks"
-    })
-}
-
 #[test]
 fn authorizer_binary_refuses_every_forged_player_token_and_allows_a_good_one() {
     use cubewalk_server::identity::SigningKey;
@@ -636,8 +467,8 @@ fn authorizer_binary_refuses_every_forged_player_token_and_allows_a_good_one() {
     let forged = forgeries(&key);
     let mut good = claims("alice", "viewer");
     good["worlds"] = json!(["w1", "w2"]);
-    let mut events: Vec<Value> = forged.iter().map(|(_, t)| token_event(t)).collect();
-    events.push(token_event(&sign(&key, &good)));
+    let mut events: Vec<Value> = forged.iter().map(|(_, t)| events::token(t)).collect();
+    events.push(events::token(&sign(&key, &good)));
     let (results, logs) = invoke(
         env!("CARGO_BIN_EXE_authorizer"),
         &[(
@@ -683,11 +514,11 @@ fn authorizer_binary_trusts_an_openid_connect_issuer_named_in_its_environment() 
     let mut wrong_audience = good.clone();
     wrong_audience["aud"] = json!("cubewalk");
     let events = vec![
-        token_event(&a.sign(&good)),
-        token_event(&sign(&own, &claims("alice", "editor"))),
-        token_event(&b.sign_as(&a.kid, &good)),
-        token_event(&a.sign(&wrong_audience)),
-        token_event(&b.sign(&good)),
+        events::token(&a.sign(&good)),
+        events::token(&sign(&own, &claims("alice", "editor"))),
+        events::token(&b.sign_as(&a.kid, &good)),
+        events::token(&a.sign(&wrong_audience)),
+        events::token(&b.sign(&good)),
     ];
     let (results, logs) = invoke(
         env!("CARGO_BIN_EXE_authorizer"),
@@ -804,4 +635,91 @@ fn login_binary_signs_guest_tokens_with_the_key_it_read_from_secrets_manager() {
     assert!(!logs.contains(secret), "device secret in logs: {logs}");
     assert!(!logs.contains("PRIVATE KEY"), "key in logs: {logs}");
     assert!(logs.contains(key.kid()), "{logs}");
+}
+
+/// The cost benchmark compares the blocks function with the seed design's Python handler
+/// (`bench/python/seed_handler.py`, run by `awslambdaric`, installed by the README's test
+/// set-up); the comparison means something only if both read and write the same stored
+/// format: each reads the other's puts back at the same revision, and both answer a read alike.
+#[test]
+fn the_seed_designs_python_handler_shares_our_stored_format() {
+    let redis = cubewalk_testkit::RedisServer::start();
+    let python_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/python");
+    let rust_api = RuntimeApi::start();
+    let mut rust = Function::start(
+        &rust_api,
+        env!("CARGO_BIN_EXE_blocks"),
+        &[],
+        &[("CUBEWALK_REDIS_URL", redis.url())],
+    );
+    let py_api = RuntimeApi::start();
+    let mut py = Function::start(
+        &py_api,
+        "python3",
+        &["-m", "awslambdaric", "seed_handler.handler"],
+        &[
+            ("CUBEWALK_REDIS_URL", redis.url()),
+            ("PYTHONPATH", python_dir.to_owned()),
+        ],
+    );
+    let body = |answer: cubewalk_testkit::runtime_api::Invocation| -> Value {
+        assert_eq!(answer.kind, "response", "{}", answer.body);
+        assert_eq!(answer.body["statusCode"], 200, "{}", answer.body);
+        serde_json::from_str(answer.body["body"].as_str().unwrap()).unwrap()
+    };
+    let put = |value: i32, index: u32| {
+        format!(
+            r#"{{"world":"w","edits":[{{"chunk":[1,-2,3],"index":{index},"value":{value}}},{{"chunk":[0,0,0],"index":7,"value":{value}}}]}}"#
+        )
+    };
+    let read = events::rest("GET", Some(("w", "1,-2,3;0,0,0;5,5,5")), None);
+    // Values that exercise every form: small, negative (zigzag), large, and a random chunk
+    // (raw form) written by many cubes.
+    for (i, value) in [3, -1, i32::MAX, i32::MIN, 0].into_iter().enumerate() {
+        let index = 100 * i as u32;
+        let (writer, reader) = if i % 2 == 0 {
+            ((&rust_api, &mut rust), (&py_api, &mut py))
+        } else {
+            ((&py_api, &mut py), (&rust_api, &mut rust))
+        };
+        let wrote = body(writer.0.invoke(
+            writer.1,
+            events::rest("PUT", None, Some(&put(value, index))),
+        ));
+        let got = body(reader.0.invoke(reader.1, read.clone()));
+        assert_eq!(
+            wrote["chunks"][0]["version"], got["chunks"][0]["version"],
+            "round {i}"
+        );
+        assert_eq!(
+            wrote["chunks"][1]["version"], got["chunks"][1]["version"],
+            "round {i}"
+        );
+        let again = body(writer.0.invoke(writer.1, read.clone()));
+        assert_eq!(
+            again["chunks"], got["chunks"],
+            "round {i}: the two read differently"
+        );
+    }
+    // A chunk of random values: the raw form, written cube by cube by the Python handler.
+    let mut edits = Vec::new();
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    for index in 0..4096 {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        edits.push(format!(
+            r#"{{"chunk":[9,9,9],"index":{index},"value":{}}}"#,
+            s as i32
+        ));
+    }
+    for part in edits.chunks(1024) {
+        let body_text = format!(r#"{{"world":"w","edits":[{}]}}"#, part.join(","));
+        body(py_api.invoke(&mut py, events::rest("PUT", None, Some(&body_text))));
+    }
+    let random = events::rest("GET", Some(("w", "9,9,9")), None);
+    assert_eq!(
+        body(rust_api.invoke(&mut rust, random.clone()))["chunks"],
+        body(py_api.invoke(&mut py, random))["chunks"]
+    );
 }

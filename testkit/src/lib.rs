@@ -9,6 +9,7 @@ pub mod issuer;
 mod process;
 mod redis;
 mod relay;
+pub mod runtime_api;
 pub mod tokens;
 
 pub use cluster::RedisCluster;
