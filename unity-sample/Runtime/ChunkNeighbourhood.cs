@@ -16,7 +16,10 @@ namespace CubeWalk
     /// server says so (a big change, a new set of chunks, a gap after a lost connection). When
     /// realtime is unavailable (not configured, unreachable, refused, or a WebGL build) it polls
     /// every <c>pollInterval</c> seconds instead, and goes back to following once the connection
-    /// is up again.
+    /// is up again. A refresh that fails while following (the server unreachable for a moment) is
+    /// tried again after <see cref="RefetchRetryFirstSeconds"/>, then after twice as long each
+    /// time up to <see cref="RefetchRetryMaxSeconds"/>, until one succeeds, so the chunks never
+    /// stay stale without a refresh on the way.
     /// </summary>
     public sealed class ChunkNeighbourhood
     {
@@ -40,6 +43,11 @@ namespace CubeWalk
         int appliedCount;
         bool following, subscribed, refetchNeeded;
         double nextPoll;
+        // After a failed refresh: the next refetch while following waits until refetchAt; the
+        // wait doubles with each failure (0 after a success). refreshFailed: a failure that Tick
+        // has not scheduled yet (OnFetched does not know the time).
+        bool refreshFailed;
+        double refetchAt, refetchBackoff;
         // Following again after the native session restarted (Play mode, a re-init): the
         // endpoint given to Follow, and when to try next; never after a refusal or on a
         // transport without realtime.
@@ -49,6 +57,11 @@ namespace CubeWalk
         /// <summary>Seconds between attempts to follow again once realtime stopped (the native
         /// session was shut down and initialized again).</summary>
         public const double FollowRetrySeconds = 5;
+        /// <summary>Seconds before refetching after a refresh failed while following; doubled
+        /// after each further failure, up to <see cref="RefetchRetryMaxSeconds"/>.</summary>
+        public const double RefetchRetryFirstSeconds = 0.5;
+        /// <summary>The longest wait between refetches after failed refreshes while following.</summary>
+        public const double RefetchRetryMaxSeconds = 30;
 
         /// <summary>The chunks, x major, then z, then y (the game's order).</summary>
         public ChunkKey[] Keys { get; private set; }
@@ -252,7 +265,7 @@ namespace CubeWalk
         /// <param name="pollInterval">Seconds between refreshes while not following.</param>
         public void Tick(double now, double pollInterval)
         {
-            bool live;
+            bool live, refetchDue;
             lock (gate)
             {
                 appliedCount = 0;
@@ -268,12 +281,21 @@ namespace CubeWalk
                     StopFollowing(client.RealtimeProblem ?? "the realtime connection refused the token");
                     followGivenUp = true;
                 }
+                if (refreshFailed)
+                {
+                    // Back off: the server may be down for a while, and following asks nothing
+                    // of it in the meantime.
+                    refreshFailed = false;
+                    refetchBackoff = refetchBackoff <= 0 ? RefetchRetryFirstSeconds : Math.Min(refetchBackoff * 2, RefetchRetryMaxSeconds);
+                    refetchAt = now + refetchBackoff;
+                }
+                refetchDue = refetchNeeded && now >= refetchAt;
             }
             if (ChunkChanged != null)
                 for (int i = 0; i < appliedCount; i++) ChunkChanged(appliedNow[i]);
             if (live)
             {
-                if (refetchNeeded && Refresh()) refetchNeeded = false;
+                if (refetchDue && Refresh()) refetchNeeded = false;
             }
             else if (now >= nextPoll && Refresh())
             {
@@ -368,6 +390,7 @@ namespace CubeWalk
                     Busy = false;
                     LastStatus = e.Status;
                     LastError = e.Message;
+                    Failed();
                     return false;
                 }
                 catch
@@ -378,6 +401,14 @@ namespace CubeWalk
             }
         }
 
+        // A refresh failed (under the lock): what it was to bring may be missing, so refetch, after
+        // a wait that Tick sets (while following; polling keeps its own pace).
+        void Failed()
+        {
+            refetchNeeded = true;
+            refreshFailed = true;
+        }
+
         void OnFetched(FetchRequest r)
         {
             lock (gate)
@@ -385,8 +416,14 @@ namespace CubeWalk
                 Busy = false;
                 LastStatus = r.Status;
                 LastError = r.Error;
-                if (r.Status != CubeWalkStatus.Ok) return;
+                if (r.Status != CubeWalkStatus.Ok)
+                {
+                    Failed();
+                    return;
+                }
                 Refreshes++;
+                refetchBackoff = 0;
+                refetchAt = 0;
             }
             if (ChunkChanged == null) return;
             for (int i = 0; i < Changed.Length; i++)

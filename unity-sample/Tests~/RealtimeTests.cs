@@ -90,6 +90,51 @@ namespace CubeWalk.Tests
                 CollectionAssert.AreEqual(fresh[i], hood.Buffers[i], "chunk " + hood.Keys[i]);
         }
 
+        /// <summary>Review of issue 20: a refetch that fails while following (here refused, the
+        /// server being unreachable is the usual case) is tried again, with backoff, rather than
+        /// leaving the chunks stale until the next event.</summary>
+        [Test]
+        public void ARefetchThatFailsWhileFollowingIsRetried()
+        {
+            var hood = Following();
+            int refreshes = hood.Refreshes;
+            // Every HTTP request from now on is refused (the realtime connection stays up).
+            client.SetToken("refused-" + Guid.NewGuid().ToString("N"));
+            try
+            {
+                // New chunks: the server confirms the subscription and the neighbourhood refetches.
+                Assert.IsTrue(hood.MoveTo(new ChunkKey(1, 0, 0)));
+                Frames(hood, () => !hood.Busy && hood.LastError != null);
+                Assert.IsTrue(hood.IsFollowing, "stopped following: " + hood.RealtimeProblem);
+                // Retried with backoff (0.5 s, then 1 s, ...), not every frame: in 2 s, at most
+                // the retries at 0.5 s and 1.5 s.
+                int attempts = 0;
+                bool wasBusy = false;
+                var until = DateTime.UtcNow.AddSeconds(2);
+                while (DateTime.UtcNow < until)
+                {
+                    client.Update();
+                    hood.Tick(Now(), 30);
+                    if (hood.Busy && !wasBusy) attempts++;
+                    wasBusy = hood.Busy;
+                    Thread.Sleep(2);
+                }
+                Assert.GreaterOrEqual(attempts, 1, "the failed refetch was not tried again");
+                Assert.LessOrEqual(attempts, 3, "retried without backoff");
+                Assert.IsNotNull(hood.LastError);
+            }
+            finally
+            {
+                client.SetToken(Token);
+            }
+            // The poll interval is 30 s and no event will come: only a retry brings the chunks.
+            Frames(hood, () => hood.Refreshes > refreshes && !hood.Busy);
+            Assert.IsNull(hood.LastError);
+            Assert.IsTrue(hood.IsFollowing, "polled instead of following: " + hood.RealtimeProblem);
+            Assert.AreNotEqual(CubeWalkClient.NoVersion, hood.Versions[Array.IndexOf(hood.Keys, new ChunkKey(2, 0, 0))],
+                "a chunk that came into the neighbourhood was never loaded");
+        }
+
         [Test]
         public void EventsAllocateNothingInTheSteadyState()
         {

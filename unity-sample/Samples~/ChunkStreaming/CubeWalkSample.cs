@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Text.RegularExpressions;
 using CubeWalk;
 using UnityEngine;
 #if ENABLE_INPUT_SYSTEM
@@ -21,11 +22,19 @@ using UnityEngine.InputSystem;
 /// With no token configured it logs in as a guest (a device secret made once and kept in
 /// PlayerPrefs) and logs in again before the token expires (at 80% of its lifetime) or when the
 /// API answers TokenRefused, handing the new token to <see cref="CubeWalkClient.SetToken"/>
-/// without restarting anything. A wrong token, a ban or an unreachable endpoint stops it: the
-/// client shuts down and one message stays on screen (and in the Console) until the component is
-/// disabled and enabled again; the component itself stays enabled, because Unity does not call
-/// OnGUI on a disabled behaviour. Passing trouble (a put refused, editing too fast, realtime off)
-/// shows on screen for a few seconds. Nothing throws every frame. Thin Unity glue over
+/// without restarting anything (once per refusal: a refusal of a request sent with the old token
+/// does not count). A wrong token, a ban, or an endpoint that cannot be reached before anything
+/// has loaded stops it: the client shuts down and one message stays on screen (and in the
+/// Console) until the component is disabled and enabled again; the component itself stays
+/// enabled, because Unity does not call OnGUI on a disabled behaviour. Once the world has loaded,
+/// losing the server (stopped, restarted, the network down) is not the end: a notice stays on
+/// screen while the neighbourhood keeps retrying, the chunks already shown stay, and the world
+/// comes back with the server. Passing trouble (a put refused, editing too fast, realtime off)
+/// shows on screen for a few seconds. Nothing throws every frame.
+///
+/// The chunk views are children of this object, so it may be moved or turned in the scene: the
+/// player's position and the click are converted into its space. Only clicks on the chunk views
+/// edit; other colliders in the scene are left alone. Thin Unity glue over
 /// <see cref="CubeWalkClient"/>, <see cref="ChunkNeighbourhood"/> and <see cref="ChunkMesher"/>.
 /// </summary>
 public class CubeWalkSample : MonoBehaviour
@@ -35,7 +44,8 @@ public class CubeWalkSample : MonoBehaviour
     [Tooltip("A token the authorizer accepts (the dev token printed by cubewalk-server serve). Empty: log in as a guest.")]
     public string token = "";
     public string world = "default";
-    [Range(0, 4)] public int radius = 1;
+    [Tooltip("Chunks on each side of the player's chunk. At least 1: the player usually stands in the chunk above the ground's.")]
+    [Range(1, 4)] public int radius = 1;
     [Tooltip("The WebSocket URL for other players' edits: the local gateway's, or the RealtimeUrl output of the AWS stack. Empty: poll instead.")]
     public string realtimeEndpoint = "ws://127.0.0.1:3000/prod";
     [Tooltip("Seconds between refreshes of the neighbourhood while not following over realtime.")]
@@ -50,11 +60,19 @@ public class CubeWalkSample : MonoBehaviour
 
     // How long a passing warning stays on screen (unscaled seconds).
     const float NoticeSeconds = 4f;
+    // Native error texts can hold a whole request URL (every chunk key); the screen gets this much.
+    const int ShownErrorLength = 200;
+    // Guest tokens: never log in again sooner than this after a login (seconds), whatever lifetime
+    // the server states, and wait this long after a failed login before the next.
+    const float MinLoginInterval = 30f;
+    const float LoginRetrySeconds = 5f;
 
     CubeWalkClient client;
     ChunkNeighbourhood hood;
     readonly ChunkMesher mesher = new ChunkMesher();
     readonly Dictionary<ChunkKey, ChunkView> views = new Dictionary<ChunkKey, ChunkView>();
+    // The views' colliders: a click edits only when it hits one of them.
+    readonly HashSet<Collider> viewColliders = new HashSet<Collider>();
     // The material the views share: chunkMaterial, or one made here (and destroyed here).
     Material material;
     Material ownMaterial;
@@ -68,17 +86,31 @@ public class CubeWalkSample : MonoBehaviour
     string notice;
     float noticeUntil;
     string realtimeProblemShown;
+    // The server is out of reach after the world had loaded: shown while it lasts, or null.
+    string outage;
     // Guest login: the request in flight, and when to log in again (unscaled seconds).
     const string DeviceSecretKey = "CubeWalk.DeviceSecret";
     GuestLoginRequest login;
     bool guest;
     float loginAgainAt = float.MaxValue;
+    float noLoginBefore;
+    // Each SetToken starts a generation. A refusal counts only for a request sent with the
+    // current token: until a refresh sent with it has ended, the neighbourhood's TokenRefused is
+    // the old token's, and a put remembers the generation it was sent in.
+    int tokenGeneration;
+    int putGeneration;
+    bool tokenUnproven;
+    bool provingRefresh;
 
     void OnEnable()
     {
         problem = null;
         notice = null;
+        outage = null;
         realtimeProblemShown = null;
+        noLoginBefore = 0f;
+        tokenUnproven = false;
+        provingRefresh = false;
         material = ChunkMaterial();
         if (material == null)
         {
@@ -149,7 +181,7 @@ public class CubeWalkSample : MonoBehaviour
         }
         catch (Exception e)
         {
-            Fail("Cannot log in as a guest: " + e.Message + InsecureHint());
+            Fail("Cannot log in as a guest: " + Short(e.Message) + InsecureHint());
             return;
         }
         loginAgainAt = float.MaxValue;
@@ -165,18 +197,30 @@ public class CubeWalkSample : MonoBehaviour
         {
             if (client == null || done.Status == CubeWalkStatus.Banned || done.Status == CubeWalkStatus.BadRequest)
             {
-                Fail("Guest login failed: " + done.Error + InsecureHint());
+                Fail("Guest login failed: " + Short(done.Error) + InsecureHint());
                 return;
             }
             // The old token may still be good: try again in a while.
-            Notice("CubeWalk guest login failed, trying again: " + done.Error);
-            loginAgainAt = Time.unscaledTime + 5f;
+            Notice("CubeWalk guest login failed, trying again: " + Short(done.Error));
+            loginAgainAt = Time.unscaledTime + LoginRetrySeconds;
+            noLoginBefore = loginAgainAt;
             return;
         }
-        // Log in again at 80% of the token's lifetime, well before it runs out.
-        loginAgainAt = Time.unscaledTime + done.Session.ExpiresIn * 0.8f;
-        if (client == null) Begin(done.Session.Token);
-        else client.SetToken(done.Session.Token);
+        // Log in again at 80% of the token's lifetime, well before it runs out; never sooner than
+        // MinLoginInterval, so a server stating a tiny lifetime cannot make it log in every frame.
+        loginAgainAt = Time.unscaledTime + Mathf.Max(MinLoginInterval, done.Session.ExpiresIn * 0.8f);
+        if (client == null)
+        {
+            Begin(done.Session.Token);
+            return;
+        }
+        client.SetToken(done.Session.Token);
+        tokenGeneration++;
+        // Refresh with the new token at once: following over realtime nothing else would, and
+        // until a refresh sent with it ends, the refusal on record is the old token's.
+        tokenUnproven = true;
+        provingRefresh = false;
+        refreshNow = true;
     }
 
     void Begin(string startToken)
@@ -187,10 +231,12 @@ public class CubeWalkSample : MonoBehaviour
         }
         catch (Exception e)
         {
-            Fail("Cannot start CubeWalk: " + e.Message + InsecureHint());
+            Fail("Cannot start CubeWalk: " + Short(e.Message) + InsecureHint());
             return;
         }
-        hood = new ChunkNeighbourhood(client, world, radius);
+        // Radius 0 would be the player's chunk alone: standing on the ground, that is the air
+        // above it. Clamped here too, as a script or an old scene can set any value.
+        hood = new ChunkNeighbourhood(client, world, Mathf.Clamp(radius, 1, 4));
         hood.ChunkChanged = OnChunkChanged;
         hood.ChunkLeft = OnChunkLeft;
         // Realtime is an optimisation: when it cannot start (a WebGL build) or stays down, the
@@ -211,14 +257,20 @@ public class CubeWalkSample : MonoBehaviour
     // does while keeping the component enabled so OnGUI still draws the reason.
     void Stop()
     {
-        if (client != null) client.Dispose();
+        // Let go of the client and the neighbourhood before disposing: the shutdown ends what is
+        // in flight (a put ends Cancelled), and those callbacks, seeing no neighbourhood, report
+        // nothing. Stopping is silent.
+        CubeWalkClient stopping = client;
         client = null;
         hood = null;
+        if (stopping != null) stopping.Dispose();
         login = null;
         putInFlight = false;
         loginAgainAt = float.MaxValue;
         foreach (var view in views.Values) view.Release();
         views.Clear();
+        viewColliders.Clear();
+        outage = null;
     }
 
     void Update()
@@ -232,24 +284,54 @@ public class CubeWalkSample : MonoBehaviour
         if (client == null) return;
         client.Update();
         if (client == null) return; // a callback failed and stopped it
-        // An expired guest token: log in again; the neighbourhood keeps retrying meanwhile and
-        // picks the new token up with its next request.
-        if (guest && hood.LastStatus == CubeWalkStatus.TokenRefused) LogInAsGuest();
-        else if (hood.LastError != null && Stops(hood.LastStatus))
+        // The refresh sent with a new token has ended: from now on a refusal is the new token's.
+        if (provingRefresh && !hood.Busy)
         {
-            Fail("CubeWalk stopped: " + hood.LastError);
+            provingRefresh = false;
+            tokenUnproven = false;
+        }
+        CubeWalkStatus status = hood.LastStatus;
+        if (hood.LastError == null)
+        {
+            if (outage != null) Debug.Log("CubeWalk: the server is back");
+            outage = null;
+        }
+        else if (guest && status == CubeWalkStatus.TokenRefused)
+        {
+            // An expired guest token: log in again, once per refusal; the neighbourhood keeps
+            // retrying meanwhile and picks the new token up with its next request.
+            if (!tokenUnproven && Time.unscaledTime >= noLoginBefore) LogInAsGuest();
+        }
+        else if (Passing(status) && hood.Refreshes > 0)
+        {
+            // The world had loaded, so the endpoint is right: the server went away (stopped,
+            // restarted, the network down). Keep the chunks shown, say so while it lasts (logged
+            // once), and let the neighbourhood keep retrying until the server is back.
+            if (outage == null) Debug.LogWarning("CubeWalk: lost the server, retrying: " + Short(hood.LastError));
+            outage = "CubeWalk: cannot reach the server, retrying: " + Short(hood.LastError);
+        }
+        else if (Stops(status) || Passing(status))
+        {
+            // Nothing ever loaded (a wrong URL, a refused connection), or a refusal a retry will
+            // not change: stop and say so once.
+            Fail("CubeWalk stopped: " + Short(hood.LastError));
             return;
         }
         if (player != null)
         {
-            Vector3 p = player.position;
+            // The chunk views sit in this object's space: the player's position too.
+            Vector3 p = transform.InverseTransformPoint(player.position);
             hood.MoveTo(new ChunkKey(Mathf.FloorToInt(p.x / 16f), Mathf.FloorToInt(p.y / 16f), Mathf.FloorToInt(p.z / 16f)));
         }
-        if (refreshNow && hood.Refresh()) refreshNow = false;
+        if (refreshNow && hood.Refresh())
+        {
+            refreshNow = false;
+            provingRefresh = tokenUnproven;
+        }
         hood.Tick(Time.unscaledTime, refreshEvery);
         // Realtime going off (or failing to start) is news once per reason, not every retry.
         if (hood.RealtimeProblem != null && hood.RealtimeProblem != realtimeProblemShown)
-            Notice("CubeWalk realtime off, polling instead: " + hood.RealtimeProblem);
+            Notice("CubeWalk realtime off, polling instead: " + Short(hood.RealtimeProblem));
         realtimeProblemShown = hood.RealtimeProblem;
 
         bool place, remove;
@@ -257,15 +339,19 @@ public class CubeWalkSample : MonoBehaviour
         ReadPointer(out place, out remove, out pointer);
         RaycastHit hit;
         if ((place || remove) && !putInFlight && Camera.main != null &&
-            Physics.Raycast(Camera.main.ScreenPointToRay(pointer), out hit, 64f))
+            Physics.Raycast(Camera.main.ScreenPointToRay(pointer), out hit, 64f) &&
+            viewColliders.Contains(hit.collider)) // something else in the scene: not a cube
         {
-            // Place in front of the hit face, remove the hit cube itself.
-            Vector3 cube = hit.point + hit.normal * (place ? 0.5f : -0.5f);
+            // Place in front of the hit face, remove the hit cube itself; in this object's space,
+            // where one unit is one cube wherever the object is and however it is turned.
+            Vector3 cube = transform.InverseTransformPoint(hit.point) +
+                transform.InverseTransformDirection(hit.normal) * (place ? 0.5f : -0.5f);
             int cx = Mathf.FloorToInt(cube.x), cy = Mathf.FloorToInt(cube.y), cz = Mathf.FloorToInt(cube.z);
             var chunk = new ChunkKey(FloorDiv(cx), FloorDiv(cy), FloorDiv(cz));
             edit[0] = new CubeEdit(chunk, cx - chunk.X * 16, cy - chunk.Y * 16, cz - chunk.Z * 16, place ? placeValue : 0);
             client.BeginPut(world, edit, editResult, OnPut, put);
             putInFlight = true;
+            putGeneration = tokenGeneration;
         }
     }
 
@@ -273,8 +359,25 @@ public class CubeWalkSample : MonoBehaviour
     static bool Stops(CubeWalkStatus s)
     {
         return s == CubeWalkStatus.Unauthorized || s == CubeWalkStatus.Forbidden || s == CubeWalkStatus.InvalidArgument
-            || s == CubeWalkStatus.Network || s == CubeWalkStatus.NotInitialized || s == CubeWalkStatus.Banned
-            || s == CubeWalkStatus.TokenRefused;
+            || s == CubeWalkStatus.NotInitialized || s == CubeWalkStatus.Banned || s == CubeWalkStatus.TokenRefused;
+    }
+
+    // The server out of reach or failing: passing once the world has loaded (the neighbourhood
+    // retries), fatal before (most likely a wrong endpoint).
+    static bool Passing(CubeWalkStatus s)
+    {
+        return s == CubeWalkStatus.Network || s == CubeWalkStatus.Timeout || s == CubeWalkStatus.ServerError;
+    }
+
+    // A native error text made readable on screen: its first line, without query strings (a
+    // fetch's URL lists every chunk key), at most ShownErrorLength characters.
+    static string Short(string error)
+    {
+        if (string.IsNullOrEmpty(error)) return "";
+        int end = error.IndexOfAny(new[] { '\r', '\n' });
+        if (end >= 0) error = error.Substring(0, end);
+        error = Regex.Replace(error, @"\?[^\s)\]""']*", "");
+        return error.Length <= ShownErrorLength ? error : error.Substring(0, ShownErrorLength - 3) + "...";
     }
 
     // Left button places, right button removes; looking around is not on either (see
@@ -313,6 +416,7 @@ public class CubeWalkSample : MonoBehaviour
     void OnGUI()
     {
         if (problem != null) GUI.Label(new Rect(10, 10, Screen.width - 20, 60), problem);
+        else if (outage != null) GUI.Label(new Rect(10, 10, Screen.width - 20, 40), outage);
         else if (notice != null && Time.unscaledTime < noticeUntil) GUI.Label(new Rect(10, 10, Screen.width - 20, 40), notice);
     }
 
@@ -321,15 +425,20 @@ public class CubeWalkSample : MonoBehaviour
     void OnPut(PutRequest r)
     {
         putInFlight = false;
-        if (hood == null) return; // stopped meanwhile
-        if (r.Status == CubeWalkStatus.TokenRefused && guest) LogInAsGuest();
-        else if (r.Status == CubeWalkStatus.RateLimited) Notice("CubeWalk: editing too fast, slow down: " + r.Error);
-        else if (r.Status != CubeWalkStatus.Ok) Notice("CubeWalk put failed: " + r.Error);
+        if (hood == null || r.Status == CubeWalkStatus.Cancelled) return; // stopped meanwhile
+        if (r.Status == CubeWalkStatus.TokenRefused && guest)
+        {
+            // Sent with the token before the latest login: that login already answered this.
+            if (putGeneration == tokenGeneration && Time.unscaledTime >= noLoginBefore) LogInAsGuest();
+        }
+        else if (r.Status == CubeWalkStatus.RateLimited) Notice("CubeWalk: editing too fast, slow down: " + Short(r.Error));
+        else if (r.Status != CubeWalkStatus.Ok) Notice("CubeWalk put failed: " + Short(r.Error));
         else refreshNow = !hood.IsFollowing; // following: the change comes back as an event
     }
 
     void OnChunkChanged(int index)
     {
+        if (hood == null) return; // stopped meanwhile
         ChunkKey key = hood.Keys[index];
         mesher.Build(hood.Buffers[index]);
         ChunkView view;
@@ -339,6 +448,7 @@ public class CubeWalkSample : MonoBehaviour
             // Air (or emptied): nothing to draw or to click on, so no view at all.
             if (shown)
             {
+                viewColliders.Remove(view.Collider);
                 view.Release();
                 views.Remove(key);
             }
@@ -348,6 +458,7 @@ public class CubeWalkSample : MonoBehaviour
         {
             view = new ChunkView(key, transform, material);
             views.Add(key, view);
+            viewColliders.Add(view.Collider);
         }
         view.Show(mesher);
     }
@@ -357,6 +468,7 @@ public class CubeWalkSample : MonoBehaviour
     {
         ChunkView view;
         if (!views.TryGetValue(key, out view)) return;
+        viewColliders.Remove(view.Collider);
         view.Release();
         views.Remove(key);
     }
@@ -385,6 +497,8 @@ public class CubeWalkSample : MonoBehaviour
             go.AddComponent<MeshRenderer>().sharedMaterial = material;
             collider = go.AddComponent<MeshCollider>();
         }
+
+        internal Collider Collider { get { return collider; } }
 
         // Only ever called with faces to show (a chunk without any has no view).
         internal void Show(ChunkMesher m)

@@ -16,10 +16,13 @@ public class SampleFirstPerson : MonoBehaviour
     [Tooltip("Walking speed, units per second.")]
     public float speed = 8f;
     [Tooltip("Degrees per pixel of mouse movement while the middle button is held.")]
-    public float lookSpeed = 0.2f;
+    [Min(MinLookSpeed)] public float lookSpeed = 0.2f;
     [Tooltip("Degrees per second while an arrow key is held.")]
     public float turnSpeed = 90f;
     float yaw, pitch;
+    // The arrow keys are turned into mouse pixels by dividing by lookSpeed: 0 would make that
+    // infinite, and the rotation NaN every frame.
+    const float MinLookSpeed = 0.01f;
 
     void OnEnable()
     {
@@ -33,11 +36,13 @@ public class SampleFirstPerson : MonoBehaviour
     {
         Vector3 move;
         Vector2 look;
-        Read(out move, out look, turnSpeed * Time.deltaTime / lookSpeed);
+        // [Min] guards the Inspector only; a script can still set 0 (or less).
+        float degreesPerPixel = Mathf.Max(lookSpeed, MinLookSpeed);
+        Read(out move, out look, turnSpeed * Time.deltaTime / degreesPerPixel);
         if (look.x != 0f || look.y != 0f)
         {
-            yaw += look.x * lookSpeed;
-            pitch = Mathf.Clamp(pitch - look.y * lookSpeed, -89f, 89f);
+            yaw += look.x * degreesPerPixel;
+            pitch = Mathf.Clamp(pitch - look.y * degreesPerPixel, -89f, 89f);
             transform.rotation = Quaternion.Euler(pitch, yaw, 0f);
         }
         transform.position += Quaternion.Euler(0f, yaw, 0f) * move * (speed * Time.deltaTime);

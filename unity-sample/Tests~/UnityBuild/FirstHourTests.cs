@@ -27,7 +27,7 @@ public class FirstHourTests
     // Neighbourhood of the prefab's radius 1: at most this many chunk views (and meshes).
     const int Neighbourhood = 27;
 
-    Process server;
+    Serve server;
     string endpoint, realtime, token;
 
     static string SampleDir([CallerFilePath] string here = "")
@@ -39,23 +39,62 @@ public class FirstHourTests
     public void StartServer()
     {
         token = "first-hour-" + Guid.NewGuid().ToString("N");
-        server = StartServe("127.0.0.1:0", token, out endpoint, out realtime);
+        server = new Serve("127.0.0.1:0", token);
+        endpoint = server.Http;
+        realtime = server.Ws;
+    }
+
+    /// <summary>A <c>cubewalk-server serve</c> of the test's own, with the URLs it printed and
+    /// the guest logins it answered (counted from its log).</summary>
+    sealed class Serve : IDisposable
+    {
+        public readonly Process Process;
+        public readonly string Http, Ws;
+        int logins;
+
+        /// <summary>A fresh serve on <paramref name="bind"/> (its default starting terrain
+        /// included); <paramref name="extra"/> more arguments (a signing key, say).</summary>
+        public Serve(string bind, string withToken, string extra = "")
+        {
+            string http, ws;
+            Process = StartServe(bind, withToken, extra, line =>
+            {
+                if (line.Contains("login status=200")) Interlocked.Increment(ref logins);
+            }, out http, out ws);
+            Http = http;
+            Ws = ws;
+        }
+
+        public int Port { get { return new Uri(Http).Port; } }
+        /// <summary>Guest logins it answered with a token.</summary>
+        public int Logins { get { return Volatile.Read(ref logins); } }
+
+        public void Dispose()
+        {
+            if (!Process.HasExited) Process.Kill();
+            Process.WaitForExit(5000);
+        }
     }
 
     /// <summary>A fresh <c>cubewalk-server serve</c> on <paramref name="bind"/> (its default
     /// starting terrain included), with the URLs it printed.</summary>
     static Process StartServe(string bind, string withToken, out string http, out string ws)
     {
+        return StartServe(bind, withToken, "", null, out http, out ws);
+    }
+
+    static Process StartServe(string bind, string withToken, string extra, Action<string> onLog, out string http, out string ws)
+    {
         string binary = Environment.GetEnvironmentVariable("CUBEWALK_TEST_SERVER");
         Assert.IsFalse(string.IsNullOrEmpty(binary), "CUBEWALK_TEST_SERVER (the cubewalk-server binary) is not set");
-        var start = new ProcessStartInfo(binary, "serve --bind " + bind + " --tokens " + withToken)
+        var start = new ProcessStartInfo(binary, "serve --bind " + bind + " --tokens " + withToken + " " + extra)
         {
             UseShellExecute = false,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
         Process process = Process.Start(start);
-        process.ErrorDataReceived += (s, e) => { };
+        process.ErrorDataReceived += (s, e) => { if (e.Data != null && onLog != null) onLog(e.Data); };
         process.BeginErrorReadLine();
         http = null;
         ws = null;
@@ -80,8 +119,7 @@ public class FirstHourTests
     [TestFixtureTearDown]
     public void StopServer()
     {
-        if (server != null && !server.HasExited) server.Kill();
-        if (server != null) server.WaitForExit(5000);
+        if (server != null) server.Dispose();
     }
 
     [SetUp]
@@ -266,10 +304,12 @@ public class FirstHourTests
     static int FloorDiv(int v) { return v >= 0 ? v / 16 : (v - 15) / 16; }
 
     // The cube's value as a second, independent client (the static test token) fetches it.
-    int FetchCube(Cube c)
+    int FetchCube(Cube c) { return FetchCube(c, endpoint); }
+
+    int FetchCube(Cube c, string from)
     {
         var key = new ChunkKey(FloorDiv(c.x), FloorDiv(c.y), FloorDiv(c.z));
-        using (var other = new CubeWalkClient(endpoint, token))
+        using (var other = new CubeWalkClient(from, token))
         {
             var buffers = new[] { new int[CubeWalkClient.ChunkCubes] };
             other.FetchBlocks("default", new[] { key }, new[] { CubeWalkClient.NoVersion }, buffers);
@@ -536,9 +576,271 @@ public class FirstHourTests
         StringAssert.Contains("guid: " + shader, Field(File.ReadAllText(Path.Combine(dir, "ChunkMaterial.mat")), "m_Shader"));
         string source = File.ReadAllText(Path.Combine(dir, "VertexColorLit.shader"));
         StringAssert.Contains("\"RenderPipeline\" = \"UniversalPipeline\"", source, "no URP SubShader");
-        StringAssert.Contains("UniversalForward", source);
         StringAssert.Contains("CGPROGRAM", source, "no built-in-pipeline SubShader");
-        Assert.Less(source.IndexOf("UniversalPipeline", StringComparison.Ordinal), source.IndexOf("CGPROGRAM", StringComparison.Ordinal),
+        int builtIn = source.IndexOf("CGPROGRAM", StringComparison.Ordinal);
+        Assert.Less(source.IndexOf("UniversalPipeline", StringComparison.Ordinal), builtIn,
             "the URP SubShader must come first (Unity takes the first that fits)");
+        // Defect (review 6): the URP passes a Deferred renderer and SSAO with depth priming need.
+        string urp = source.Substring(0, builtIn);
+        foreach (string lightMode in new[] { "UniversalForwardOnly", "DepthOnly", "DepthNormals" })
+            StringAssert.Contains("\"LightMode\" = \"" + lightMode + "\"", urp, "no " + lightMode + " pass in the URP SubShader");
+        StringAssert.DoesNotContain("\"LightMode\" = \"UniversalForward\"", urp,
+            "a UniversalForward pass without a GBuffer pass: Deferred renderers skip it");
+        StringAssert.Contains("NormalizeNormalPerPixel", urp, "the DepthNormals pass does not write the normal as URP does");
+    }
+
+    // ---- the outside review of the sample (issue 20) ----
+
+    static void PlayFor(float seconds, Action everyFrame = null) { PlayUntil(() => false, seconds, everyFrame); }
+
+    static void NoErrors()
+    {
+        if (StandIn.Exceptions.Count > 0) Assert.Fail("exception in a script: " + StandIn.Exceptions[0]);
+        if (StandIn.Errors.Count > 0) Assert.Fail("error logged: " + StandIn.Errors[0]);
+    }
+
+    static string OutageNotice() { return StandIn.Labels.Find(l => l.Contains("retrying")); }
+
+    static string TempDir()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "cubewalk-first-hour-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+
+    // A quad facing the camera (front face towards it: raycasts hit front faces only).
+    static Mesh Quad(Vector3 centre, Vector3 right, Vector3 up, Vector3 forward)
+    {
+        var corners = new List<Vector3> { centre - right - up, centre + right - up, centre + right + up, centre - right + up };
+        var mesh = new Mesh();
+        mesh.SetVertices(corners);
+        bool facesCamera = Vector3.Dot(Vector3.Cross(corners[1] - corners[0], corners[2] - corners[0]), forward) < 0;
+        mesh.SetTriangles(facesCamera ? new[] { 0, 1, 2, 0, 2, 3 } : new[] { 0, 2, 1, 0, 3, 2 }, 0);
+        return mesh;
+    }
+
+    /// <summary>Review 1: once the world has loaded, stopping the server is a passing notice
+    /// (short, without the request URL), not the end: the chunks stay on screen, nothing is
+    /// logged as an error, and when a server comes back on the same port the world is back and
+    /// an edit works.</summary>
+    [Test]
+    public void AServerThatGoesAwayAndComesBackIsANoticeNotTheEnd()
+    {
+        var first = new Serve("127.0.0.1:0", token);
+        Serve second = null;
+        try
+        {
+            Scene scene = Build(s => { s.token = token; s.endpoint = first.Http; s.realtimeEndpoint = first.Ws; });
+            RaycastHit hit = new RaycastHit();
+            Assert.IsTrue(PlayUntil(() => Aim(out hit), 20f, Invariants), "the world never loaded");
+            int shown = StandIn.LiveCount<Mesh>();
+
+            first.Dispose();
+            Action kept = () =>
+            {
+                NoErrors();
+                Assert.AreEqual(shown, StandIn.LiveCount<Mesh>(), "the chunks shown changed while the server was away");
+            };
+            Assert.IsTrue(PlayUntil(() => OutageNotice() != null, 60f, kept), "no notice on screen with the server gone");
+            string notice = OutageNotice();
+            Console.WriteLine("server gone: " + notice);
+            Assert.LessOrEqual(notice.Length, 260, "the notice is not short: " + notice);
+            StringAssert.DoesNotContain("chunks=", notice, "the notice holds the request's query string");
+            StringAssert.DoesNotContain("\n", notice);
+            // It stays while the server is away; the sample keeps running and keeps the world.
+            PlayFor(3f, () => { kept(); Assert.IsNotNull(OutageNotice(), "the notice went while the server is still away"); });
+            Assert.IsTrue(scene.Sample.enabled);
+            Assert.IsTrue(Aim(out hit), "nothing under the crosshair any more");
+
+            second = new Serve("127.0.0.1:" + first.Port, token);
+            Assert.IsTrue(PlayUntil(() => OutageNotice() == null && Aim(out hit), 60f, NoErrors),
+                "the world did not come back with the server: " + OutageNotice());
+            Cube placed = CubeAt(hit.point + hit.normal * 0.5f);
+            Click(0);
+            RaycastHit now = new RaycastHit();
+            Assert.IsTrue(PlayUntil(() => Aim(out now) && CubeAt(now.point - now.normal * 0.5f).Same(placed), 20f, NoErrors),
+                "the cube placed after the server came back never showed");
+            Assert.AreEqual(scene.Sample.placeValue, FetchCube(placed, second.Http), "the server that came back does not have the cube");
+        }
+        finally
+        {
+            first.Dispose();
+            if (second != null) second.Dispose();
+        }
+    }
+
+    /// <summary>Review 3: a guest whose token is refused (the server came back with another
+    /// signing key) logs in again once per refusal, not once per round trip, and goes on with
+    /// the new token.</summary>
+    [Test]
+    public void ARefusedGuestTokenLogsInAgainOnce()
+    {
+        string keys = TempDir();
+        var first = new Serve("127.0.0.1:0", token, "--signing-key " + Path.Combine(keys, "a.pem"));
+        Serve second = null;
+        try
+        {
+            Scene scene = Build(s => { s.token = ""; s.endpoint = first.Http; s.realtimeEndpoint = first.Ws; });
+            RaycastHit hit = new RaycastHit();
+            Assert.IsTrue(PlayUntil(() => Aim(out hit), 20f, Invariants), "the guest's world never loaded");
+            Assert.AreEqual(1, first.Logins, "guest logins before any refusal");
+
+            // Another signing key: the guest's token (signed with the first) is refused from now on.
+            first.Dispose();
+            second = new Serve("127.0.0.1:" + first.Port, token, "--signing-key " + Path.Combine(keys, "b.pem"));
+            Assert.IsTrue(PlayUntil(() => second.Logins > 0, 60f, NoErrors), "the guest never logged in again");
+            PlayFor(5f, NoErrors);
+            Assert.AreEqual(1, second.Logins, "guest logins for one refused token");
+
+            // The new token works.
+            Assert.IsTrue(PlayUntil(() => OutageNotice() == null && Aim(out hit), 30f, NoErrors), "the world did not come back");
+            Cube placed = CubeAt(hit.point + hit.normal * 0.5f);
+            Click(0);
+            RaycastHit now = new RaycastHit();
+            Assert.IsTrue(PlayUntil(() => Aim(out now) && CubeAt(now.point - now.normal * 0.5f).Same(placed), 20f, NoErrors),
+                "the cube placed with the new token never showed");
+            Assert.AreEqual(1, second.Logins, "guest logins for one refused token");
+            scene.Sample.enabled = false; // the native session is one per process: the guest's goes first
+            Assert.AreEqual(scene.Sample.placeValue, FetchCube(placed, second.Http));
+        }
+        finally
+        {
+            first.Dispose();
+            if (second != null) second.Dispose();
+            try { Directory.Delete(keys, true); } catch (IOException) { }
+        }
+    }
+
+    /// <summary>Review 4: radius 0 is only the player's chunk (air, with the ground in the chunk
+    /// below): the Inspector starts at 1, and a script's 0 is clamped.</summary>
+    [Test]
+    public void RadiusZeroStillShowsTheGround()
+    {
+        Scene scene = Build(s => { s.token = token; s.radius = 0; });
+        Transform root = scene.CubeWalk.transform;
+        Func<bool> groundShown = () =>
+        {
+            for (int i = 0; i < root.childCount; i++)
+                if (root.GetChild(i).localPosition.y == 0) return true;
+            return false;
+        };
+        Assert.IsTrue(PlayUntil(groundShown, 20f, Invariants), "radius 0: the ground's chunks (y = 0) never shown");
+        RaycastHit hit;
+        Assert.IsTrue(Aim(out hit), "radius 0: nothing under the crosshair");
+        Assert.IsTrue(scene.Sample.enabled);
+        var range = (UnityEngine.RangeAttribute)Attribute.GetCustomAttribute(typeof(CubeWalkSample).GetField("radius"), typeof(UnityEngine.RangeAttribute));
+        Assert.IsNotNull(range, "radius has no Inspector range");
+        Assert.AreEqual(1f, range.min, "the Inspector offers a radius that shows nothing");
+        Assert.AreEqual(4f, range.max);
+    }
+
+    /// <summary>Review 4: the CubeWalk object moved in the scene (the chunk views are its
+    /// children): the neighbourhood follows the player in its space, and a click places the cube
+    /// under the crosshair, at the coordinates a second client fetches it back from.</summary>
+    [Test]
+    public void AMovedCubeWalkObjectEditsTheCubeUnderTheCrosshair()
+    {
+        var offset = new Vector3(100, 0, -37);
+        // A server of its own: the cubes other tests place do not get in the way.
+        using (var own = new Serve("127.0.0.1:0", token))
+        {
+            Scene scene = Build(s => { s.token = token; s.endpoint = own.Http; s.realtimeEndpoint = own.Ws; });
+            scene.CubeWalk.transform.position = offset;
+            scene.Player.transform.position += offset; // the same view of the world as unmoved
+            RaycastHit hit = new RaycastHit();
+            Assert.IsTrue(PlayUntil(() => Aim(out hit), 20f, Invariants), "nothing under the crosshair with the CubeWalk object moved");
+            Assert.AreEqual(scene.CubeWalk.transform, hit.collider.transform.parent, "the crosshair is not on a chunk view");
+            Cube placed = CubeAt(hit.point - offset + hit.normal * 0.5f);
+            Assert.AreEqual(0, FetchCube(placed, own.Http), "the cube to place is not air");
+            Click(0);
+            RaycastHit now = new RaycastHit();
+            Assert.IsTrue(PlayUntil(() => Aim(out now) && CubeAt(now.point - offset - now.normal * 0.5f).Same(placed), 10f, Invariants),
+                "the placed cube " + placed + " never showed under the crosshair");
+            Assert.AreEqual(scene.Sample.placeValue, FetchCube(placed, own.Http), "a second client does not see the cube at " + placed);
+        }
+    }
+
+    /// <summary>Review 4: a click on a collider that is not one of the sample's chunks (a wall
+    /// of the game's own in front of the camera) edits nothing.</summary>
+    [Test]
+    public void AClickOnAnotherColliderEditsNothing()
+    {
+        // A server of its own: a cube wrongly placed must not get in other tests' way.
+        using (var own = new Serve("127.0.0.1:0", token))
+        {
+            Scene scene = Build(s => { s.token = token; s.endpoint = own.Http; s.realtimeEndpoint = own.Ws; });
+            RaycastHit hit = new RaycastHit();
+            Assert.IsTrue(PlayUntil(() => Aim(out hit), 20f, Invariants), "the world never loaded");
+            Transform cam = scene.Player.transform;
+            var wall = new GameObject("Wall");
+            MeshCollider collider = wall.AddComponent<MeshCollider>();
+            collider.sharedMesh = Quad(cam.position + cam.forward * 1.5f, cam.right, cam.up, cam.forward);
+            Assert.IsTrue(Aim(out hit), "nothing under the crosshair");
+            Assert.AreEqual(collider, hit.collider, "the wall is not under the crosshair");
+            Cube before = CubeAt(hit.point + hit.normal * 0.5f), behind = CubeAt(hit.point - hit.normal * 0.5f);
+            Assert.AreEqual(0, FetchCube(before, own.Http));
+            Click(0);
+            PlayFor(2f, Clean);
+            Assert.AreEqual(0, FetchCube(before, own.Http), "a left click on the wall placed a cube in front of it");
+            Click(1);
+            PlayFor(2f, Clean);
+            Assert.AreEqual(0, FetchCube(behind, own.Http), "a right click on the wall edited behind it");
+            Assert.IsTrue(scene.Sample.enabled);
+        }
+    }
+
+    /// <summary>Review 5: a look speed of 0 (typed into the Inspector, or set by a script) does
+    /// not turn the view into NaN; the arrow keys still turn it.</summary>
+    [Test]
+    public void ALookSpeedOfZeroKeepsTheViewUsable()
+    {
+        var go = new GameObject("Player");
+        go.SetActive(false);
+        go.tag = "MainCamera";
+        go.AddComponent<Camera>();
+        SetField(go.AddComponent<SampleFirstPerson>(), "lookSpeed", 0f);
+        Quaternion authored = Quaternion.Euler(20f, 30f, 0f);
+        go.transform.rotation = authored;
+        go.SetActive(true);
+        Func<bool> finite = () =>
+        {
+            Quaternion q = go.transform.rotation;
+            Vector3 p = go.transform.position;
+            return !(float.IsNaN(q.x) || float.IsNaN(q.y) || float.IsNaN(q.z) || float.IsNaN(q.w)
+                || float.IsNaN(p.x) || float.IsNaN(p.y) || float.IsNaN(p.z));
+        };
+        Play(5, () => Assert.IsTrue(finite(), "the view became NaN without any input"));
+        Assert.Less(Quaternion.Angle(authored, go.transform.rotation), 0.01f, "the view moved without input");
+        StandIn.KeysHeld.Add(KeyCode.RightArrow);
+        Play(10, () => Assert.IsTrue(finite(), "the view became NaN turning"));
+        StandIn.KeysHeld.Clear();
+        Assert.Greater(Quaternion.Angle(authored, go.transform.rotation), 1f, "the arrow keys do not turn the view");
+        var min = (MinAttribute)Attribute.GetCustomAttribute(typeof(SampleFirstPerson).GetField("lookSpeed"), typeof(MinAttribute));
+        Assert.IsNotNull(min, "the Inspector accepts a look speed of 0");
+        Assert.Greater(min.min, 0f);
+        Clean();
+    }
+
+    /// <summary>Review 7: disabling the sample with a put in flight is silent (the put ends
+    /// cancelled by the shutdown; that is no failure to report).</summary>
+    [Test]
+    public void DisablingWithAPutInFlightIsSilent()
+    {
+        // A server of its own: the cube may land, and must not get in other tests' way.
+        using (var own = new Serve("127.0.0.1:0", token))
+        {
+            Scene scene = Build(s => { s.token = token; s.endpoint = own.Http; s.realtimeEndpoint = own.Ws; });
+            RaycastHit hit;
+            Assert.IsTrue(PlayUntil(() => Aim(out hit), 20f, Invariants), "the world never loaded");
+            // The click's frame sends the put; disabled at once, before any frame could complete it.
+            StandIn.MousePosition = Centre;
+            StandIn.ButtonsHeld.Add(0);
+            TestEngine.RunPlayerLoopOnce();
+            StandIn.Frame(FrameSeconds);
+            StandIn.ButtonsHeld.Remove(0);
+            scene.Sample.enabled = false;
+            Clean();
+            Assert.AreEqual(0, StandIn.LiveCount<Mesh>(), "views left after OnDisable");
+        }
     }
 }

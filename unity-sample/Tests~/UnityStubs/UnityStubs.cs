@@ -242,6 +242,11 @@ namespace UnityEngine
         public Vector3 right { get { return rotation * Vector3.right; } }
         public Vector3 up { get { return rotation * Vector3.up; } }
         public Transform GetChild(int index) { return children[index]; }
+        // Between world space and this transform's space (position and rotation; no scale).
+        public Vector3 TransformPoint(Vector3 position) { return this.position + rotation * position; }
+        public Vector3 InverseTransformPoint(Vector3 position) { return Quaternion.Inverse(rotation) * (position - this.position); }
+        public Vector3 TransformDirection(Vector3 direction) { return rotation * direction; }
+        public Vector3 InverseTransformDirection(Vector3 direction) { return Quaternion.Inverse(rotation) * direction; }
 
         public void SetParent(Transform parent) { SetParent(parent, true); }
         public void SetParent(Transform parent, bool worldPositionStays)
@@ -763,7 +768,17 @@ namespace UnityEngine
     [AttributeUsage(AttributeTargets.Field, Inherited = true, AllowMultiple = false)]
     public class TooltipAttribute : Attribute { public TooltipAttribute(string tooltip) { } }
     [AttributeUsage(AttributeTargets.Field, Inherited = true, AllowMultiple = false)]
-    public class RangeAttribute : Attribute { public RangeAttribute(float min, float max) { } }
+    public class RangeAttribute : Attribute
+    {
+        public readonly float min, max;
+        public RangeAttribute(float min, float max) { this.min = min; this.max = max; }
+    }
+    [AttributeUsage(AttributeTargets.Field, Inherited = true, AllowMultiple = false)]
+    public sealed class MinAttribute : Attribute
+    {
+        public readonly float min;
+        public MinAttribute(float min) { this.min = min; }
+    }
     [AttributeUsage(AttributeTargets.Field, Inherited = true, AllowMultiple = true)]
     public class HeaderAttribute : Attribute { public HeaderAttribute(string header) { } }
 }
