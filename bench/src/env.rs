@@ -3,7 +3,7 @@
 
 use crate::proxy;
 use cubewalk::ffi::*;
-use cubewalk::{ChunkEdit, ChunkKey, Client, ClientOptions, Status};
+use cubewalk::{ChunkKey, Client, ClientOptions, Status};
 use cubewalk_e2e::{fetch_into, init_with, Stack, TOKEN};
 use cubewalk_protocol::codec::ChunkData;
 use std::sync::Arc;
@@ -66,20 +66,35 @@ impl Env {
         self.stack.redis_ref()
     }
 
-    /// Writes whole chunks with the Rust client.
+    /// Writes whole chunks straight into the store, as the trusted `system` player: fixture
+    /// set-up, not what is measured, so no player's edit limits apply to it.
     pub(crate) fn seed(&self, world: &str, chunks: &[(ChunkKey, &ChunkData)]) {
-        let edits: Vec<ChunkEdit> = chunks
+        use cubewalk_protocol::messages::CubeRef;
+        use cubewalk_server::store::{ChunkStore, RedisStore, RedisStoreConfig};
+        let edits: Vec<(ChunkKey, Vec<CubeRef>)> = chunks
             .iter()
-            .flat_map(|(k, c)| {
-                c.iter()
+            .map(|(k, c)| {
+                let cubes = c
+                    .iter()
                     .enumerate()
                     .filter(|(_, &v)| v != 0)
-                    .map(move |(i, &v)| ChunkEdit::at_index(*k, i as u16, v))
+                    .map(|(i, &v)| CubeRef {
+                        index: i as u16,
+                        value: v,
+                    })
+                    .collect();
+                (*k, cubes)
             })
+            .filter(|(_, cubes): &(ChunkKey, Vec<CubeRef>)| !cubes.is_empty())
             .collect();
-        if !edits.is_empty() {
-            self.rt.block_on(self.client.put(world, &edits)).unwrap();
-        }
+        let world = cubewalk_protocol::WorldId::new(world).unwrap();
+        let url = self.redis().url();
+        self.rt.block_on(async {
+            let store = RedisStore::open(&RedisStoreConfig::new(url)).await.unwrap();
+            for batch in edits.chunks(64) {
+                store.apply(&world, batch, None).await.unwrap();
+            }
+        });
     }
 
     /// (Re)initializes the C ABI on `endpoint`.

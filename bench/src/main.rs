@@ -7,6 +7,7 @@
 
 mod env;
 mod plot;
+mod prices;
 mod proxy;
 mod rawhttp;
 mod report;
@@ -16,8 +17,8 @@ mod stats;
 use clap::Parser;
 use env::{machine, Env};
 use sections::{
-    csharp::csharp, neighbourhood::neighbourhood, realtime::realtime, scaling::scaling, sdk::sdk,
-    server::server, sizes::sizes,
+    cost::cost, csharp::csharp, neighbourhood::neighbourhood, realtime::realtime, scaling::scaling,
+    sdk::sdk, server::server, sizes::sizes,
 };
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -26,7 +27,7 @@ use std::time::Instant;
 #[derive(Parser)]
 #[command(about = "Measure CubeWalk Net end to end and write BENCHMARKS.md")]
 struct Args {
-    /// Sections to run: all, sizes, server, sdk, neighbourhood, scaling, csharp, realtime.
+    /// Sections to run: all, sizes, server, sdk, neighbourhood, scaling, csharp, realtime, cost.
     #[arg(default_value = "all")]
     sections: Vec<String>,
     /// Where to write the report (only when running `all`).
@@ -52,6 +53,7 @@ fn main() {
     let env = Env::start(args.quick);
     let mut sections = Vec::new();
     let mut scaling_plot = None;
+    let mut cost_plot = None;
     for name in [
         "sdk",
         "csharp",
@@ -60,6 +62,7 @@ fn main() {
         "sizes",
         "scaling",
         "realtime",
+        "cost",
     ] {
         if !want(name) {
             continue;
@@ -72,6 +75,11 @@ fn main() {
             "neighbourhood" => neighbourhood(&env),
             "sizes" => sizes(&env),
             "realtime" => realtime(&env),
+            "cost" => {
+                let (s, p) = cost(&env, args.quick);
+                cost_plot = Some(p);
+                s
+            }
             _ => {
                 let (s, p) = scaling(&env);
                 scaling_plot = Some(p);
@@ -109,6 +117,21 @@ fn main() {
             eprintln!(
                 "plots not written: DejaVu Sans not found (apt-get install fonts-dejavu-core)"
             );
+        }
+    }
+    if let Some(curve) = &cost_plot {
+        if plot::init_font() {
+            let dir = Path::new("docs/bench");
+            let _ = std::fs::create_dir_all(dir);
+            if let Err(e) = plot::lines(
+                &dir.join("cost-per-player-hour.png"),
+                "USD per 1,000 player-hours by players online",
+                "players online",
+                "USD per 1,000 player-hours",
+                &[("whole stack", curve.clone())],
+            ) {
+                eprintln!("cost plot not written: {e}");
+            }
         }
     }
     if all {

@@ -1,5 +1,6 @@
 //! One module per report section.
 
+pub(crate) mod cost;
 pub(crate) mod csharp;
 pub(crate) mod neighbourhood;
 pub(crate) mod realtime;

@@ -1,0 +1,126 @@
+//! AWS list prices the cost model uses: us-east-1, on demand, no free tier, no savings plan,
+//! first pricing tier. Every figure in BENCHMARKS.md's cost table comes from these and the
+//! measurements; change a price here and rerun `cargo run --release -p cubewalk-bench -- cost`.
+
+/// When these prices were read.
+pub(crate) const READ_ON: &str = "2026-12-06";
+
+/// One price: what it is, US dollars per `per` units, and where it was read.
+pub(crate) struct Price {
+    pub(crate) what: &'static str,
+    pub(crate) usd: f64,
+    pub(crate) per: f64,
+    pub(crate) unit: &'static str,
+    pub(crate) source: &'static str,
+}
+
+impl Price {
+    /// The cost of `units` units.
+    pub(crate) fn of(&self, units: f64) -> f64 {
+        self.usd / self.per * units
+    }
+}
+
+const LAMBDA: &str = "https://aws.amazon.com/lambda/pricing/";
+const API_GATEWAY: &str = "https://aws.amazon.com/api-gateway/pricing/";
+const ELASTICACHE: &str = "https://aws.amazon.com/elasticache/pricing/";
+const VPC: &str = "https://aws.amazon.com/vpc/pricing/";
+const CLOUDWATCH: &str = "https://aws.amazon.com/cloudwatch/pricing/";
+const EC2_TRANSFER: &str = "https://aws.amazon.com/ec2/pricing/on-demand/ (data transfer)";
+
+/// Lambda requests (both architectures).
+pub(crate) const LAMBDA_REQUEST: Price = Price {
+    what: "Lambda requests",
+    usd: 0.20,
+    per: 1e6,
+    unit: "requests",
+    source: LAMBDA,
+};
+/// Lambda duration on arm64 (Graviton), first tier; since August 2025 the init phase of
+/// on-demand functions is billed the same way.
+pub(crate) const LAMBDA_ARM_GB_SECOND: Price = Price {
+    what: "Lambda duration, arm64",
+    usd: 0.000_013_333_4,
+    per: 1.0,
+    unit: "GB-second",
+    source: LAMBDA,
+};
+/// REST API requests, first 333 million a month.
+pub(crate) const REST_REQUEST: Price = Price {
+    what: "API Gateway REST API requests",
+    usd: 3.50,
+    per: 1e6,
+    unit: "requests",
+    source: API_GATEWAY,
+};
+/// WebSocket API messages (sent or received, in 32 KB units), first billion a month.
+pub(crate) const WEBSOCKET_MESSAGE: Price = Price {
+    what: "API Gateway WebSocket messages",
+    usd: 1.00,
+    per: 1e6,
+    unit: "messages",
+    source: API_GATEWAY,
+};
+/// WebSocket API connection minutes.
+pub(crate) const WEBSOCKET_MINUTE: Price = Price {
+    what: "API Gateway WebSocket connection minutes",
+    usd: 0.25,
+    per: 1e6,
+    unit: "connection-minutes",
+    source: API_GATEWAY,
+};
+/// The template's default store node (`RedisNodeType`), ElastiCache for Redis OSS, on demand.
+pub(crate) const CACHE_NODE_HOUR: Price = Price {
+    what: "ElastiCache cache.t4g.small node",
+    usd: 0.032,
+    per: 1.0,
+    unit: "node-hour",
+    source: ELASTICACHE,
+};
+/// A NAT gateway (the template's subnets route to one for Secrets Manager and the WebSocket
+/// Management API).
+pub(crate) const NAT_HOUR: Price = Price {
+    what: "NAT gateway",
+    usd: 0.045,
+    per: 1.0,
+    unit: "gateway-hour",
+    source: VPC,
+};
+/// Data a NAT gateway processes.
+pub(crate) const NAT_GB: Price = Price {
+    what: "NAT gateway data processed",
+    usd: 0.045,
+    per: 1.0,
+    unit: "GB",
+    source: VPC,
+};
+/// CloudWatch Logs ingestion (standard class).
+pub(crate) const LOG_GB: Price = Price {
+    what: "CloudWatch Logs ingestion",
+    usd: 0.50,
+    per: 1.0,
+    unit: "GB",
+    source: CLOUDWATCH,
+};
+/// Data transfer out to the internet, first 10 TB a month.
+pub(crate) const TRANSFER_OUT_GB: Price = Price {
+    what: "Data transfer out to the internet",
+    usd: 0.09,
+    per: 1.0,
+    unit: "GB",
+    source: EC2_TRANSFER,
+};
+
+/// Every price, for the report's price table.
+pub(crate) const ALL: [&Price; 10] = [
+    &LAMBDA_REQUEST,
+    &LAMBDA_ARM_GB_SECOND,
+    &REST_REQUEST,
+    &WEBSOCKET_MESSAGE,
+    &WEBSOCKET_MINUTE,
+    &CACHE_NODE_HOUR,
+    &NAT_HOUR,
+    &NAT_GB,
+    &LOG_GB,
+    &TRANSFER_OUT_GB,
+];

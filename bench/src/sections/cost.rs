@@ -1,0 +1,847 @@
+//! Section 8: what running it costs, measured like a bill. Our Lambda binaries and the seed
+//! design's Python handler run through the same local Lambda Runtime API on the same Redis;
+//! each invocation is timed as Lambda bills it (from `next` handing the event out to the
+//! answer), CPU and memory are read from `/proc`, and the bill for 1,000 player-hours is
+//! computed from those figures, the play pattern below and the prices in `prices.rs`.
+
+use crate::env::Env;
+use crate::prices;
+use crate::report::{goal, Section};
+use crate::stats::{ms, Samples};
+use cubewalk_protocol::codec::fixtures;
+use cubewalk_server::gateway::{Authorizer, GatewayConfig, TokenAuthorizer};
+use cubewalk_server::identity::{PublicKeys, SigningKey, TokenSet, Verifier};
+use cubewalk_testkit::runtime_api::{events, Function, Invocation, RuntimeApi};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The world the measured requests read and write.
+const WORLD: &str = "cost";
+/// Memory the template gives every function (`Globals.Function.MemorySize`), read from it.
+fn memory_mb() -> f64 {
+    let template = include_str!("../../../server/template.yaml");
+    let globals = template.split("\nGlobals:").nth(1).unwrap_or("");
+    globals
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("MemorySize:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("server/template.yaml sets Globals.Function.MemorySize")
+}
+/// Memory at which Lambda gives a function one whole vCPU; below it, a proportional share.
+const FULL_VCPU_MB: f64 = 1769.0;
+
+/// One function process under measurement, with its own Runtime API.
+struct Subject {
+    name: &'static str,
+    api: RuntimeApi,
+    function: Function,
+}
+
+impl Subject {
+    fn start(name: &'static str, program: &str, args: &[&str], env: &[(&str, String)]) -> Self {
+        let api = RuntimeApi::start();
+        let function = Function::start(&api, program, args, env);
+        Self {
+            name,
+            api,
+            function,
+        }
+    }
+
+    fn invoke(&mut self, event: Value) -> Invocation {
+        let answer = self.api.invoke(&mut self.function, event);
+        assert_eq!(
+            answer.kind,
+            "response",
+            "{}: {}\n{}",
+            self.name,
+            answer.body,
+            self.function.log()
+        );
+        answer
+    }
+
+    /// CPU time (user + system) the process used so far.
+    fn cpu(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.function.pid()))
+            .unwrap_or_default();
+        // Fields after the command name (which may hold spaces): utime and stime are the
+        // 12th and 13th, in clock ticks of 1/100 s.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        Duration::from_millis((f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)) * 10)
+    }
+
+    /// (resident now, peak resident) in MiB.
+    fn memory(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.function.pid()))
+            .unwrap_or_default();
+        let kb = |key: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+    }
+
+    /// Bytes it logged so far (what CloudWatch Logs would ingest).
+    fn log_bytes(&self) -> usize {
+        self.function.log().len()
+    }
+}
+
+/// A kind of invocation: its name and the event of round `i`.
+type EventKind = (&'static str, Box<dyn Fn(usize) -> Value>);
+
+/// One kind of invocation measured for one function.
+struct Kind {
+    what: &'static str,
+    durations: Samples,
+    cpu: Duration,
+    log_bytes: f64,
+}
+
+/// Billed milliseconds: rounded up to the next whole millisecond.
+fn billed_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).ceil().max(1.0)
+}
+
+/// Estimated billed milliseconds at `memory_mb` on Lambda: the CPU part of the measured
+/// duration stretched to the vCPU share that memory buys, the waiting part unchanged.
+fn lambda_ms(wall: Duration, cpu: Duration, memory_mb: f64) -> f64 {
+    let stretch = (FULL_VCPU_MB / memory_mb).max(1.0);
+    let cpu = cpu.min(wall);
+    billed_ms(wall - cpu + cpu.mul_f64(stretch))
+}
+
+fn target_dir() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
+}
+
+/// Builds the Lambda binaries for this machine (release, the deployed profile).
+fn lambda_binaries() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "cubewalk-lambda",
+            "--bins",
+        ])
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "cannot build the Lambda binaries");
+    target_dir().join("release")
+}
+
+/// Whether Python with `awslambdaric` and `redis` is here (the README's test set-up installs them).
+fn python_ready() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import awslambdaric, redis"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn python_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("python")
+}
+
+fn start_python(redis: &str) -> Subject {
+    Subject::start(
+        "Python (seed design)",
+        "python3",
+        &["-m", "awslambdaric", "seed_handler.handler"],
+        &[
+            ("CUBEWALK_REDIS_URL", redis.to_owned()),
+            ("PYTHONPATH", python_dir().display().to_string()),
+            ("LAMBDA_TASK_ROOT", python_dir().display().to_string()),
+        ],
+    )
+}
+
+fn start_rust(bin: &Path, redis: &str) -> Subject {
+    Subject::start(
+        "Rust (blocks)",
+        bin.join("blocks").to_str().unwrap(),
+        &[],
+        &[("CUBEWALK_REDIS_URL", redis.to_owned())],
+    )
+}
+
+/// The chunks with x and z in `-r..=r` and y in `ys`, as a `chunks` parameter.
+fn chunks_param(r: i32, ys: std::ops::RangeInclusive<i32>) -> String {
+    let mut keys = Vec::new();
+    for x in -r..=r {
+        for y in ys.clone() {
+            for z in -r..=r {
+                keys.push(format!("{x},{y},{z}"));
+            }
+        }
+    }
+    keys.join(";")
+}
+
+/// The 3 x 3 x 3 chunks around the origin, as a `chunks` parameter.
+fn neighbourhood() -> String {
+    chunks_param(1, -1..=1)
+}
+
+fn put_body(value: i32) -> String {
+    format!(r#"{{"world":"{WORLD}","edits":[{{"chunk":[0,0,0],"index":2000,"value":{value}}}]}}"#)
+}
+
+/// The answer's body as JSON.
+fn body(answer: &Invocation) -> Value {
+    serde_json::from_str(answer.body["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+/// Both handlers read and write the same stored format: each sees the other's put, with the
+/// same revision, and a 27-chunk read is identical.
+fn check_same_answers(rust: &mut Subject, python: &mut Subject) {
+    let chunks = neighbourhood();
+    let get = events::rest("GET", Some((WORLD, &chunks)), None);
+    assert_eq!(
+        body(&rust.invoke(get.clone()))["chunks"],
+        body(&python.invoke(get))["chunks"],
+        "the two handlers read different chunks"
+    );
+    reads_back(rust, python, 7);
+    reads_back(python, rust, 8);
+}
+
+/// `reader` reads `writer`'s put back at the revision the put answered.
+fn reads_back(writer: &mut Subject, reader: &mut Subject, value: i32) {
+    let put = body(&writer.invoke(events::rest("PUT", None, Some(&put_body(value)))));
+    let got = body(&reader.invoke(events::rest("GET", Some((WORLD, "0,0,0")), None)));
+    assert_eq!(
+        put["chunks"][0]["version"], got["chunks"][0]["version"],
+        "{} wrote a revision {} does not read back",
+        writer.name, reader.name
+    );
+}
+
+/// Measures `kinds` on both subjects interleaved, `rounds` each after a warm-up.
+fn interleave(subjects: &mut [&mut Subject], kinds: &[EventKind], rounds: usize) -> Vec<Vec<Kind>> {
+    let mut out: Vec<Vec<Kind>> = subjects.iter().map(|_| Vec::new()).collect();
+    for (what, event) in kinds {
+        for s in subjects.iter_mut() {
+            for i in 0..50 {
+                s.invoke(event(i));
+            }
+        }
+        let before: Vec<(Duration, usize)> =
+            subjects.iter().map(|s| (s.cpu(), s.log_bytes())).collect();
+        let mut times: Vec<Vec<Duration>> = subjects.iter().map(|_| Vec::new()).collect();
+        for round in 0..rounds {
+            let n = subjects.len();
+            for k in 0..n {
+                // Alternate who goes first, so both see the same machine noise.
+                let i = (k + round) % n;
+                times[i].push(subjects[i].invoke(event(round)).duration);
+            }
+        }
+        for (i, s) in subjects.iter().enumerate() {
+            out[i].push(Kind {
+                what,
+                durations: Samples::new(std::mem::take(&mut times[i])),
+                cpu: (s.cpu() - before[i].0) / rounds as u32,
+                log_bytes: (s.log_bytes() - before[i].1) as f64 / rounds as f64,
+            });
+        }
+    }
+    out
+}
+
+/// Cold starts: process start to the answer of its first event (the store connection
+/// included), `rounds` times for each starter, interleaved.
+fn cold_starts(starters: &[(&dyn Fn() -> Subject, Value)], rounds: usize) -> Vec<Samples> {
+    let mut times: Vec<Vec<Duration>> = starters.iter().map(|_| Vec::new()).collect();
+    // One unmeasured round first: the page cache warm for every binary.
+    for round in 0..rounds + 1 {
+        for k in 0..starters.len() {
+            let i = (k + round) % starters.len();
+            let (start, event) = &starters[i];
+            let mut s = start();
+            let answer = s.invoke(event.clone());
+            if round > 0 {
+                times[i].push(answer.answered_at - s.function.started);
+            }
+        }
+    }
+    times.into_iter().map(Samples::new).collect()
+}
+
+/// The authorizer cache's hit rate for the play pattern, measured through the local gateway's
+/// cache (API Gateway's semantics: results kept per token for the TTL) with time compressed
+/// 100 times: a 600 ms TTL stands for the template's 60 s.
+fn authorizer_hit_rate(env: &Env, pattern: &Pattern) -> f64 {
+    struct Counting(TokenAuthorizer, Arc<AtomicUsize>);
+    #[async_trait::async_trait]
+    impl Authorizer for Counting {
+        async fn invoke(
+            &self,
+            event: aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequest,
+        ) -> Result<Value, String> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            self.0.invoke(event).await
+        }
+    }
+    let calls = Arc::new(AtomicUsize::new(0));
+    let tokens: Vec<String> = (0..20).map(|i| format!("cost-player-token-{i}")).collect();
+    let verifier = Verifier {
+        keys: PublicKeys::new(),
+        static_tokens: TokenSet::new(tokens.iter()),
+        issuer: None,
+    };
+    let compress = 100.0;
+    let config = GatewayConfig {
+        auth_cache_ttl: Duration::from_secs_f64(60.0 / compress),
+        ..GatewayConfig::default()
+    };
+    let store: Arc<dyn cubewalk_server::store::ChunkStore> =
+        Arc::new(cubewalk_server::store::MemoryStore::new());
+    let gateway = cubewalk_testkit::TestGateway::start(
+        config,
+        Arc::new(Counting(TokenAuthorizer(verifier), calls.clone())),
+        store,
+    );
+    let url = format!("{}/prod/cubewalkblocks", gateway.base);
+    let per_minute = pattern.rest_requests_per_hour() / 60.0;
+    let gap = Duration::from_secs_f64(60.0 / compress / per_minute);
+    let minutes = 10.0;
+    let requests = (per_minute * minutes) as usize;
+    let http = &env.http;
+    let started = Instant::now();
+    let sent = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in &tokens {
+            let (url, sent) = (&url, &sent);
+            s.spawn(move || {
+                for i in 0..requests {
+                    let due = started + gap.mul_f64(i as f64);
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    let _ = http
+                        .get(format!("{url}?world={WORLD}&chunks=0,0,0"))
+                        .header("token", t)
+                        .send();
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    1.0 - calls.load(Ordering::Relaxed) as f64 / sent.load(Ordering::Relaxed) as f64
+}
+
+/// How a player plays, per hour of play: the model's assumptions, stated in the report.
+pub(crate) struct Pattern {
+    /// Chunk borders crossed (each: one fetch of the new slab, one re-subscription).
+    crossings: f64,
+    /// Cube edits (one put each).
+    edits: f64,
+    /// Other players following the chunk of each edit.
+    followers: f64,
+    /// Sessions started (each: the neighbourhood fetch, in 3 requests of at most 256 chunks,
+    /// and a realtime connection).
+    sessions: f64,
+}
+
+impl Pattern {
+    fn rest_requests_per_hour(&self) -> f64 {
+        self.sessions * 3.0 + self.crossings + self.edits
+    }
+}
+
+/// The play pattern the table assumes.
+pub(crate) const PATTERN: Pattern = Pattern {
+    crossings: 180.0,
+    edits: 360.0,
+    followers: 5.0,
+    sessions: 1.0,
+};
+
+/// A whole number of dollars with thousands separators.
+pub(crate) fn thousands(v: f64) -> String {
+    let digits = format!("{:.0}", v);
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One line of the bill: what, and its cost in dollars per 1,000 player-hours at each crowd.
+struct Line {
+    what: String,
+    per_1000: Vec<f64>,
+}
+
+/// The crowds the table prices.
+const CROWDS: [f64; 3] = [100.0, 1_000.0, 10_000.0];
+
+pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
+    let mut b = String::new();
+    let mut goals = Vec::new();
+    let rounds = if quick { 200 } else { 1000 };
+    let memory = memory_mb();
+    let bin = lambda_binaries();
+    let redis = env.redis().url();
+    // The measured chunks: typical terrain, 9 x 3 x 9 chunks around the origin.
+    let terrain = fixtures::terrain();
+    let mut seed = Vec::new();
+    for x in -4..=4 {
+        for y in -1..=1 {
+            for z in -4..=4 {
+                seed.push((cubewalk::ChunkKey::new(x, y, z), &*terrain));
+            }
+        }
+    }
+    env.seed(WORLD, &seed);
+    let chunks = neighbourhood();
+    let kinds: Vec<EventKind> = vec![
+        (
+            "GET 1 chunk",
+            Box::new(|_| events::rest("GET", Some((WORLD, "0,0,0")), None)),
+        ),
+        (
+            "GET 27 chunks",
+            Box::new(move |_| events::rest("GET", Some((WORLD, &chunks)), None)),
+        ),
+        (
+            "PUT 1 cube",
+            Box::new(|i| events::rest("PUT", None, Some(&put_body(10 + (i % 2) as i32)))),
+        ),
+    ];
+
+    // 1. Beside the seed's way.
+    writeln!(b, "### Beside the seed design's Python handler\n").unwrap();
+    let python = python_ready();
+    let mut rust = start_rust(&bin, &redis);
+    let mut blocks_kinds;
+    if python {
+        writeln!(b, "The blocks function and `bench/python/seed_handler.py` (the seed design's way: Python 3, the `redis` client, the same GET/PUT semantics on the same stored format; it keeps no log, no idempotency keys and no limits, so it does less work; never deployed), each run by its runtime interface client (our binary's `lambda_runtime`; Amazon's `awslambdaric` for Python) against its own local Runtime API, on the same `redis-server`, interleaved round by round. Before measuring, each handler reads the other's puts back with the same revision and both answer a 27-chunk read identically. Duration is Lambda's: from `next` handing the event out to the answer's arrival. {rounds} rounds per kind after 50 warm-up invocations.\n").unwrap();
+        let mut py = start_python(&redis);
+        check_same_answers(&mut rust, &mut py);
+        let mut measured = interleave(&mut [&mut rust, &mut py], &kinds, rounds);
+        let py_kinds = measured.pop().unwrap();
+        blocks_kinds = measured.pop().unwrap();
+        let (rss_r, hwm_r) = rust.memory();
+        let (rss_p, hwm_p) = py.memory();
+        let rust_start = || start_rust(&bin, &redis);
+        let py_start = || start_python(&redis);
+        let first = events::rest("GET", Some((WORLD, "0,0,0")), None);
+        let cold = cold_starts(
+            &[(&rust_start, first.clone()), (&py_start, first)],
+            if quick { 5 } else { 15 },
+        );
+        writeln!(
+            b,
+            "| measure | Rust | Python | Python / Rust |\n|---|---|---|---|"
+        )
+        .unwrap();
+        writeln!(
+            b,
+            "| cold start, process start to first answer (median of {}) | {} | {} | {:.1}x |",
+            cold[0].len(),
+            ms(cold[0].median()),
+            ms(cold[1].median()),
+            cold[1].median().as_secs_f64() / cold[0].median().as_secs_f64()
+        )
+        .unwrap();
+        for (r, p) in blocks_kinds.iter().zip(&py_kinds) {
+            for (label, rq, pq) in [
+                ("p50", r.durations.median(), p.durations.median()),
+                ("p99", r.durations.p99(), p.durations.p99()),
+            ] {
+                writeln!(
+                    b,
+                    "| {} duration {label} | {} | {} | {:.1}x |",
+                    r.what,
+                    ms(rq),
+                    ms(pq),
+                    pq.as_secs_f64() / rq.as_secs_f64()
+                )
+                .unwrap();
+            }
+            writeln!(
+                b,
+                "| {} CPU per invocation | {} | {} | {:.1}x |",
+                r.what,
+                ms(r.cpu),
+                ms(p.cpu),
+                p.cpu.as_secs_f64() / r.cpu.as_secs_f64().max(1e-9)
+            )
+            .unwrap();
+        }
+        writeln!(
+            b,
+            "| resident memory after the run (peak) | {rss_r:.1} MiB ({hwm_r:.1}) | {rss_p:.1} MiB ({hwm_p:.1}) | {:.1}x |\n",
+            hwm_p / hwm_r
+        )
+        .unwrap();
+        let get27 = |k: &[Kind]| k[1].durations.median().as_secs_f64();
+        goals.push(goal(
+            "blocks: Python / Rust warm duration, 27-chunk GET (median)",
+            "report",
+            get27(&py_kinds) / get27(&blocks_kinds),
+            true,
+            "x",
+        ));
+    } else {
+        writeln!(b, "Not measured: Python with `awslambdaric` and `redis` is not installed (`scripts/install-test-deps.sh` installs them).\n").unwrap();
+        blocks_kinds = interleave(&mut [&mut rust], &kinds, rounds).pop().unwrap();
+    }
+    // What the bill prices besides: a slab of chunks entering the neighbourhood as the player
+    // crosses a border, and a third of a 729-chunk neighbourhood (one request of three).
+    let slab = chunks_param(4, 0..=0);
+    let third = chunks_param(4, -1..=1);
+    let bigger: Vec<EventKind> = vec![
+        (
+            "GET 81 chunks (a slab)",
+            Box::new(move |_| events::rest("GET", Some((WORLD, &slab)), None)),
+        ),
+        (
+            "GET 243 chunks",
+            Box::new(move |_| events::rest("GET", Some((WORLD, &third)), None)),
+        ),
+    ];
+    blocks_kinds.extend(
+        interleave(&mut [&mut rust], &bigger, rounds.min(300))
+            .pop()
+            .unwrap(),
+    );
+    let (_, blocks_peak) = rust.memory();
+    drop(rust);
+
+    // 2. Our functions as Lambda bills them.
+    let key = SigningKey::generate();
+    let jwks = serde_json::json!({ "keys": [key.public_jwk()] }).to_string();
+    let player_token = cubewalk_testkit::tokens::sign(
+        &key,
+        &cubewalk_testkit::tokens::claims("player-1", "editor"),
+    );
+    let static_token = "cost-static-token-1".to_string();
+    let auth_env = [
+        ("CUBEWALK_PUBLIC_KEYS", jwks),
+        ("CUBEWALK_TOKENS", static_token.clone()),
+    ];
+    let authorizer_bin = bin.join("authorizer");
+    let mut auth = Subject::start(
+        "authorizer",
+        authorizer_bin.to_str().unwrap(),
+        &[],
+        &auth_env,
+    );
+    let auth_kinds: Vec<EventKind> = vec![
+        (
+            "player token (EdDSA JWT)",
+            Box::new(move |_| events::token(&player_token)),
+        ),
+        (
+            "static token",
+            Box::new(move |_| events::token(&static_token)),
+        ),
+    ];
+    let auth_measured = interleave(&mut [&mut auth], &auth_kinds, rounds)
+        .pop()
+        .unwrap();
+    let (_, auth_peak) = auth.memory();
+    drop(auth);
+    let realtime_bin = bin.join("realtime");
+    // Every measured connection is player-1's: lift the per-player connection limit.
+    let rt_env = [
+        ("CUBEWALK_REDIS_URL", redis.clone()),
+        ("CUBEWALK_LIMIT_CONNECTIONS", "1000000".to_string()),
+    ];
+    let mut realtime = Subject::start("realtime", realtime_bin.to_str().unwrap(), &[], &rt_env);
+    let subscribe = {
+        let mut keys = Vec::new();
+        for x in -4..=4 {
+            for y in -4..=4 {
+                for z in -4..=4 {
+                    keys.push(format!("[{x},{y},{z}]"));
+                }
+            }
+        }
+        format!(
+            r#"{{"action":"subscribe","world":"{WORLD}","chunks":[{}]}}"#,
+            keys.join(",")
+        )
+    };
+    let rt_kinds: Vec<EventKind> = vec![
+        (
+            "$connect",
+            Box::new(|i| events::websocket("$connect", &format!("c{i}="), None)),
+        ),
+        (
+            "subscribe 729 chunks",
+            Box::new(move |i| events::websocket("subscribe", &format!("c{i}="), Some(&subscribe))),
+        ),
+        (
+            "$disconnect",
+            Box::new(|i| events::websocket("$disconnect", &format!("c{i}="), None)),
+        ),
+    ];
+    let rt_measured = interleave(&mut [&mut realtime], &rt_kinds, rounds.min(300))
+        .pop()
+        .unwrap();
+    let (_, rt_peak) = realtime.memory();
+    drop(realtime);
+    let auth_start = || {
+        Subject::start(
+            "authorizer",
+            authorizer_bin.to_str().unwrap(),
+            &[],
+            &auth_env,
+        )
+    };
+    let blocks_start = || start_rust(&bin, &redis);
+    let rt_start = || Subject::start("realtime", realtime_bin.to_str().unwrap(), &[], &rt_env);
+    let colds = cold_starts(
+        &[
+            (&auth_start, events::token("cost-static-token-1")),
+            (
+                &blocks_start,
+                events::rest("GET", Some((WORLD, "0,0,0")), None),
+            ),
+            (&rt_start, events::websocket("$connect", "cold=", None)),
+        ],
+        if quick { 5 } else { 15 },
+    );
+
+    writeln!(b, "### Our functions as Lambda bills them\n").unwrap();
+    writeln!(b, "Duration from `next` to the answer through the local Runtime API, {rounds} invocations each (300 for the realtime routes) after 50 warm-up ones, on this machine's x86_64 cores (the deployed functions run on arm64 Graviton: same code, another CPU). *Billed at {memory:.0} MB* brackets Lambda's figure, rounded up to the millisecond: *never throttled* is the measured duration (a short burst of CPU runs at full speed while the function is within its CPU quota); *throttled* stretches the CPU part to the share of a vCPU {memory:.0} MB buys ({memory:.0}/{FULL_VCPU_MB:.0}), the waiting part unchanged. The bill below uses the throttled figure, an upper bound. CPU counts every thread of the process (the runtime client's included), so it can exceed the duration. Cold start: process start to first answer, store connection included; Lambda bills it as init time. Memory: peak resident set. An authorizer cache hit at API Gateway invokes nothing and costs nothing here; each miss is one authorizer invocation below, and the hit rate is measured in the bill. The current design has no separate realtime publisher: the blocks function posts each change to its followers' connections before the put answers (priced below as a wait per put); the realtime function serves the WebSocket routes.\n").unwrap();
+    writeln!(b, "| function | invocation | p50 | p99 | CPU / invocation | billed at {memory:.0} MB, p50: never throttled / throttled | log bytes / invocation |\n|---|---|---|---|---|---|---|").unwrap();
+    let mut billed = std::collections::HashMap::new();
+    for (function, kinds) in [
+        ("authorizer", &auth_measured),
+        ("blocks", &blocks_kinds),
+        ("realtime", &rt_measured),
+    ] {
+        for k in kinds.iter() {
+            let free = billed_ms(k.durations.median());
+            let at = lambda_ms(k.durations.median(), k.cpu, memory);
+            billed.insert(k.what, (at, k.log_bytes));
+            writeln!(
+                b,
+                "| {function} | {} | {} | {} | {} | {free:.0} / {at:.0} ms | {:.0} |",
+                k.what,
+                ms(k.durations.median()),
+                ms(k.durations.p99()),
+                ms(k.cpu),
+                k.log_bytes
+            )
+            .unwrap();
+        }
+    }
+    writeln!(
+        b,
+        "\n| function | cold start (median of {}) | peak resident memory |\n|---|---|---|",
+        colds[0].len()
+    )
+    .unwrap();
+    for ((name, cold), peak) in ["authorizer", "blocks", "realtime"]
+        .iter()
+        .zip(&colds)
+        .zip([auth_peak, blocks_peak, rt_peak])
+    {
+        writeln!(b, "| {name} | {} | {peak:.1} MiB |", ms(cold.median())).unwrap();
+        goals.push(goal(
+            &format!("{name} cold start on this machine (median, ms)"),
+            "< 50 ms",
+            cold.median().as_secs_f64() * 1000.0,
+            cold.median() < Duration::from_millis(50),
+            " ms",
+        ));
+    }
+    let peak = auth_peak.max(blocks_peak).max(rt_peak);
+    writeln!(b, "\n**Memory size.** The template gives every function {memory:.0} MB, Lambda's smallest size. The largest peak resident set measured is {peak:.1} MiB, far below it. A larger size buys CPU share, not speed for these functions: their durations are mostly waiting on Redis and the network, and each GB-second costs the same, so doubling the memory roughly doubles the bill of the waiting part while the CPU part (already small: see the CPU column) costs the same either way.\n").unwrap();
+
+    // 3. The bill.
+    let hit_rate = authorizer_hit_rate(env, &PATTERN);
+    let bill = bill(&billed, hit_rate);
+    writeln!(b, "### The whole stack per 1,000 player-hours\n").unwrap();
+    writeln!(b, "Play pattern, per player-hour: {} session (the 729-chunk neighbourhood fetched in 3 requests, one realtime connection held all hour), {} chunk borders crossed (each: one fetch of the new 81-chunk slab and one re-subscription), {} cube edits (one put each), each followed by {} other players (one change message each). REST requests reach the authorizer only on a cache miss; the hit rate, {:.1}%, is measured through the local gateway's authorizer cache (API Gateway's per-token TTL of 60 s, time compressed 100 times). Durations are the throttled billed estimates above (a session's fetches as three 243-chunk GETs, a crossing as the 81-chunk slab); a put waits for its change posts, priced at 30 ms each put (tens of ms in one Region: only AWS can measure it). Init time is left out: at the cold starts measured above (about 50 ms even throttled), one cold start per player-hour would add less than $0.001 per 1,000 player-hours. Fixed hourly costs (2 store nodes: the template's 1 shard with 1 replica; 2 NAT gateways: one per Availability Zone) are shared by the players online. Prices: us-east-1, on demand, read {}; no free tier.\n",
+        PATTERN.sessions, PATTERN.crossings, PATTERN.edits, PATTERN.followers, hit_rate * 100.0, prices::READ_ON).unwrap();
+    write!(b, "| line (USD per 1,000 player-hours) |").unwrap();
+    for c in CROWDS {
+        write!(b, " {c:.0} players online |").unwrap();
+    }
+    writeln!(b, "\n|---|---|---|---|").unwrap();
+    for line in &bill {
+        write!(b, "| {} |", line.what).unwrap();
+        for v in &line.per_1000 {
+            write!(b, " {v:.2} |").unwrap();
+        }
+        writeln!(b).unwrap();
+    }
+    let totals: Vec<f64> = (0..CROWDS.len())
+        .map(|i| bill.iter().map(|l| l.per_1000[i]).sum())
+        .collect();
+    write!(b, "| **total** |").unwrap();
+    for t in &totals {
+        write!(b, " **{t:.2}** |").unwrap();
+    }
+    writeln!(b).unwrap();
+    let monthly_1000 = totals[1] * 730.0;
+    writeln!(
+        b,
+        "\nFor 1,000 players online around the clock (730 hours a month): **about ${} a month**.\n",
+        thousands(monthly_1000)
+    )
+    .unwrap();
+    writeln!(
+        b,
+        "![Cost per 1,000 player-hours by players online](docs/bench/cost-per-player-hour.png)\n"
+    )
+    .unwrap();
+    writeln!(b, "| price | USD | per | read from |\n|---|---|---|---|").unwrap();
+    for p in prices::ALL {
+        let per = if p.per == 1.0 {
+            String::new()
+        } else {
+            format!("{:.0} ", p.per).replace("000000", ",000,000")
+        };
+        writeln!(
+            b,
+            "| {} | {} | {per}{} | {} |",
+            p.what, p.usd, p.unit, p.source
+        )
+        .unwrap();
+    }
+    goals.push(goal(
+        "USD per 1,000 player-hours, 1,000 players online",
+        "report",
+        totals[1],
+        true,
+        "",
+    ));
+    let curve: Vec<(f64, f64)> = [100.0, 200.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 10_000.0]
+        .iter()
+        .map(|&n| (n, bill_total_at(&billed, hit_rate, n)))
+        .collect();
+    (
+        Section {
+            title: "8. Cost",
+            body: b,
+            goals,
+        },
+        curve,
+    )
+}
+
+/// The bill's lines per 1,000 player-hours at each crowd in [`CROWDS`].
+fn bill(billed: &std::collections::HashMap<&str, (f64, f64)>, hit_rate: f64) -> Vec<Line> {
+    bill_at(billed, hit_rate, &CROWDS)
+}
+
+fn bill_total_at(
+    billed: &std::collections::HashMap<&str, (f64, f64)>,
+    hit_rate: f64,
+    crowd: f64,
+) -> f64 {
+    bill_at(billed, hit_rate, &[crowd])
+        .iter()
+        .map(|l| l.per_1000[0])
+        .sum()
+}
+
+fn bill_at(
+    billed: &std::collections::HashMap<&str, (f64, f64)>,
+    hit_rate: f64,
+    crowds: &[f64],
+) -> Vec<Line> {
+    let p = &PATTERN;
+    let memory = memory_mb();
+    let ms_of = |k: &str| billed.get(k).map_or(0.0, |(ms, _)| *ms);
+    let log_of = |k: &str| billed.get(k).map_or(0.0, |(_, l)| *l);
+    let hours = 1000.0; // player-hours priced
+    let gb_s = |ms: f64| memory / 1024.0 * ms / 1000.0;
+    // Per 1,000 player-hours.
+    let fetches = hours * (p.sessions * 3.0 + p.crossings);
+    let puts = hours * p.edits;
+    let rest = fetches + puts;
+    let authorizations = rest * (1.0 - hit_rate) + hours * p.sessions; // + each $connect
+    let subscribes = hours * (p.sessions + p.crossings);
+    let connects = hours * p.sessions;
+    let changes = puts * p.followers;
+    let post_wait_ms = 30.0;
+    let blocks_ms = hours * p.sessions * 3.0 * ms_of("GET 243 chunks")
+        + hours * p.crossings * ms_of("GET 81 chunks (a slab)")
+        + puts * (ms_of("PUT 1 cube") + post_wait_ms);
+    let auth_ms = authorizations * ms_of("player token (EdDSA JWT)");
+    let realtime_ms = subscribes * ms_of("subscribe 729 chunks")
+        + connects * (ms_of("$connect") + ms_of("$disconnect"));
+    let invocations = rest + authorizations + subscribes + 2.0 * connects;
+    let log_bytes = fetches * log_of("GET 81 chunks (a slab)")
+        + puts * log_of("PUT 1 cube")
+        + authorizations * log_of("player token (EdDSA JWT)")
+        + subscribes * log_of("subscribe 729 chunks");
+    // Bytes to players: a typical-terrain chunk is about 100 bytes of gzipped JSON (Size
+    // section); a change message about 200 bytes; headers about 400 bytes an answer.
+    let out_gb = (hours * p.sessions * 729.0 * 100.0
+        + hours * p.crossings * 81.0 * 100.0
+        + fetches * 400.0
+        + puts * 500.0
+        + changes * 200.0)
+        / 1e9;
+    let per = |v: f64| vec![v; crowds.len()];
+    let fixed = |hourly: f64| -> Vec<f64> { crowds.iter().map(|c| hourly / c * hours).collect() };
+    vec![
+        Line {
+            what: "API Gateway REST requests".into(),
+            per_1000: per(prices::REST_REQUEST.of(rest)),
+        },
+        Line {
+            what: "API Gateway WebSocket messages (subscriptions, changes)".into(),
+            per_1000: per(prices::WEBSOCKET_MESSAGE.of(subscribes + changes)),
+        },
+        Line {
+            what: "API Gateway WebSocket connection minutes".into(),
+            per_1000: per(prices::WEBSOCKET_MINUTE.of(hours * 60.0)),
+        },
+        Line {
+            what: "Lambda requests (blocks, authorizer, realtime)".into(),
+            per_1000: per(prices::LAMBDA_REQUEST.of(invocations)),
+        },
+        Line {
+            what: format!("Lambda duration at {memory:.0} MB arm64"),
+            per_1000: per(prices::LAMBDA_ARM_GB_SECOND.of(gb_s(blocks_ms + auth_ms + realtime_ms))),
+        },
+        Line {
+            what: "CloudWatch Logs (the functions' JSON log lines)".into(),
+            per_1000: per(prices::LOG_GB.of(log_bytes / 1e9)),
+        },
+        Line {
+            what: "Data transfer out".into(),
+            per_1000: per(prices::TRANSFER_OUT_GB.of(out_gb)),
+        },
+        Line {
+            what: "NAT gateway data (change posts)".into(),
+            per_1000: per(prices::NAT_GB.of(changes * 300.0 / 1e9)),
+        },
+        Line {
+            what: "ElastiCache, 2 x cache.t4g.small (fixed)".into(),
+            per_1000: fixed(prices::CACHE_NODE_HOUR.of(2.0)),
+        },
+        Line {
+            what: "NAT gateways, 2 Availability Zones (fixed)".into(),
+            per_1000: fixed(prices::NAT_HOUR.of(2.0)),
+        },
+    ]
+}
