@@ -26,6 +26,8 @@ const API_GATEWAY: &str = "https://aws.amazon.com/api-gateway/pricing/";
 const ELASTICACHE: &str = "https://aws.amazon.com/elasticache/pricing/";
 const VPC: &str = "https://aws.amazon.com/vpc/pricing/";
 const CLOUDWATCH: &str = "https://aws.amazon.com/cloudwatch/pricing/";
+const WAF: &str = "https://aws.amazon.com/waf/pricing/";
+const SECRETS: &str = "https://aws.amazon.com/secrets-manager/pricing/";
 const EC2_TRANSFER: &str = "https://aws.amazon.com/ec2/pricing/on-demand/ (data transfer)";
 
 /// Lambda requests (both architectures).
@@ -111,8 +113,36 @@ pub(crate) const TRANSFER_OUT_GB: Price = Price {
     source: EC2_TRANSFER,
 };
 
+/// AWS WAF: every request to the REST stage the web ACL is attached to is inspected.
+pub(crate) const WAF_REQUEST: Price = Price {
+    what: "AWS WAF requests inspected",
+    usd: 0.60,
+    per: 1e6,
+    unit: "requests",
+    source: WAF,
+};
+/// AWS WAF: the web ACL and its one rule (guest logins per IP), per month.
+pub(crate) const WAF_ACL_MONTH: Price = Price {
+    what: "AWS WAF web ACL with one rule",
+    usd: 6.00,
+    per: 1.0,
+    unit: "month",
+    source: WAF,
+};
+/// Secrets Manager: one secret stored for a month (the template keeps four).
+pub(crate) const SECRET_MONTH: Price = Price {
+    what: "Secrets Manager secret",
+    usd: 0.40,
+    per: 1.0,
+    unit: "secret-month",
+    source: SECRETS,
+};
+
+/// Hours in the month the monthly prices are spread over.
+pub(crate) const HOURS_PER_MONTH: f64 = 730.0;
+
 /// Every price, for the report's price table.
-pub(crate) const ALL: [&Price; 10] = [
+pub(crate) const ALL: [&Price; 13] = [
     &LAMBDA_REQUEST,
     &LAMBDA_ARM_GB_SECOND,
     &REST_REQUEST,
@@ -123,4 +153,7 @@ pub(crate) const ALL: [&Price; 10] = [
     &NAT_GB,
     &LOG_GB,
     &TRANSFER_OUT_GB,
+    &WAF_REQUEST,
+    &WAF_ACL_MONTH,
+    &SECRET_MONTH,
 ];

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 /// The world the measured requests read and write.
 const WORLD: &str = "cost";
 /// Memory the template gives every function (`Globals.Function.MemorySize`), read from it.
-fn memory_mb() -> f64 {
+pub(crate) fn memory_mb() -> f64 {
     let template = include_str!("../../../server/template.yaml");
     let globals = template.split("\nGlobals:").nth(1).unwrap_or("");
     globals
@@ -109,6 +109,8 @@ struct Kind {
     durations: Samples,
     cpu: Duration,
     log_bytes: f64,
+    /// Redis commands per invocation (counted by the server; 0 where not counted).
+    redis: f64,
 }
 
 /// Billed milliseconds: rounded up to the next whole millisecond.
@@ -120,8 +122,8 @@ fn billed_ms(d: Duration) -> f64 {
 /// duration stretched to the vCPU share that memory buys, the waiting part unchanged.
 fn lambda_ms(wall: Duration, cpu: Duration, memory_mb: f64) -> f64 {
     let stretch = (FULL_VCPU_MB / memory_mb).max(1.0);
-    let cpu = cpu.min(wall);
-    billed_ms(wall - cpu + cpu.mul_f64(stretch))
+    // CPU sums every thread, as the quota does, so it can exceed the wall time.
+    billed_ms(wall.saturating_sub(cpu) + cpu.mul_f64(stretch))
 }
 
 fn target_dir() -> PathBuf {
@@ -259,10 +261,35 @@ fn interleave(subjects: &mut [&mut Subject], kinds: &[EventKind], rounds: usize)
                 durations: Samples::new(std::mem::take(&mut times[i])),
                 cpu: (s.cpu() - before[i].0) / rounds as u32,
                 log_bytes: (s.log_bytes() - before[i].1) as f64 / rounds as f64,
+                redis: 0.0,
             });
         }
     }
     out
+}
+
+/// Counts the Redis commands each kind runs per invocation (the server's own count, `INFO
+/// stats`, over 50 invocations of the one subject using this Redis at the time).
+fn count_commands(url: &str, s: &mut Subject, kinds: &[EventKind], measured: &mut [Kind]) {
+    let mut conn = redis::Client::open(url)
+        .and_then(|c| c.get_connection())
+        .expect("the bench's redis-server");
+    let mut total = || -> f64 {
+        let info: String = redis::cmd("INFO").arg("stats").query(&mut conn).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_commands_processed:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let n = 50;
+    for ((_, event), k) in kinds.iter().zip(measured.iter_mut()) {
+        let before = total();
+        for i in 0..n {
+            s.invoke(event(10_000 + i));
+        }
+        // The INFO that read `before` is counted too.
+        k.redis = (total() - before - 1.0) / n as f64;
+    }
 }
 
 /// Cold starts: process start to the answer of its first event (the store connection
@@ -351,11 +378,17 @@ pub(crate) struct Pattern {
     crossings: f64,
     /// Cube edits (one put each).
     edits: f64,
-    /// Other players following the chunk of each edit.
+    /// Other players following the chunk of each edit (the editor, who follows it too, gets
+    /// the change as well).
     followers: f64,
     /// Sessions started (each: the neighbourhood fetch, in 3 requests of at most 256 chunks,
     /// and a realtime connection).
     sessions: f64,
+    /// Guest logins (the guest token lives an hour; each login is one REST request to the
+    /// login function).
+    logins: f64,
+    /// WebSocket pings the SDK sends (one every 300 s), counted as messages to be safe.
+    pings: f64,
 }
 
 impl Pattern {
@@ -370,7 +403,22 @@ pub(crate) const PATTERN: Pattern = Pattern {
     edits: 360.0,
     followers: 5.0,
     sessions: 1.0,
+    logins: 1.0,
+    pings: 12.0,
 };
+
+/// Redis commands a cache.t4g.small primary is assumed to sustain per second (an assumption:
+/// simple commands on 2 burstable Graviton2 vCPUs with TLS; only AWS can measure it). The
+/// bill adds shards when the measured commands of the crowd exceed it.
+const SHARD_COMMANDS_PER_SEC: f64 = 50_000.0;
+
+/// Bytes one change post to `@connections` carries through the NAT gateway: the signed
+/// request, its answer and TLS/TCP overhead (an estimate).
+const POST_BYTES: f64 = 1_200.0;
+
+/// Log bytes of the `notified` line each deployed put writes (not measured here: the bench's
+/// blocks function has no WebSocket API to post to).
+const NOTIFIED_LOG_BYTES: f64 = 200.0;
 
 /// A whole number of dollars with thousands separators.
 pub(crate) fn thousands(v: f64) -> String {
@@ -525,6 +573,9 @@ pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
             .pop()
             .unwrap(),
     );
+    let (first, rest) = blocks_kinds.split_at_mut(kinds.len());
+    count_commands(&redis, &mut rust, &kinds, first);
+    count_commands(&redis, &mut rust, &bigger, rest);
     let (_, blocks_peak) = rust.memory();
     drop(rust);
 
@@ -597,9 +648,10 @@ pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
             Box::new(|i| events::websocket("$disconnect", &format!("c{i}="), None)),
         ),
     ];
-    let rt_measured = interleave(&mut [&mut realtime], &rt_kinds, rounds.min(300))
+    let mut rt_measured = interleave(&mut [&mut realtime], &rt_kinds, rounds.min(300))
         .pop()
         .unwrap();
+    count_commands(&redis, &mut realtime, &rt_kinds, &mut rt_measured);
     let (_, rt_peak) = realtime.memory();
     drop(realtime);
     let auth_start = || {
@@ -625,9 +677,9 @@ pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
     );
 
     writeln!(b, "### Our functions as Lambda bills them\n").unwrap();
-    writeln!(b, "Duration from `next` to the answer through the local Runtime API, {rounds} invocations each (300 for the realtime routes) after 50 warm-up ones, on this machine's x86_64 cores (the deployed functions run on arm64 Graviton: same code, another CPU). *Billed at {memory:.0} MB* brackets Lambda's figure, rounded up to the millisecond: *never throttled* is the measured duration (a short burst of CPU runs at full speed while the function is within its CPU quota); *throttled* stretches the CPU part to the share of a vCPU {memory:.0} MB buys ({memory:.0}/{FULL_VCPU_MB:.0}), the waiting part unchanged. The bill below uses the throttled figure, an upper bound. CPU counts every thread of the process (the runtime client's included), so it can exceed the duration. Cold start: process start to first answer, store connection included; Lambda bills it as init time. Memory: peak resident set. An authorizer cache hit at API Gateway invokes nothing and costs nothing here; each miss is one authorizer invocation below, and the hit rate is measured in the bill. The current design has no separate realtime publisher: the blocks function posts each change to its followers' connections before the put answers (priced below as a wait per put); the realtime function serves the WebSocket routes.\n").unwrap();
-    writeln!(b, "| function | invocation | p50 | p99 | CPU / invocation | billed at {memory:.0} MB, p50: never throttled / throttled | log bytes / invocation |\n|---|---|---|---|---|---|---|").unwrap();
-    let mut billed = std::collections::HashMap::new();
+    writeln!(b, "Duration from `next` to the answer through the local Runtime API, {rounds} invocations each (300 for the realtime routes) after 50 warm-up ones, on this machine's x86_64 cores (the deployed functions run on arm64 Graviton: same code, another CPU). *Billed at {memory:.0} MB* brackets Lambda's figure, rounded up to the millisecond: *never throttled* is the measured duration (a short burst of CPU runs at full speed while the function is within its CPU quota); *throttled* stretches the CPU part to the share of a vCPU {memory:.0} MB buys ({memory:.0}/{FULL_VCPU_MB:.0}), the waiting part unchanged. The bill below uses the throttled figure: an estimate, not a bound (this machine is x86_64 on loopback Redis without TLS; Lambda is arm64 against TLS ElastiCache). CPU counts every thread of the process (the runtime client's included), so it can exceed the duration. Cold start: process start to first answer, store connection included; Lambda bills it as init time. Memory: peak resident set. An authorizer cache hit at API Gateway invokes nothing and costs nothing here; each miss is one authorizer invocation below, and the hit rate is measured in the bill. The current design has no separate realtime publisher: the blocks function posts each change to its followers' connections before the put answers (priced below as a wait per put); the realtime function serves the WebSocket routes.\n").unwrap();
+    writeln!(b, "| function | invocation | p50 | p99 | CPU / invocation | billed at {memory:.0} MB, p50: never throttled / throttled | log bytes / invocation | Redis commands / invocation |\n|---|---|---|---|---|---|---|---|").unwrap();
+    let mut units = std::collections::HashMap::new();
     for (function, kinds) in [
         ("authorizer", &auth_measured),
         ("blocks", &blocks_kinds),
@@ -636,15 +688,23 @@ pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
         for k in kinds.iter() {
             let free = billed_ms(k.durations.median());
             let at = lambda_ms(k.durations.median(), k.cpu, memory);
-            billed.insert(k.what, (at, k.log_bytes));
+            units.insert(
+                k.what,
+                Unit {
+                    ms: at,
+                    log: k.log_bytes,
+                    redis: k.redis,
+                },
+            );
             writeln!(
                 b,
-                "| {function} | {} | {} | {} | {} | {free:.0} / {at:.0} ms | {:.0} |",
+                "| {function} | {} | {} | {} | {} | {free:.0} / {at:.0} ms | {:.0} | {:.1} |",
                 k.what,
                 ms(k.durations.median()),
                 ms(k.durations.p99()),
                 ms(k.cpu),
-                k.log_bytes
+                k.log_bytes,
+                k.redis
             )
             .unwrap();
         }
@@ -670,20 +730,20 @@ pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
         ));
     }
     let peak = auth_peak.max(blocks_peak).max(rt_peak);
-    writeln!(b, "\n**Memory size.** The template gives every function {memory:.0} MB, Lambda's smallest size. The largest peak resident set measured is {peak:.1} MiB, far below it. A larger size buys CPU share, not speed for these functions: their durations are mostly waiting on Redis and the network, and each GB-second costs the same, so doubling the memory roughly doubles the bill of the waiting part while the CPU part (already small: see the CPU column) costs the same either way.\n").unwrap();
+    writeln!(b, "\n**Memory size.** The template gives every function {memory:.0} MB, Lambda's smallest size. The largest peak resident set measured is {peak:.1} MiB, far below it. It is also the cheapest: a GB-second costs the same at any size, so the CPU part of an invocation costs the same at any size (more memory, proportionally more CPU) while the waiting part costs twice as much at twice the memory. The price is latency: if Lambda throttles these short bursts to 128 MB's CPU share, a put takes about 10 ms instead of 1 and a 729-chunk subscribe about 45 ms instead of 7 (the throttled column).\n").unwrap();
 
     // 3. The bill.
     let hit_rate = authorizer_hit_rate(env, &PATTERN);
-    let bill = bill(&billed, hit_rate);
+    let bill = bill_at(&units, hit_rate, &CROWDS);
     writeln!(b, "### The whole stack per 1,000 player-hours\n").unwrap();
-    writeln!(b, "Play pattern, per player-hour: {} session (the 729-chunk neighbourhood fetched in 3 requests, one realtime connection held all hour), {} chunk borders crossed (each: one fetch of the new 81-chunk slab and one re-subscription), {} cube edits (one put each), each followed by {} other players (one change message each). REST requests reach the authorizer only on a cache miss; the hit rate, {:.1}%, is measured through the local gateway's authorizer cache (API Gateway's per-token TTL of 60 s, time compressed 100 times). Durations are the throttled billed estimates above (a session's fetches as three 243-chunk GETs, a crossing as the 81-chunk slab); a put waits for its change posts, priced at 30 ms each put (tens of ms in one Region: only AWS can measure it). Init time is left out: at the cold starts measured above (about 50 ms even throttled), one cold start per player-hour would add less than $0.001 per 1,000 player-hours. Fixed hourly costs (2 store nodes: the template's 1 shard with 1 replica; 2 NAT gateways: one per Availability Zone) are shared by the players online. Prices: us-east-1, on demand, read {}; no free tier.\n",
-        PATTERN.sessions, PATTERN.crossings, PATTERN.edits, PATTERN.followers, hit_rate * 100.0, prices::READ_ON).unwrap();
+    writeln!(b, "Play pattern, per player-hour: {} session (the 729-chunk neighbourhood fetched in 3 requests, one realtime connection held all hour), {} chunk borders crossed (each: one fetch of the new 81-chunk slab and one re-subscription, answered), {} cube edits (one put each), each followed by {} other players and the editor (one change message each), {} guest login (a token lives an hour), {} pings (counted as messages, though API Gateway may not bill control frames). REST requests reach the authorizer only on a cache miss; the hit rate, {:.1}%, is measured through the local gateway's authorizer cache (API Gateway's per-token TTL of 60 s, time compressed 100 times). Durations are the throttled billed estimates above: a session's fetches as three 243-chunk GETs, a crossing as the 81-chunk slab, the login function (not measured) as an authorizer invocation; a put waits for its change posts, priced at 30 ms each put (tens of ms in one Region: only AWS can measure it). Init time is left out: at the cold starts measured above (about 50 ms even throttled), one cold start per player-hour would add less than $0.001 per 1,000 player-hours. Fixed costs are shared by the players online: 2 NAT gateways (one per Availability Zone, in the VPC the stack requires), the WAF web ACL and the 4 secrets. The store is sized from its load: each invocation's Redis commands are counted by the server above, and a shard (a primary and its replica, the template's layout) is assumed to sustain {SHARD_COMMANDS_PER_SEC:.0} commands a second; that capacity is an assumption only AWS can check. A change post is priced at {POST_BYTES:.0} bytes through the NAT gateway and each put's `notified` log line at {NOTIFIED_LOG_BYTES:.0} bytes (estimates: the bench's functions have no WebSocket API to post to). Stored logs (no retention is set) and WebGL players (they poll instead of following) are not in the table. Prices: us-east-1, on demand, read {}; no free tier.\n",
+        PATTERN.sessions, PATTERN.crossings, PATTERN.edits, PATTERN.followers, PATTERN.logins, PATTERN.pings, hit_rate * 100.0, prices::READ_ON).unwrap();
     write!(b, "| line (USD per 1,000 player-hours) |").unwrap();
     for c in CROWDS {
         write!(b, " {c:.0} players online |").unwrap();
     }
     writeln!(b, "\n|---|---|---|---|").unwrap();
-    for line in &bill {
+    for line in &bill.lines {
         write!(b, "| {} |", line.what).unwrap();
         for v in &line.per_1000 {
             write!(b, " {v:.2} |").unwrap();
@@ -691,14 +751,31 @@ pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
         writeln!(b).unwrap();
     }
     let totals: Vec<f64> = (0..CROWDS.len())
-        .map(|i| bill.iter().map(|l| l.per_1000[i]).sum())
+        .map(|i| bill.lines.iter().map(|l| l.per_1000[i]).sum())
         .collect();
     write!(b, "| **total** |").unwrap();
     for t in &totals {
         write!(b, " **{t:.2}** |").unwrap();
     }
     writeln!(b).unwrap();
-    let monthly_1000 = totals[1] * 730.0;
+    write!(b, "\nThe store's load: ").unwrap();
+    for (i, c) in CROWDS.iter().enumerate() {
+        write!(
+            b,
+            "{}{} Redis commands a second at {c:.0} online ({} shard{})",
+            if i > 0 { "; " } else { "" },
+            thousands(bill.commands_per_sec[i]),
+            bill.shards[i],
+            if bill.shards[i] > 1.0 { "s" } else { "" }
+        )
+        .unwrap();
+    }
+    writeln!(
+        b,
+        ". Most of it is re-subscription: each one rewrites the whole followed set."
+    )
+    .unwrap();
+    let monthly_1000 = totals[1] * prices::HOURS_PER_MONTH;
     writeln!(
         b,
         "\nFor 1,000 players online around the clock (730 hours a month): **about ${} a month**.\n",
@@ -733,7 +810,10 @@ pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
     ));
     let curve: Vec<(f64, f64)> = [100.0, 200.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 10_000.0]
         .iter()
-        .map(|&n| (n, bill_total_at(&billed, hit_rate, n)))
+        .map(|&n| {
+            let at = bill_at(&units, hit_rate, &[n]);
+            (n, at.lines.iter().map(|l| l.per_1000[0]).sum())
+        })
         .collect();
     (
         Section {
@@ -745,53 +825,65 @@ pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
     )
 }
 
-/// The bill's lines per 1,000 player-hours at each crowd in [`CROWDS`].
-fn bill(billed: &std::collections::HashMap<&str, (f64, f64)>, hit_rate: f64) -> Vec<Line> {
-    bill_at(billed, hit_rate, &CROWDS)
+/// What one kind of invocation costs: billed milliseconds (throttled estimate), log bytes,
+/// and Redis commands.
+#[derive(Clone, Copy, Default)]
+struct Unit {
+    ms: f64,
+    log: f64,
+    redis: f64,
 }
 
-fn bill_total_at(
-    billed: &std::collections::HashMap<&str, (f64, f64)>,
-    hit_rate: f64,
-    crowd: f64,
-) -> f64 {
-    bill_at(billed, hit_rate, &[crowd])
-        .iter()
-        .map(|l| l.per_1000[0])
-        .sum()
+/// The bill at each crowd: its lines per 1,000 player-hours, and the store's load (Redis
+/// commands a second) and shards.
+struct Bill {
+    lines: Vec<Line>,
+    commands_per_sec: Vec<f64>,
+    shards: Vec<f64>,
 }
 
-fn bill_at(
-    billed: &std::collections::HashMap<&str, (f64, f64)>,
-    hit_rate: f64,
-    crowds: &[f64],
-) -> Vec<Line> {
+fn bill_at(units: &std::collections::HashMap<&str, Unit>, hit_rate: f64, crowds: &[f64]) -> Bill {
     let p = &PATTERN;
     let memory = memory_mb();
-    let ms_of = |k: &str| billed.get(k).map_or(0.0, |(ms, _)| *ms);
-    let log_of = |k: &str| billed.get(k).map_or(0.0, |(_, l)| *l);
+    let u = |k: &str| units.get(k).copied().unwrap_or_default();
     let hours = 1000.0; // player-hours priced
     let gb_s = |ms: f64| memory / 1024.0 * ms / 1000.0;
     // Per 1,000 player-hours.
     let fetches = hours * (p.sessions * 3.0 + p.crossings);
     let puts = hours * p.edits;
-    let rest = fetches + puts;
-    let authorizations = rest * (1.0 - hit_rate) + hours * p.sessions; // + each $connect
+    let logins = hours * p.logins;
+    let rest = fetches + puts + logins;
+    // Each REST request but the login (no authorizer) on a cache miss, and each $connect.
+    let authorizations = (fetches + puts) * (1.0 - hit_rate) + hours * p.sessions;
     let subscribes = hours * (p.sessions + p.crossings);
     let connects = hours * p.sessions;
-    let changes = puts * p.followers;
+    // Each edit reaches its followers and the editor, who follows the chunk too.
+    let changes = puts * (p.followers + 1.0);
+    // A subscribe is a message in and its answer out; pings counted as messages.
+    let messages = 2.0 * subscribes + changes + hours * p.pings;
     let post_wait_ms = 30.0;
-    let blocks_ms = hours * p.sessions * 3.0 * ms_of("GET 243 chunks")
-        + hours * p.crossings * ms_of("GET 81 chunks (a slab)")
-        + puts * (ms_of("PUT 1 cube") + post_wait_ms);
-    let auth_ms = authorizations * ms_of("player token (EdDSA JWT)");
-    let realtime_ms = subscribes * ms_of("subscribe 729 chunks")
-        + connects * (ms_of("$connect") + ms_of("$disconnect"));
+    let (get243, get81, put, token) = (
+        u("GET 243 chunks"),
+        u("GET 81 chunks (a slab)"),
+        u("PUT 1 cube"),
+        u("player token (EdDSA JWT)"),
+    );
+    let (subscribe, connect, disconnect) =
+        (u("subscribe 729 chunks"), u("$connect"), u("$disconnect"));
+    let blocks_ms = hours * p.sessions * 3.0 * get243.ms
+        + hours * p.crossings * get81.ms
+        + puts * (put.ms + post_wait_ms);
+    // The login function (not measured) priced as an authorizer invocation: one EdDSA
+    // signature against one verification.
+    let auth_ms = (authorizations + logins) * token.ms;
+    let realtime_ms = subscribes * subscribe.ms + connects * (connect.ms + disconnect.ms);
     let invocations = rest + authorizations + subscribes + 2.0 * connects;
-    let log_bytes = fetches * log_of("GET 81 chunks (a slab)")
-        + puts * log_of("PUT 1 cube")
-        + authorizations * log_of("player token (EdDSA JWT)")
-        + subscribes * log_of("subscribe 729 chunks");
+    let log_bytes = hours * p.sessions * 3.0 * get243.log
+        + hours * p.crossings * get81.log
+        + puts * (put.log + NOTIFIED_LOG_BYTES)
+        + (authorizations + logins) * token.log
+        + subscribes * subscribe.log
+        + connects * (connect.log + disconnect.log);
     // Bytes to players: a typical-terrain chunk is about 100 bytes of gzipped JSON (Size
     // section); a change message about 200 bytes; headers about 400 bytes an answer.
     let out_gb = (hours * p.sessions * 729.0 * 100.0
@@ -800,23 +892,43 @@ fn bill_at(
         + puts * 500.0
         + changes * 200.0)
         / 1e9;
+    // The store's load: Redis commands per player-hour, measured per invocation.
+    let commands = hours * p.sessions * 3.0 * get243.redis
+        + hours * p.crossings * (get81.redis + subscribe.redis)
+        + puts * put.redis
+        + connects * (connect.redis + disconnect.redis);
+    let per_player_hour = commands / hours;
+    let commands_per_sec: Vec<f64> = crowds
+        .iter()
+        .map(|c| c * per_player_hour / 3600.0)
+        .collect();
+    let shards: Vec<f64> = commands_per_sec
+        .iter()
+        .map(|c| (c / SHARD_COMMANDS_PER_SEC).ceil().max(1.0))
+        .collect();
     let per = |v: f64| vec![v; crowds.len()];
     let fixed = |hourly: f64| -> Vec<f64> { crowds.iter().map(|c| hourly / c * hours).collect() };
-    vec![
+    let monthly = |usd: f64| usd / prices::HOURS_PER_MONTH;
+    let lines = vec![
         Line {
-            what: "API Gateway REST requests".into(),
+            what: "API Gateway REST requests (guest logins included)".into(),
             per_1000: per(prices::REST_REQUEST.of(rest)),
         },
         Line {
-            what: "API Gateway WebSocket messages (subscriptions, changes)".into(),
-            per_1000: per(prices::WEBSOCKET_MESSAGE.of(subscribes + changes)),
+            what: "AWS WAF requests (every REST request is inspected)".into(),
+            per_1000: per(prices::WAF_REQUEST.of(rest)),
+        },
+        Line {
+            what: "API Gateway WebSocket messages (subscriptions and answers, changes, pings)"
+                .into(),
+            per_1000: per(prices::WEBSOCKET_MESSAGE.of(messages)),
         },
         Line {
             what: "API Gateway WebSocket connection minutes".into(),
             per_1000: per(prices::WEBSOCKET_MINUTE.of(hours * 60.0)),
         },
         Line {
-            what: "Lambda requests (blocks, authorizer, realtime)".into(),
+            what: "Lambda requests (blocks, authorizer, realtime, login)".into(),
             per_1000: per(prices::LAMBDA_REQUEST.of(invocations)),
         },
         Line {
@@ -824,7 +936,7 @@ fn bill_at(
             per_1000: per(prices::LAMBDA_ARM_GB_SECOND.of(gb_s(blocks_ms + auth_ms + realtime_ms))),
         },
         Line {
-            what: "CloudWatch Logs (the functions' JSON log lines)".into(),
+            what: "CloudWatch Logs ingestion (the functions' JSON log lines)".into(),
             per_1000: per(prices::LOG_GB.of(log_bytes / 1e9)),
         },
         Line {
@@ -833,15 +945,30 @@ fn bill_at(
         },
         Line {
             what: "NAT gateway data (change posts)".into(),
-            per_1000: per(prices::NAT_GB.of(changes * 300.0 / 1e9)),
+            per_1000: per(prices::NAT_GB.of(changes * POST_BYTES / 1e9)),
         },
         Line {
-            what: "ElastiCache, 2 x cache.t4g.small (fixed)".into(),
-            per_1000: fixed(prices::CACHE_NODE_HOUR.of(2.0)),
+            what: "ElastiCache, cache.t4g.small, 2 nodes per shard (shards below)".into(),
+            per_1000: crowds
+                .iter()
+                .zip(&shards)
+                .map(|(c, n)| prices::CACHE_NODE_HOUR.of(2.0 * n) / c * hours)
+                .collect(),
         },
         Line {
             what: "NAT gateways, 2 Availability Zones (fixed)".into(),
             per_1000: fixed(prices::NAT_HOUR.of(2.0)),
         },
-    ]
+        Line {
+            what: "AWS WAF web ACL, Secrets Manager's 4 secrets (fixed)".into(),
+            per_1000: fixed(monthly(
+                prices::WAF_ACL_MONTH.of(1.0) + prices::SECRET_MONTH.of(4.0),
+            )),
+        },
+    ];
+    Bill {
+        lines,
+        commands_per_sec,
+        shards,
+    }
 }

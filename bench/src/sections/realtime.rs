@@ -3,6 +3,7 @@
 //! against following, and what 1,000 player-hours cost at AWS list prices.
 
 use crate::env::*;
+use crate::prices;
 use crate::report::*;
 use crate::stats::{ms, Samples};
 use cubewalk::realtime::{Realtime, RealtimeEvent, PING_INTERVAL};
@@ -12,16 +13,9 @@ use cubewalk_protocol::WorldId;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-/// AWS list prices (us-east-1, first pricing tier), USD.
-const REST_PER_MILLION: f64 = 3.50;
-const WS_MESSAGES_PER_MILLION: f64 = 1.00;
-const WS_MINUTES_PER_MILLION: f64 = 0.25;
-const LAMBDA_REQUESTS_PER_MILLION: f64 = 0.20;
-const LAMBDA_ARM_GB_SECOND: f64 = 0.000_013_333_4;
-/// Assumed mean billed duration of one invocation at 256 MB (a Redis round trip in the VPC);
-/// not measured here.
+/// Assumed mean billed duration of one invocation (a Redis round trip in the VPC at the
+/// template's memory size; the Cost section measures each kind).
 const ASSUMED_INVOCATION_SECONDS: f64 = 0.010;
-const LAMBDA_GB: f64 = 0.25;
 /// API Gateway closes every WebSocket connection after 2 hours.
 const CONNECTION_LIFETIME_HOURS: f64 = 2.0;
 
@@ -102,9 +96,9 @@ pub(crate) fn realtime(env: &Env) -> Section {
     writeln!(b, "| WebSocket connection minutes | 0 | 0 | 60 |").unwrap();
     writeln!(
         b,
-        "| Lambda invocations (authorizer answers cached 300 s) | {:.0} | {:.0} | {sub_invocations:.1} |",
-        poll(27) + 12.0,
-        poll(729) + 12.0
+        "| Lambda invocations (authorizer answers cached 60 s, the template's ReauthorizeEvery) | {:.0} | {:.0} | {sub_invocations:.1} |",
+        poll(27) + 60.0,
+        poll(729) + 60.0
     )
     .unwrap();
     let ratio = poll(27) / (sub_rest + sub_messages);
@@ -119,25 +113,26 @@ pub(crate) fn realtime(env: &Env) -> Section {
 
     // Cost per 1,000 idle player-hours.
     let lambda = |invocations: f64| {
-        invocations * LAMBDA_REQUESTS_PER_MILLION / 1e6
-            + invocations * ASSUMED_INVOCATION_SECONDS * LAMBDA_GB * LAMBDA_ARM_GB_SECOND
+        prices::LAMBDA_REQUEST.of(invocations)
+            + prices::LAMBDA_ARM_GB_SECOND
+                .of(invocations * ASSUMED_INVOCATION_SECONDS * super::cost::memory_mb() / 1024.0)
     };
     let hours = 1000.0;
     let polling_cost = |chunks: usize| {
         let rest = poll(chunks) * hours;
         (
-            rest * REST_PER_MILLION / 1e6,
+            prices::REST_REQUEST.of(rest),
             0.0,
-            lambda((poll(chunks) + 12.0) * hours),
+            lambda((poll(chunks) + 60.0) * hours),
         )
     };
     let following_cost = (
-        sub_rest * hours * REST_PER_MILLION / 1e6,
-        sub_messages * hours * WS_MESSAGES_PER_MILLION / 1e6
-            + 60.0 * hours * WS_MINUTES_PER_MILLION / 1e6,
+        prices::REST_REQUEST.of(sub_rest * hours),
+        prices::WEBSOCKET_MESSAGE.of(sub_messages * hours)
+            + prices::WEBSOCKET_MINUTE.of(60.0 * hours),
         lambda(sub_invocations * hours),
     );
-    writeln!(b, "**Cost of 1,000 idle player-hours** at AWS list prices (us-east-1, first tier: REST API 3.50 USD per million requests; WebSocket 1.00 USD per million messages and 0.25 USD per million connection-minutes; Lambda 0.20 USD per million requests and 0.0000133334 USD per GB-second on arm64, at 256 MB and an assumed 10 ms per invocation), computed from the counts above; ElastiCache and data transfer are the same either way and left out. Not checked against a real AWS bill.\n").unwrap();
+    writeln!(b, "**Cost of 1,000 idle player-hours** at the list prices of the Cost section (`bench/src/prices.rs`), Lambda at the template's {:.0} MB and an assumed 10 ms per invocation, computed from the counts above; ElastiCache and data transfer are the same either way and left out. Not checked against a real AWS bill.\n", super::cost::memory_mb()).unwrap();
     writeln!(
         b,
         "| | API Gateway REST | API Gateway WebSocket | Lambda | total |"
