@@ -70,19 +70,11 @@ def binary_kind(data: bytes):
 
 
 def meta_platforms(text: str):
-    """{platform name: (enabled, CPU)} and the `Exclude X` flags of a PluginImporter .meta."""
-    platforms = {}
-    for block in re.split(r"\n  - first:\n", text)[1:]:
-        # `first` is (platform group, platform name); `: Any` is "Any Platform", and `Any: `
-        # (a group without a platform) holds no switch.
-        head = re.match(r"\s+(\S*): ?(\S*)", block)
-        if not head or not head.group(2):
-            continue
-        name = head.group(2)
-        enabled = re.search(r"enabled: (\d)", block)
-        cpu = re.search(r"CPU: (\S+)", block)
-        platforms[name] = (enabled and enabled.group(1) == "1", cpu.group(1) if cpu else None)
-    excludes = dict(re.findall(r"Exclude (\w+): (\d)", text))
+    """{platform name: (enabled, CPU)} and the `Exclude X` flags ("0"/"1") of a PluginImporter
+    .meta, as the importer model (unity_plugins.parse_meta) reads them."""
+    plugin = unity_plugins.parse_meta("", text)
+    platforms = {name: (on, settings.get("CPU")) for name, (on, settings) in plugin.platforms.items()}
+    excludes = {name: "1" if excluded else "0" for name, excluded in plugin.excludes.items()}
     return platforms, excludes
 
 
