@@ -21,6 +21,9 @@ command -v nunit-console >/dev/null || need_apt+=(nunit-console libnunit-cil-dev
 [ -e /usr/lib/mono/4.5/System.Runtime.Serialization.dll ] || need_apt+=(libmono-system-runtime-serialization4.0-cil)
 [ -e /usr/lib/mono/4.5/System.IO.Compression.dll ] || need_apt+=(libmono-system-io-compression4.0-cil)
 command -v cc >/dev/null || need_apt+=(gcc)
+# A broker we did not write: the realtime tests run the publisher, the gate and the SDK's
+# follower against Mosquitto as well as against the embedded rumqttd.
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v valgrind >/dev/null || need_apt+=(valgrind)
 command -v wrk >/dev/null || need_apt+=(wrk)
 command -v python3 >/dev/null || need_apt+=(python3)

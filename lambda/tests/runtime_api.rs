@@ -1,20 +1,14 @@
 //! Each Lambda binary answers real invocations through a local Lambda Runtime API (a small
 //! server in this test speaking the same HTTP protocol as the Lambda service): the authorizer
 //! with TOKEN and REQUEST (WebSocket `$connect`) events, the blocks function with REST proxy
-//! events against a real redis-server, and the realtime function with WebSocket events, the
-//! blocks function notifying subscribers through a stand-in Management API, and the login
+//! events against a real redis-server,  and the login
 //! function reading its signing key from a stand-in Secrets Manager.
 
 mod common;
 
-use axum::extract::Path;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
 use cubewalk_testkit::runtime_api::{events, Function, RuntimeApi};
 use serde_json::{json, Value};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Runs `binary` against a local Runtime API with `events`, returning each result in order and
@@ -339,126 +333,6 @@ fn authorizer_binary_authorizes_the_websocket_connect_by_its_token_header() {
     assert!(!logs.contains(secret), "token in logs: {logs}");
 }
 
-/// Posts the stand-in Management API received: (connection id, body, signed).
-type Posts = Arc<Mutex<Vec<(String, String, bool)>>>;
-
-/// A stand-in for the API Gateway Management API: records every `POST @connections/{id}`
-/// with whether it was SigV4-signed for `execute-api`; answers 410 for the id `gone`.
-fn management_api() -> (String, Posts, tokio::runtime::Runtime) {
-    let posts: Posts = Arc::default();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let recorded = posts.clone();
-    let app = Router::new().route(
-        "/prod/@connections/{id}",
-        post(
-            move |Path(id): Path<String>, headers: HeaderMap, body: String| {
-                let recorded = recorded.clone();
-                async move {
-                    let signed = headers
-                        .get("authorization")
-                        .and_then(|v| v.to_str().ok())
-                        .is_some_and(|v| {
-                            v.starts_with("AWS4-HMAC-SHA256 ")
-                                && v.contains("/eu-west-1/execute-api/")
-                        });
-                    recorded.lock().unwrap().push((id.clone(), body, signed));
-                    if id == "gone" {
-                        (
-                            StatusCode::GONE,
-                            [("x-amzn-errortype", "GoneException")],
-                            "{}",
-                        )
-                    } else {
-                        (StatusCode::OK, [("x-amzn-errortype", "")], "")
-                    }
-                }
-            },
-        ),
-    );
-    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/prod"), posts, rt)
-}
-
-#[test]
-fn realtime_and_blocks_binaries_subscribe_notify_through_the_management_api_and_clean_up() {
-    let redis = cubewalk_testkit::RedisServer::start();
-    let subscribe = r#"{"action":"subscribe","world":"default","chunks":[[0,0,0],[1,0,0]]}"#;
-    let (results, _) = invoke(
-        env!("CARGO_BIN_EXE_realtime"),
-        &[("CUBEWALK_REDIS_URL", redis.url())],
-        vec![
-            events::websocket("$connect", "conn-1=", None),
-            events::websocket("subscribe", "conn-1=", Some(subscribe)),
-            events::websocket("subscribe", "gone", Some(subscribe)),
-            events::websocket("$default", "conn-1=", Some(r#"{"action":"dance"}"#)),
-        ],
-    );
-    assert_eq!(results[0].1["statusCode"], 200);
-    assert_eq!(results[1].1["body"], r#"{"subscribed":2}"#);
-    let error: Value = serde_json::from_str(results[3].1["body"].as_str().unwrap()).unwrap();
-    assert!(error["error"]["code"].is_string(), "{error}");
-
-    let (endpoint, posts, _mgmt) = management_api();
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../server/tests/fixtures");
-    let put: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{fixtures}/rest-put-event.json")).unwrap(),
-    )
-    .unwrap();
-    let (results, logs) = invoke(
-        env!("CARGO_BIN_EXE_blocks"),
-        &[
-            ("CUBEWALK_REDIS_URL", redis.url()),
-            ("CUBEWALK_REALTIME_ENDPOINT", endpoint),
-            ("AWS_REGION", "eu-west-1".into()),
-            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE".into()),
-            ("AWS_SECRET_ACCESS_KEY", "secret-example".into()),
-            ("AWS_SESSION_TOKEN", "session-example".into()),
-        ],
-        vec![put],
-    );
-    assert_eq!(results[0].1["statusCode"], 200, "{:?} {logs}", results[0]);
-    let posts = posts.lock().unwrap().clone();
-    // Two changed chunks, two followers (one of them gone): four posts, all signed.
-    assert_eq!(posts.len(), 4, "{posts:?}");
-    assert!(posts.iter().all(|(_, _, signed)| *signed), "{posts:?}");
-    let to_conn: Vec<_> = posts.iter().filter(|p| p.0 == "conn-1=").collect();
-    assert_eq!(to_conn.len(), 2);
-    for (_, body, _) in &to_conn {
-        let change = cubewalk_protocol::realtime::Change::parse(body).unwrap();
-        assert_eq!(change.edits.as_ref().map(Vec::len), Some(1), "{body}");
-        assert!(body.len() <= 64, "{body}");
-    }
-    // The gone connection was removed from the index by the blocks function itself.
-    assert_eq!(redis.command(&["EXISTS", "cw:conn:{gone}"]).unwrap(), ":0");
-    assert_eq!(
-        redis.command(&["EXISTS", "cw:conn:{conn-1=}"]).unwrap(),
-        ":1"
-    );
-
-    let (results, _) = invoke(
-        env!("CARGO_BIN_EXE_realtime"),
-        &[("CUBEWALK_REDIS_URL", redis.url())],
-        vec![events::websocket("$disconnect", "conn-1=", None)],
-    );
-    assert_eq!(results[0].1["statusCode"], 200);
-    assert_eq!(
-        redis.command(&["EXISTS", "cw:conn:{conn-1=}"]).unwrap(),
-        ":0"
-    );
-    assert_eq!(
-        redis
-            .command(&["EXISTS", "cw:{default:0,0,0}:subs"])
-            .unwrap(),
-        ":0",
-        "nothing of the connection is left"
-    );
-}
-
-/// A TOKEN event for the REST API's GET.
 #[test]
 fn authorizer_binary_refuses_every_forged_player_token_and_allows_a_good_one() {
     use cubewalk_server::identity::SigningKey;

@@ -235,10 +235,19 @@ pub struct FetchEntry {
     /// Its current revision ([`crate::revision`]: a tag of its content, 0 for all air). The
     /// field keeps the name `version` that the C ABI uses; revisions are not ordered.
     pub version: u64,
+    /// Its write sequence ([`crate::realtime`]): grows by one with every write the store
+    /// applies to the chunk, so a follower orders this answer against the change messages
+    /// around it. 0 (and left out) for a chunk never written.
+    #[serde(rename = "n", default, skip_serializing_if = "is_zero")]
+    pub seq: u64,
     /// Base64 of the encoded chunk (see [`crate::codec`]; `""` is all air). Absent when the
     /// caller already holds `version` ("not modified").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The body of a `PUT`: a batch of cube edits in one world.

@@ -1,72 +1,111 @@
-//! The realtime (WebSocket) messages: what a client sends to follow chunks of a world, and
-//! what the server pushes when one of them changes. Only the format lives here; the WebSocket
-//! API, its handlers and the SDK's subscription client build on it.
+//! The realtime messages: the MQTT topics changes are published on and the message a region
+//! topic carries. Only the format lives here; the broker, the publisher and the SDK's follower
+//! build on it.
 //!
-//! A connection follows one world at a time (`subscribe` names it), so a change message need not
-//! repeat it; a change is a positional JSON array and versions travel as 11 characters of
-//! unpadded base64url (the 8 bytes of the revision, little-endian) rather than up to 20 digits,
-//! which keeps a single-cube edit well under 64 bytes.
+//! The world is cut into regions of [`REGION_CHUNKS`]³ chunks, one topic per region
+//! (`cw/<world>/<rx>/<ry>/<rz>`, see [`region_topic`]). A follower subscribes to the regions
+//! covering the chunks it follows (a 9x9x9 neighbourhood touches at most 8) and drops changes
+//! to chunks it does not follow. The publisher coalesces per region per tick: one message holds
+//! the latest change of every chunk of the region that changed during the tick, so a follower
+//! receives at most one message per region per tick however many players edit.
 //!
-//! A change carries the version before (`p`) and after (`v`) the edit. A subscriber holding `p`
-//! applies the cube edits `e` (when present) and now holds `v`; a subscriber holding anything
-//! else, or a message without `e` (too many cubes changed to be worth sending), refetches the
-//! chunk. Missed messages therefore never leave a client silently wrong: the next message it
-//! sees names a `p` it does not hold.
+//! A change is a positional JSON array; versions travel as 11 characters of unpadded base64url
+//! (the 8 bytes of the revision, little-endian) rather than up to 20 digits. A change carries
+//! the version before (`p`) and after (`v`) and the chunk's write sequence before (`f`) and
+//! after (`n`). The write sequence grows by exactly one with every write the store applies to
+//! the chunk, and fetch answers carry it too, so a follower always knows where it stands:
+//! - `n` at or below the sequence it holds: old news (delivered late, or older than a fetch):
+//!   ignored;
+//! - `f` equal to the sequence it holds (and `p` the version it holds): the edits `e` turn its
+//!   copy into `v`;
+//! - anything else (`f` above what it holds: messages were missed; or no edits because too
+//!   many cubes changed): it refetches the chunk.
 //!
 //! Versions name contents, so a chunk edited A → B → A holds the same version before and after;
-//! two changes posted at once may also arrive in either order. Each change therefore carries
-//! the chunk's write sequence `n` (it grows with every write the store applies to the chunk):
-//! a receiver that sees a change whose `n` is not above the last one it saw for that chunk
-//! must not apply its edits (it refetches instead), or an old change could be applied to a
-//! content that merely looks like its `p`.
+//! the sequence is what orders changes, never the versions.
 
 use crate::chunk::{ChunkKey, CHUNK_CUBES};
 use crate::world::WorldId;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 
-/// Most chunks one connection may follow at once (a 9x9x9 neighbourhood is 729).
+/// Most chunks one follower may follow at once (a 9x9x9 neighbourhood is 729).
 pub const MAX_SUBSCRIBED_CHUNKS: usize = 1024;
-/// Most cube edits a change message carries; a bigger change is sent without them (refetch).
+/// Most cube edits a change carries; a bigger change is sent without them (refetch).
 pub const MAX_EDITS_IN_CHANGE: usize = 64;
+/// Chunks along each edge of a region (one topic per region). 8: a follower of up to 9 chunks
+/// per axis (radius 4) subscribes to at most 2 regions per axis, 8 in all, which is one MQTT
+/// SUBSCRIBE within AWS IoT Core's 8 filters per SUBSCRIBE, and at one message per region per
+/// tick receives at most 80 messages a second, within IoT Core's 100 per connection.
+pub const REGION_CHUNKS: i32 = 8;
+/// Most regions one follower may subscribe to: AWS IoT Core's default subscriptions per
+/// connection.
+pub const MAX_FOLLOWED_REGIONS: usize = 50;
+/// How often the publisher sends what changed: at most one message per region per tick.
+pub const TICK_MS: u64 = 100;
+/// The first level of every change topic.
+pub const TOPIC_ROOT: &str = "cw";
 
-/// A message from a client: API Gateway routes on `action`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ClientMessage {
-    /// Follow `chunks` of `world` (replacing any earlier subscription of this connection).
-    Subscribe {
-        /// The world.
-        world: WorldId,
-        /// The chunks, at most [`MAX_SUBSCRIBED_CHUNKS`].
-        chunks: Vec<ChunkKey>,
-    },
-    /// Stop following these chunks.
-    Unsubscribe {
-        /// The chunks.
-        chunks: Vec<ChunkKey>,
-    },
+/// A region: [`REGION_CHUNKS`]³ chunks, the unit of publishing and subscribing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Region {
+    /// Region x (chunk x divided by [`REGION_CHUNKS`], rounded down).
+    pub x: i32,
+    /// Region y.
+    pub y: i32,
+    /// Region z.
+    pub z: i32,
 }
 
-impl ClientMessage {
-    /// Parses and checks a client message (chunk count within [`MAX_SUBSCRIBED_CHUNKS`]).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let message: Self = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let n = match &message {
-            Self::Subscribe { chunks, .. } | Self::Unsubscribe { chunks } => chunks.len(),
-        };
-        if n > MAX_SUBSCRIBED_CHUNKS {
-            return Err(format!(
-                "at most {MAX_SUBSCRIBED_CHUNKS} chunks per subscription, got {n}"
-            ));
+impl Region {
+    /// The region holding `chunk`.
+    pub fn of(chunk: ChunkKey) -> Self {
+        Self {
+            x: chunk.x.div_euclid(REGION_CHUNKS),
+            y: chunk.y.div_euclid(REGION_CHUNKS),
+            z: chunk.z.div_euclid(REGION_CHUNKS),
         }
-        Ok(message)
     }
 }
 
-/// A chunk changed: pushed to every connection following it. On the wire it is a JSON array,
-/// positional to stay small: `[[x,y,z],"<previous>","<version>",seq,index,value,...]`,
-/// ending with `null` when more cubes changed than a message carries (refetch).
+/// The topic `region` of `world` is published on: `cw/<world>/<x>/<y>/<z>` (world ids never
+/// hold `/`, `+` or `#`).
+pub fn region_topic(world: &WorldId, region: Region) -> String {
+    format!(
+        "{TOPIC_ROOT}/{}/{}/{}/{}",
+        world.as_str(),
+        region.x,
+        region.y,
+        region.z
+    )
+}
+
+/// The world and region a change topic names, if it is one.
+pub fn parse_region_topic(topic: &str) -> Option<(WorldId, Region)> {
+    let mut parts = topic.split('/');
+    if parts.next()? != TOPIC_ROOT {
+        return None;
+    }
+    let world = WorldId::new(parts.next()?).ok()?;
+    let mut axis = || parts.next()?.parse::<i32>().ok();
+    let region = Region {
+        x: axis()?,
+        y: axis()?,
+        z: axis()?,
+    };
+    parts.next().is_none().then_some((world, region))
+}
+
+/// The regions covering `chunks`, sorted, without repeats.
+pub fn regions_covering(chunks: &[ChunkKey]) -> Vec<Region> {
+    let mut regions: Vec<Region> = chunks.iter().map(|c| Region::of(*c)).collect();
+    regions.sort_unstable();
+    regions.dedup();
+    regions
+}
+
+/// A chunk changed. On the wire it is a JSON array, positional to stay small:
+/// `[[x,y,z],"<previous>","<version>",from_seq,seq,index,value,...]`, ending with `null` when
+/// more cubes changed than a change carries (refetch).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     /// The chunk.
@@ -75,8 +114,12 @@ pub struct Change {
     pub previous: u64,
     /// Its version after the edit.
     pub version: u64,
-    /// The chunk's write sequence after the edit: grows with each write applied to the chunk
-    /// (it starts again if the store loses the chunk). Orders changes; see the module docs.
+    /// The chunk's write sequence before the change (`seq - 1` for one write; lower when the
+    /// publisher coalesced several writes into this change).
+    pub from_seq: u64,
+    /// The chunk's write sequence after the change: grows by one with each write applied to
+    /// the chunk (it starts again if the store loses the chunk). Orders changes; see the
+    /// module docs.
     pub seq: u64,
     /// The cube edits that turn `previous` into `version`, as (index, value), when at most
     /// [`MAX_EDITS_IN_CHANGE`] cubes changed; `None` otherwise (refetch).
@@ -84,8 +127,8 @@ pub struct Change {
 }
 
 impl Change {
-    /// The change from `before` to `after` of `chunk` (write sequence `seq`), carrying the
-    /// changed cubes when few.
+    /// The change of one write from `before` to `after` of `chunk` (write sequence `seq`
+    /// after it), carrying the changed cubes when few.
     pub fn between(
         chunk: ChunkKey,
         previous: u64,
@@ -102,6 +145,7 @@ impl Change {
                         chunk,
                         previous,
                         version,
+                        from_seq: seq.saturating_sub(1),
                         seq,
                         edits: None,
                     };
@@ -113,48 +157,88 @@ impl Change {
             chunk,
             previous,
             version,
+            from_seq: seq.saturating_sub(1),
             seq,
             edits: Some(edits),
         }
     }
 
-    /// The message text.
+    /// This change followed by `next` (the same chunk's next change) as one: from this one's
+    /// previous version and sequence to `next`'s, with the latest value of every cube either
+    /// changed. Without edits (refetch) when either has none, when the two do not join (`next`
+    /// does not start where this one ends) or when together they change too many cubes.
+    pub fn merge(&mut self, next: &Change) {
+        let joined = next.from_seq == self.seq && next.previous == self.version;
+        self.edits = match (self.edits.take(), &next.edits) {
+            (Some(mut edits), Some(more)) if joined => {
+                for &(index, value) in more {
+                    match edits.iter_mut().find(|(i, _)| *i == index) {
+                        Some(slot) => slot.1 = value,
+                        None => edits.push((index, value)),
+                    }
+                }
+                (edits.len() <= MAX_EDITS_IN_CHANGE).then_some(edits)
+            }
+            _ => None,
+        };
+        self.version = next.version;
+        self.seq = next.seq;
+    }
+
+    /// The change as JSON text.
     pub fn to_text(&self) -> String {
-        let mut out = format!(
-            "[[{},{},{}],\"{}\",\"{}\",{}",
+        let mut out = String::new();
+        self.write_text(&mut out);
+        out
+    }
+
+    /// Appends the change as JSON text to `out`.
+    pub fn write_text(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = write!(
+            out,
+            "[[{},{},{}],\"{}\",\"{}\",{},{}",
             self.chunk.x,
             self.chunk.y,
             self.chunk.z,
             compact(self.previous),
             compact(self.version),
+            self.from_seq,
             self.seq
         );
         match &self.edits {
             Some(edits) => {
                 for (i, v) in edits {
-                    out.push_str(&format!(",{i},{v}"));
+                    let _ = write!(out, ",{i},{v}");
                 }
             }
             None => out.push_str(",null"),
         }
         out.push(']');
-        out
     }
 
-    /// Parses a message text.
+    /// Parses one change's text.
     pub fn parse(text: &str) -> Result<Self, String> {
         let items: Vec<serde_json::Value> =
             serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let bad = || "not a change message".to_string();
-        if items.len() < 4 {
+        Self::from_items(&items)
+    }
+
+    fn from_items(items: &[serde_json::Value]) -> Result<Self, String> {
+        let bad = || "not a change".to_string();
+        if items.len() < 5 {
             return Err(bad());
         }
         let chunk: ChunkKey =
             serde_json::from_value(items[0].clone()).map_err(|e| e.to_string())?;
         let version_at = |i: usize| items[i].as_str().ok_or_else(bad).and_then(uncompact);
         let (previous, version) = (version_at(1)?, version_at(2)?);
-        let seq = items[3].as_u64().ok_or_else(bad)?;
-        let rest = &items[4..];
+        let from_seq = items[3].as_u64().ok_or_else(bad)?;
+        let seq = items[4].as_u64().ok_or_else(bad)?;
+        if from_seq >= seq {
+            return Err(bad());
+        }
+        let rest = &items[5..];
         let edits = if rest.last().is_some_and(|v| v.is_null()) {
             if rest.len() != 1 {
                 return Err(bad());
@@ -182,6 +266,7 @@ impl Change {
             chunk,
             previous,
             version,
+            from_seq,
             seq,
             edits,
         })
@@ -207,6 +292,26 @@ impl Change {
     }
 }
 
+/// The message a region topic carries: the changes of one tick, a JSON array of changes.
+pub fn region_message(changes: &[Change]) -> String {
+    let mut out = String::from("[");
+    for (i, change) in changes.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        change.write_text(&mut out);
+    }
+    out.push(']');
+    out
+}
+
+/// Parses a region topic's message into its changes.
+pub fn parse_region_message(text: &[u8]) -> Result<Vec<Change>, String> {
+    let items: Vec<Vec<serde_json::Value>> =
+        serde_json::from_slice(text).map_err(|e| e.to_string())?;
+    items.iter().map(|c| Change::from_items(c)).collect()
+}
+
 /// A version as 11 characters of unpadded base64url of its 8 little-endian bytes.
 fn compact(v: u64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_le_bytes())
@@ -228,12 +333,12 @@ mod tests {
     use crate::codec::fixtures;
 
     #[test]
-    fn a_single_cube_edit_fits_in_64_bytes() {
+    fn a_single_cube_edit_fits_in_80_bytes() {
         let before = fixtures::terrain();
         let mut after = before.clone();
         after[1234] = 42;
-        // Worst-case versions (all 8 bytes used) and a chunk a few hundred chunks from the origin.
-        // A write sequence of ten digits: ten billion writes to one chunk.
+        // Worst-case versions (all 8 bytes used), a chunk a few hundred chunks from the origin
+        // and a write sequence of ten digits: ten billion writes to one chunk.
         let change = Change::between(
             ChunkKey::new(-312, 4, 977),
             u64::MAX - 1,
@@ -243,8 +348,9 @@ mod tests {
             9_999_999_999,
         );
         let text = change.to_text();
-        assert!(text.len() <= 64, "{} bytes: {text}", text.len());
+        assert!(text.len() <= 80, "{} bytes: {text}", text.len());
         assert_eq!(change.edits.as_deref(), Some(&[(1234, 42)][..]));
+        assert_eq!(change.from_seq, 9_999_999_998);
         assert_eq!(Change::parse(&text).unwrap(), change);
     }
 
@@ -273,41 +379,123 @@ mod tests {
         assert_eq!(big.apply(22, &mut copy), Err(()));
         assert!(big.to_text().ends_with(",null]"));
         assert_eq!(Change::parse(&big.to_text()).unwrap(), big);
-        assert!(Change::parse(r#"[[0,0,0],"AAAAAAAAAAA","AAAAAAAAAAA",1,4096,1]"#).is_err());
-        assert!(Change::parse(r#"[[0,0,0],"AAAAAAAAAAA"]"#).is_err());
-        assert!(
-            Change::parse(r#"[[0,0,0],"AAAAAAAAAAA","AAAAAAAAAAA"]"#).is_err(),
-            "no seq"
-        );
-        assert!(Change::parse(r#"[[0,0,0],"AAAAAAAAAAA","AAAAAAAAAAA",-1,null]"#).is_err());
-        assert!(Change::parse(r#"[[0,0,0],"AAAAAAAAAAA","AAAAAAAAAAA",1,1]"#).is_err());
+        let v = "AAAAAAAAAAA";
+        for bad in [
+            format!(r#"[[0,0,0],"{v}","{v}",0,1,4096,1]"#),
+            format!(r#"[[0,0,0],"{v}"]"#),
+            format!(r#"[[0,0,0],"{v}","{v}",1]"#),
+            format!(r#"[[0,0,0],"{v}","{v}",-1,1,null]"#),
+            format!(r#"[[0,0,0],"{v}","{v}",0,1,1]"#),
+            format!(r#"[[0,0,0],"{v}","{v}",3,3,null]"#),
+        ] {
+            assert!(Change::parse(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
-    fn client_messages_parse_and_are_bounded() {
-        let sub = ClientMessage::parse(
-            r#"{"action":"subscribe","world":"default","chunks":[[0,0,0],[-1,2,3]]}"#,
-        )
-        .unwrap();
+    fn merged_changes_keep_the_last_value_of_each_cube_and_span_both_sequences() {
+        let k = ChunkKey::new(1, 2, 3);
+        let mut first = Change {
+            chunk: k,
+            previous: 10,
+            version: 11,
+            from_seq: 4,
+            seq: 5,
+            edits: Some(vec![(1, 7), (2, 8)]),
+        };
+        let second = Change {
+            chunk: k,
+            previous: 11,
+            version: 10,
+            from_seq: 5,
+            seq: 6,
+            edits: Some(vec![(2, 0), (3, 9)]),
+        };
+        first.merge(&second);
         assert_eq!(
-            sub,
-            ClientMessage::Subscribe {
-                world: WorldId::default(),
-                chunks: vec![ChunkKey::new(0, 0, 0), ChunkKey::new(-1, 2, 3)]
+            first,
+            Change {
+                chunk: k,
+                previous: 10,
+                version: 10,
+                from_seq: 4,
+                seq: 6,
+                edits: Some(vec![(1, 7), (2, 0), (3, 9)]),
             }
         );
-        assert!(ClientMessage::parse(r#"{"action":"unsubscribe","chunks":[]}"#).is_ok());
-        assert!(ClientMessage::parse(r#"{"action":"explode"}"#).is_err());
-        assert!(
-            ClientMessage::parse(r#"{"action":"subscribe","world":"bad id","chunks":[]}"#).is_err()
-        );
-        let many: Vec<String> = (0..=MAX_SUBSCRIBED_CHUNKS)
-            .map(|i| format!("[{i},0,0]"))
-            .collect();
-        let text = format!(
-            r#"{{"action":"subscribe","world":"w","chunks":[{}]}}"#,
-            many.join(",")
-        );
-        assert!(ClientMessage::parse(&text).unwrap_err().contains("at most"));
+        // A change that does not start where the first ends: refetch.
+        let mut a = first.clone();
+        a.merge(&Change {
+            from_seq: 9,
+            seq: 10,
+            previous: 10,
+            ..second.clone()
+        });
+        assert_eq!((a.edits, a.from_seq, a.seq), (None, 4, 10));
+        // Too many cubes between them: refetch.
+        let many = |start: u16| Change {
+            edits: Some((start..start + 40).map(|i| (i, 1)).collect()),
+            ..second.clone()
+        };
+        let mut b = Change {
+            from_seq: 4,
+            seq: 5,
+            previous: 10,
+            version: 11,
+            ..many(0)
+        };
+        b.merge(&many(100));
+        assert_eq!(b.edits, None);
+    }
+
+    #[test]
+    fn region_messages_round_trip_and_topics_name_their_region() {
+        let changes = vec![
+            Change {
+                chunk: ChunkKey::new(-1, 0, 7),
+                previous: 1,
+                version: 2,
+                from_seq: 0,
+                seq: 1,
+                edits: Some(vec![(0, 5)]),
+            },
+            Change {
+                chunk: ChunkKey::new(0, 0, 0),
+                previous: 3,
+                version: 4,
+                from_seq: 2,
+                seq: 9,
+                edits: None,
+            },
+        ];
+        let text = region_message(&changes);
+        assert_eq!(parse_region_message(text.as_bytes()).unwrap(), changes);
+        assert_eq!(parse_region_message(b"[]").unwrap(), vec![]);
+        assert!(parse_region_message(b"[[1]]").is_err());
+        assert!(parse_region_message(b"{}").is_err());
+
+        let world = WorldId::new("w-1.a").unwrap();
+        let region = Region::of(ChunkKey::new(-1, 8, 15));
+        assert_eq!(region, Region { x: -1, y: 1, z: 1 });
+        let topic = region_topic(&world, region);
+        assert_eq!(topic, "cw/w-1.a/-1/1/1");
+        assert_eq!(parse_region_topic(&topic), Some((world, region)));
+        for bad in [
+            "cw/w/1/2",
+            "cw/w/1/2/3/4",
+            "xx/w/1/2/3",
+            "cw/bad id/1/2/3",
+            "cw/w/a/2/3",
+        ] {
+            assert_eq!(parse_region_topic(bad), None, "{bad}");
+        }
+        // A radius-4 neighbourhood anywhere touches at most 8 regions.
+        for centre in [-9, -4, 0, 3, 4, 7, 100] {
+            let chunks: Vec<ChunkKey> = (-4..=4)
+                .flat_map(|x| (-4..=4).flat_map(move |y| (-4..=4).map(move |z| (x, y, z))))
+                .map(|(x, y, z)| ChunkKey::new(centre + x, centre + y, centre + z))
+                .collect();
+            assert!(regions_covering(&chunks).len() <= 8);
+        }
     }
 }

@@ -36,6 +36,9 @@ pub struct FetchedBlob {
     pub version: u64,
     /// Its encoded blob (base64 already removed), or `None` when not modified.
     pub blob: Option<Vec<u8>>,
+    /// Its write sequence (grows by one with every write the store applies; 0 for a chunk
+    /// never written): orders this answer against realtime changes.
+    pub seq: u64,
 }
 
 impl FetchedBlob {
@@ -68,6 +71,9 @@ struct Inner {
     /// same chunk waits for it, so puts apply in the order they were begun.
     put_tails: Mutex<HashMap<(WorldId, ChunkKey), (u64, PutDone)>>,
     next_put: AtomicU64,
+    /// The realtime followers started from this client: each fetch tells them the write
+    /// sequence each chunk was at.
+    followers: Mutex<Vec<std::sync::Weak<crate::realtime::Floors>>>,
 }
 
 /// Resolves when a put has finished (or was dropped).
@@ -95,6 +101,7 @@ impl Client {
                 options,
                 put_tails: Mutex::new(HashMap::new()),
                 next_put: AtomicU64::new(0),
+                followers: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -119,6 +126,17 @@ impl Client {
     /// The token holder shared with the transport (for the realtime connection).
     pub(crate) fn credentials(&self) -> &Arc<Credentials> {
         &self.inner.credentials
+    }
+
+    /// Tells `floors` (a realtime follower's) what every fetch from now on answers.
+    pub(crate) fn register_follower(&self, floors: &Arc<crate::realtime::Floors>) {
+        let mut list = self
+            .inner
+            .followers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        list.retain(|f| f.strong_count() > 0);
+        list.push(Arc::downgrade(floors));
     }
 
     /// Fetches `chunks` of `world`, each with the version the caller already holds (if any).
@@ -169,10 +187,22 @@ impl Client {
         }
         let deadline = Instant::now() + self.inner.options.timeout;
         let batches = fetch_batches(&world, chunks);
-        run_batches(&self.inner, batches, move |inner, query| async move {
+        let fetched = run_batches(&self.inner, batches, move |inner, query| async move {
             inner.transport.fetch_batch(query, deadline).await
         })
-        .await
+        .await?;
+        let followers: Vec<_> = self
+            .inner
+            .followers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect();
+        for floors in followers {
+            floors.record(&world, &fetched);
+        }
+        Ok(fetched)
     }
 
     /// Applies `edits` in `world` and returns the revision of every touched chunk afterwards,

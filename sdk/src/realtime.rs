@@ -1,12 +1,14 @@
-//! The realtime client: one WebSocket connection to the CubeWalk WebSocket API that follows a
-//! set of chunks and queues what the server pushes, for the caller to drain when it likes.
+//! The realtime client: one MQTT connection (MQTT 3.1.1 over WebSocket) to the CubeWalk
+//! broker (AWS IoT Core, or the local gate of `cubewalk-server serve`) that follows a set of
+//! chunks and queues the changes published for them, for the caller to drain when it likes.
 //!
 //! The connection is kept by a background task: it connects with the client's current token
-//! (read afresh for every connect, so [`Client::set_token`] applies to the next one),
-//! subscribes to the followed set (again after every reconnect), reconnects with exponential
-//! backoff and full jitter when the connection drops, and pings so API Gateway's idle timeout
-//! never closes a quiet connection. Nothing is ever called back: events wait in a bounded queue
-//! until [`Realtime::drain`].
+//! (the `token` header of the WebSocket upgrade, read afresh for every connect, so
+//! [`Client::set_token`] applies to the next one), subscribes to the region topics covering the
+//! followed chunks (again after every reconnect), keeps the session alive with MQTT PINGREQ
+//! (which the broker counts) and reconnects with exponential backoff and full jitter when the
+//! connection drops. Nothing is ever called back: events wait in a bounded queue until
+//! [`Realtime::drain`].
 //!
 //! What the caller does with events (the rule that keeps a copy right):
 //! - [`RealtimeEvent::Subscribed`]: the subscription is active; fetch the followed chunks now
@@ -16,17 +18,31 @@
 //!   the change carries edits, apply them (the copy is then at `version`); when the copy is
 //!   already at `version`, nothing to do; otherwise refetch the chunk.
 //! - [`RealtimeEvent::Gap`]: changes may have been missed (the connection was lost, or the
-//!   queue overflowed because nobody drained it): refetch every followed chunk.
+//!   queue overflowed because nobody drained it), or it is time to reconcile (every
+//!   [`RECONCILE_INTERVAL`]): refetch every followed chunk with the versions held.
+//!
+//! Ordering is by each chunk's write sequence, which fetch answers carry too: the client
+//! remembers the sequence of what it last fetched or saw applied for each chunk, drops a change
+//! at or below it (old news, whatever was followed before), keeps a change's edits only when
+//! it starts exactly there, and strips them (refetch) after a gap.
 
 use crate::client::Client;
 use crate::endpoint::parse_realtime_endpoint;
 use crate::error::{Error, Result};
 use crate::token::Credentials;
-use cubewalk_protocol::realtime::{Change, ClientMessage, MAX_SUBSCRIBED_CHUNKS};
+use bytes::BytesMut;
+use cubewalk_protocol::realtime::{
+    parse_region_message, parse_region_topic, region_topic, regions_covering, Change, Region,
+    MAX_FOLLOWED_REGIONS, MAX_SUBSCRIBED_CHUNKS,
+};
 use cubewalk_protocol::{ChunkKey, WorldId};
 use futures_util::StreamExt;
 use rand::Rng;
-use std::collections::{HashMap, VecDeque};
+use rumqttc::mqttbytes::v4::{
+    ConnectReturnCode, Packet, Subscribe, SubscribeFilter, SubscribeReasonCode, Unsubscribe,
+};
+use rumqttc::mqttbytes::QoS;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,8 +55,19 @@ use url::Url;
 
 /// Most events queued before the oldest are dropped for one [`RealtimeEvent::Gap`].
 pub const MAX_QUEUED_EVENTS: usize = 4096;
-/// How often a quiet connection pings (API Gateway closes a connection idle for 10 minutes).
-pub const PING_INTERVAL: Duration = Duration::from_secs(300);
+/// The MQTT keepalive: a PINGREQ goes out when nothing else was sent for this long, and a
+/// connection silent for one and a half times it is given up (IoT Core allows 30 to 1200 s).
+pub const KEEPALIVE: Duration = Duration::from_secs(60);
+/// How often a follower reconciles: one [`RealtimeEvent::Gap`], so the caller refetches the
+/// followed chunks with the versions held (unchanged ones cost a few bytes each).
+pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
+/// Most topic filters in one SUBSCRIBE (AWS IoT Core's limit).
+const FILTERS_PER_SUBSCRIBE: usize = 8;
+/// Largest MQTT packet accepted from the broker (IoT Core's message limit is 128 KB).
+const MAX_PACKET_BYTES: usize = 256 * 1024;
+/// Most chunks whose write sequence is remembered; past it, those no longer followed are
+/// forgotten.
+const MAX_FLOORS: usize = 65_536;
 /// First reconnect delay (before jitter); doubles per failed attempt up to
 /// [`RECONNECT_MAX_DELAY`].
 pub const RECONNECT_BASE_DELAY: Duration = Duration::from_millis(250);
@@ -88,29 +115,54 @@ impl RealtimeState {
     }
 }
 
-/// Keeps out-of-order changes from being applied: per chunk, the highest write sequence seen
-/// on this connection. A change at or below it (delivered late, or after the store lost the
-/// chunk and started counting again) loses its edits, so the caller refetches instead of
-/// applying them to a content that only looks like their "previous" (A → B → A).
+/// Per chunk, the write sequence of the copy the caller holds as far as one follower knows:
+/// set by every fetch answer of its client (exactly: a store that lost the chunk starts
+/// counting again) and moved on by every change let through.
 #[derive(Debug, Default)]
-struct Sequencer {
-    last: HashMap<ChunkKey, u64>,
+pub struct Floors {
+    seqs: Mutex<HashMap<(WorldId, ChunkKey), u64>>,
 }
 
-impl Sequencer {
-    fn admit(&mut self, mut change: Change) -> Change {
-        let last = self.last.entry(change.chunk).or_insert(0);
-        if change.seq <= *last {
-            change.edits = None;
+impl Floors {
+    /// Records what a fetch of `world` answered.
+    pub(crate) fn record(&self, world: &WorldId, fetched: &[crate::client::FetchedBlob]) {
+        let mut seqs = self.seqs.lock().unwrap_or_else(|p| p.into_inner());
+        for f in fetched {
+            seqs.insert((world.clone(), f.key), f.seq);
         }
-        *last = (*last).max(change.seq);
-        change
     }
 
-    /// Forgets chunks no longer followed (bounds the map by the followed set).
-    fn keep_only(&mut self, chunks: &[ChunkKey]) {
-        let followed: std::collections::HashSet<&ChunkKey> = chunks.iter().collect();
-        self.last.retain(|k, _| followed.contains(k));
+    /// What to do with `change` of `world`: `None` to drop it (at or below what is held),
+    /// else the change, with its edits only when it starts exactly at what is held (or
+    /// nothing is known). Moves the floor on to the change's sequence.
+    fn admit(&self, world: &WorldId, mut change: Change) -> Option<Change> {
+        let mut seqs = self.seqs.lock().unwrap_or_else(|p| p.into_inner());
+        let floor = seqs.entry((world.clone(), change.chunk)).or_insert(0);
+        if *floor != 0 {
+            if change.seq <= *floor {
+                return None;
+            }
+            if change.from_seq != *floor {
+                change.edits = None;
+            }
+        }
+        *floor = change.seq;
+        Some(change)
+    }
+
+    /// Whether `change` is still news (a fetch since it was queued may have passed it).
+    fn still_news(&self, world: &WorldId, change: &Change) -> bool {
+        let seqs = self.seqs.lock().unwrap_or_else(|p| p.into_inner());
+        seqs.get(&(world.clone(), change.chunk))
+            .is_none_or(|&floor| change.seq >= floor)
+    }
+
+    /// Bounds the map: past [`MAX_FLOORS`], forgets the chunks not in `followed`.
+    fn prune(&self, world: &WorldId, followed: &HashSet<ChunkKey>) {
+        let mut seqs = self.seqs.lock().unwrap_or_else(|p| p.into_inner());
+        if seqs.len() > MAX_FLOORS {
+            seqs.retain(|(w, k), _| w == world && followed.contains(k));
+        }
     }
 }
 
@@ -153,6 +205,7 @@ pub struct Realtime {
     shared: Arc<EventQueue>,
     followed: watch::Sender<Followed>,
     task: tokio::task::JoinHandle<()>,
+    floors: Arc<Floors>,
 }
 
 impl std::fmt::Debug for Realtime {
@@ -184,6 +237,8 @@ impl Realtime {
         });
         let (followed, watch) = watch::channel(Followed::default());
         let credentials = client.credentials().clone();
+        let floors = Arc::new(Floors::default());
+        client.register_follower(&floors);
         let connection = Connection {
             url,
             tokens: credentials.subscribe(),
@@ -196,13 +251,19 @@ impl Realtime {
             gap_pending: false,
             resend_at: None,
             refusals: 0,
-            sequencer: Sequencer::default(),
+            floors: floors.clone(),
+            subscribed: BTreeSet::new(),
+            pending_acks: HashSet::new(),
+            acked_target: false,
+            next_pkid: 1,
+            inbound: BytesMut::new(),
         };
         let task = tokio::spawn(connection.run());
         Ok(Self {
             shared,
             followed,
             task,
+            floors,
         })
     }
 
@@ -215,6 +276,14 @@ impl Realtime {
                 chunks.len()
             )));
         }
+        let regions = regions_covering(chunks).len();
+        if regions > MAX_FOLLOWED_REGIONS {
+            return Err(Error::InvalidArgument(format!(
+                "the chunks span {regions} regions of {r}x{r}x{r} chunks; at most \
+                 {MAX_FOLLOWED_REGIONS} can be followed (follow a compact neighbourhood)",
+                r = cubewalk_protocol::realtime::REGION_CHUNKS
+            )));
+        }
         self.followed.send_replace(Followed {
             world: Some(world.clone()),
             chunks: chunks.to_vec(),
@@ -225,10 +294,18 @@ impl Realtime {
     /// Takes up to `max` queued events, oldest first, handing each to `take`; stops early
     /// (leaving the event queued) when `take` answers false.
     pub fn drain(&self, max: usize, mut take: impl FnMut(&RealtimeEvent) -> bool) -> usize {
+        let world = self.followed.borrow().world.clone();
         let mut q = self.shared.events.lock().unwrap_or_else(|p| p.into_inner());
         let mut n = 0;
         while n < max {
             let Some(front) = q.front() else { break };
+            // A fetch answered since this change was queued may hold a newer copy already.
+            if let (RealtimeEvent::Changed(change), Some(world)) = (front, &world) {
+                if !self.floors.still_news(world, change) {
+                    q.pop_front();
+                    continue;
+                }
+            }
             if !take(front) {
                 break;
             }
@@ -284,6 +361,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 type Socket = tokio_tungstenite::WebSocketStream<Box<dyn Stream>>;
 
+/// The next packet id (never 0).
+fn bump(pkid: &mut u16) -> u16 {
+    let id = *pkid;
+    *pkid = pkid.wrapping_add(1).max(1);
+    id
+}
+
+async fn send_packet(socket: &mut Socket, packet: Packet) -> bool {
+    use futures_util::SinkExt;
+    let mut out = BytesMut::new();
+    if packet.write(&mut out, MAX_PACKET_BYTES).is_err() {
+        return false;
+    }
+    socket.send(Message::binary(out.freeze())).await.is_ok()
+}
+
 /// Why one connection ended.
 enum Ended {
     /// It may work again later: reconnect.
@@ -328,8 +421,17 @@ struct Connection {
     /// store unavailable, throttled), and how many times in a row that happened.
     resend_at: Option<tokio::time::Instant>,
     refusals: u32,
-    /// Orders this connection's changes per chunk.
-    sequencer: Sequencer,
+    /// The write sequences held, shared with the client's fetches.
+    floors: Arc<Floors>,
+    /// The region topics subscribed on this connection (acknowledged or not).
+    subscribed: BTreeSet<String>,
+    /// Packet ids of SUBSCRIBEs not yet acknowledged.
+    pending_acks: HashSet<u16>,
+    /// Whether the current followed set was acknowledged (and announced).
+    acked_target: bool,
+    next_pkid: u16,
+    /// Bytes of a partly received packet.
+    inbound: BytesMut,
 }
 
 impl Connection {
@@ -342,8 +444,9 @@ impl Connection {
                 Ok(socket) => {
                     self.shared.set_state(RealtimeState::Connected);
                     self.gap_pending = self.ever_subscribed;
-                    // A new connection: the caller refetches everything at its gap anyway.
-                    self.sequencer = Sequencer::default();
+                    self.subscribed.clear();
+                    self.pending_acks.clear();
+                    self.inbound.clear();
                     match self.serve(socket).await {
                         Ended::Stopped => return,
                         Ended::Retry | Ended::Refused(_) => {}
@@ -381,17 +484,20 @@ impl Connection {
         // Marks the current token seen: a replacement from here on wakes a refused wait.
         self.tokens.borrow_and_update();
         let token = self.credentials.current();
+        let (url, tls, credentials) =
+            (self.url.clone(), self.tls.clone(), self.credentials.clone());
+        let timeout = self.connect_timeout;
         let connect = async {
-            let host = self.url.host_str().unwrap_or_default();
-            let port = self.url.port_or_known_default().unwrap_or(443);
+            let host = url.host_str().unwrap_or_default();
+            let port = url.port_or_known_default().unwrap_or(443);
             let tcp = tokio::net::TcpStream::connect((host, port))
                 .await
                 .map_err(|e| format!("cannot reach {host}:{port}: {e}"))?;
             let _ = tcp.set_nodelay(true);
-            let stream: Box<dyn Stream> = if self.url.scheme() == "wss" {
+            let stream: Box<dyn Stream> = if url.scheme() == "wss" {
                 let name = rustls::pki_types::ServerName::try_from(host.to_owned())
                     .map_err(|e| format!("bad host name: {e}"))?;
-                let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+                let tls = tokio_rustls::TlsConnector::from(tls.clone())
                     .connect(name, tcp)
                     .await
                     .map_err(|e| format!("TLS with {host}: {e}"))?;
@@ -399,14 +505,17 @@ impl Connection {
             } else {
                 Box::new(tcp)
             };
-            let mut request = self
-                .url
+            let mut request = url
                 .as_str()
                 .into_client_request()
                 .map_err(|e| format!("bad request: {e}"))?;
             request
                 .headers_mut()
                 .insert("token", token.header().clone());
+            request.headers_mut().insert(
+                "sec-websocket-protocol",
+                http::HeaderValue::from_static("mqtt"),
+            );
             let config = WebSocketConfig::default()
                 .max_message_size(Some(1 << 20))
                 .max_frame_size(Some(1 << 20));
@@ -415,7 +524,7 @@ impl Connection {
                 .map(|(socket, _)| socket)
                 .map_err(|e| match e {
                     tungstenite::Error::Http(r) => match r.status().as_u16() {
-                        401 if !self.credentials.is_current(&token) => {
+                        401 if !credentials.is_current(&token) => {
                             // Replaced while connecting: the next attempt sends the new one.
                             Refusal::Stale
                         }
@@ -434,7 +543,12 @@ impl Connection {
                     other => Refusal::Other(format!("WebSocket handshake: {other}")),
                 })
         };
-        match tokio::time::timeout(self.connect_timeout, connect).await {
+        let connect = async {
+            let mut socket = connect.await?;
+            self.mqtt_connect(&mut socket).await?;
+            Ok(socket)
+        };
+        match tokio::time::timeout(timeout, connect).await {
             Ok(Ok(socket)) => {
                 token.mark_worked();
                 Ok(socket)
@@ -455,13 +569,71 @@ impl Connection {
         }
     }
 
+    /// Sends CONNECT and reads CONNACK (a refusal there is a refused token).
+    async fn mqtt_connect(&mut self, socket: &mut Socket) -> std::result::Result<(), Refusal> {
+        let id = format!(
+            "cw-{:016x}{:016x}",
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        );
+        let mut connect = rumqttc::mqttbytes::v4::Connect::new(id);
+        connect.keep_alive = KEEPALIVE.as_secs() as u16;
+        connect.clean_session = true;
+        if !send_packet(socket, Packet::Connect(connect)).await {
+            return Err(Refusal::Other("MQTT connect: connection lost".into()));
+        }
+        match self.next_packet(socket).await {
+            Some(Packet::ConnAck(ack)) => match ack.code {
+                ConnectReturnCode::Success => Ok(()),
+                ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword => {
+                    Err(Refusal::Refused(
+                        RealtimeState::Refused,
+                        "refused: the broker did not authorize the token".into(),
+                    ))
+                }
+                other => Err(Refusal::Other(format!("MQTT connect refused: {other:?}"))),
+            },
+            Some(other) => Err(Refusal::Other(format!(
+                "MQTT: expected CONNACK, got {other:?}"
+            ))),
+            None => Err(Refusal::Other("MQTT connect: connection lost".into())),
+        }
+    }
+
+    /// The next whole packet from the broker; `None` when the connection ended or sent
+    /// something that is not MQTT.
+    async fn next_packet(&mut self, socket: &mut Socket) -> Option<Packet> {
+        loop {
+            match Packet::read(&mut self.inbound, MAX_PACKET_BYTES) {
+                Ok(p) => return Some(p),
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
+                Err(e) => {
+                    self.shared
+                        .fail(format!("realtime: unreadable packet: {e}"));
+                    return None;
+                }
+            }
+            match socket.next().await {
+                Some(Ok(Message::Binary(b))) => self.inbound.extend_from_slice(&b),
+                Some(Ok(Message::Close(_))) | None => return None,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    self.shared.fail(format!("realtime connection lost: {e}"));
+                    return None;
+                }
+            }
+        }
+    }
+
     /// Runs one open connection until it ends.
     async fn serve(&mut self, mut socket: Socket) -> Ended {
-        use futures_util::SinkExt;
         // Subscribe to the current set at once (the watch may not change again).
         self.followed.mark_changed();
-        let mut ping = tokio::time::interval(PING_INTERVAL);
+        let mut ping = tokio::time::interval(KEEPALIVE);
         ping.tick().await;
+        let mut reconcile = tokio::time::interval(RECONCILE_INTERVAL);
+        reconcile.tick().await;
+        let mut heard = tokio::time::Instant::now();
         self.resend_at = None;
         loop {
             let resend = self.resend_at;
@@ -471,100 +643,188 @@ impl Connection {
                     None => std::future::pending().await,
                 }
             };
+            // Whole packets already buffered go first.
+            loop {
+                match Packet::read(&mut self.inbound, MAX_PACKET_BYTES) {
+                    Ok(packet) => self.receive(packet),
+                    Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => break,
+                    Err(e) => {
+                        self.shared
+                            .fail(format!("realtime: unreadable packet: {e}"));
+                        return Ended::Retry;
+                    }
+                }
+            }
             tokio::select! {
                 changed = self.followed.changed() => {
                     if changed.is_err() {
                         // The Realtime handle is gone.
+                        let _ = send_packet(&mut socket, Packet::Disconnect).await;
                         let _ = socket.close(None).await;
                         return Ended::Stopped;
                     }
-                    let followed = self.followed.borrow_and_update().chunks.clone();
-                    self.sequencer.keep_only(&followed);
+                    self.followed.borrow_and_update();
+                    self.acked_target = false;
                     if !self.subscribe(&mut socket).await {
                         return Ended::Retry;
                     }
                 }
                 _ = resend_due => {
                     self.resend_at = None;
+                    self.subscribed.clear();
                     if !self.subscribe(&mut socket).await {
                         return Ended::Retry;
                     }
                 }
                 _ = ping.tick() => {
-                    if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    if heard.elapsed() > KEEPALIVE.mul_f32(1.5) + KEEPALIVE {
+                        self.shared.fail("realtime: the broker stopped answering".into());
+                        return Ended::Retry;
+                    }
+                    if !send_packet(&mut socket, Packet::PingReq).await {
                         return Ended::Retry;
                     }
                 }
+                _ = reconcile.tick() => {
+                    if self.acked_target {
+                        self.shared.push(RealtimeEvent::Gap);
+                    }
+                }
                 frame = socket.next() => {
-                    let text = match frame {
-                        Some(Ok(Message::Text(t))) => t,
+                    heard = tokio::time::Instant::now();
+                    match frame {
+                        Some(Ok(Message::Binary(b))) => {
+                            if self.inbound.len() + b.len() > 2 * MAX_PACKET_BYTES {
+                                self.shared.fail("realtime: packet too large".into());
+                                return Ended::Retry;
+                            }
+                            self.inbound.extend_from_slice(&b);
+                        }
                         Some(Ok(Message::Close(_))) | None => return Ended::Retry,
-                        Some(Ok(_)) => continue,
+                        Some(Ok(_)) => {}
                         Some(Err(e)) => {
                             self.shared.fail(format!("realtime connection lost: {e}"));
                             return Ended::Retry;
                         }
-                    };
-                    self.receive(text.as_str());
+                    }
                 }
             }
         }
     }
 
-    /// Sends the followed set; false when the connection is gone.
+    /// Brings the subscriptions to the followed set's regions: UNSUBSCRIBE what is no longer
+    /// needed, SUBSCRIBE (8 filters at a time) what is new; when nothing is left to
+    /// acknowledge, the set is announced. False when the connection is gone.
     async fn subscribe(&mut self, socket: &mut Socket) -> bool {
-        use futures_util::SinkExt;
         let followed = self.followed.borrow().clone();
         let Some(world) = followed.world else {
             return true;
         };
-        let text = serde_json::to_string(&ClientMessage::Subscribe {
-            world,
-            chunks: followed.chunks,
-        })
-        .unwrap_or_default();
-        socket.send(Message::text(text)).await.is_ok()
+        let wanted: BTreeSet<String> = regions_covering(&followed.chunks)
+            .into_iter()
+            .map(|r: Region| region_topic(&world, r))
+            .collect();
+        let chunks: HashSet<ChunkKey> = followed.chunks.iter().copied().collect();
+        self.floors.prune(&world, &chunks);
+        let gone: Vec<String> = self.subscribed.difference(&wanted).cloned().collect();
+        let new: Vec<String> = wanted.difference(&self.subscribed).cloned().collect();
+        if !gone.is_empty() {
+            let mut packet = Unsubscribe::new(gone[0].clone());
+            packet.topics = gone.clone();
+            packet.pkid = bump(&mut self.next_pkid);
+            if !send_packet(socket, Packet::Unsubscribe(packet)).await {
+                return false;
+            }
+        }
+        for batch in new.chunks(FILTERS_PER_SUBSCRIBE) {
+            let filters = batch
+                .iter()
+                .map(|t| SubscribeFilter::new(t.clone(), QoS::AtMostOnce))
+                .collect();
+            let pkid = bump(&mut self.next_pkid);
+            let packet = Subscribe { pkid, filters };
+            self.pending_acks.insert(pkid);
+            if !send_packet(socket, Packet::Subscribe(packet)).await {
+                return false;
+            }
+        }
+        self.subscribed = wanted;
+        self.announce_if_acked();
+        true
     }
 
-    fn receive(&mut self, text: &str) {
-        if text.starts_with('[') {
-            match Change::parse(text) {
-                Ok(change) => {
-                    let change = self.sequencer.admit(change);
-                    self.shared.push(RealtimeEvent::Changed(change));
-                }
-                Err(e) => self.shared.fail(format!("unreadable change message: {e}")),
-            }
+    /// Once every SUBSCRIBE was acknowledged: the subscription is in place.
+    fn announce_if_acked(&mut self) {
+        if !self.pending_acks.is_empty() || self.acked_target {
             return;
         }
-        let answer: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-        if answer.get("subscribed").is_some() {
-            // The first acknowledgement of a connection after an earlier one was subscribed
-            // closes a window in which changes were not delivered.
-            let event = if self.gap_pending {
-                RealtimeEvent::Gap
-            } else {
-                RealtimeEvent::Subscribed
-            };
-            self.gap_pending = false;
-            self.ever_subscribed = true;
-            self.refusals = 0;
-            self.shared.push(event);
-        } else if answer.get("unsubscribed").is_none() {
-            // An error answer (ours, or API Gateway's own such as a throttled or failed
-            // route): the subscription may not be in place, so send it again after a
-            // backoff. No event until it is acknowledged, so the caller keeps polling.
-            let answer = text.chars().take(300).collect::<String>();
-            self.shared.fail(
-                self.credentials
-                    .current()
-                    .scrub(format!("realtime server answered: {answer}")),
-            );
-            self.refusals = self.refusals.saturating_add(1);
-            let delay = RECONNECT_BASE_DELAY
-                .saturating_mul(1 << self.refusals.min(16))
-                .min(RECONNECT_MAX_DELAY);
-            self.resend_at = Some(tokio::time::Instant::now() + delay);
+        // The first acknowledgement of a connection after an earlier one was subscribed
+        // closes a window in which changes were not delivered.
+        let event = if self.gap_pending {
+            RealtimeEvent::Gap
+        } else {
+            RealtimeEvent::Subscribed
+        };
+        self.gap_pending = false;
+        self.ever_subscribed = true;
+        self.acked_target = true;
+        self.refusals = 0;
+        self.shared.push(event);
+    }
+
+    fn receive(&mut self, packet: Packet) {
+        match packet {
+            Packet::Publish(publish) => {
+                let Some((world, _)) = parse_region_topic(&publish.topic) else {
+                    return;
+                };
+                let followed = self.followed.borrow().clone();
+                if followed.world.as_ref() != Some(&world) {
+                    return;
+                }
+                let changes = match parse_region_message(&publish.payload) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.shared.fail(format!("unreadable change message: {e}"));
+                        return;
+                    }
+                };
+                for change in changes {
+                    if !followed.chunks.contains(&change.chunk) {
+                        continue;
+                    }
+                    if let Some(change) = self.floors.admit(&world, change) {
+                        self.shared.push(RealtimeEvent::Changed(change));
+                    }
+                }
+            }
+            Packet::SubAck(ack) => {
+                if !self.pending_acks.remove(&ack.pkid) {
+                    return;
+                }
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| *c == SubscribeReasonCode::Failure)
+                {
+                    // Not allowed (a token without the world), or the broker could not: try
+                    // again after a backoff; no event until it is in place.
+                    self.shared.fail(
+                        "realtime: the broker refused the subscription (does the token allow \
+                         this world?)"
+                            .into(),
+                    );
+                    self.refusals = self.refusals.saturating_add(1);
+                    let delay = RECONNECT_BASE_DELAY
+                        .saturating_mul(1 << self.refusals.min(16))
+                        .min(RECONNECT_MAX_DELAY);
+                    self.resend_at = Some(tokio::time::Instant::now() + delay);
+                    self.pending_acks.clear();
+                    return;
+                }
+                self.announce_if_acked();
+            }
+            _ => {}
         }
     }
 }
@@ -573,32 +833,62 @@ impl Connection {
 mod tests {
     use super::*;
 
-    fn change(seq: u64, previous: u64, version: u64) -> Change {
-        Change {
-            chunk: ChunkKey::new(0, 0, 0),
+    #[test]
+    fn changes_are_ordered_by_write_sequence_against_fetches_and_each_other() {
+        let floors = Floors::default();
+        let w = WorldId::default();
+        let k = ChunkKey::new(0, 0, 0);
+        let change = |from_seq: u64, seq: u64, previous: u64, version: u64| Change {
+            chunk: k,
             previous,
             version,
+            from_seq,
             seq,
             edits: Some(vec![(1, 1)]),
-        }
-    }
-
-    #[test]
-    fn changes_out_of_order_lose_their_edits_so_an_a_b_a_edit_cannot_mislead() {
-        // A (version 1) -> B (2) -> A (1 again): the second change arrives first.
-        let mut s = Sequencer::default();
-        let late_first = s.admit(change(3, 2, 1));
-        assert!(late_first.edits.is_some());
-        // The earlier change names "previous" 1, which the follower (at A) seems to hold:
-        // applying it would leave B on screen while the world holds A.
-        let early_second = s.admit(change(2, 1, 2));
-        assert_eq!(early_second.edits, None, "refetch, not apply");
-        // In order again afterwards.
-        assert!(s.admit(change(4, 1, 5)).edits.is_some());
-        // A duplicate never applies twice.
-        assert_eq!(s.admit(change(4, 1, 5)).edits, None);
-        s.keep_only(&[]);
-        assert!(s.last.is_empty());
+        };
+        // Nothing known: the change goes through as it is.
+        assert!(floors
+            .admit(&w, change(2, 3, 1, 2))
+            .unwrap()
+            .edits
+            .is_some());
+        // A (seq 3, version 1) -> B (4) -> A (5, version 1 again), the B change arriving last:
+        // it is old news and dropped, never applied to the A that only looks like its previous.
+        assert!(
+            floors
+                .admit(&w, change(4, 5, 2, 1))
+                .unwrap()
+                .edits
+                .is_none(),
+            "a gap: refetch"
+        );
+        assert!(
+            floors.admit(&w, change(3, 4, 1, 2)).is_none(),
+            "older than what is held"
+        );
+        // A fetch answering seq 9 makes everything up to 9 old news, queued or not.
+        let fetched = crate::client::FetchedBlob {
+            key: k,
+            version: 7,
+            blob: None,
+            seq: 9,
+        };
+        floors.record(&w, &[fetched.clone()]);
+        assert!(!floors.still_news(&w, &change(7, 8, 1, 2)));
+        assert!(floors.admit(&w, change(8, 9, 1, 7)).is_none());
+        assert!(floors
+            .admit(&w, change(9, 10, 7, 8))
+            .unwrap()
+            .edits
+            .is_some());
+        assert!(floors.still_news(&w, &change(9, 10, 7, 8)));
+        // A store that lost the chunk counts again from 1: the fetch says so exactly.
+        floors.record(&w, &[crate::client::FetchedBlob { seq: 1, ..fetched }]);
+        assert!(floors
+            .admit(&w, change(1, 2, 0, 5))
+            .unwrap()
+            .edits
+            .is_some());
     }
 
     #[test]

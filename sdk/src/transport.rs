@@ -128,6 +128,7 @@ impl Transport {
             out.push(FetchedBlob {
                 key: *key,
                 version: entry.version,
+                seq: entry.seq,
                 blob,
             });
         }

@@ -206,14 +206,15 @@ async fn notify(
     applied: Applied,
 ) {
     if let Some(notifier) = notifier {
-        let changes = changes(&[(chunk, edits)], &[applied]);
-        let report = notifier.notify(world, &changes).await;
-        tracing::info!(?report, "rollback notified");
+        notifier
+            .notify(world, changes(&[(chunk, edits)], &[applied]))
+            .await;
     }
 }
 
-/// Bans or unbans `player`; a ban also closes the realtime connections they hold (through
-/// `notifier`'s delivery) and answers how many were closed.
+/// Bans or unbans `player`; a ban also closes the realtime sessions they hold where this
+/// process knows them (the local gate's) and answers how many were closed. (IoT Core re-runs
+/// the broker authorizer, which refuses a banned player, within its refresh interval.)
 pub async fn set_banned(
     store: &dyn ChunkStore,
     notifier: Option<&Notifier>,
@@ -221,16 +222,11 @@ pub async fn set_banned(
     banned: bool,
 ) -> Result<usize, StoreError> {
     store.set_banned(player, banned).await?;
-    let Some(notifier) = notifier.filter(|_| banned) else {
-        return Ok(0);
-    };
-    let mut closed = 0;
-    for connection in notifier.index.connections_of(player).await? {
-        match notifier.delivery.close(&connection).await {
-            Ok(()) => closed += 1,
-            Err(e) => tracing::warn!(error = ?e, "closing a banned player's connection failed"),
-        }
-        notifier.index.disconnect(&connection).await?;
+    match notifier
+        .and_then(|n| n.sessions.as_ref())
+        .filter(|_| banned)
+    {
+        Some(sessions) => Ok(sessions.close_player(player).await),
+        None => Ok(0),
     }
-    Ok(closed)
 }

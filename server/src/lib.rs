@@ -8,13 +8,16 @@
 //!   and the local gateway are thin shells around the same code.
 //! - [`https`]: the small HTTPS client of the few outgoing calls (Secrets Manager, an OpenID
 //!   Connect issuer's keys).
-//! - [`realtime`]: the WebSocket API's handler, its subscription index (memory and Redis) and
-//!   the change notifications a put sends through the API Gateway Management API.
+//! - [`realtime`]: changes published to followers through an MQTT broker, coalesced per region
+//!   per tick, off the put path (AWS IoT Core deployed; an embedded broker in `serve`).
 //! - [`sigv4`]: AWS API calls signed with SigV4 over [`https`], without an AWS SDK client.
-//! - `gateway` (feature `local-gateway`, on by default): a local API Gateway (REST and
-//!   WebSocket) that runs every handler in one process. The Lambda binaries build without it.
+//! - `gateway` and `broker` (feature `local-gateway`, on by default): a local API Gateway (REST)
+//!   and an MQTT broker behind a gate that acts as IoT Core's, running every handler in one
+//!   process. The Lambda binaries build without them.
 
 pub mod admin;
+#[cfg(feature = "local-gateway")]
+pub mod broker;
 #[cfg(feature = "local-gateway")]
 pub mod gateway;
 pub mod handlers;

@@ -6,14 +6,14 @@ mod admin_cli;
 
 use clap::{Parser, Subcommand};
 use cubewalk_protocol::WorldId;
-use cubewalk_server::gateway::{self, GatewayConfig, TokenAuthorizer};
+use cubewalk_server::gateway::{self, GatewayConfig, MqttGate, RealtimeRoutes, TokenAuthorizer};
 use cubewalk_server::handlers::login::{self, LoginConfig};
 use cubewalk_server::identity::keys::default_key_path;
 use cubewalk_server::identity::token::issue;
 use cubewalk_server::identity::{
     Claims, OidcConfig, OidcIssuer, PublicKeys, Role, SigningKey, TokenSet, Verifier,
 };
-use cubewalk_server::realtime::{MemorySubscriptions, Subscriptions};
+use cubewalk_server::realtime::{channel, run_publisher, BrokerAddress, MqttPublisher, Notifier};
 use cubewalk_server::seed;
 use cubewalk_server::store::{ChunkStore, MemoryStore, RedisStore, RedisStoreConfig};
 use rand::distr::{Alphanumeric, SampleString};
@@ -165,6 +165,11 @@ struct ServeArgs {
     #[arg(long, env = "CUBEWALK_SEED_RADIUS", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(0..=i64::from(seed::MAX_SEED_RADIUS)))]
     seed_radius: u32,
+    /// An MQTT broker to publish changes through and to put the gate in front of
+    /// (`mqtt://[user:password@]host:port`, MQTT 3.1.1 over TCP, e.g. Mosquitto); without
+    /// it, an embedded broker on a loopback port.
+    #[arg(long, env = "CUBEWALK_BROKER_URL", hide_env_values = true)]
+    broker: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -295,32 +300,52 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         static_tokens,
         issuer,
     };
-    let (store, index, store_name): (Arc<dyn ChunkStore>, Arc<dyn Subscriptions>, String) =
-        match &args.redis {
-            Some(url) => {
-                let mut config = RedisStoreConfig::new(url.clone());
-                config.cluster = args.redis_cluster;
-                if let Some(path) = &args.redis_ca_file {
-                    config.ca_pem = Some(
-                        std::fs::read(path)
-                            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-                    );
-                }
-                let store = RedisStore::open(&config).await.map_err(|e| e.to_string())?;
-                let mode = if config.cluster {
-                    "Redis Cluster"
-                } else {
-                    "Redis"
-                };
-                let store = Arc::new(store);
-                (store.clone(), store, mode.to_string())
+    let (store, store_name): (Arc<dyn ChunkStore>, String) = match &args.redis {
+        Some(url) => {
+            let mut config = RedisStoreConfig::new(url.clone());
+            config.cluster = args.redis_cluster;
+            if let Some(path) = &args.redis_ca_file {
+                config.ca_pem = Some(
+                    std::fs::read(path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+                );
             }
-            None => (
-                Arc::new(MemoryStore::new()),
-                Arc::new(MemorySubscriptions::new()),
-                "embedded (in memory; gone when this process stops)".into(),
-            ),
-        };
+            let store = RedisStore::open(&config).await.map_err(|e| e.to_string())?;
+            let mode = if config.cluster {
+                "Redis Cluster"
+            } else {
+                "Redis"
+            };
+            (Arc::new(store), mode.to_string())
+        }
+        None => (
+            Arc::new(MemoryStore::new()),
+            "embedded (in memory; gone when this process stops)".into(),
+        ),
+    };
+    // Realtime: an MQTT broker (embedded unless one is named), the publisher that sends it
+    // what puts change, and the gate players follow through.
+    let (broker, broker_name) = match &args.broker {
+        Some(url) => (
+            BrokerAddress::parse(url)?,
+            format!("{:?}", BrokerAddress::parse(url)?),
+        ),
+        None => (
+            cubewalk_server::broker::start_embedded().await?,
+            "embedded (rumqttd)".to_string(),
+        ),
+    };
+    let (sink, queue) = channel();
+    let publisher = Arc::new(MqttPublisher::start(&broker));
+    tokio::spawn(run_publisher(queue, publisher, None, Default::default()));
+    let gate = Arc::new(MqttGate::new(broker, verifier.clone(), store.clone()));
+    let realtime = RealtimeRoutes {
+        notifier: Notifier {
+            sink,
+            sessions: Some(gate.sessions()),
+        },
+        gate: Some(gate),
+    };
     let seeded = if args.seed_radius > 0 {
         seed::seed_spawn(store.as_ref(), &WorldId::default(), args.seed_radius)
             .await
@@ -343,19 +368,23 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             header_timeout: Duration::from_secs(args.header_timeout),
             ..defaults.connections.clone()
         },
-        management_endpoint: Some(format!("http://{addr}/{}", args.stage)),
         limits: cubewalk_server::store::PlayerLimits::from_env()?,
         login: Some(Arc::new(login)),
         ..defaults
     };
     let limits = config.connections.clone();
-    let app = gateway::router(config, Arc::new(TokenAuthorizer(verifier)), store, index);
+    let app = gateway::router(
+        config,
+        Arc::new(TokenAuthorizer(verifier)),
+        store,
+        Some(realtime),
+    );
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "listening on a non-loopback address: reachable from the network");
     }
     let url = format!("http://{addr}/{}/cubewalkblocks", args.stage);
     println!("CubeWalk local gateway listening on {url}");
-    println!("realtime (WebSocket): ws://{addr}/{}", args.stage);
+    println!("realtime (MQTT over WebSocket): ws://{addr}/mqtt (broker: {broker_name})");
     println!("store: {store_name}");
     if args.seed_radius > 0 {
         let r = args.seed_radius;

@@ -1,7 +1,10 @@
 //! The local gateway started inside the test process on a free port.
 
-use cubewalk_server::gateway::{self, Authorizer, GatewayConfig};
-use cubewalk_server::realtime::{MemorySubscriptions, Subscriptions};
+use cubewalk_server::gateway::{
+    self, Authorizer, GatewayConfig, MqttGate, RealtimeRoutes, TokenAuthorizer,
+};
+use cubewalk_server::identity::Verifier;
+use cubewalk_server::realtime::{channel, run_publisher, BrokerAddress, MqttPublisher, Notifier};
 use cubewalk_server::store::ChunkStore;
 use std::sync::Arc;
 
@@ -26,8 +29,7 @@ impl TestGateway {
     }
 
     /// As [`TestGateway::start`], making the store inside the gateway's runtime (a Redis
-    /// store's connection tasks must live on the runtime that serves it); the subscription
-    /// index is in memory.
+    /// store's connection tasks must live on the runtime that serves it); no realtime.
     pub fn start_with<F, Fut>(
         config: GatewayConfig,
         authorizer: Arc<dyn Authorizer>,
@@ -37,48 +39,72 @@ impl TestGateway {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Arc<dyn ChunkStore>>,
     {
-        Self::start_full(config, authorizer, move || async move {
-            let index: Arc<dyn Subscriptions> = Arc::new(MemorySubscriptions::new());
-            (make_store().await, index)
-        })
+        Self::launch(0, config, authorizer, None, make_store)
     }
 
-    /// As [`TestGateway::start_with`], making both the store and the subscription index.
-    /// Puts notify subscribers through the gateway's own `@connections` endpoint unless
-    /// `config.management_endpoint` says otherwise.
-    pub fn start_full<F, Fut>(
+    /// A gateway with realtime, as `serve` runs it: the token authorizer of `verifier`, an
+    /// MQTT broker (`broker`, or an embedded one), the publisher and the gate at `/mqtt`, on
+    /// loopback port `port` (0: a free one; a fixed one restarts a stopped gateway where its
+    /// clients expect it).
+    pub fn start_realtime_at<F, Fut>(
+        port: u16,
+        config: GatewayConfig,
+        verifier: Verifier,
+        broker: Option<BrokerAddress>,
+        make_store: F,
+    ) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Arc<dyn ChunkStore>>,
+    {
+        let authorizer = Arc::new(TokenAuthorizer(verifier.clone()));
+        Self::launch(
+            port,
+            config,
+            authorizer,
+            Some((verifier, broker)),
+            make_store,
+        )
+    }
+
+    fn launch<F, Fut>(
+        port: u16,
         config: GatewayConfig,
         authorizer: Arc<dyn Authorizer>,
-        make_backends: F,
+        realtime: Option<(Verifier, Option<BrokerAddress>)>,
+        make_store: F,
     ) -> Self
     where
         F: FnOnce() -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = (Arc<dyn ChunkStore>, Arc<dyn Subscriptions>)>,
-    {
-        Self::start_full_at(0, config, authorizer, make_backends)
-    }
-
-    /// As [`TestGateway::start_full`] on loopback port `port` (0: a free one), to restart a
-    /// stopped gateway where its clients expect it.
-    pub fn start_full_at<F, Fut>(
-        port: u16,
-        mut config: GatewayConfig,
-        authorizer: Arc<dyn Authorizer>,
-        make_backends: F,
-    ) -> Self
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = (Arc<dyn ChunkStore>, Arc<dyn Subscriptions>)>,
+        Fut: std::future::Future<Output = Arc<dyn ChunkStore>>,
     {
         let (addr, stop_tx, thread) =
             crate::serve_on_thread_at(port, move |listener, stop_rx| async move {
-                let (store, index) = make_backends().await;
-                if config.management_endpoint.is_none() {
-                    let addr = listener.local_addr().expect("bound");
-                    config.management_endpoint = Some(format!("http://{addr}/{}", config.stage));
-                }
+                let store = make_store().await;
+                let routes = match realtime {
+                    Some((verifier, broker)) => {
+                        let broker = match broker {
+                            Some(b) => b,
+                            None => cubewalk_server::broker::start_embedded()
+                                .await
+                                .expect("embedded broker"),
+                        };
+                        let (sink, queue) = channel();
+                        let publisher = Arc::new(MqttPublisher::start(&broker));
+                        tokio::spawn(run_publisher(queue, publisher, None, Default::default()));
+                        let gate = Arc::new(MqttGate::new(broker, verifier, store.clone()));
+                        Some(RealtimeRoutes {
+                            notifier: Notifier {
+                                sink,
+                                sessions: Some(gate.sessions()),
+                            },
+                            gate: Some(gate),
+                        })
+                    }
+                    None => None,
+                };
                 let limits = config.connections.clone();
-                let app = gateway::router(config, authorizer, store, index);
+                let app = gateway::router(config, authorizer, store, routes);
                 gateway::serve(listener, app, limits, async {
                     let _ = stop_rx.await;
                 })
@@ -98,9 +124,9 @@ impl TestGateway {
         format!("{}/prod/cubewalkblocks", self.base)
     }
 
-    /// The WebSocket API's URL under stage `prod`.
+    /// The realtime (MQTT over WebSocket) URL.
     pub fn realtime_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/prod", self.port)
+        format!("ws://127.0.0.1:{}/mqtt", self.port)
     }
 }
 

@@ -3,9 +3,8 @@
 
 use cubewalk::ffi::*;
 use cubewalk::Status;
-use cubewalk_server::gateway::{GatewayConfig, TokenAuthorizer};
+use cubewalk_server::gateway::GatewayConfig;
 use cubewalk_server::identity::TokenSet;
-use cubewalk_server::realtime::{MemorySubscriptions, Subscriptions};
 use cubewalk_server::store::{ChunkStore, MemoryStore, PlayerLimits, RedisStore, RedisStoreConfig};
 pub use cubewalk_testkit::{RedisCluster, RedisServer, TestGateway};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -98,9 +97,11 @@ impl Stack {
             },
             ..GatewayConfig::default()
         };
-        let gateway = TestGateway::start_full(
+        let gateway = TestGateway::start_realtime_at(
+            0,
             config,
-            Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]).into())),
+            TokenSet::new([TOKEN]).into(),
+            None,
             move || async move { backends(redis).await },
         );
         Self { gateway, backend }
@@ -111,32 +112,25 @@ impl Stack {
         self.gateway.blocks_url()
     }
 
-    /// The realtime (WebSocket) endpoint to give `cw_realtime_start`.
+    /// The realtime (MQTT over WebSocket) endpoint to give `cw_realtime_start`.
     pub fn realtime_endpoint(&self) -> String {
         self.gateway.realtime_url()
     }
 }
 
-/// The store and subscription index of a gateway: both in memory, or both in the Redis at
-/// `redis` (`(url, cluster mode)`), as the Lambdas keep them.
-pub async fn backends(
-    redis: Option<(String, bool)>,
-) -> (Arc<dyn ChunkStore>, Arc<dyn Subscriptions>) {
+/// The store of a gateway: in memory, or in the Redis at `redis` (`(url, cluster mode)`), as
+/// the Lambdas keep it.
+pub async fn backends(redis: Option<(String, bool)>) -> Arc<dyn ChunkStore> {
     match redis {
-        None => (
-            Arc::new(MemoryStore::new()),
-            Arc::new(MemorySubscriptions::new()),
-        ),
+        None => Arc::new(MemoryStore::new()),
         Some((url, cluster)) => {
             let mut config = RedisStoreConfig::new(url);
             config.cluster = cluster;
-            let store = Arc::new(if cluster {
+            Arc::new(if cluster {
                 RedisStore::connect(&config).await.unwrap()
             } else {
                 RedisStore::connect_lazy(&config).unwrap()
-            });
-            let index: Arc<dyn Subscriptions> = store.clone();
-            (store, index)
+            })
         }
     }
 }

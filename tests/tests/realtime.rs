@@ -1,7 +1,7 @@
-//! Realtime through the C ABI and the Rust API against the local gateway's WebSocket API:
-//! a follower's copy kept right by other clients' puts (memory, Redis and Redis Cluster
-//! backends), 100 subscribers, a wrong token refused at connect, reconnect after the gateway
-//! restarts with the gap reported, gone connections cleaned up, hostile arguments.
+//! Realtime through the C ABI and the Rust API against the local gateway's MQTT gate and
+//! broker: a follower's copy kept right by other clients' puts (memory, Redis and Redis
+//! Cluster backends), 100 subscribers, a wrong token refused at connect, reconnect after the
+//! gateway restarts with the gap reported, hostile arguments.
 
 use cubewalk::ffi::realtime::*;
 use cubewalk::ffi::types::*;
@@ -9,9 +9,8 @@ use cubewalk::ffi::*;
 use cubewalk::realtime::{Realtime, RealtimeEvent, RealtimeState};
 use cubewalk::{ChunkEdit, ChunkKey, Client, ClientOptions, Status};
 use cubewalk_e2e::*;
-use cubewalk_server::gateway::{GatewayConfig, TokenAuthorizer};
+use cubewalk_server::gateway::GatewayConfig;
 use cubewalk_server::identity::TokenSet;
-use cubewalk_server::realtime::{MemorySubscriptions, Subscriptions};
 use cubewalk_server::store::{ChunkStore, MemoryStore};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -199,8 +198,9 @@ fn followers_copy_matches_a_fresh_fetch(stack: &Stack) {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    // Puts within one tick reach followers as one coalesced change per chunk.
     assert!(
-        copy.applied >= 3,
+        copy.applied >= 1,
         "small changes applied in place: {}",
         copy.applied
     );
@@ -254,17 +254,14 @@ fn a_wrong_token_is_refused_at_connect_and_not_retried() {
 fn after_the_gateway_restarts_the_follower_reconnects_and_is_told_of_the_gap() {
     let _s = serial();
     let store: Arc<dyn ChunkStore> = Arc::new(MemoryStore::new());
-    let index = Arc::new(MemorySubscriptions::new());
     let start = |port: u16| {
-        let (store, index) = (store.clone(), index.clone());
-        TestGateway::start_full_at(
+        let store = store.clone();
+        TestGateway::start_realtime_at(
             port,
             GatewayConfig::default(),
-            Arc::new(TokenAuthorizer(TokenSet::new([TOKEN]).into())),
-            move || async move {
-                let index: Arc<dyn Subscriptions> = index;
-                (store, index)
-            },
+            TokenSet::new([TOKEN]).into(),
+            None,
+            move || async move { store },
         )
     };
     let gateway = start(0);
@@ -299,14 +296,10 @@ fn after_the_gateway_restarts_the_follower_reconnects_and_is_told_of_the_gap() {
         "the gap was closed by a refetch"
     );
     assert_eq!(copy.buffers[0][3], 33);
-    // The old connection never said goodbye (the gateway died): the index still lists it
-    // until a put finds it gone.
-    assert_eq!(index.connections(), 2);
     put_from_another_client(
         &gateway.blocks_url(),
         vec![ChunkEdit::at_index(ChunkKey::new(0, 0, 0), 4, 44)],
     );
-    assert_eq!(index.connections(), 1, "the gone connection was cleaned up");
     let events = poll_until(CW_CHANGE_EDITS, Duration::from_secs(5));
     for ev in &events {
         copy.take(ev);
@@ -451,13 +444,11 @@ fn a_subscription_refused_while_redis_is_down_is_sent_again_until_it_holds() {
         r.follow(&world, &[chunk]).unwrap();
         r
     });
-    // The server answers the subscribe with an error (its index is unavailable): no event, so
-    // a caller keeps polling, and the error is reported.
+    // The broker's authorizer cannot read the ban flag: the connection is answered 503 (not
+    // 401, so the token is not given up): no event, so a caller keeps polling, the error is
+    // reported and the follower retries.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while follower
-        .last_error()
-        .is_none_or(|e| !e.contains("store_unavailable"))
-    {
+    while follower.last_error().is_none_or(|e| !e.contains("503")) {
         assert!(
             Instant::now() < deadline,
             "no error reported: {:?}",

@@ -18,27 +18,29 @@
 //! The body is read only once the request is authorized, so a client without the token cannot
 //! make the gateway read or drain it. Connections are capped and timed out ([`listen`]).
 //!
+//! Realtime goes through [`mqtt`]: MQTT over WebSocket at `/mqtt`, in front of an MQTT broker,
+//! as AWS IoT Core's endpoint is in front of its broker.
+//!
 //! Authorizer answers are cached per token for the configured TTL (0 disables the cache) and
 //! reused for every method, as API Gateway does. Answers above `minimumCompressionSize` (1024
 //! bytes, as in the SAM template) are gzipped for clients that send `Accept-Encoding: gzip`.
 
 mod cache;
+mod iot_policy;
 pub mod listen;
+pub mod mqtt;
 pub mod policy;
-mod websocket;
 
+pub use iot_policy::IotPolicy;
 pub use listen::{serve, ConnectionLimits};
-pub use websocket::WebSocketLimits;
+pub use mqtt::MqttGate;
 
-use crate::handlers::authorizer::{authorize, authorize_request as authorize_request_event};
+use crate::handlers::authorizer::authorize;
 use crate::handlers::{blocks, login};
-use crate::realtime::{ManagementApi, ManagementConfig, Notifier, NotifyLimits, Subscriptions};
+use crate::realtime::Notifier;
 use crate::store::ChunkStore;
 use async_trait::async_trait;
-use aws_lambda_events::apigw::{
-    ApiGatewayCustomAuthorizerRequest, ApiGatewayCustomAuthorizerRequestTypeRequest,
-    ApiGatewayProxyRequest,
-};
+use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequest, ApiGatewayProxyRequest};
 use aws_lambda_events::encodings::Body as LambdaBody;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -77,16 +79,6 @@ pub const DEFAULT_TOKEN_REGEX: &str = "^[A-Za-z0-9._~+/=-]{8,4096}$";
 pub trait Authorizer: Send + Sync + 'static {
     /// Runs the authorizer on one TOKEN event.
     async fn invoke(&self, event: ApiGatewayCustomAuthorizerRequest) -> Result<Value, String>;
-
-    /// Runs the authorizer on one REQUEST event (the WebSocket API's `$connect`). An
-    /// authorizer that only knows TOKEN events fails it (the client gets 500).
-    async fn invoke_request(
-        &self,
-        event: ApiGatewayCustomAuthorizerRequestTypeRequest,
-    ) -> Result<Value, String> {
-        let _ = event;
-        Err("this authorizer takes no REQUEST events".into())
-    }
 }
 
 /// The project's token authorizer ([`authorize`]) behind the [`Authorizer`] interface.
@@ -96,16 +88,6 @@ pub struct TokenAuthorizer(pub crate::identity::Verifier);
 impl Authorizer for TokenAuthorizer {
     async fn invoke(&self, event: ApiGatewayCustomAuthorizerRequest) -> Result<Value, String> {
         let response = authorize(&event, &self.0)
-            .await
-            .map_err(|e| e.to_string())?;
-        serde_json::to_value(response).map_err(|e| e.to_string())
-    }
-
-    async fn invoke_request(
-        &self,
-        event: ApiGatewayCustomAuthorizerRequestTypeRequest,
-    ) -> Result<Value, String> {
-        let response = authorize_request_event(&event, &self.0)
             .await
             .map_err(|e| e.to_string())?;
         serde_json::to_value(response).map_err(|e| e.to_string())
@@ -134,11 +116,6 @@ pub struct GatewayConfig {
     pub body_timeout: Duration,
     /// Connection-level limits, applied by [`serve`].
     pub connections: ConnectionLimits,
-    /// The WebSocket API's limits (message size, idle timeout, lifetime).
-    pub websocket: WebSocketLimits,
-    /// The Management API endpoint puts notify subscribers through: this gateway's own
-    /// `http://<addr>/<stage>` once its address is known. `None`: puts notify nobody.
-    pub management_endpoint: Option<String>,
     /// Each player's limits (the blocks function's `CUBEWALK_LIMIT_*` settings).
     pub limits: crate::store::PlayerLimits,
     /// The guest login (`/<stage>/cubewalklogin`) and the key it signs with; `None`: no such
@@ -158,8 +135,6 @@ impl Default for GatewayConfig {
             minimum_compression_size: Some(1024),
             body_timeout: Duration::from_secs(30),
             connections: ConnectionLimits::default(),
-            websocket: WebSocketLimits::default(),
-            management_endpoint: None,
             limits: crate::store::PlayerLimits::default(),
             login: None,
         }
@@ -170,45 +145,42 @@ struct Gateway {
     config: GatewayConfig,
     authorizer: Arc<dyn Authorizer>,
     store: Arc<dyn ChunkStore>,
-    index: Arc<dyn Subscriptions>,
     notifier: Option<Notifier>,
-    /// The access key id the gateway's own notifier signs with; `@connections` accepts no other.
-    management_key: String,
-    connections: websocket::Connections,
+    gate: Option<Arc<MqttGate>>,
     cache: AuthCache,
 }
 
+/// Realtime behind the gateway: where puts send their changes, and the gate in front of the
+/// broker that followers connect to.
+#[derive(Clone)]
+pub struct RealtimeRoutes {
+    /// Where puts (and admin rollbacks) send their changes; bans close sessions through it.
+    pub notifier: Notifier,
+    /// The MQTT gate at `/mqtt`; `None`: no such route.
+    pub gate: Option<Arc<MqttGate>>,
+}
+
 /// Builds the gateway's router: every path and method goes through the API Gateway emulation
-/// (the REST API at `/<stage>/cubewalkblocks`, the WebSocket API at `/<stage>` and its
-/// Management API at `/<stage>/@connections/{id}`), with `index` as the subscription index.
+/// (the REST API at `/<stage>/cubewalkblocks`), and with `realtime`, puts publish their
+/// changes and `/mqtt` is the gate to the broker.
 pub fn router(
     config: GatewayConfig,
     authorizer: Arc<dyn Authorizer>,
     store: Arc<dyn ChunkStore>,
-    index: Arc<dyn Subscriptions>,
+    realtime: Option<RealtimeRoutes>,
 ) -> axum::Router {
     let compression = config.minimum_compression_size;
-    let management_key = websocket::management_key();
-    let notifier = config
-        .management_endpoint
-        .as_ref()
-        .map(|endpoint| Notifier {
-            index: index.clone(),
-            delivery: Arc::new(ManagementApi::new(&ManagementConfig::local(
-                endpoint.clone(),
-                &management_key,
-            ))),
-            limits: NotifyLimits::default(),
-        });
+    let (notifier, gate) = match realtime {
+        Some(r) => (Some(r.notifier), r.gate),
+        None => (None, None),
+    };
     let state = Arc::new(Gateway {
         cache: AuthCache::new(config.auth_cache_ttl),
         config,
         authorizer,
         store,
-        index,
         notifier,
-        management_key,
-        connections: websocket::Connections::default(),
+        gate,
     });
     let router = axum::Router::new()
         .fallback(gateway)
@@ -343,19 +315,12 @@ async fn handle(gw: &Arc<Gateway>, request: Request) -> Result<Response, Respons
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string());
     let stage_path = format!("/{}", gw.config.stage);
-    let path = request.uri().path().to_owned();
-    if path.trim_end_matches('/') == stage_path && request.method() == http::Method::GET {
-        return Ok(websocket::connect(gw.clone(), request, peer).await);
-    }
-    if let Some(id) = path
-        .strip_prefix(&stage_path)
-        .and_then(|p| p.strip_prefix("/@connections/"))
+    if let Some(gate) = gw
+        .gate
+        .clone()
+        .filter(|_| request.uri().path() == mqtt::PATH)
     {
-        // The SDK percent-encodes the id (API Gateway's ids end in `=`).
-        let id = percent_encoding::percent_decode_str(id)
-            .decode_utf8_lossy()
-            .into_owned();
-        return Ok(websocket::management(gw.clone(), request, &id).await);
+        return Ok(mqtt::upgrade(gate, request).await);
     }
     let (parts, body) = request.into_parts();
 
@@ -478,16 +443,6 @@ async fn grant_for(gw: &Gateway, token: &str, method_arn: &str) -> Result<Arc<Gr
     let grant = run_authorizer(gw, async move { authorizer.invoke(event).await }).await?;
     gw.cache.put(token, grant.clone());
     Ok(grant)
-}
-
-/// The grant of a REQUEST authorizer (the WebSocket API's `$connect`); not cached, as a
-/// connection is authorized once.
-async fn authorize_request(
-    gw: &Gateway,
-    event: ApiGatewayCustomAuthorizerRequestTypeRequest,
-) -> Result<Arc<Grant>, Refusal> {
-    let authorizer = gw.authorizer.clone();
-    run_authorizer(gw, async move { authorizer.invoke_request(event).await }).await
 }
 
 /// Runs an authorizer as API Gateway does: in its own task, bounded in time; a crash, a

@@ -28,7 +28,7 @@ pub async fn handle(
 }
 
 /// [`handle`] under `limits`, and after a put changed chunks, tells their followers through
-/// `notifier` (bounded by its deadline; a failed notification never fails the put).
+/// `notifier` (queued for the publisher, never waited on).
 pub async fn handle_notifying(
     req: &ApiGatewayProxyRequest,
     store: &dyn ChunkStore,
@@ -122,6 +122,7 @@ async fn fetch(
             FetchEntry {
                 key,
                 version,
+                seq: s.version,
                 data: (held != Some(version)).then(|| blob_to_base64(&s.blob)),
             }
         })
@@ -158,11 +159,10 @@ async fn put(
         store.apply_edits(&request.world, &grouped, &put).await?
     };
     if let Some(notifier) = notifier {
-        let changes = changes(&grouped, &applied);
-        if !changes.is_empty() {
-            let report = notifier.notify(&request.world, &changes).await;
-            tracing::info!(changes = changes.len(), ?report, "notified");
-        }
+        // Queued for the publisher, never waited on: the put answers now.
+        notifier
+            .notify(&request.world, changes(&grouped, &applied))
+            .await;
     }
     let versions = applied.iter().map(|a| a.revision);
     let resp = PutResponse {

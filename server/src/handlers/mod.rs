@@ -3,4 +3,5 @@
 pub mod admin;
 pub mod authorizer;
 pub mod blocks;
+pub mod broker_authorizer;
 pub mod login;

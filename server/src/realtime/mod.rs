@@ -1,20 +1,25 @@
-//! Realtime: the WebSocket API's handler, the subscription index (memory and Redis), and the
-//! change notifications a put sends to the connections following the chunks it changed.
+//! Realtime: what a put changed reaches the players following it through an MQTT broker (AWS
+//! IoT Core when deployed, an embedded broker in `serve`), off the put path.
 //!
-//! - [`handler`]: the WebSocket routes (`$connect`, `$disconnect`, `subscribe`,
-//!   `unsubscribe`, `$default`) as a plain function of (event, index).
-//! - [`Subscriptions`]: who follows which chunks ([`MemorySubscriptions`], and
-//!   [`crate::store::RedisStore`] beside the chunks).
-//! - [`Notifier`]: after a put, one message per (follower, changed chunk) through a
-//!   [`Delivery`] ([`ManagementApi`] in AWS and behind the local gateway), bounded in time.
+//! - [`Notifier`]: the put path's side. After the store's atomic step a put hands its changes
+//!   to a [`ChangeSink`] (an in-process queue in `serve`, a Redis stream in AWS) and answers;
+//!   it never waits for a follower.
+//! - [`Coalescer`] and [`run_publisher`]: the publishing side. Every tick (100 ms) the changes
+//!   queued since the last one are merged per chunk and sent as one message per region topic
+//!   ([`cubewalk_protocol::realtime`]) through a [`Publish`]: the broker's MQTT connection
+//!   locally ([`MqttPublisher`]), IoT Core's HTTPS data endpoint in AWS ([`IotDataPublisher`]).
+//! - [`Sessions`]: the players' open broker sessions, so a ban closes them.
 
-pub mod handler;
-mod index;
-mod management;
+mod coalesce;
+mod iot_data;
+#[cfg(feature = "local-gateway")]
+mod mqtt_publish;
 mod notify;
-mod redis_index;
+mod publish;
 
-pub use index::{ConnectionId, MemorySubscriptions, Subscriptions};
-pub use management::{ManagementApi, ManagementConfig};
-pub use notify::{changes, Delivery, DeliveryError, Notified, Notifier, NotifyLimits};
-pub use redis_index::SUBSCRIPTION_TTL;
+pub use coalesce::Coalescer;
+pub use iot_data::{IotDataConfig, IotDataPublisher};
+#[cfg(feature = "local-gateway")]
+pub use mqtt_publish::{BrokerAddress, MqttPublisher};
+pub use notify::{changes, channel, ChangeSink, ChannelSink, Notifier, Sessions, CHANNEL_CAPACITY};
+pub use publish::{run_publisher, Publish, PublishStats};

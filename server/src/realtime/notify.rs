@@ -1,89 +1,93 @@
-//! Change notifications: after a put, every connection following a chunk it changed is told
-//! the chunk's previous and new version and, when few cubes changed, the cube edits.
-//!
-//! Delivery is best effort and bounded: posts run concurrently (at most
-//! [`NotifyLimits::concurrency`] at once) and all of them together within
-//! [`NotifyLimits::deadline`]; a failed or late delivery never fails the put. A subscriber that
-//! misses a message is never silently wrong: the next change it sees names a previous version
-//! it does not hold, and it refetches (see [`cubewalk_protocol::realtime`]).
+//! The put path's side of realtime: a put's changes, handed to a sink without waiting.
 
-use super::index::Subscriptions;
 use crate::store::Applied;
 use async_trait::async_trait;
 use cubewalk_protocol::messages::ChunkEdits;
 use cubewalk_protocol::realtime::{Change, MAX_EDITS_IN_CHANGE};
 use cubewalk_protocol::WorldId;
-use futures_util::stream::{self, StreamExt};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use tokio::sync::mpsc;
 
-/// Why a message could not be posted to a connection.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DeliveryError {
-    /// The connection no longer exists (API Gateway answered 410 Gone).
-    #[error("connection gone")]
-    Gone,
-    /// Anything else (throttled, timed out, unreachable); the connection may still exist.
-    #[error("delivery failed: {0}")]
-    Failed(String),
-}
-
-/// Posts messages to WebSocket connections: the API Gateway Management API in AWS and behind
-/// the local gateway (see `ManagementApi`), or an in-process fake in tests.
+/// Where a put's changes go once the store applied them. Never waits for a follower: a
+/// local queue, or one store command in AWS.
 #[async_trait]
-pub trait Delivery: Send + Sync {
-    /// Sends `data` as one text message to `connection`.
-    async fn post(&self, connection: &str, data: &str) -> Result<(), DeliveryError>;
-    /// Closes `connection` (a ban); a connection already gone is not an error.
-    async fn close(&self, connection: &str) -> Result<(), DeliveryError>;
+pub trait ChangeSink: Send + Sync {
+    /// Queues `changes` of `world` for publishing. A change that cannot be queued is dropped
+    /// (and counted): followers see the gap in the chunk's write sequence and refetch.
+    async fn send(&self, world: &WorldId, changes: Vec<Change>);
 }
 
-/// Bounds on the work one put spends notifying.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotifyLimits {
-    /// Everything (index lookup and posts) must finish within this; what has not is dropped.
-    pub deadline: Duration,
-    /// Most posts in flight at once.
-    pub concurrency: usize,
+/// The players' open realtime sessions (the local gate's; IoT Core re-runs its authorizer
+/// instead, which refuses a banned player).
+#[async_trait]
+pub trait Sessions: Send + Sync {
+    /// Closes every session of `player`; answers how many.
+    async fn close_player(&self, player: &str) -> usize;
 }
 
-impl Default for NotifyLimits {
-    /// 2 s and 64 posts at once: a put waits at most 2 s longer, well inside API Gateway's
-    /// 29 s, and a Lambda never works on after it answered (it may be frozen then).
-    fn default() -> Self {
-        Self {
-            deadline: Duration::from_secs(2),
-            concurrency: 64,
+/// What the put path holds: where changes go and whose sessions a ban closes.
+#[derive(Clone)]
+pub struct Notifier {
+    /// Where changes go.
+    pub sink: Arc<dyn ChangeSink>,
+    /// The open sessions, when this process knows them.
+    pub sessions: Option<Arc<dyn Sessions>>,
+}
+
+impl Notifier {
+    /// Queues `changes` (nothing when empty).
+    pub async fn notify(&self, world: &WorldId, changes: Vec<Change>) {
+        if !changes.is_empty() {
+            self.sink.send(world, changes).await;
         }
     }
 }
 
-/// Where a put's changes go: the subscription index and the delivery, with their limits.
-#[derive(Clone)]
-pub struct Notifier {
-    /// Who follows what.
-    pub index: Arc<dyn Subscriptions>,
-    /// How messages reach connections.
-    pub delivery: Arc<dyn Delivery>,
-    /// Time and concurrency bounds.
-    pub limits: NotifyLimits,
+/// Most changes queued in-process before new ones are dropped (a publisher far behind).
+pub const CHANNEL_CAPACITY: usize = 65_536;
+
+/// The in-process sink: a bounded queue read by [`crate::realtime::run_publisher`].
+pub struct ChannelSink {
+    tx: mpsc::Sender<(WorldId, Change)>,
+    dropped: AtomicU64,
 }
 
-/// What one notification round did (logged; tests and benchmarks read it).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Notified {
-    /// Messages posted successfully.
-    pub delivered: usize,
-    /// Connections found gone (and removed from the index).
-    pub gone: usize,
-    /// Posts that failed otherwise, or did not finish before the deadline.
-    pub failed: usize,
+impl ChannelSink {
+    /// Changes dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
 }
 
-/// The change messages of a put: one per chunk the put changed, carrying the put's own edits
-/// to that chunk (last value per cube), which applied to the previous content give exactly the
-/// new content because the store applied them inside its check-and-set.
+/// A sink and the receiving end its publisher reads.
+pub fn channel() -> (Arc<ChannelSink>, mpsc::Receiver<(WorldId, Change)>) {
+    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let sink = ChannelSink {
+        tx,
+        dropped: AtomicU64::new(0),
+    };
+    (Arc::new(sink), rx)
+}
+
+#[async_trait]
+impl ChangeSink for ChannelSink {
+    async fn send(&self, world: &WorldId, changes: Vec<Change>) {
+        for change in changes {
+            if self.tx.try_send((world.clone(), change)).is_err() {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(dropped = n, "realtime queue full: changes dropped");
+                }
+            }
+        }
+    }
+}
+
+/// The changes of a put: one per chunk the put changed, carrying the put's own edits to that
+/// chunk (last value per cube), which applied to the previous content give exactly the new
+/// content because the store applied them inside its check-and-set.
 pub fn changes(grouped: &[ChunkEdits], applied: &[Applied]) -> Vec<Change> {
     grouped
         .iter()
@@ -95,76 +99,10 @@ pub fn changes(grouped: &[ChunkEdits], applied: &[Applied]) -> Vec<Change> {
                 chunk: *chunk,
                 previous,
                 version: a.revision,
+                from_seq: a.seq.saturating_sub(1),
                 seq: a.seq,
                 edits: (last.len() <= MAX_EDITS_IN_CHANGE).then(|| last.into_iter().collect()),
             })
         })
         .collect()
-}
-
-impl Notifier {
-    /// Tells every follower of each changed chunk; never fails, always within the deadline.
-    pub async fn notify(&self, world: &WorldId, changes: &[Change]) -> Notified {
-        if changes.is_empty() {
-            return Notified::default();
-        }
-        let (mut report, mut posts) = (Notified::default(), 0);
-        let finished = tokio::time::timeout(
-            self.limits.deadline,
-            self.deliver(world, changes, &mut report, &mut posts),
-        )
-        .await;
-        // Whatever was neither delivered nor found gone failed, or was cut off by the deadline.
-        report.failed = posts - report.delivered - report.gone;
-        if finished.is_err() {
-            tracing::warn!(?report, "notification deadline reached");
-        }
-        report
-    }
-
-    /// Posts every change to its followers, counting the posts in `posts` and their outcomes
-    /// in `report` as they finish.
-    async fn deliver(
-        &self,
-        world: &WorldId,
-        changes: &[Change],
-        report: &mut Notified,
-        posts: &mut usize,
-    ) {
-        let chunks: Vec<_> = changes.iter().map(|c| c.chunk).collect();
-        let followers = match self.index.followers(world, &chunks).await {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(error = %e, "subscription index unavailable: nothing notified");
-                return;
-            }
-        };
-        let messages: Vec<(String, String)> = changes
-            .iter()
-            .zip(followers)
-            .flat_map(|(change, conns)| {
-                let text = change.to_text();
-                conns.into_iter().map(move |c| (c, text.clone()))
-            })
-            .collect();
-        *posts = messages.len();
-        let mut results = stream::iter(messages)
-            .map(|(conn, text)| async move {
-                let r = self.delivery.post(&conn, &text).await;
-                (conn, r)
-            })
-            .buffer_unordered(self.limits.concurrency.max(1));
-        while let Some((conn, result)) = results.next().await {
-            match result {
-                Ok(()) => report.delivered += 1,
-                Err(DeliveryError::Gone) => {
-                    report.gone += 1;
-                    if let Err(e) = self.index.disconnect(&conn).await {
-                        tracing::warn!(error = %e, "could not forget a gone connection");
-                    }
-                }
-                Err(DeliveryError::Failed(e)) => tracing::warn!(error = %e, "delivery failed"),
-            }
-        }
-    }
 }

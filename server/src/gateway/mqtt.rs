@@ -1,0 +1,424 @@
+//! The local gate in front of the MQTT broker, standing in for AWS IoT Core's front door:
+//! MQTT over WebSocket at `/mqtt` (subprotocol `mqtt`), each connection authorized by the
+//! broker authorizer ([`crate::handlers::broker_authorizer`], the function IoT Core runs as its
+//! custom authorizer) and held to the policy it answers, as IoT Core holds a device to it:
+//!
+//! | situation | answer |
+//! |---|---|
+//! | a `token` header or query parameter the authorizer refuses | 401 before the upgrade |
+//! | no token there, and the CONNECT password is refused | CONNACK 5 (not authorized), closed |
+//! | the ban flag cannot be read (store down) | 503 before the upgrade, or CONNACK 3 (server unavailable) |
+//! | no CONNECT within 10 s, or a second CONNECT | closed |
+//! | PUBLISH to a topic the policy does not allow (every topic, for players) | closed |
+//! | SUBSCRIBE naming a filter the policy does not allow | SUBACK 0x80 for every filter of it, nothing subscribed |
+//! | an MQTT packet over 128 KB, or bytes that are not MQTT 3.1.1 | closed |
+//! | the player banned (`ban`) | closed at once ([`Sessions`]) |
+//! | older than the authorizer's `disconnectAfterInSeconds` | closed |
+//!
+//! Behind the gate every connection is its own MQTT session on the broker (any MQTT 3.1.1
+//! broker: the embedded one, or Mosquitto in the tests), under the gate's own credentials and a
+//! client id of its own, so a player can never take over another's session. Keepalive is the
+//! broker's: a client's PINGREQ goes through to it.
+
+use super::iot_policy::IotPolicy;
+use crate::handlers::broker_authorizer::{broker_player, BrokerAuthorization, TOKEN_KEY};
+use crate::identity::Player;
+use crate::identity::Verifier;
+use crate::realtime::{BrokerAddress, Sessions};
+use crate::store::ChunkStore;
+use async_trait::async_trait;
+use aws_lambda_events::encodings::Base64Data;
+use aws_lambda_events::event::iot::{
+    IoTCoreCustomAuthorizerRequest, IoTCoreHttpContext, IoTCoreMqttContext, IoTCoreProtocolData,
+};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Request};
+use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use futures_util::{SinkExt, StreamExt};
+use rumqttc::mqttbytes::v4::{
+    ConnAck, Connect, ConnectReturnCode, Login, Packet, SubAck, SubscribeReasonCode,
+};
+use rumqttc::mqttbytes::Error as MqttError;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+
+/// The path the gate answers on (IoT Core's MQTT over WebSocket path).
+pub const PATH: &str = "/mqtt";
+/// Largest MQTT packet a client may send, and IoT Core's message size limit.
+pub const MAX_PACKET_BYTES: usize = 128 * 1024;
+/// Longest wait for a client's CONNECT after the upgrade.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The gate's settings.
+pub struct MqttGate {
+    /// The broker behind the gate.
+    pub broker: BrokerAddress,
+    /// Verifies tokens (the authorizer's).
+    pub verifier: Verifier,
+    /// The ban flags.
+    pub store: Arc<dyn ChunkStore>,
+    /// `arn:aws:iot:<region>:<account>` the policies name.
+    pub arn_prefix: String,
+    /// Most connections open at once; more are refused (429).
+    pub max_connections: usize,
+    sessions: Arc<GateSessions>,
+    open: AtomicUsize,
+    next_id: AtomicU64,
+}
+
+impl MqttGate {
+    /// A gate to `broker`.
+    pub fn new(broker: BrokerAddress, verifier: Verifier, store: Arc<dyn ChunkStore>) -> Self {
+        Self {
+            broker,
+            verifier,
+            store,
+            arn_prefix: "arn:aws:iot:local:000000000000".into(),
+            max_connections: 10_000,
+            sessions: Arc::new(GateSessions::default()),
+            open: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The open sessions, for bans.
+    pub fn sessions(&self) -> Arc<GateSessions> {
+        self.sessions.clone()
+    }
+
+    async fn authorize(
+        &self,
+        event: &IoTCoreCustomAuthorizerRequest,
+    ) -> Result<Option<Player>, String> {
+        broker_player(event, &self.verifier, Some(self.store.as_ref())).await
+    }
+}
+
+/// The players' open sessions through the gate.
+#[derive(Default)]
+pub struct GateSessions {
+    by_player: Mutex<HashMap<String, Vec<(u64, Arc<Notify>)>>>,
+}
+
+impl GateSessions {
+    fn add(&self, player: &str, id: u64) -> Arc<Notify> {
+        let closer = Arc::new(Notify::new());
+        self.by_player
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(player.to_owned())
+            .or_default()
+            .push((id, closer.clone()));
+        closer
+    }
+
+    fn remove(&self, player: &str, id: u64) {
+        let mut map = self.by_player.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = map.get_mut(player) {
+            list.retain(|(i, _)| *i != id);
+            if list.is_empty() {
+                map.remove(player);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Sessions for GateSessions {
+    async fn close_player(&self, player: &str) -> usize {
+        let list = self
+            .by_player
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(player)
+            .unwrap_or_default();
+        for (_, closer) in &list {
+            closer.notify_one();
+        }
+        list.len()
+    }
+}
+
+/// The upgrade request's headers and query string as IoT Core hands them to the authorizer.
+fn http_event(request: &http::request::Parts) -> IoTCoreCustomAuthorizerRequest {
+    let mut http = IoTCoreHttpContext::default();
+    http.headers = request.headers.clone();
+    http.query_string = request.uri.query().map(str::to_owned);
+    let mut data = IoTCoreProtocolData::default();
+    data.http = Some(http);
+    let mut event = IoTCoreCustomAuthorizerRequest::default();
+    event.protocols = vec!["http".into(), "mqtt".into()];
+    event.protocol_data = Some(data);
+    event
+}
+
+fn has_token(request: &http::request::Parts) -> bool {
+    request.headers.contains_key(TOKEN_KEY)
+        || request
+            .uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p.starts_with("token=")))
+}
+
+/// Answers one request to [`PATH`].
+pub async fn upgrade(gate: Arc<MqttGate>, request: Request) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    let event = http_event(&parts);
+    // A token in the upgrade request is checked before the upgrade, as IoT Core does.
+    let early = if has_token(&parts) {
+        match gate.authorize(&event).await {
+            Ok(Some(player)) => Some(player),
+            Ok(None) => return json_status(401, "Unauthorized"),
+            Err(_) => return json_status(503, "Service Unavailable (store_unavailable)"),
+        }
+    } else {
+        None
+    };
+    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if gate.open.fetch_add(1, Ordering::AcqRel) >= gate.max_connections {
+        gate.open.fetch_sub(1, Ordering::AcqRel);
+        return json_status(429, "Too many connections");
+    }
+    ws.protocols(["mqtt"])
+        .max_message_size(MAX_PACKET_BYTES + 8)
+        .max_frame_size(MAX_PACKET_BYTES + 8)
+        .on_upgrade(move |socket| async move {
+            let id = gate.next_id.fetch_add(1, Ordering::Relaxed);
+            if let Err(why) = session(&gate, socket, event, early, id).await {
+                tracing::debug!(id, %why, "broker session ended");
+            }
+            gate.open.fetch_sub(1, Ordering::AcqRel);
+        })
+}
+
+fn json_status(status: u16, message: &str) -> Response {
+    let body = serde_json::json!({ "message": message }).to_string();
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(body))
+        .unwrap_or_default()
+}
+
+/// Reads the next whole MQTT packet from the client, buffering partial ones.
+async fn next_packet(socket: &mut WebSocket, buf: &mut BytesMut) -> Result<Packet, String> {
+    loop {
+        match Packet::read(buf, MAX_PACKET_BYTES) {
+            Ok(p) => return Ok(p),
+            Err(MqttError::InsufficientBytes(_)) => {}
+            Err(e) => return Err(format!("not MQTT 3.1.1: {e}")),
+        }
+        match socket.next().await {
+            Some(Ok(Message::Binary(b))) => buf.extend_from_slice(&b),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Text(_))) => return Err("text frame".into()),
+            Some(Ok(Message::Close(_))) | None => return Err("client closed".into()),
+            Some(Err(e)) => return Err(format!("client connection: {e}")),
+        }
+    }
+}
+
+async fn send_packet(socket: &mut WebSocket, packet: Packet) -> Result<(), String> {
+    let mut out = BytesMut::new();
+    packet
+        .write(&mut out, MAX_PACKET_BYTES)
+        .map_err(|e| e.to_string())?;
+    socket
+        .send(Message::Binary(out.freeze()))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The authorizer event of a CONNECT without a token in the upgrade request.
+fn mqtt_event(
+    mut event: IoTCoreCustomAuthorizerRequest,
+    connect: &Connect,
+) -> IoTCoreCustomAuthorizerRequest {
+    let mut mqtt = IoTCoreMqttContext::default();
+    mqtt.client_id = Some(connect.client_id.clone());
+    if let Some(login) = &connect.login {
+        mqtt.username = Some(login.username.clone());
+        let mut password = Base64Data::default();
+        password.0 = login.password.clone().into_bytes();
+        mqtt.password = password;
+    }
+    if let Some(data) = event.protocol_data.as_mut() {
+        data.mqtt = Some(mqtt);
+    }
+    event
+}
+
+async fn session(
+    gate: &MqttGate,
+    mut socket: WebSocket,
+    event: IoTCoreCustomAuthorizerRequest,
+    early: Option<Player>,
+    id: u64,
+) -> Result<(), String> {
+    let mut from_client = BytesMut::new();
+    let connect =
+        match tokio::time::timeout(CONNECT_TIMEOUT, next_packet(&mut socket, &mut from_client))
+            .await
+        {
+            Ok(Ok(Packet::Connect(c))) => c,
+            Ok(Ok(other)) => return Err(format!("first packet is not CONNECT: {other:?}")),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("no CONNECT in time".into()),
+        };
+    let player = match early {
+        Some(p) => Some(p),
+        None => match gate.authorize(&mqtt_event(event, &connect)).await {
+            Ok(p) => p,
+            Err(e) => {
+                let busy = ConnAck::new(ConnectReturnCode::ServiceUnavailable, false);
+                let _ = send_packet(&mut socket, Packet::ConnAck(busy)).await;
+                let _ = socket.close().await;
+                return Err(e);
+            }
+        },
+    };
+    let answer = match &player {
+        Some(p) => BrokerAuthorization::allow(p, &gate.arn_prefix),
+        None => BrokerAuthorization::refused(),
+    };
+    let policy = IotPolicy::parse(&answer.policy_documents).unwrap_or_default();
+    let client_arn = format!("{}:client/{}", gate.arn_prefix, connect.client_id);
+    if !answer.is_authenticated || !policy.allows("iot:Connect", &client_arn) {
+        let refused = ConnAck::new(ConnectReturnCode::NotAuthorized, false);
+        let _ = send_packet(&mut socket, Packet::ConnAck(refused)).await;
+        let _ = socket.close().await;
+        return Err("not authorized".into());
+    }
+
+    // The player's own session on the broker, under the gate's name and credentials.
+    let mut broker = tokio::net::TcpStream::connect((gate.broker.host.as_str(), gate.broker.port))
+        .await
+        .map_err(|e| format!("broker unreachable: {e}"))?;
+    let _ = broker.set_nodelay(true);
+    let mut inner = Connect::new(format!("gate-{id}-{:08x}", rand::random::<u32>()));
+    inner.keep_alive = connect.keep_alive;
+    inner.clean_session = true;
+    inner.login = gate
+        .broker
+        .login
+        .as_ref()
+        .map(|(u, p)| Login::new(u.clone(), p.clone()));
+    let mut out = BytesMut::new();
+    Packet::Connect(inner)
+        .write(&mut out, MAX_PACKET_BYTES)
+        .map_err(|e| e.to_string())?;
+    broker.write_all(&out).await.map_err(|e| e.to_string())?;
+
+    let player = player.map(|p| p.id).unwrap_or_default();
+    let closer = gate.sessions.add(&player, id);
+    let result = pump(
+        &mut socket,
+        &mut broker,
+        from_client,
+        &policy,
+        &gate.arn_prefix,
+        &closer,
+        Duration::from_secs(u64::from(answer.disconnect_after_in_seconds)),
+    )
+    .await;
+    gate.sessions.remove(&player, id);
+    let _ = socket.close().await;
+    result
+}
+
+/// Moves packets both ways until either side ends, the session is closed, or its time is up.
+async fn pump(
+    socket: &mut WebSocket,
+    broker: &mut tokio::net::TcpStream,
+    mut from_client: BytesMut,
+    policy: &IotPolicy,
+    arn_prefix: &str,
+    closer: &Notify,
+    lifetime: Duration,
+) -> Result<(), String> {
+    let (mut broker_rx, mut broker_tx) = broker.split();
+    let mut from_broker = vec![0u8; 64 * 1024];
+    let ends = tokio::time::sleep(lifetime);
+    tokio::pin!(ends);
+    loop {
+        // Whole packets already buffered from the client go first.
+        loop {
+            let packet = match Packet::read(&mut from_client, MAX_PACKET_BYTES) {
+                Ok(p) => p,
+                Err(MqttError::InsufficientBytes(_)) => break,
+                Err(e) => return Err(format!("not MQTT 3.1.1: {e}")),
+            };
+            match packet {
+                Packet::Connect(_) => return Err("a second CONNECT".into()),
+                Packet::Publish(p) => {
+                    let topic = format!("{arn_prefix}:topic/{}", p.topic);
+                    if !policy.allows("iot:Publish", &topic) {
+                        return Err(format!("publish to {} refused", p.topic));
+                    }
+                    forward(&mut broker_tx, Packet::Publish(p)).await?;
+                }
+                Packet::Subscribe(s) => {
+                    let allowed = s.filters.iter().all(|f| {
+                        let filter = format!("{arn_prefix}:topicfilter/{}", f.path);
+                        let topic = format!("{arn_prefix}:topic/{}", f.path);
+                        policy.allows("iot:Subscribe", &filter)
+                            && policy.allows("iot:Receive", &topic)
+                    });
+                    if allowed {
+                        forward(&mut broker_tx, Packet::Subscribe(s)).await?;
+                    } else {
+                        let codes = vec![SubscribeReasonCode::Failure; s.filters.len()];
+                        send_packet(socket, Packet::SubAck(SubAck::new(s.pkid, codes))).await?;
+                    }
+                }
+                other => forward(&mut broker_tx, other).await?,
+            }
+        }
+        tokio::select! {
+            frame = socket.next() => match frame {
+                Some(Ok(Message::Binary(b))) => {
+                    if from_client.len() + b.len() > 2 * MAX_PACKET_BYTES {
+                        return Err("client sent too much at once".into());
+                    }
+                    from_client.extend_from_slice(&b);
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Text(_))) => return Err("text frame".into()),
+                Some(Ok(Message::Close(_))) | None => return Ok(()),
+                Some(Err(e)) => return Err(format!("client connection: {e}")),
+            },
+            n = broker_rx.read(&mut from_broker) => match n {
+                Ok(0) => return Err("broker closed the session".into()),
+                Ok(n) => socket
+                    .send(Message::Binary(bytes::Bytes::copy_from_slice(&from_broker[..n])))
+                    .await
+                    .map_err(|e| format!("client connection: {e}"))?,
+                Err(e) => return Err(format!("broker connection: {e}")),
+            },
+            _ = closer.notified() => return Err("closed (ban)".into()),
+            _ = &mut ends => return Err("lifetime reached".into()),
+        }
+    }
+}
+
+async fn forward(
+    broker: &mut tokio::net::tcp::WriteHalf<'_>,
+    packet: Packet,
+) -> Result<(), String> {
+    let mut out = BytesMut::new();
+    packet
+        .write(&mut out, MAX_PACKET_BYTES)
+        .map_err(|e| e.to_string())?;
+    broker
+        .write_all(&out)
+        .await
+        .map_err(|e| format!("broker connection: {e}"))
+}

@@ -1,0 +1,114 @@
+//! Per-region, per-tick coalescing: the changes queued during a tick become one message per
+//! region, holding the latest change of each chunk (merged across the tick's writes).
+
+use cubewalk_protocol::realtime::{region_message, region_topic, Change, Region};
+use cubewalk_protocol::{ChunkKey, WorldId};
+use std::collections::BTreeMap;
+
+/// The changes of the current tick, by world, region and chunk.
+#[derive(Debug, Default)]
+pub struct Coalescer {
+    pending: BTreeMap<(WorldId, Region), BTreeMap<ChunkKey, Change>>,
+    changes: usize,
+}
+
+impl Coalescer {
+    /// An empty tick.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one change of `world`: merged into the chunk's pending change when there is one.
+    pub fn add(&mut self, world: &WorldId, change: Change) {
+        self.changes += 1;
+        let region = self
+            .pending
+            .entry((world.clone(), Region::of(change.chunk)))
+            .or_default();
+        match region.get_mut(&change.chunk) {
+            Some(pending) if change.seq > pending.seq => pending.merge(&change),
+            // An older or repeated change (a queue that reordered, a replay): what is pending
+            // is newer already.
+            Some(_) => {}
+            None => {
+                region.insert(change.chunk, change);
+            }
+        }
+    }
+
+    /// How many changes were added since the last [`Coalescer::take`].
+    pub fn added(&self) -> usize {
+        self.changes
+    }
+
+    /// The tick's messages, one per region that changed: `(topic, payload)`; starts the next
+    /// tick.
+    pub fn take(&mut self) -> Vec<(String, String)> {
+        self.changes = 0;
+        std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|((world, region), chunks)| {
+                let changes: Vec<Change> = chunks.into_values().collect();
+                (region_topic(&world, region), region_message(&changes))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cubewalk_protocol::realtime::parse_region_message;
+
+    fn change(chunk: ChunkKey, seq: u64, previous: u64, version: u64, index: u16) -> Change {
+        Change {
+            chunk,
+            previous,
+            version,
+            from_seq: seq - 1,
+            seq,
+            edits: Some(vec![(index, seq as i32)]),
+        }
+    }
+
+    #[test]
+    fn a_tick_sends_one_message_per_region_with_each_chunk_merged() {
+        let w = WorldId::new("w").unwrap();
+        let (a, b, far) = (
+            ChunkKey::new(0, 0, 0),
+            ChunkKey::new(7, 7, 7),
+            ChunkKey::new(8, 0, 0),
+        );
+        let mut c = Coalescer::new();
+        // A hot chunk edited 100 times in one tick, a neighbour once, a chunk of the next region.
+        for seq in 1..=100 {
+            c.add(&w, change(a, seq, seq, seq + 1, (seq % 3) as u16));
+        }
+        c.add(&w, change(b, 5, 50, 51, 9));
+        c.add(&w, change(far, 1, 0, 1, 1));
+        assert_eq!(c.added(), 102);
+        let messages = c.take();
+        assert_eq!(messages.len(), 2, "two regions changed");
+        assert_eq!(messages[0].0, "cw/w/0/0/0");
+        assert_eq!(messages[1].0, "cw/w/1/0/0");
+        let first = parse_region_message(messages[0].1.as_bytes()).unwrap();
+        assert_eq!(first.len(), 2);
+        assert_eq!((first[0].from_seq, first[0].seq), (0, 100));
+        assert_eq!((first[0].previous, first[0].version), (1, 101));
+        // The last value of each of the three cubes the hot chunk's writes touched.
+        assert_eq!(first[0].edits, Some(vec![(1, 100), (2, 98), (0, 99)]));
+        assert!(c.take().is_empty(), "the next tick starts empty");
+    }
+
+    #[test]
+    fn a_late_or_repeated_change_never_moves_a_chunk_back() {
+        let w = WorldId::new("w").unwrap();
+        let a = ChunkKey::new(0, 0, 0);
+        let mut c = Coalescer::new();
+        c.add(&w, change(a, 5, 1, 2, 0));
+        c.add(&w, change(a, 3, 7, 8, 0));
+        c.add(&w, change(a, 5, 1, 2, 0));
+        let sent = parse_region_message(c.take()[0].1.as_bytes()).unwrap();
+        assert_eq!((sent[0].from_seq, sent[0].seq, sent[0].version), (4, 5, 2));
+    }
+}
