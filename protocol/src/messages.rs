@@ -567,6 +567,7 @@ mod tests {
         let entry = FetchEntry {
             key: ChunkKey::new(i32::MIN, i32::MIN, i32::MIN),
             version: u64::MAX,
+            seq: u64::MAX,
             data: Some("A".repeat(MAX_BLOB_BASE64_LEN)),
         };
         let one = serde_json::to_string(&entry).unwrap().len();

@@ -6,7 +6,7 @@ use crate::env::*;
 use crate::prices;
 use crate::report::*;
 use crate::stats::{ms, Samples};
-use cubewalk::realtime::{Realtime, RealtimeEvent, PING_INTERVAL};
+use cubewalk::realtime::{Realtime, RealtimeEvent, KEEPALIVE as PING_INTERVAL};
 use cubewalk::{ChunkEdit, ChunkKey};
 use cubewalk_protocol::limits::MAX_CHUNKS_PER_FETCH;
 use cubewalk_protocol::WorldId;
