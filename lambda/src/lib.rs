@@ -1,10 +1,13 @@
-//! Shared set-up of the Lambda binaries (`authorizer`, `blocks`, `realtime`, `login`), and the
-//! Secrets Manager reader ([`secrets`]) a function uses to read a secret at start.
+//! Shared set-up of the Lambda binaries (`authorizer`, `broker_authorizer`, `blocks`,
+//! `publisher`, `login`), and the Secrets Manager reader ([`secrets`]) a function uses to read
+//! a secret at start.
 
 pub mod secrets;
 
+use cubewalk_server::identity::{OidcConfig, OidcIssuer, PublicKeys, TokenSet, Verifier};
 use cubewalk_server::store::RedisStoreConfig;
 use secrets::SecretsManager;
+use std::sync::Arc;
 
 /// Names the Secrets Manager secret holding the function's Redis password, so the password is
 /// in no environment variable: the template's generated secret (JSON with a `password` field,
@@ -45,6 +48,69 @@ fn password_of(secret: &str) -> Result<String, &'static str> {
         return Err("the secret's password is empty");
     }
     Ok(password)
+}
+
+/// What the token authorizers accept, from their environment: player tokens signed by one of
+/// the public keys in `CUBEWALK_PUBLIC_KEYS` (a JWK Set: several keys at once, chosen by
+/// `kid`, for rotation); for development only, static tokens (`token[:player[:role]]`,
+/// comma-separated) read from the Secrets Manager secret named by `CUBEWALK_TOKENS_SECRET`
+/// (the template's way: no token in the environment) or, outside AWS, from `CUBEWALK_TOKENS`;
+/// and with `CUBEWALK_OIDC_ISSUER` (see `OidcConfig::from_env`) that OpenID Connect issuer's
+/// tokens. Fails when nothing would be accepted.
+pub async fn verifier_from_env() -> Result<Arc<Verifier>, String> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let keys = match var("CUBEWALK_PUBLIC_KEYS") {
+        Some(jwks) => {
+            PublicKeys::from_jwks(&jwks).map_err(|e| format!("CUBEWALK_PUBLIC_KEYS: {e}"))?
+        }
+        None => PublicKeys::new(),
+    };
+    let list = match var("CUBEWALK_TOKENS_SECRET") {
+        Some(secret_id) => Some(
+            SecretsManager::from_env()
+                .map_err(|e| e.to_string())?
+                .secret_string(secret_id.trim())
+                .await
+                .map_err(|e| format!("reading the static tokens from {secret_id}: {e}"))?,
+        ),
+        None => var("CUBEWALK_TOKENS"),
+    };
+    let static_tokens = match list {
+        // The error names the entry's position, never the token.
+        Some(list) => TokenSet::parse(&list).map_err(|e| format!("static tokens: {e}"))?,
+        None => TokenSet::default(),
+    };
+    let issuer = match OidcConfig::from_env()? {
+        Some(config) => {
+            let issuer = OidcIssuer::new(config)?;
+            // Fetched now so the first players wait for nothing; a failure is not fatal (the
+            // first token tries again), so an issuer outage does not stop our own tokens.
+            match issuer.refresh().await {
+                Ok(n) => {
+                    tracing::info!(issuer = %issuer.config().issuer, keys = n, "issuer trusted")
+                }
+                Err(e) => {
+                    tracing::warn!(issuer = %issuer.config().issuer, error = %e, "issuer keys not fetched yet")
+                }
+            }
+            Some(Arc::new(issuer))
+        }
+        None => None,
+    };
+    let verifier = Arc::new(Verifier {
+        keys,
+        static_tokens,
+        issuer,
+    });
+    if verifier.is_empty() {
+        return Err("no CUBEWALK_PUBLIC_KEYS, CUBEWALK_OIDC_ISSUER or static tokens: no token would be accepted".into());
+    }
+    tracing::info!(
+        keys = verifier.keys.len(),
+        static_tokens = verifier.static_tokens.len(),
+        "authorizer ready"
+    );
+    Ok(verifier)
 }
 
 /// The Lambda runtime's own logging set-up, so the console's logging controls work: the level

@@ -17,12 +17,14 @@
 //! each player's puts pass their limits and ban flag ([`PlayerLimits`]) before anything is
 //! written.
 
+mod feed;
 pub mod log;
 mod players;
 
 mod memory;
 pub(crate) mod redis;
 
+pub use self::feed::{feed_shard, FeedRead, FEED_MAX_LEN, FEED_SHARDS};
 pub(crate) use self::log::now_ms;
 pub use self::log::{CubeChange, LogRecord, LOG_RETENTION_SECS};
 pub use self::memory::MemoryStore;

@@ -1,0 +1,53 @@
+//! The publisher Lambda: reads the Redis change feed the blocks function's puts append to,
+//! coalesces it per region per 100 ms tick and publishes to AWS IoT Core's data endpoint
+//! (`CUBEWALK_IOT_ENDPOINT`, SigV4-signed HTTPS through the IoT data VPC endpoint). A schedule
+//! starts it every minute and each run lasts `CUBEWALK_PUBLISHER_RUN_SECS` (default 90, kept
+//! inside the function's timeout); only the holder of the feed's lease publishes, and a run
+//! started while another holds it waits and takes over the moment that one ends, so one is
+//! always publishing and none ever twice.
+
+use cubewalk_server::realtime::{run_feed_publisher, IotDataConfig, IotDataPublisher, Publish};
+use cubewalk_server::store::RedisStore;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Stops this long before the function's deadline, whatever the configured run time.
+const MARGIN: Duration = Duration::from_secs(5);
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    cubewalk_lambda::init_logging();
+    let config = cubewalk_lambda::redis_config().await?;
+    let store = Arc::new(RedisStore::open(&config).await?);
+    let out: Arc<dyn Publish> = Arc::new(IotDataPublisher::new(&IotDataConfig::from_env()?));
+    let run_for = Duration::from_secs(
+        std::env::var("CUBEWALK_PUBLISHER_RUN_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(90),
+    );
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let (store, out) = (store.clone(), out.clone());
+        async move {
+            let left = event
+                .context
+                .deadline()
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+                .saturating_sub(MARGIN);
+            let until = tokio::time::Instant::now() + run_for.min(left);
+            let report =
+                run_feed_publisher(&store, out, &event.context.request_id, until, None).await?;
+            tracing::info!(?report, "publisher run");
+            Ok::<_, Error>(serde_json::json!({
+                "held": report.held,
+                "ticks": report.ticks,
+                "changes": report.changes,
+                "published": report.published,
+                "failed": report.failed,
+            }))
+        }
+    }))
+    .await
+}
