@@ -9,6 +9,7 @@ mod common;
 use cubewalk_testkit::runtime_api::{events, Function, RuntimeApi};
 use serde_json::{json, Value};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Runs `binary` against a local Runtime API with `events`, returning each result in order and
@@ -296,41 +297,198 @@ fn blocks_binary_survives_a_killed_redis_connection_between_invocations() {
     }
 }
 
-/// A WebSocket event as API Gateway sends it to the realtime function.
 #[test]
-fn authorizer_binary_authorizes_the_websocket_connect_by_its_token_header() {
-    let secret = "lambda-secret-token-3";
-    let event = |token: Option<&str>| {
-        let mut headers = json!({"Host": "abcdef1234.execute-api.eu-west-1.amazonaws.com"});
-        if let Some(t) = token {
-            headers["token"] = json!(t);
-        }
-        json!({
-            "type": "REQUEST",
-            "methodArn": "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/$connect",
-            "headers": headers,
-            "requestContext": {"routeKey": "$connect", "eventType": "CONNECT", "connectionId": "c1="}
-        })
-    };
-    let (results, logs) = invoke(
-        env!("CARGO_BIN_EXE_authorizer"),
-        &[("CUBEWALK_TOKENS", secret.to_string())],
-        vec![
-            event(Some(secret)),
-            event(Some("wrong-token-999")),
-            event(None),
+fn broker_authorizer_binary_lets_a_player_read_its_worlds_and_never_publish() {
+    use cubewalk_server::identity::SigningKey;
+    use cubewalk_testkit::tokens::{claims, sign};
+    let mut redis = cubewalk_testkit::RedisServer::start();
+    let key = SigningKey::generate();
+    let jwks = json!({ "keys": [key.public_jwk()] }).to_string();
+    let mut alice = claims("alice", "viewer");
+    alice["worlds"] = json!(["w1"]);
+    let alice = sign(&key, &alice);
+    let banned = sign(&key, &claims("carol", "editor"));
+    redis.command(&["SET", "cw:{p:carol}:ban", "1"]);
+    let api = RuntimeApi::start();
+    let mut function = Function::start(
+        &api,
+        env!("CARGO_BIN_EXE_broker_authorizer"),
+        &[],
+        &[
+            ("CUBEWALK_PUBLIC_KEYS", jwks),
+            ("CUBEWALK_REDIS_URL", redis.url()),
+            (
+                "CUBEWALK_IOT_ARN_PREFIX",
+                "arn:aws:iot:eu-west-1:123456789012".into(),
+            ),
         ],
     );
-    assert_eq!(results[0].0, "response");
-    assert_eq!(
-        results[0].1["policyDocument"]["Statement"][0]["Resource"][0],
-        "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/*"
+    let in_header = api.invoke(
+        &mut function,
+        events::broker_connect(Some(&alice), None, None),
     );
-    for refused in &results[1..] {
-        assert_eq!(refused.0, "error");
-        assert_eq!(refused.1["errorMessage"], "Unauthorized");
+    let in_query = api.invoke(
+        &mut function,
+        events::broker_connect(None, Some(&alice), None),
+    );
+    let in_password = api.invoke(
+        &mut function,
+        events::broker_connect(None, None, Some(&alice)),
+    );
+    let wrong = api.invoke(
+        &mut function,
+        events::broker_connect(Some("not-a-token"), None, None),
+    );
+    let none = api.invoke(&mut function, events::broker_connect(None, None, None));
+    let ban = api.invoke(
+        &mut function,
+        events::broker_connect(Some(&banned), None, None),
+    );
+    for allowed in [&in_header, &in_query, &in_password] {
+        assert_eq!(allowed.kind, "response", "{:?}", allowed.body);
+        let answer = &allowed.body;
+        assert_eq!(answer["isAuthenticated"], true, "{answer}");
+        assert_eq!(answer["principalId"], "alice");
+        assert_eq!(answer["refreshAfterInSeconds"], 300);
+        let policy: Value =
+            serde_json::from_str(answer["policyDocuments"][0].as_str().unwrap()).unwrap();
+        let text = policy.to_string();
+        assert!(
+            text.contains("arn:aws:iot:eu-west-1:123456789012:topicfilter/cw/w1/*"),
+            "{text}"
+        );
+        assert!(
+            text.contains("arn:aws:iot:eu-west-1:123456789012:topic/cw/w1/*"),
+            "{text}"
+        );
+        let deny = policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Effect"] == "Deny")
+            .expect("a Deny");
+        assert_eq!(deny["Action"], "iot:Publish");
+        assert!(
+            !text.contains("\"Allow\",\"Action\":\"iot:Publish"),
+            "{text}"
+        );
     }
-    assert!(!logs.contains(secret), "token in logs: {logs}");
+    for refused in [&wrong, &none, &ban] {
+        assert_eq!(refused.kind, "response");
+        assert_eq!(refused.body["isAuthenticated"], false, "{:?}", refused.body);
+        assert_eq!(refused.body["policyDocuments"], json!([]));
+    }
+    // The ban flags cannot be read: the invocation fails (IoT Core refuses the connection
+    // for now), rather than telling a good token it is bad.
+    redis.kill();
+    let down = api.invoke(
+        &mut function,
+        events::broker_connect(Some(&alice), None, None),
+    );
+    assert_eq!(down.kind, "error", "{:?}", down.body);
+    let logs = function.stop();
+    assert!(!logs.contains(&alice), "token in logs");
+}
+
+/// The IoT Core data endpoint's stand-in: records each publish (path and query, the
+/// authorization header, the body).
+fn iot_endpoint() -> (
+    String,
+    Arc<Mutex<Vec<(String, String, String)>>>,
+    tokio::runtime::Runtime,
+) {
+    use axum::extract::Request;
+    let got: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = got.clone();
+    let app = axum::Router::new().fallback(move |request: Request| {
+        let log = log.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+            let auth = parts
+                .headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            log.lock().unwrap().push((
+                parts.uri.to_string(),
+                auth,
+                String::from_utf8_lossy(&body).into_owned(),
+            ));
+            axum::Json(json!({"message": "OK"}))
+        }
+    });
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), got, rt)
+}
+
+#[test]
+fn blocks_and_publisher_binaries_carry_a_put_to_iot_core() {
+    use common::{ACCESS_KEY, REGION, SECRET_KEY, SESSION_TOKEN};
+    let redis = cubewalk_testkit::RedisServer::start();
+    let (endpoint, published, _rt) = iot_endpoint();
+    let aws = |mut env: Vec<(&'static str, String)>| {
+        env.extend([
+            ("AWS_REGION", REGION.to_string()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_string()),
+            ("AWS_SESSION_TOKEN", SESSION_TOKEN.to_string()),
+            ("CUBEWALK_REDIS_URL", redis.url()),
+        ]);
+        env
+    };
+    let publisher_env = aws(vec![
+        ("CUBEWALK_IOT_ENDPOINT", endpoint.clone()),
+        ("CUBEWALK_PUBLISHER_RUN_SECS", "1".into()),
+    ]);
+    // A first run marks where the feed starts; the put; a second run publishes it.
+    let (first, _) = invoke(
+        env!("CARGO_BIN_EXE_publisher"),
+        &publisher_env,
+        vec![json!({})],
+    );
+    assert_eq!(first[0].0, "response", "{:?}", first[0].1);
+    assert_eq!(first[0].1["held"], true);
+    let put = r#"{"world":"default","edits":[{"chunk":[0,0,0],"index":5,"value":7},{"chunk":[9,0,0],"index":1,"value":2}]}"#;
+    let (results, _) = invoke(
+        env!("CARGO_BIN_EXE_blocks"),
+        &aws(vec![("CUBEWALK_REALTIME", "on".into())]),
+        vec![events::rest("PUT", None, Some(put))],
+    );
+    assert_eq!(results[0].1["statusCode"], 200, "{:?}", results[0].1);
+    let (second, logs) = invoke(
+        env!("CARGO_BIN_EXE_publisher"),
+        &publisher_env,
+        vec![json!({})],
+    );
+    assert_eq!(second[0].0, "response", "{:?} {logs}", second[0].1);
+    assert_eq!(second[0].1["changes"], 2, "{:?}", second[0].1);
+    assert_eq!(second[0].1["published"], 2, "two regions, one message each");
+    let got = published.lock().unwrap().clone();
+    let mut topics: Vec<&str> = got.iter().map(|(uri, _, _)| uri.as_str()).collect();
+    topics.sort();
+    assert_eq!(
+        topics,
+        [
+            "/topics/cw%2Fdefault%2F0%2F0%2F0?qos=0",
+            "/topics/cw%2Fdefault%2F1%2F0%2F0?qos=0"
+        ]
+    );
+    for (_, auth, body) in &got {
+        assert!(
+            auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/"))
+                && auth.contains(&format!("/{REGION}/iotdevicegateway/aws4_request")),
+            "{auth}"
+        );
+        let changes = cubewalk_protocol::realtime::parse_region_message(body.as_bytes()).unwrap();
+        assert_eq!(changes.len(), 1);
+        assert_eq!((changes[0].from_seq, changes[0].seq), (0, 1));
+    }
 }
 
 #[test]

@@ -320,29 +320,38 @@ pub mod events {
         event
     }
 
-    /// A WebSocket API event of `route` on `connection` (authorized as `player-1`, viewer).
-    pub fn websocket(route: &str, connection: &str, body: Option<&str>) -> Value {
-        let kind = match route {
-            "$connect" => "CONNECT",
-            "$disconnect" => "DISCONNECT",
-            _ => "MESSAGE",
+    /// An AWS IoT Core custom authorizer event of an MQTT-over-WebSocket connection: the
+    /// token in the upgrade request's `token` header, or its query string, or (MQTT) the
+    /// CONNECT password, as IoT Core passes each.
+    pub fn broker_connect(
+        header: Option<&str>,
+        query: Option<&str>,
+        password: Option<&str>,
+    ) -> Value {
+        use base64::Engine;
+        let headers = match header {
+            Some(t) => json!({ "token": t, "host": "abc-ats.iot.eu-west-1.amazonaws.com" }),
+            None => json!({ "host": "abc-ats.iot.eu-west-1.amazonaws.com" }),
+        };
+        let query = match query {
+            Some(t) => format!("x-amz-customauthorizer-name=cubewalk&token={t}"),
+            None => "x-amz-customauthorizer-name=cubewalk".into(),
         };
         json!({
-            "requestContext": {
-                "routeKey": route,
-                "eventType": kind,
-                "connectionId": connection,
-                "connectedAt": 1700000000000i64,
-                "requestTimeEpoch": 1700000000001i64,
-                "domainName": "abcdef1234.execute-api.eu-west-1.amazonaws.com",
-                "stage": "prod",
-                "apiId": "abcdef1234",
-                "messageDirection": "IN",
-                "requestId": "r-1",
-                "authorizer": {"principalId": "player-1", "player": "player-1", "role": "viewer", "worlds": "*"}
+            "token": null,
+            "signatureVerified": false,
+            "protocols": ["tls", "http", "mqtt"],
+            "protocolData": {
+                "tls": {"serverName": "abc-ats.iot.eu-west-1.amazonaws.com"},
+                "http": {"headers": headers, "queryString": query},
+                "mqtt": {
+                    "clientId": "cw-0123456789abcdef",
+                    "username": "",
+                    "password": base64::engine::general_purpose::STANDARD
+                        .encode(password.unwrap_or("").as_bytes()),
+                }
             },
-            "body": body,
-            "isBase64Encoded": false
+            "connectionMetadata": {"id": "e7a3d1c2-0000-4000-8000-000000000001"}
         })
     }
 

@@ -87,6 +87,10 @@ async fn publish_while_held(
     report: &mut FeedReport,
 ) -> Result<(), crate::store::StoreError> {
     let mut positions = store.feed_positions().await?;
+    // Recorded at once: what is appended from now on is the next run's to publish, even if
+    // this one ends before its first tick.
+    let all: Vec<(usize, String)> = positions.iter().cloned().enumerate().collect();
+    store.save_feed_positions(&all).await?;
     let mut coalescer = Coalescer::new();
     let mut next = tokio::time::Instant::now();
     while next < until {
