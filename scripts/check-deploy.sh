@@ -8,17 +8,17 @@ echo "== cfn-lint server/template.yaml"
 cfn-lint server/template.yaml
 echo "cfn-lint: 0 errors"
 
-echo "== cargo lambda build --release --arm64 (authorizer, blocks, realtime, login)"
+echo "== cargo lambda build --release --arm64 (authorizer, broker_authorizer, blocks, publisher, login)"
 rustup target list --installed | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 cargo lambda build --release --arm64 -p cubewalk-lambda --output-format zip
-for f in authorizer blocks realtime login; do
+for f in authorizer broker_authorizer blocks publisher login; do
   zip="${CARGO_TARGET_DIR:-target}/lambda/$f/bootstrap.zip"
   [ -s "$zip" ] || { echo "missing $zip"; exit 1; }
   size=$(stat -c %s "$zip")
   echo "lambda $f: $size bytes zipped ($zip)"
   # Small artifacts load faster on a cold start; BENCHMARKS.md records how this was reached.
   # No AWS SDK client in any of them (SigV4 over the functions' own HTTPS client); every one,
-  # blocks (store, admin, notifications) included, stays under the 2 MB goal.
+  # blocks (store, admin, change feed) included, stays under the 2 MB goal.
   budget=2000000
   [ "$size" -le "$budget" ] || { echo "lambda $f: over its $budget-byte budget"; exit 1; }
 done

@@ -1,6 +1,10 @@
 //! The deployed stack's realtime path against a real redis-server: puts' changes appended to
 //! the change feed, publishers taking turns under the lease, every change published once per
-//! tick and region, none lost at a hand-over, none published twice.
+//! tick and region, none lost at a hand-over, none published twice. The sink logs in as the
+//! template's blocks user and the publisher as its realtime user, with their exact
+//! `AccessString`s.
+
+mod common;
 
 use async_trait::async_trait;
 use cubewalk_protocol::realtime::{parse_region_message, Change};
@@ -49,13 +53,22 @@ fn ranges(published: &[(String, String)]) -> BTreeMap<ChunkKey, Vec<(u64, u64)>>
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn publishers_take_turns_and_every_change_is_published_once() {
     let redis = RedisServer::start();
-    let store = Arc::new(
-        RedisStore::connect(&RedisStoreConfig::new(redis.url()))
-            .await
-            .unwrap(),
-    );
+    let connect = |user: &str| {
+        let url = common::template_user_url(&redis, user);
+        async move {
+            Arc::new(
+                RedisStore::connect(&RedisStoreConfig::new(url))
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    let store = connect("cubewalk-realtime").await;
     let world = WorldId::new("w").unwrap();
-    let sink = RedisSink(store.clone());
+    let sink = RedisSink(connect("cubewalk-blocks").await);
+    // The broker authorizer's ban check, as the same user.
+    use cubewalk_server::store::ChunkStore;
+    assert!(!store.is_banned("someone").await.unwrap());
     // Changes written before any publisher ran are history: not replayed.
     sink.send(&world, vec![change(ChunkKey::new(50, 0, 0), 1)])
         .await;

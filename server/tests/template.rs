@@ -73,8 +73,8 @@ fn no_function_environment_holds_a_password_or_a_token() {
         .iter()
         .filter(|v| v.starts_with("CUBEWALK_REDIS_URL:"))
         .collect();
-    assert_eq!(urls.len(), 2);
-    for (url, user) in urls.iter().zip(["blocks", "realtime"]) {
+    assert_eq!(urls.len(), 3);
+    for (url, user) in urls.iter().zip(["blocks", "realtime", "realtime"]) {
         assert!(
             url.contains(&format!("\"rediss://cubewalk-{user}@")),
             "{url}: a user and no password"
@@ -86,4 +86,42 @@ fn no_function_environment_holds_a_password_or_a_token() {
             "Passwords: [!Sub \"{{{{resolve:secretsmanager:${{{secret}}}:SecretString:password}}}}\"]"
         )));
     }
+}
+
+#[test]
+fn realtime_goes_through_iot_core_and_players_can_only_read() {
+    use cubewalk_server::handlers::broker_authorizer::TOKEN_KEY;
+    // The game's realtime URL names the broker authorizer, which IoT Core runs unsigned (the
+    // token is a signed JWT itself) on every connection.
+    assert!(TEMPLATE.contains(
+        "Value: !Sub \"wss://${IotDataEndpoint}/mqtt?x-amz-customauthorizer-name=${BrokerAuthorizer}\""
+    ));
+    assert!(TEMPLATE.contains("SigningDisabled: true"));
+    assert!(TEMPLATE.contains("Principal: iot.amazonaws.com"));
+    assert_eq!(TOKEN_KEY, "token");
+    // Only the publisher may publish, and only change topics; nothing else in the stack has
+    // an iot: permission.
+    let iot_actions: Vec<&str> = TEMPLATE
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("Action: iot:"))
+        .collect();
+    assert_eq!(iot_actions, ["Action: iot:Publish"]);
+    assert!(TEMPLATE.contains(
+        "Resource: !Sub \"arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:topic/cw/*\""
+    ));
+    // The blocks function appends to the feed; no WebSocket API or Management API remains.
+    assert!(TEMPLATE.contains("CUBEWALK_REALTIME: \"on\""));
+    for gone in [
+        "AWS::ApiGatewayV2",
+        "execute-api:ManageConnections",
+        "CUBEWALK_REALTIME_ENDPOINT",
+    ] {
+        assert!(!TEMPLATE.contains(gone), "{gone} is still in the template");
+    }
+    // No NAT: the IoT data and Secrets Manager endpoints are in the VPC; no function may
+    // reach 0.0.0.0/0 except the broker authorizer's egress to an OpenID Connect issuer.
+    assert!(TEMPLATE.contains("ServiceName: !Sub \"com.amazonaws.${AWS::Region}.iot.data\""));
+    assert!(TEMPLATE.contains("ServiceName: !Sub \"com.amazonaws.${AWS::Region}.secretsmanager\""));
+    assert_eq!(TEMPLATE.matches("CidrIp: 0.0.0.0/0").count(), 1);
 }

@@ -12,8 +12,8 @@ pub fn template_user_url(redis: &RedisServer, user: &str) -> String {
         .find_map(|l| l.trim().strip_prefix("AccessString: \"on "))
         .unwrap_or_else(|| panic!("the {user} user's AccessString in template.yaml"))
         .trim_end_matches('"');
-    let mut setuser = vec!["ACL", "SETUSER", "blocks", "reset", "on", ">acl-test-pass"];
+    let mut setuser = vec!["ACL", "SETUSER", user, "reset", "on", ">acl-test-pass"];
     setuser.extend(access.split_whitespace());
     assert_eq!(redis.command(&setuser).as_deref(), Some("+OK"), "{access}");
-    format!("redis://blocks:acl-test-pass@127.0.0.1:{}", redis.port)
+    format!("redis://{user}:acl-test-pass@127.0.0.1:{}", redis.port)
 }
