@@ -7,8 +7,9 @@
 //!   first change, where no one else changed it since and it still holds the player's value;
 //!   cubes others changed since are reported, never overwritten. The rollback is itself a
 //!   logged edit (by the admin) and its changes reach followers like any put's.
-//! - Ban and unban: a banned player's puts, follows and new realtime connections are refused;
-//!   banning also closes the connections they hold.
+//! - Ban and unban: a banned player's puts and new realtime connections are refused; banning
+//!   also closes the sessions they hold where this process knows them (`serve`'s gate; in AWS,
+//!   IoT Core's next authorizer refresh ends them).
 
 use crate::realtime::{changes, Notifier};
 use crate::store::{Applied, ChunkStore, ExpectedEdit, LogRecord, StoreError};

@@ -2,10 +2,10 @@
 //! operator with network access to the store, such as a bastion in the VPC). They answer JSON,
 //! as the REST admin API does.
 //!
-//! Unlike the REST API (served by the blocks function, which can reach the WebSocket API),
-//! these commands cannot close a banned player's open realtime connections: those are refused
-//! at their next subscribe, keep receiving changes until then, and end at API Gateway's 2-hour
-//! limit. Ban through the REST API to close them at once.
+//! A ban refuses the player's puts at once and new realtime connections from then on. An open
+//! realtime connection ends when IoT Core next re-runs the broker authorizer (every 300 s,
+//! `REFRESH_AFTER_SECS`), which refuses a banned player; only `serve`'s gate, banned through
+//! its REST admin API, closes one at once.
 
 use cubewalk_protocol::{ChunkKey, WorldId};
 use cubewalk_server::admin;

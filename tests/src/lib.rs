@@ -5,7 +5,7 @@ use cubewalk::ffi::*;
 use cubewalk::Status;
 use cubewalk_server::gateway::GatewayConfig;
 use cubewalk_server::identity::TokenSet;
-use cubewalk_server::store::{ChunkStore, MemoryStore, PlayerLimits, RedisStore, RedisStoreConfig};
+use cubewalk_server::store::{ChunkStore, MemoryStore, RedisStore, RedisStoreConfig};
 pub use cubewalk_testkit::{RedisCluster, RedisServer, TestGateway};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -88,15 +88,7 @@ impl Stack {
             Backend::External(url) => Some((url.clone(), false)),
             Backend::Cluster(c) => Some((c.url(), true)),
         };
-        let config = GatewayConfig {
-            // Every end-to-end client uses the one static token, so one "player" holds the
-            // test's whole crowd of connections.
-            limits: PlayerLimits {
-                connections: 4096,
-                ..PlayerLimits::default()
-            },
-            ..GatewayConfig::default()
-        };
+        let config = GatewayConfig::default();
         let gateway = TestGateway::start_realtime_at(
             0,
             config,

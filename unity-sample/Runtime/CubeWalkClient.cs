@@ -52,6 +52,11 @@ namespace CubeWalk
         bool updating;
         // Set when this client speaks through the managed transport (WebGL, or asked for).
         Managed.ManagedTransport managed;
+        // The managed transport's realtime follower, once started.
+        Managed.ManagedRealtime realtime;
+        /// <summary>Tests: the WebSocket bridges the managed realtime follower opens (null: the
+        /// build's own, <see cref="Managed.WebSocketBridges.Create"/>).</summary>
+        internal Func<Managed.IWebSocketBridge> RealtimeBridges;
         string lastEndpoint, lastToken;
         CubeWalkOptions lastOptions;
         volatile bool initialized;
@@ -113,6 +118,8 @@ namespace CubeWalk
                 {
                     CancelAllPending();
                     if (managed == null) LeaveNativeSession();
+                    // Its token and settings were the old transport's, as cw_init stops the native one.
+                    StopManagedRealtime();
                     managed = transport;
                     Remember(endpoint, token, options);
                     initialized = true;
@@ -139,6 +146,7 @@ namespace CubeWalk
                 }
                 // Leaving the managed transport: its requests cannot be polled natively.
                 if (managed != null) CancelAllPending();
+                StopManagedRealtime();
                 managed = null;
                 Remember(endpoint, token, options);
                 if (!open.Contains(this)) open.Add(this);
@@ -580,6 +588,11 @@ namespace CubeWalk
         /// the requests. Allocates nothing unless a request fails.</summary>
         public void Update()
         {
+#if !UNITY_2018_1_OR_NEWER
+            // Outside Unity there is no player loop: the managed realtime follower runs here.
+            Managed.ManagedRealtime r = realtime;
+            if (r != null) r.Pump();
+#endif
             if (!Monitor.TryEnter(updateLock)) return;
             try
             {
@@ -812,6 +825,7 @@ namespace CubeWalk
             lock (sessionLock)
             {
                 CancelAllPending();
+                StopManagedRealtime();
                 if (open.Remove(this) && open.Count == 0) NativeMethods.cw_shutdown();
                 initialized = false;
             }
@@ -838,6 +852,9 @@ namespace CubeWalk
                 NativeMethods.cw_shutdown();
                 foreach (var c in all) c.initialized = false;
             }
+            // Managed-transport clients keep their transport, but no realtime connection outlives
+            // this either (each is started again by whoever follows).
+            Managed.ManagedRealtime.StopAll();
             foreach (var c in all) c.CompleteCancelled("shut down");
         }
 

@@ -96,6 +96,9 @@ namespace CubeWalk.Managed
         public ChunkKey Key;
         /// <summary>Its current version.</summary>
         public ulong Version;
+        /// <summary>Its write sequence (<c>n</c>; 0, and left out, for a chunk never written): the
+        /// realtime follower orders changes against it.</summary>
+        public ulong Seq;
         /// <summary>Its blob, or null when unchanged.</summary>
         public byte[] Blob;
     }
@@ -137,7 +140,7 @@ namespace CubeWalk.Managed
             return n;
         }
 
-        /// <summary>Parses a fetch answer <c>{"world":..,"chunks":[{"key":[x,y,z],"version":v,"data":"..."}]}</c>.</summary>
+        /// <summary>Parses a fetch answer <c>{"world":..,"chunks":[{"key":[x,y,z],"version":v,"n":seq,"data":"..."}]}</c>.</summary>
         /// <exception cref="InvalidDataException">The text is not a fetch answer.</exception>
         public static List<FetchedEntry> ParseAnswer(string json)
         {
@@ -191,6 +194,9 @@ namespace CubeWalk.Managed
                     case "version":
                         e.Version = p.Unsigned();
                         hasVersion = true;
+                        break;
+                    case "n":
+                        e.Seq = p.Unsigned();
                         break;
                     case "data":
                         if (p.TryNull()) e.Blob = null;

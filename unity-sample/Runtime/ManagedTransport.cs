@@ -352,14 +352,30 @@ namespace CubeWalk.Managed
         readonly Queue<Op> queuedPuts = new Queue<Op>();
         Op putInFlight;
         ulong nextId;
+        /// <summary>The write sequences of the realtime follower started from this transport's
+        /// client, which every fetch answer sets; null when none runs.</summary>
+        internal volatile Floors Follower;
 
         internal ManagedTransport(string endpoint, string token, CubeWalkOptions options, IHttpSender sender)
         {
             this.endpoint = CheckEndpoint(endpoint, options.AllowInsecureHttp);
             this.token = new TokenState(CheckToken(token));
             timeoutMs = (int)(options.TimeoutMs ?? NativeDefaults.TimeoutMs);
+            ConnectTimeoutMs = options.ConnectTimeoutMs ?? DefaultConnectTimeoutMs;
+            AllowInsecure = options.AllowInsecureHttp;
             http = sender;
         }
+
+        /// <summary>The token every exchange sent from now on carries.</summary>
+        internal TokenState Token { get { return token; } }
+        /// <summary>How HTTP is sent (the realtime follower's handshake probe uses it too).</summary>
+        internal IHttpSender Http { get { return http; } }
+        // The native default connect timeout (sdk/src/options.rs; NativeDefaults.g.cs does not carry it).
+        const uint DefaultConnectTimeoutMs = 5000;
+        /// <summary>The options' connect timeout (ms), for the realtime connection.</summary>
+        internal readonly uint ConnectTimeoutMs;
+        /// <summary>Whether plain http:// and ws:// may go to a non-loopback host.</summary>
+        internal readonly bool AllowInsecure;
 
         internal static string CheckToken(string token)
         {
@@ -385,6 +401,9 @@ namespace CubeWalk.Managed
             internal readonly string Text;
             readonly long expiresAt;
             internal volatile bool Worked;
+            /// <summary>The API answered 401 to it (a realtime handshake whose status the runtime
+            /// hides is then taken for a 401 too).</summary>
+            internal volatile bool Unauthorized;
 
             internal TokenState(string text)
             {
@@ -441,7 +460,7 @@ namespace CubeWalk.Managed
             throw Invalid("plain http is only allowed to a loopback host; use https or set allow_insecure_http");
         }
 
-        static void CheckWorld(string world)
+        internal static void CheckWorld(string world)
         {
             if (world.Length == 0 || world.Length > NativeDefaults.MaxWorldIdLength) throw Invalid("world id must be 1 to 64 characters");
             foreach (char c in world)
@@ -466,7 +485,8 @@ namespace CubeWalk.Managed
             internal readonly List<Part> Parts = new List<Part>();
             internal DateTime Deadline;
             internal ChunkKey[] Keys;
-            internal ulong[] Held, Versions;
+            internal string World;
+            internal ulong[] Held, Versions, Seqs;
             internal int[][] Buffers;
             internal byte[] Changed;
             internal ChunkVersion[] Results;
@@ -480,7 +500,7 @@ namespace CubeWalk.Managed
             var seen = new HashSet<ChunkKey>();
             for (int i = 0; i < n; i++)
                 if (!seen.Add(keys[i])) throw Invalid("chunk " + keys[i] + " appears twice");
-            var op = new Op { Keys = (ChunkKey[])keys.Clone(), Held = new ulong[n], Versions = versions, Buffers = buffers, Changed = changed };
+            var op = new Op { Keys = (ChunkKey[])keys.Clone(), World = world, Held = new ulong[n], Seqs = new ulong[n], Versions = versions, Buffers = buffers, Changed = changed };
             Array.Copy(versions, op.Held, n);
             int first = 0;
             while (first < n)
@@ -620,7 +640,12 @@ namespace CubeWalk.Managed
                 Forget(op);
                 try
                 {
-                    return op.IsPut ? FinishPut(op, out error) : FinishFetch(op, out error);
+                    if (op.IsPut) return FinishPut(op, out error);
+                    CubeWalkStatus s = FinishFetch(op, out error);
+                    // The realtime follower orders changes against what this answer holds.
+                    Floors floors = Follower;
+                    if (s == CubeWalkStatus.Ok && floors != null) floors.Record(op.World, op.Keys, op.Seqs, op.Keys.Length);
+                    return s;
                 }
                 catch (Exception e) when (e is InvalidDataException || e is FormatException || e is OverflowException)
                 {
@@ -649,6 +674,7 @@ namespace CubeWalk.Managed
             string code = Code(p.Exchange.Text);
             // Our own answers come from behind the authorizer: the token was accepted.
             if (p.Token != null && ((s >= 200 && s < 300) || code != null)) p.Token.Worked = true;
+            if (p.Token != null && s == 401) p.Token.Unauthorized = true;
             if (s >= 200 && s < 300)
             {
                 error = null;
@@ -718,6 +744,7 @@ namespace CubeWalk.Managed
                     if (e.Blob != null) ChunkCodec.Decode(e.Blob, op.Buffers[i]);
                     else if (op.Held[i] != e.Version) throw new InvalidDataException("chunk " + e.Key + " came back without data at a version not held");
                     op.Versions[i] = e.Version;
+                    op.Seqs[i] = e.Seq;
                     op.Changed[i] = (byte)(e.Blob != null ? 1 : 0);
                 }
             }

@@ -44,9 +44,6 @@ pub struct PlayerLimits {
     pub new_chunks_per_min: u32,
     /// New chunks one player may create at once.
     pub new_chunk_burst: u32,
-    /// Realtime connections one player may hold at once (each follows at most
-    /// `MAX_SUBSCRIBED_CHUNKS` chunks, so this bounds a player's subscriptions too).
-    pub connections: u32,
 }
 
 impl Default for PlayerLimits {
@@ -60,15 +57,13 @@ impl Default for PlayerLimits {
             cube_burst: 262_144,
             new_chunks_per_min: 3000,
             new_chunk_burst: 4096,
-            connections: 8,
         }
     }
 }
 
 impl PlayerLimits {
     /// The defaults, overridden by `CUBEWALK_LIMIT_CUBES_PER_SEC`, `CUBEWALK_LIMIT_CUBE_BURST`,
-    /// `CUBEWALK_LIMIT_NEW_CHUNKS_PER_MIN`, `CUBEWALK_LIMIT_NEW_CHUNK_BURST` and
-    /// `CUBEWALK_LIMIT_CONNECTIONS`.
+    /// `CUBEWALK_LIMIT_NEW_CHUNKS_PER_MIN` and `CUBEWALK_LIMIT_NEW_CHUNK_BURST`.
     pub fn from_env() -> Result<Self, String> {
         let mut limits = Self::default();
         for (name, slot) in [
