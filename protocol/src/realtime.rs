@@ -92,7 +92,8 @@ pub fn parse_region_topic(topic: &str) -> Option<(WorldId, Region)> {
         y: axis()?,
         z: axis()?,
     };
-    parts.next().is_none().then_some((world, region))
+    // Only the canonical spelling (no `+1`, `01`, `-0`): one region, one topic.
+    (parts.next().is_none() && region_topic(&world, region) == topic).then_some((world, region))
 }
 
 /// The regions covering `chunks`, sorted, without repeats.

@@ -706,41 +706,89 @@ namespace CubeWalk
             return tcs.Task;
         }
 
-        /// <summary>Opens the realtime connection (the WebSocket API, <c>wss://.../prod</c>; the local
-        /// gateway's <c>ws://127.0.0.1:3000/prod</c>) with this client's token and settings, in the
-        /// background: the library connects, re-connects with backoff after failures and follows
-        /// the set given to <see cref="Follow"/>. The connection belongs to the process's native
-        /// session, like every client's requests: one consumer should poll it (a
-        /// <see cref="ChunkNeighbourhood"/>). Starting it again replaces it; initializing the
-        /// native session again (another settings' client, <see cref="Reinitialize"/>) stops it.</summary>
-        /// <param name="realtimeEndpoint">The WebSocket API's URL.</param>
+        /// <summary>Opens the realtime connection: MQTT 3.1.1 over a WebSocket (subprotocol
+        /// <c>mqtt</c>) to the broker, AWS IoT Core's <c>wss://&lt;endpoint&gt;/mqtt</c> when deployed
+        /// (the stack's <c>RealtimeUrl</c>), the local gateway's <c>ws://127.0.0.1:3000/mqtt</c>, with
+        /// this client's token and settings, in the background: it connects, re-connects with backoff
+        /// after failures and follows the set given to <see cref="Follow"/>. With the native plugin
+        /// the connection belongs to the process's native session, like every client's requests:
+        /// one consumer should poll it (a <see cref="ChunkNeighbourhood"/>); initializing the native
+        /// session again (another settings' client, <see cref="Reinitialize"/>) stops it. On the
+        /// managed transport (WebGL builds, or <see cref="CubeWalkTransport.Managed"/>) the same
+        /// follower runs in C#, belongs to this client, sends the token in the URL's <c>token</c>
+        /// query parameter (the only place a browser can put it) and is driven once per frame on
+        /// the main thread by the package's player-loop system (outside Unity, by
+        /// <see cref="Update"/>); a re-initialization of this client stops it. Starting it again
+        /// replaces it.</summary>
+        /// <param name="realtimeEndpoint">The broker's MQTT-over-WebSocket URL (<c>wss://</c>, or
+        /// <c>ws://</c> to a loopback host unless <see cref="CubeWalkOptions.AllowInsecureHttp"/>).</param>
         /// <exception cref="ArgumentNullException"><paramref name="realtimeEndpoint"/> is null.</exception>
         /// <exception cref="CubeWalkException">The URL is invalid, or the client is not initialized.</exception>
-        /// <exception cref="PlatformNotSupportedException">On the managed transport (WebGL builds):
-        /// follow changes by polling instead.</exception>
         public unsafe void StartRealtime(string realtimeEndpoint)
         {
             if (realtimeEndpoint == null) throw new ArgumentNullException("realtimeEndpoint");
-            if (managed != null)
-                throw new PlatformNotSupportedException("realtime needs the native plugin; the managed transport (WebGL) polls instead");
+            Managed.ManagedTransport m = ManagedOrNull();
+            if (m != null)
+            {
+                var follower = new Managed.ManagedRealtime(m, realtimeEndpoint, m.AllowInsecure, m.ConnectTimeoutMs,
+                    RealtimeBridges ?? Managed.WebSocketBridges.Create, m.Http);
+                lock (sessionLock)
+                {
+                    StopManagedRealtime();
+                    realtime = follower;
+                    m.Follower = follower.Floors;
+                    follower.Register();
+                }
+                return;
+            }
             byte[] url = Encoding.UTF8.GetBytes(realtimeEndpoint);
             fixed (byte* p = url)
                 Check(NativeMethods.cw_realtime_start(p, (UIntPtr)url.Length));
         }
 
+        // Under sessionLock: stops this client's managed follower, if any.
+        void StopManagedRealtime()
+        {
+            Managed.ManagedRealtime r = realtime;
+            realtime = null;
+            if (r == null) return;
+            Managed.ManagedTransport m = managed;
+            if (m != null && m.Follower == r.Floors) m.Follower = null;
+            r.Stop();
+        }
+
+        // The managed follower, or an exception as the native library answers when none runs.
+        Managed.ManagedRealtime Follower()
+        {
+            Managed.ManagedRealtime r = realtime;
+            if (r == null || r.Stopped)
+                throw new CubeWalkException(CubeWalkStatus.InvalidArgument,
+                    "invalid argument: the realtime connection is not started: call StartRealtime first");
+            return r;
+        }
+
         /// <summary>Follows exactly <paramref name="count"/> chunks of <paramref name="keys"/> in
-        /// <paramref name="world"/> from now on (replacing the earlier set; 0 follows nothing). The
-        /// server's acknowledgement arrives as a <see cref="ChangeKind.Subscribed"/> event.</summary>
+        /// <paramref name="world"/> from now on (replacing the earlier set; 0 follows nothing): the
+        /// connection subscribes to the topics of the 8x8x8-chunk regions covering them (at most 50
+        /// regions). The server's acknowledgement arrives as a <see cref="ChangeKind.Subscribed"/>
+        /// event.</summary>
         /// <param name="world">The world id.</param>
         /// <param name="keys">The chunks.</param>
         /// <param name="count">How many of <paramref name="keys"/> to follow (at most 1024).</param>
         /// <exception cref="ArgumentNullException">An argument is null.</exception>
         /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> is outside the array.</exception>
-        /// <exception cref="CubeWalkException">The realtime connection is not started, or the world is invalid.</exception>
+        /// <exception cref="CubeWalkException">The realtime connection is not started, the world is
+        /// invalid, or the chunks are too many or span too many regions (InvalidArgument).</exception>
         public unsafe void Follow(string world, ChunkKey[] keys, int count)
         {
             if (keys == null) throw new ArgumentNullException("keys");
             if (count < 0 || count > keys.Length) throw new ArgumentOutOfRangeException("count");
+            if (managed != null)
+            {
+                if (world == null) throw new ArgumentNullException("world");
+                Follower().Follow(world, keys, count);
+                return;
+            }
             byte[] w = Scratch.ForThisThread(0).WorldBytes(world);
             fixed (byte* wp = w)
             fixed (ChunkKey* kp = keys)
@@ -749,8 +797,9 @@ namespace CubeWalk
 
         /// <summary>Moves queued realtime events into <paramref name="changes"/> and their cube edits
         /// into <paramref name="edits"/> (each <see cref="ChunkChange"/> says where its edits are),
-        /// oldest first, as many as fit; the rest wait for the next call. Never blocks and allocates
-        /// nothing.</summary>
+        /// oldest first, as many as fit; the rest wait for the next call. A change that a fetch
+        /// answered since it was queued (the chunk's write sequence says so) is dropped. Never
+        /// blocks and allocates nothing.</summary>
         /// <param name="changes">Receives the events.</param>
         /// <param name="edits">Receives their edits; at least 64 entries.</param>
         /// <param name="editCount">How many entries of <paramref name="edits"/> were filled.</param>
@@ -761,6 +810,7 @@ namespace CubeWalk
         {
             if (changes == null) throw new ArgumentNullException("changes");
             if (edits == null) throw new ArgumentNullException("edits");
+            if (managed != null) return Follower().Poll(changes, edits, out editCount);
             UIntPtr n, e;
             fixed (ChunkChange* cp = changes)
             fixed (CubeEdit* ep = edits)
@@ -772,24 +822,35 @@ namespace CubeWalk
             return (int)n.ToUInt32();
         }
 
-        /// <summary>Where the realtime connection stands (<see cref="RealtimeState.Off"/> on the
-        /// managed transport).</summary>
+        /// <summary>Where the realtime connection stands (<see cref="RealtimeState.Off"/> when it is
+        /// not started).</summary>
         public unsafe RealtimeState RealtimeState
         {
             get
             {
-                if (managed != null) return RealtimeState.Off;
+                if (managed != null)
+                {
+                    Managed.ManagedRealtime r = realtime;
+                    return r == null ? RealtimeState.Off : r.State;
+                }
                 int state;
                 return NativeMethods.cw_realtime_state(&state) == CubeWalkStatus.Ok ? (RealtimeState)state : RealtimeState.Off;
             }
         }
 
-        /// <summary>Why the realtime connection is not connected (its last problem), or null.</summary>
+        /// <summary>Why the realtime connection is not connected (its last problem), or null. On the
+        /// managed transport also while connected when the broker refuses the subscription (a token
+        /// without the world), until it is in place.</summary>
         public unsafe string RealtimeProblem
         {
             get
             {
-                if (managed != null) return "realtime needs the native plugin";
+                if (managed != null)
+                {
+                    Managed.ManagedRealtime r = realtime;
+                    string p = r == null ? null : r.Problem;
+                    return p == null ? null : "realtime: " + p;
+                }
                 int state;
                 if (NativeMethods.cw_realtime_state(&state) != CubeWalkStatus.Ok) return LastError();
                 if (state == (int)RealtimeState.Connected) return null;
@@ -801,7 +862,12 @@ namespace CubeWalk
         /// <summary>Closes the realtime connection and drops its queued events.</summary>
         public void StopRealtime()
         {
-            if (managed == null) NativeMethods.cw_realtime_stop();
+            if (managed == null)
+            {
+                NativeMethods.cw_realtime_stop();
+                return;
+            }
+            lock (sessionLock) StopManagedRealtime();
         }
 
         /// <summary>Cancels this client's requests and leaves the native session; the last client

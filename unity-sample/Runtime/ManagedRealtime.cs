@@ -6,6 +6,20 @@ using System.Text;
 
 namespace CubeWalk.Managed
 {
+#if UNITY_2018_1_OR_NEWER
+    /// <summary>What the package's player-loop system (and, in the Editor outside Play mode, its
+    /// update) runs once per frame on the main thread: the UnityWebRequest pump of the managed
+    /// transport, then every managed realtime follower.</summary>
+    internal static class ManagedLoop
+    {
+        internal static void Pump()
+        {
+            UnityWebRequestSender.Pump();
+            if (UnityWebRequestSender.OnMainThread) ManagedRealtime.PumpAll();
+        }
+    }
+#endif
+
     /// <summary>
     /// Per chunk, the write sequence of the copy the caller holds as far as one follower knows
     /// (sdk/src/realtime.rs <c>Floors</c>): set exactly by every fetch answer of its client (a
@@ -246,6 +260,9 @@ namespace CubeWalk.Managed
 
         /// <summary>Where the connection stands.</summary>
         internal RealtimeState State { get { return (RealtimeState)state; } }
+
+        /// <summary>Whether <see cref="Stop"/> ended it.</summary>
+        internal bool Stopped { get { lock (sync) return phase == Phase.Stopped; } }
 
         /// <summary>The last problem the connection met while it is not connected (or while the
         /// broker refuses the subscription), else null.</summary>

@@ -22,7 +22,7 @@ namespace CubeWalk
         {
             // [InitializeOnLoad] constructors run on the main thread, before any edit-mode request.
             Managed.UnityWebRequestSender.SetMainThread();
-            EditorApplication.update += Managed.UnityWebRequestSender.Pump;
+            EditorApplication.update += Managed.ManagedLoop.Pump;
             EditorApplication.playModeStateChanged += OnPlayModeChanged;
             AssemblyReloadEvents.beforeAssemblyReload += CubeWalkClient.ShutdownAll;
             AssemblyReloadEvents.beforeAssemblyReload += Managed.UnityWebRequestSender.AbortAll;

@@ -6,10 +6,12 @@ using UnityEngine.LowLevel;
 namespace CubeWalk
 {
     /// <summary>
-    /// Runs the managed transport's UnityWebRequest pump once per frame on the main thread, as a
+    /// Runs the managed transport's UnityWebRequest pump and its realtime followers (the MQTT
+    /// connection over the browser's WebSocket in WebGL) once per frame on the main thread, as a
     /// system of the player loop's Update phase: clients may begin and poll requests on any
-    /// thread, but only the main thread may touch a UnityWebRequest. Installed before the first
-    /// scene loads, in the Editor and in players alike, with no MonoBehaviour to keep alive.
+    /// thread, but only the main thread may touch a UnityWebRequest or the browser. Installed
+    /// before the first scene loads, in the Editor and in players alike, with no MonoBehaviour to
+    /// keep alive.
     /// </summary>
     static class CubeWalkPlayerLoop
     {
@@ -35,7 +37,7 @@ namespace CubeWalk
                 var pump = new PlayerLoopSystem
                 {
                     type = typeof(CubeWalkPlayerLoop),
-                    updateDelegate = Managed.UnityWebRequestSender.Pump,
+                    updateDelegate = Managed.ManagedLoop.Pump,
                 };
                 // Matched by name: a system left by an earlier load of this assembly has another Type.
                 for (int j = 0; j < systems.Length; j++)
