@@ -1,5 +1,5 @@
 //! The realtime client against servers that misbehave: one that accepts and never answers the
-//! handshake, one that redirects, one that sends garbage and oversized messages. The client
+//! handshake, one that redirects, a broker that publishes garbage and oversized packets. The client
 //! must report, back off and retry, never follow a redirect with the token, and keep taking
 //! the good messages.
 
@@ -7,11 +7,16 @@ use cubewalk::realtime::{Realtime, RealtimeEvent, RealtimeState};
 use cubewalk::{ChunkKey, Client, ClientOptions};
 use cubewalk_protocol::WorldId;
 use futures_util::{SinkExt, StreamExt};
+use rumqttc::mqttbytes::v4::{
+    ConnAck, ConnectReturnCode, Packet, Publish, SubAck, SubscribeReasonCode,
+};
+use rumqttc::mqttbytes::QoS;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 
 fn client(connect_timeout: Duration) -> Client {
@@ -96,8 +101,34 @@ async fn a_redirect_is_never_followed() {
     assert_ne!(r.state(), RealtimeState::Connected);
 }
 
+/// One MQTT packet as a binary frame.
+async fn send_packet<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, packet: Packet)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut out = bytes::BytesMut::new();
+    packet.write(&mut out, 1 << 24).unwrap();
+    let _ = ws.send(Message::binary(out.freeze())).await;
+}
+
+/// Reads frames until one holds a whole packet (the SDK sends one packet per frame).
+async fn read_packet<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Option<Packet>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match ws.next().await? {
+            Ok(Message::Binary(b)) => {
+                let mut buf = bytes::BytesMut::from(&b[..]);
+                return Packet::read(&mut buf, 1 << 20).ok();
+            }
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
 #[tokio::test]
-#[ignore = "its stand-in server speaks the removed WebSocket API; to be ported to MQTT (issue 21)"]
 async fn garbage_and_oversized_messages_are_survived_and_good_ones_still_arrive() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -107,38 +138,66 @@ async fn garbage_and_oversized_messages_are_survived_and_good_ones_still_arrive(
         while let Ok((s, _)) = listener.accept().await {
             let n = count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                // A broker's answers: the `mqtt` subprotocol, CONNACK, SUBACK.
+                let echo = |_: &Request, mut response: Response| {
+                    response
+                        .headers_mut()
+                        .insert("sec-websocket-protocol", "mqtt".parse().unwrap());
+                    Ok(response)
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(s, echo).await else {
                     return;
                 };
-                // Wait for the subscribe, answer it.
-                let _ = ws.next().await;
-                let _ = ws.send(Message::text(r#"{"subscribed":1}"#)).await;
+                let Some(Packet::Connect(_)) = read_packet(&mut ws).await else {
+                    return;
+                };
+                send_packet(
+                    &mut ws,
+                    Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)),
+                )
+                .await;
+                let Some(Packet::Subscribe(sub)) = read_packet(&mut ws).await else {
+                    return;
+                };
+                assert_eq!(sub.filters[0].path, "cw/default/0/0/0");
+                let codes = vec![SubscribeReasonCode::Success(QoS::AtMostOnce); sub.filters.len()];
+                send_packet(&mut ws, Packet::SubAck(SubAck::new(sub.pkid, codes))).await;
                 if n == 0 {
-                    // Garbage of every kind, then a good change.
+                    let publish = |topic: &str, payload: &str| {
+                        Packet::Publish(Publish::new(
+                            topic,
+                            QoS::AtMostOnce,
+                            payload.as_bytes().to_vec(),
+                        ))
+                    };
+                    let topic = "cw/default/0/0/0";
+                    // Garbage of every kind on the followed topic, a change on a topic and a
+                    // world not followed, a text frame; then a good change.
                     for bad in [
                         "not json",
                         "[1,2]",
-                        r#"[[0,0,0],"AAAAAAAAAAA","AAAAAAAAAAA",1,5000,1]"#,
+                        r#"[[[0,0,0],"AAAAAAAAAAA","AAAAAAAAAAA",0,1,5000,1]]"#,
                         r#"{"unexpected":true}"#,
                         "[",
                     ] {
-                        let _ = ws.send(Message::text(bad)).await;
+                        send_packet(&mut ws, publish(topic, bad)).await;
                     }
-                    let _ = ws.send(Message::binary(vec![0u8; 10])).await;
-                    let _ = ws
-                        .send(Message::text(
-                            r#"[[0,0,0],"AAAAAAAAAAA","AQAAAAAAAAA",2,7,42]"#,
-                        ))
-                        .await;
-                    // Then a message far over any limit: the client drops the connection.
-                    let _ = ws.send(Message::text("[".repeat(2 << 20))).await;
+                    let other = r#"[[[0,0,0],"AAAAAAAAAAA","AgAAAAAAAAA",0,1,7,9]]"#;
+                    send_packet(&mut ws, publish("cw/elsewhere/0/0/0", other)).await;
+                    send_packet(&mut ws, publish("not/a/change/topic", other)).await;
+                    let _ = ws.send(Message::text("hello")).await;
+                    let good = r#"[[[0,0,0],"AAAAAAAAAAA","AQAAAAAAAAA",1,2,7,42]]"#;
+                    send_packet(&mut ws, publish(topic, good)).await;
+                    // Then a packet far over any limit: the client drops the connection.
+                    let huge = "[".repeat(2 << 20);
+                    send_packet(&mut ws, publish(topic, &huge)).await;
                 }
                 tokio::time::sleep(Duration::from_secs(30)).await;
             });
         }
     });
     let c = client(Duration::from_secs(2));
-    let r = Realtime::start(&c, &format!("ws://{addr}/prod")).unwrap();
+    let r = Realtime::start(&c, &format!("ws://{addr}/mqtt")).unwrap();
     r.follow(&WorldId::default(), &[ChunkKey::new(0, 0, 0)])
         .unwrap();
     let events = Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -590,8 +590,8 @@ namespace CubeWalk
         {
 #if !UNITY_2018_1_OR_NEWER
             // Outside Unity there is no player loop: the managed realtime follower runs here.
-            Managed.ManagedRealtime r = realtime;
-            if (r != null) r.Pump();
+            Managed.ManagedRealtime follower = realtime;
+            if (follower != null) follower.Pump();
 #endif
             if (!Monitor.TryEnter(updateLock)) return;
             try

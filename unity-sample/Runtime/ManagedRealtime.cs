@@ -188,7 +188,6 @@ namespace CubeWalk.Managed
         IHttpExchange probe;
         ManagedTransport.TokenState tokenUsed;
         readonly MqttReader reader = new MqttReader();
-        readonly byte[] readBuffer = new byte[16 * 1024];
         byte[] outBuffer = new byte[256];
         double deadline, startedAt, retryAt, heardAt, pingAt, reconcileAt, resendAt = -1;
         int failures, refusals;
