@@ -3,11 +3,10 @@
 
 use crate::proxy;
 use cubewalk::ffi::*;
-use cubewalk::{ChunkKey, Client, ClientOptions, Status};
-use cubewalk_e2e::{fetch_into, init_with, Stack, TOKEN};
+use cubewalk::{ChunkKey, Status};
+use cubewalk_e2e::{fetch_into, init_with, Stack};
 use cubewalk_protocol::codec::ChunkData;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Everything the sections share: Redis, the gateway on it, a byte-counting proxy in front.
 pub(crate) struct Env {
@@ -17,7 +16,7 @@ pub(crate) struct Env {
     pub(crate) proxy_url: String,
     pub(crate) counters: Arc<proxy::Counters>,
     pub(crate) http: reqwest::blocking::Client,
-    pub(crate) client: Client,
+
     pub(crate) rounds: usize,
 }
 
@@ -38,18 +37,6 @@ impl Env {
         let (proxy_addr, counters) = proxy::start(&rt, target);
         let url = stack.endpoint();
         let proxy_url = format!("http://{proxy_addr}/prod/cubewalkblocks");
-        let client = {
-            let _g = rt.enter();
-            Client::new(
-                &url,
-                TOKEN,
-                ClientOptions {
-                    timeout: Duration::from_secs(60),
-                    ..ClientOptions::default()
-                },
-            )
-            .unwrap()
-        };
         Self {
             rt,
             stack,
@@ -57,7 +44,6 @@ impl Env {
             proxy_url,
             counters,
             http: reqwest::blocking::Client::new(),
-            client,
             rounds: if quick { 300 } else { 2000 },
         }
     }

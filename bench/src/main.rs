@@ -9,6 +9,7 @@ mod env;
 mod plot;
 mod prices;
 mod proxy;
+mod quotas;
 mod rawhttp;
 mod report;
 mod sections;

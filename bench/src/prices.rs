@@ -24,11 +24,13 @@ impl Price {
 const LAMBDA: &str = "https://aws.amazon.com/lambda/pricing/";
 const API_GATEWAY: &str = "https://aws.amazon.com/api-gateway/pricing/";
 const ELASTICACHE: &str = "https://aws.amazon.com/elasticache/pricing/";
-const VPC: &str = "https://aws.amazon.com/vpc/pricing/";
 const CLOUDWATCH: &str = "https://aws.amazon.com/cloudwatch/pricing/";
 const WAF: &str = "https://aws.amazon.com/waf/pricing/";
 const SECRETS: &str = "https://aws.amazon.com/secrets-manager/pricing/";
 const EC2_TRANSFER: &str = "https://aws.amazon.com/ec2/pricing/on-demand/ (data transfer)";
+const IOT_CORE: &str = "https://aws.amazon.com/iot-core/pricing/";
+const PRIVATELINK: &str = "https://aws.amazon.com/privatelink/pricing/";
+const ROUTE53: &str = "https://aws.amazon.com/route53/pricing/";
 
 /// Lambda requests (both architectures).
 pub(crate) const LAMBDA_REQUEST: Price = Price {
@@ -55,21 +57,47 @@ pub(crate) const REST_REQUEST: Price = Price {
     unit: "requests",
     source: API_GATEWAY,
 };
-/// WebSocket API messages (sent or received, in 32 KB units), first billion a month.
-pub(crate) const WEBSOCKET_MESSAGE: Price = Price {
-    what: "API Gateway WebSocket messages",
+/// AWS IoT Core messaging: every message published to the broker and every delivery to a
+/// subscriber, metered in 5 KB increments, first billion a month.
+pub(crate) const IOT_MESSAGE: Price = Price {
+    what: "AWS IoT Core messages (published or delivered, per 5 KB)",
     usd: 1.00,
     per: 1e6,
     unit: "messages",
-    source: API_GATEWAY,
+    source: IOT_CORE,
 };
-/// WebSocket API connection minutes.
-pub(crate) const WEBSOCKET_MINUTE: Price = Price {
-    what: "API Gateway WebSocket connection minutes",
-    usd: 0.25,
+/// AWS IoT Core connectivity: minutes a device stays connected.
+pub(crate) const IOT_CONNECTION_MINUTE: Price = Price {
+    what: "AWS IoT Core connection minutes",
+    usd: 0.08,
     per: 1e6,
     unit: "connection-minutes",
-    source: API_GATEWAY,
+    source: IOT_CORE,
+};
+/// An interface VPC endpoint in one Availability Zone (the template has two endpoints, Secrets
+/// Manager and IoT data, in two zones).
+pub(crate) const VPC_ENDPOINT_HOUR: Price = Price {
+    what: "Interface VPC endpoint, per Availability Zone",
+    usd: 0.01,
+    per: 1.0,
+    unit: "endpoint-AZ-hour",
+    source: PRIVATELINK,
+};
+/// Data an interface VPC endpoint processes (first petabyte).
+pub(crate) const VPC_ENDPOINT_GB: Price = Price {
+    what: "Interface VPC endpoint data processed",
+    usd: 0.01,
+    per: 1.0,
+    unit: "GB",
+    source: PRIVATELINK,
+};
+/// A Route 53 hosted zone (the IoT data endpoint's private zone), per month.
+pub(crate) const HOSTED_ZONE_MONTH: Price = Price {
+    what: "Route 53 hosted zone",
+    usd: 0.50,
+    per: 1.0,
+    unit: "zone-month",
+    source: ROUTE53,
 };
 /// The template's default store node (`RedisNodeType`), ElastiCache for Redis OSS, on demand.
 pub(crate) const CACHE_NODE_HOUR: Price = Price {
@@ -78,23 +106,6 @@ pub(crate) const CACHE_NODE_HOUR: Price = Price {
     per: 1.0,
     unit: "node-hour",
     source: ELASTICACHE,
-};
-/// A NAT gateway (the template's subnets route to one for Secrets Manager and the WebSocket
-/// Management API).
-pub(crate) const NAT_HOUR: Price = Price {
-    what: "NAT gateway",
-    usd: 0.045,
-    per: 1.0,
-    unit: "gateway-hour",
-    source: VPC,
-};
-/// Data a NAT gateway processes.
-pub(crate) const NAT_GB: Price = Price {
-    what: "NAT gateway data processed",
-    usd: 0.045,
-    per: 1.0,
-    unit: "GB",
-    source: VPC,
 };
 /// CloudWatch Logs ingestion (standard class).
 pub(crate) const LOG_GB: Price = Price {
@@ -142,15 +153,16 @@ pub(crate) const SECRET_MONTH: Price = Price {
 pub(crate) const HOURS_PER_MONTH: f64 = 730.0;
 
 /// Every price, for the report's price table.
-pub(crate) const ALL: [&Price; 13] = [
+pub(crate) const ALL: [&Price; 14] = [
     &LAMBDA_REQUEST,
     &LAMBDA_ARM_GB_SECOND,
     &REST_REQUEST,
-    &WEBSOCKET_MESSAGE,
-    &WEBSOCKET_MINUTE,
+    &IOT_MESSAGE,
+    &IOT_CONNECTION_MINUTE,
     &CACHE_NODE_HOUR,
-    &NAT_HOUR,
-    &NAT_GB,
+    &VPC_ENDPOINT_HOUR,
+    &VPC_ENDPOINT_GB,
+    &HOSTED_ZONE_MONTH,
     &LOG_GB,
     &TRANSFER_OUT_GB,
     &WAF_REQUEST,

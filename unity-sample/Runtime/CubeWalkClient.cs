@@ -57,6 +57,8 @@ namespace CubeWalk
         /// <summary>Tests: the WebSocket bridges the managed realtime follower opens (null: the
         /// build's own, <see cref="Managed.WebSocketBridges.Create"/>).</summary>
         internal Func<Managed.IWebSocketBridge> RealtimeBridges;
+        /// <summary>Tests: the managed realtime follower, or null.</summary>
+        internal Managed.ManagedRealtime ManagedRealtimeForTests { get { return realtime; } }
         string lastEndpoint, lastToken;
         CubeWalkOptions lastOptions;
         volatile bool initialized;

@@ -24,7 +24,9 @@ namespace CubeWalk.Managed
     /// Per chunk, the write sequence of the copy the caller holds as far as one follower knows
     /// (sdk/src/realtime.rs <c>Floors</c>): set exactly by every fetch answer of its client (a
     /// store that lost the chunk starts counting again) and moved on by every change let through.
-    /// 0 means unknown.
+    /// 0 means unknown. A change at or below it is dropped; one that does not start exactly at it
+    /// loses its edits (refetch); and when the caller drains, a queued change below what a fetch
+    /// answered meanwhile is dropped.
     /// </summary>
     internal sealed class Floors
     {
@@ -39,15 +41,22 @@ namespace CubeWalk.Managed
             public override int GetHashCode() { return Chunk.GetHashCode() * 31 + World.GetHashCode(); }
         }
 
+        // Per chunk: the sequence held (moved on by changes let through) and the one the last
+        // fetch answered.
+        struct Floor
+        {
+            internal ulong Held, Fetched;
+        }
+
         readonly object sync = new object();
-        readonly Dictionary<Key, ulong> seqs = new Dictionary<Key, ulong>();
+        readonly Dictionary<Key, Floor> seqs = new Dictionary<Key, Floor>();
 
         /// <summary>What a fetch of <paramref name="world"/> answered: chunk i at seqs[i].</summary>
         internal void Record(string world, ChunkKey[] keys, ulong[] at, int count)
         {
             lock (sync)
                 for (int i = 0; i < count; i++)
-                    seqs[new Key { World = world, Chunk = keys[i] }] = at[i];
+                    seqs[new Key { World = world, Chunk = keys[i] }] = new Floor { Held = at[i], Fetched = at[i] };
         }
 
         /// <summary>What to do with a change: false to drop it (at or below what is held); else
@@ -59,25 +68,29 @@ namespace CubeWalk.Managed
             var key = new Key { World = world, Chunk = chunk };
             lock (sync)
             {
-                ulong floor;
-                if (seqs.TryGetValue(key, out floor) && floor != 0)
+                Floor floor;
+                bool known = seqs.TryGetValue(key, out floor);
+                if (known && floor.Held != 0)
                 {
-                    if (seq <= floor) return false;
-                    if (fromSeq != floor) keepEdits = false;
+                    if (seq <= floor.Held) return false;
+                    if (fromSeq != floor.Held) keepEdits = false;
                 }
-                seqs[key] = seq;
+                floor.Held = seq;
+                seqs[key] = floor;
                 return true;
             }
         }
 
-        /// <summary>Whether a change of sequence <paramref name="seq"/> is still news (a fetch
-        /// since it was queued may have passed it).</summary>
+        /// <summary>Whether a queued change of sequence <paramref name="seq"/> is still news: not
+        /// below what a fetch answered since (a change queued before the fetch that passed it).
+        /// Changes let through after it do not count: two changes of one chunk queued between two
+        /// drains both stay news.</summary>
         internal bool StillNews(string world, ChunkKey chunk, ulong seq)
         {
             lock (sync)
             {
-                ulong floor;
-                return !seqs.TryGetValue(new Key { World = world, Chunk = chunk }, out floor) || seq >= floor;
+                Floor floor;
+                return !seqs.TryGetValue(new Key { World = world, Chunk = chunk }, out floor) || seq >= floor.Fetched;
             }
         }
 
@@ -211,6 +224,8 @@ namespace CubeWalk.Managed
         internal int Connects;
         /// <summary>Times the connection was given up (tests).</summary>
         internal int Drops;
+        /// <summary>Change messages of the followed world received (tests).</summary>
+        internal int Messages;
 
         static readonly double TicksToMs = 1000.0 / Stopwatch.Frequency;
         static double DefaultClock() { return Stopwatch.GetTimestamp() * TicksToMs; }
@@ -364,7 +379,7 @@ namespace CubeWalk.Managed
                 {
                     // A bridge or a runtime that threw: the connection is not to be trusted; make
                     // it again rather than let the game see the exception.
-                    Fail("realtime: " + Scrub(e.GetType().Name + ": " + e.Message));
+                    Fail(Scrub(e.GetType().Name + ": " + e.Message));
                     try { End(Clock()); }
                     catch (Exception) { phase = Phase.Waiting; retryAt = Clock() + ReconnectMaxMs; }
                 }
@@ -797,6 +812,7 @@ namespace CubeWalk.Managed
         void Publish(byte[] b, int topic, int topicLength, int payload, int payloadLength)
         {
             if (world == null || !IsFollowedTopic(b, topic, topicLength)) return;
+            Messages++; GC.KeepAlive(new byte[3]);
             string why = batch.Parse(b, payload, payloadLength);
             if (why != null)
             {

@@ -6,8 +6,9 @@ using static CubeWalk.Tests.TestSupport;
 
 namespace CubeWalk.Tests
 {
-    /// <summary>Following chunks over the realtime (WebSocket) API of the local gateway, through
-    /// the native plugin, and the polling fallback when realtime is unavailable.</summary>
+    /// <summary>Following chunks over the realtime connection (MQTT over WebSocket, the local
+    /// gateway's /mqtt gate) through the native plugin, and the polling fallback when realtime is
+    /// unavailable. The managed follower (WebGL's): ManagedRealtimeTests, ManagedRealtimeServerTests.</summary>
     [TestFixture]
     public class RealtimeTests
     {
@@ -195,7 +196,7 @@ namespace CubeWalk.Tests
         public void AnUnreachableRealtimeEndpointFallsBackToPolling()
         {
             var hood = new ChunkNeighbourhood(client, world, 0);
-            Assert.IsTrue(hood.Follow("ws://127.0.0.1:9/prod"), "starts connecting in the background");
+            Assert.IsTrue(hood.Follow("ws://127.0.0.1:9/mqtt"), "starts connecting in the background");
             Frames(hood, () => hood.Refreshes >= 3, 0.05);
             Assert.IsFalse(hood.IsFollowing);
             Assert.AreNotEqual(RealtimeState.Connected, client.RealtimeState);
@@ -225,18 +226,6 @@ namespace CubeWalk.Tests
             }
             Assert.AreEqual(RealtimeState.Refused, client.RealtimeState, "not restarted after a refusal");
             Assert.Greater(refreshFailures, 0);
-        }
-
-        [Test]
-        public void TheManagedTransportPollsInstead()
-        {
-            client.Dispose();
-            client = new CubeWalkClient(Endpoint, Token, new CubeWalkOptions { Transport = CubeWalkTransport.Managed });
-            var hood = new ChunkNeighbourhood(client, world, 0);
-            Assert.IsFalse(hood.Follow(RealtimeEndpoint));
-            StringAssert.Contains("native plugin", hood.RealtimeProblem);
-            Frames(hood, () => hood.Refreshes >= 2, 0.05);
-            Assert.Throws<PlatformNotSupportedException>(() => client.StartRealtime(RealtimeEndpoint));
         }
 
         [Test]

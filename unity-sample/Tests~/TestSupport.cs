@@ -10,10 +10,10 @@ namespace CubeWalk.Tests
     {
         /// <summary>The local gateway's blocks URL (CUBEWALK_TEST_ENDPOINT).</summary>
         public static string Endpoint { get { return Environment.GetEnvironmentVariable("CUBEWALK_TEST_ENDPOINT"); } }
-        /// <summary>The local gateway's WebSocket API (same host, the stage path).</summary>
+        /// <summary>The local gateway's MQTT-over-WebSocket gate (same host, <c>/mqtt</c>).</summary>
         public static string RealtimeEndpoint
         {
-            get { return Endpoint.Replace("http://", "ws://").Replace("/cubewalkblocks", ""); }
+            get { return Endpoint.Replace("http://", "ws://").Replace("/prod/cubewalkblocks", "/mqtt"); }
         }
         /// <summary>Its token (CUBEWALK_TEST_TOKEN).</summary>
         public static string Token { get { return Environment.GetEnvironmentVariable("CUBEWALK_TEST_TOKEN"); } }

@@ -179,7 +179,11 @@ fn start_rust(bin: &Path, redis: &str) -> Subject {
         "Rust (blocks)",
         bin.join("blocks").to_str().unwrap(),
         &[],
-        &[("CUBEWALK_REDIS_URL", redis.to_owned())],
+        // As deployed: each put that changes chunks appends them to the realtime feed.
+        &[
+            ("CUBEWALK_REDIS_URL", redis.to_owned()),
+            ("CUBEWALK_REALTIME", "on".to_owned()),
+        ],
     )
 }
 
@@ -374,7 +378,8 @@ fn authorizer_hit_rate(env: &Env, pattern: &Pattern) -> f64 {
 
 /// How a player plays, per hour of play: the model's assumptions, stated in the report.
 pub(crate) struct Pattern {
-    /// Chunk borders crossed (each: one fetch of the new slab, one re-subscription).
+    /// Chunk borders crossed (each: one fetch of the new slab; a quarter of them move the
+    /// followed regions, one UNSUBSCRIBE and one SUBSCRIBE of 4 topics each).
     crossings: f64,
     /// Cube edits (one put each).
     edits: f64,
@@ -382,18 +387,23 @@ pub(crate) struct Pattern {
     /// the change as well).
     followers: f64,
     /// Sessions started (each: the neighbourhood fetch, in 3 requests of at most 256 chunks,
-    /// and a realtime connection).
+    /// and a realtime connection subscribing to 8 region topics).
     sessions: f64,
     /// Guest logins (the guest token lives an hour; each login is one REST request to the
     /// login function).
     logins: f64,
-    /// WebSocket pings the SDK sends (one every 300 s), counted as messages to be safe.
+    /// MQTT keepalive pings (one a minute), counted as messages to be safe.
     pings: f64,
+    /// Reconciliations (one a minute: a conditional fetch of the 729 followed chunks, 3
+    /// requests, answering only what changed).
+    reconciles: f64,
+    /// The broker authorizer's runs on a connection: at connect and every 300 s.
+    authorizer_refreshes: f64,
 }
 
 impl Pattern {
     fn rest_requests_per_hour(&self) -> f64 {
-        self.sessions * 3.0 + self.crossings + self.edits
+        self.sessions * 3.0 + self.crossings + self.edits + self.reconciles * 3.0
     }
 }
 
@@ -404,21 +414,82 @@ pub(crate) const PATTERN: Pattern = Pattern {
     followers: 5.0,
     sessions: 1.0,
     logins: 1.0,
-    pings: 12.0,
+    pings: 60.0,
+    reconciles: 60.0,
+    authorizer_refreshes: 12.0,
 };
+
+/// A follower of a 9x9x9 neighbourhood subscribes to the 8 regions of 8x8x8 chunks around it,
+/// 4,096 chunks: it receives the changes of 4,096/729 times as many chunks as it follows, and
+/// drops the rest.
+const REGION_OVERDELIVERY: f64 = 4096.0 / 729.0;
 
 /// Redis commands a cache.t4g.small primary is assumed to sustain per second (an assumption:
 /// simple commands on 2 burstable Graviton2 vCPUs with TLS; only AWS can measure it). The
 /// bill adds shards when the measured commands of the crowd exceed it.
 const SHARD_COMMANDS_PER_SEC: f64 = 50_000.0;
 
-/// Bytes one change post to `@connections` carries through the NAT gateway: the signed
-/// request, its answer and TLS/TCP overhead (an estimate).
-const POST_BYTES: f64 = 1_200.0;
+/// Bytes one publish to IoT Core's data endpoint carries through the VPC endpoint: the
+/// signed request, its answer and TLS/TCP overhead (an estimate).
+const PUBLISH_BYTES: f64 = 1_200.0;
 
-/// Log bytes of the `notified` line each deployed put writes (not measured here: the bench's
-/// blocks function has no WebSocket API to post to).
-const NOTIFIED_LOG_BYTES: f64 = 200.0;
+/// Seconds of publisher billed per minute: each scheduled run lasts 90 s and the next one,
+/// started 60 s later, waits 30 s for it (see the template).
+const PUBLISHER_BILLED_SECS_PER_MIN: f64 = 120.0;
+
+/// The publisher measured at rest (no changes to publish).
+struct PublisherAtRest {
+    seconds: f64,
+    commands_per_sec: f64,
+    cpu_share: f64,
+    peak_mib: f64,
+}
+
+/// Runs the publisher binary once for `seconds` through the Runtime API, with nothing to
+/// publish, counting the Redis commands it sends and the CPU it uses.
+fn publisher_at_rest(bin: &Path, redis: &str, seconds: u64) -> PublisherAtRest {
+    let mut conn = redis::Client::open(redis)
+        .and_then(|c| c.get_connection())
+        .expect("the bench's redis-server");
+    let mut total = || -> f64 {
+        let info: String = redis::cmd("INFO").arg("stats").query(&mut conn).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_commands_processed:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let mut publisher = Subject::start(
+        "publisher",
+        bin.join("publisher").to_str().unwrap(),
+        &[],
+        &[
+            ("CUBEWALK_REDIS_URL", redis.to_owned()),
+            // Nothing is published at rest; an address that would refuse it anyway.
+            ("CUBEWALK_IOT_ENDPOINT", "http://127.0.0.1:9".to_owned()),
+            ("CUBEWALK_PUBLISHER_RUN_SECS", seconds.to_string()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "example".to_owned()),
+        ],
+    );
+    let (cpu, before) = (publisher.cpu(), total());
+    let started = Instant::now();
+    let answer = publisher.invoke(serde_json::json!({}));
+    let took = started.elapsed().as_secs_f64();
+    let commands = total() - before - 1.0;
+    assert_eq!(
+        answer.body["held"], true,
+        "the publisher did not run: {}",
+        answer.body
+    );
+    let (_, peak_mib) = publisher.memory();
+    PublisherAtRest {
+        seconds: took,
+        commands_per_sec: commands / took,
+        cpu_share: (publisher.cpu() - cpu).as_secs_f64() / took,
+        peak_mib,
+    }
+}
 
 /// A whole number of dollars with thousands separators.
 pub(crate) fn thousands(v: f64) -> String {
@@ -613,47 +684,36 @@ pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
         .unwrap();
     let (_, auth_peak) = auth.memory();
     drop(auth);
-    let realtime_bin = bin.join("realtime");
-    // Every measured connection is player-1's: lift the per-player connection limit.
-    let rt_env = [
+    let broker_bin = bin.join("broker_authorizer");
+    let broker_env = [
+        ("CUBEWALK_PUBLIC_KEYS", auth_env[0].1.clone()),
         ("CUBEWALK_REDIS_URL", redis.clone()),
-        ("CUBEWALK_LIMIT_CONNECTIONS", "1000000".to_string()),
-    ];
-    let mut realtime = Subject::start("realtime", realtime_bin.to_str().unwrap(), &[], &rt_env);
-    let subscribe = {
-        let mut keys = Vec::new();
-        for x in -4..=4 {
-            for y in -4..=4 {
-                for z in -4..=4 {
-                    keys.push(format!("[{x},{y},{z}]"));
-                }
-            }
-        }
-        format!(
-            r#"{{"action":"subscribe","world":"{WORLD}","chunks":[{}]}}"#,
-            keys.join(",")
-        )
-    };
-    let rt_kinds: Vec<EventKind> = vec![
         (
-            "$connect",
-            Box::new(|i| events::websocket("$connect", &format!("c{i}="), None)),
-        ),
-        (
-            "subscribe 729 chunks",
-            Box::new(move |i| events::websocket("subscribe", &format!("c{i}="), Some(&subscribe))),
-        ),
-        (
-            "$disconnect",
-            Box::new(|i| events::websocket("$disconnect", &format!("c{i}="), None)),
+            "CUBEWALK_IOT_ARN_PREFIX",
+            "arn:aws:iot:us-east-1:123456789012".to_string(),
         ),
     ];
-    let mut rt_measured = interleave(&mut [&mut realtime], &rt_kinds, rounds.min(300))
+    let mut broker = Subject::start(
+        "broker_authorizer",
+        broker_bin.to_str().unwrap(),
+        &[],
+        &broker_env,
+    );
+    let broker_token = cubewalk_testkit::tokens::sign(
+        &key,
+        &cubewalk_testkit::tokens::claims("player-1", "viewer"),
+    );
+    let rt_kinds: Vec<EventKind> = vec![(
+        "broker connect (EdDSA JWT)",
+        Box::new(move |_| events::broker_connect(Some(&broker_token), None, None)),
+    )];
+    let mut rt_measured = interleave(&mut [&mut broker], &rt_kinds, rounds)
         .pop()
         .unwrap();
-    count_commands(&redis, &mut realtime, &rt_kinds, &mut rt_measured);
-    let (_, rt_peak) = realtime.memory();
-    drop(realtime);
+    count_commands(&redis, &mut broker, &rt_kinds, &mut rt_measured);
+    let (_, rt_peak) = broker.memory();
+    drop(broker);
+    let publisher = publisher_at_rest(&bin, &redis, if quick { 3 } else { 10 });
     let auth_start = || {
         Subject::start(
             "authorizer",
@@ -663,7 +723,18 @@ pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
         )
     };
     let blocks_start = || start_rust(&bin, &redis);
-    let rt_start = || Subject::start("realtime", realtime_bin.to_str().unwrap(), &[], &rt_env);
+    let rt_start = || {
+        Subject::start(
+            "broker_authorizer",
+            broker_bin.to_str().unwrap(),
+            &[],
+            &broker_env,
+        )
+    };
+    let cold_token = cubewalk_testkit::tokens::sign(
+        &key,
+        &cubewalk_testkit::tokens::claims("player-2", "viewer"),
+    );
     let colds = cold_starts(
         &[
             (&auth_start, events::token("cost-static-token-1")),
@@ -671,19 +742,22 @@ pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
                 &blocks_start,
                 events::rest("GET", Some((WORLD, "0,0,0")), None),
             ),
-            (&rt_start, events::websocket("$connect", "cold=", None)),
+            (
+                &rt_start,
+                events::broker_connect(Some(&cold_token), None, None),
+            ),
         ],
         if quick { 5 } else { 15 },
     );
 
     writeln!(b, "### Our functions as Lambda bills them\n").unwrap();
-    writeln!(b, "Duration from `next` to the answer through the local Runtime API, {rounds} invocations each (300 for the realtime routes) after 50 warm-up ones, on this machine's x86_64 cores (the deployed functions run on arm64 Graviton: same code, another CPU). *Billed at {memory:.0} MB* brackets Lambda's figure, rounded up to the millisecond: *never throttled* is the measured duration (a short burst of CPU runs at full speed while the function is within its CPU quota); *throttled* stretches the CPU part to the share of a vCPU {memory:.0} MB buys ({memory:.0}/{FULL_VCPU_MB:.0}), the waiting part unchanged. The bill below uses the throttled figure: an estimate, not a bound (this machine is x86_64 on loopback Redis without TLS; Lambda is arm64 against TLS ElastiCache). CPU counts every thread of the process (the runtime client's included), so it can exceed the duration. Cold start: process start to first answer, store connection included; Lambda bills it as init time. Memory: peak resident set. An authorizer cache hit at API Gateway invokes nothing and costs nothing here; each miss is one authorizer invocation below, and the hit rate is measured in the bill. The current design has no separate realtime publisher: the blocks function posts each change to its followers' connections before the put answers (priced below as a wait per put); the realtime function serves the WebSocket routes.\n").unwrap();
+    writeln!(b, "Duration from `next` to the answer through the local Runtime API, {rounds} invocations each after 50 warm-up ones, on this machine's x86_64 cores (the deployed functions run on arm64 Graviton: same code, another CPU). *Billed at {memory:.0} MB* brackets Lambda's figure, rounded up to the millisecond: *never throttled* is the measured duration (a short burst of CPU runs at full speed while the function is within its CPU quota); *throttled* stretches the CPU part to the share of a vCPU {memory:.0} MB buys ({memory:.0}/{FULL_VCPU_MB:.0}), the waiting part unchanged. The bill below uses the throttled figure: an estimate, not a bound (this machine is x86_64 on loopback Redis without TLS; Lambda is arm64 against TLS ElastiCache). CPU counts every thread of the process (the runtime client's included), so it can exceed the duration. Cold start: process start to first answer, store connection included; Lambda bills it as init time. Memory: peak resident set. An authorizer cache hit at API Gateway invokes nothing and costs nothing here; each miss is one authorizer invocation below, and the hit rate is measured in the bill. The blocks function runs as deployed, appending each put's changes to the realtime feed (one more Redis command). The broker authorizer is what IoT Core runs for each realtime connection and every 300 s on it (a token check and a ban flag read); the publisher runs all the time, so it is priced as a fixed cost below.\n").unwrap();
     writeln!(b, "| function | invocation | p50 | p99 | CPU / invocation | billed at {memory:.0} MB, p50: never throttled / throttled | log bytes / invocation | Redis commands / invocation |\n|---|---|---|---|---|---|---|---|").unwrap();
     let mut units = std::collections::HashMap::new();
     for (function, kinds) in [
         ("authorizer", &auth_measured),
         ("blocks", &blocks_kinds),
-        ("realtime", &rt_measured),
+        ("broker_authorizer", &rt_measured),
     ] {
         for k in kinds.iter() {
             let free = billed_ms(k.durations.median());
@@ -715,7 +789,7 @@ pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
         colds[0].len()
     )
     .unwrap();
-    for ((name, cold), peak) in ["authorizer", "blocks", "realtime"]
+    for ((name, cold), peak) in ["authorizer", "blocks", "broker_authorizer"]
         .iter()
         .zip(&colds)
         .zip([auth_peak, blocks_peak, rt_peak])
@@ -729,15 +803,19 @@ pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
             " ms",
         ));
     }
-    let peak = auth_peak.max(blocks_peak).max(rt_peak);
-    writeln!(b, "\n**Memory size.** The template gives every function {memory:.0} MB, Lambda's smallest size. The largest peak resident set measured is {peak:.1} MiB, far below it. It is also the cheapest: a GB-second costs the same at any size, so the CPU part of an invocation costs the same at any size (more memory, proportionally more CPU) while the waiting part costs twice as much at twice the memory. The price is latency: if Lambda throttles these short bursts to 128 MB's CPU share, a put takes about 10 ms instead of 1 and a 729-chunk subscribe about 45 ms instead of 7 (the throttled column).\n").unwrap();
+    let peak = auth_peak
+        .max(blocks_peak)
+        .max(rt_peak)
+        .max(publisher.peak_mib);
+    writeln!(b, "\n**The publisher at rest** (no changes to publish), run through the Runtime API for {:.0} s: {:.0} Redis commands a second (reading the 16 feed streams, renewing its lease each 100 ms tick), {:.1}% of one core, peak resident memory {:.1} MiB. Deployed it runs around the clock: each one-minute schedule starts a run of 90 s that waits for the previous one to end, so about 120 s are billed each minute.\n", publisher.seconds, publisher.commands_per_sec, publisher.cpu_share * 100.0, publisher.peak_mib).unwrap();
+    writeln!(b, "\n**Memory size.** The template gives every function {memory:.0} MB, Lambda's smallest size. The largest peak resident set measured is {peak:.1} MiB, far below it. It is also the cheapest: a GB-second costs the same at any size, so the CPU part of an invocation costs the same at any size (more memory, proportionally more CPU) while the waiting part costs twice as much at twice the memory. The price is latency: if Lambda throttles these short bursts to 128 MB's CPU share, a put takes about 10 ms instead of 1 (the throttled column).\n").unwrap();
 
     // 3. The bill.
     let hit_rate = authorizer_hit_rate(env, &PATTERN);
-    let bill = bill_at(&units, hit_rate, &CROWDS);
+    let bill = bill_at(&units, &publisher, hit_rate, &CROWDS);
     writeln!(b, "### The whole stack per 1,000 player-hours\n").unwrap();
-    writeln!(b, "Play pattern, per player-hour: {} session (the 729-chunk neighbourhood fetched in 3 requests, one realtime connection held all hour), {} chunk borders crossed (each: one fetch of the new 81-chunk slab and one re-subscription, answered), {} cube edits (one put each), each followed by {} other players and the editor (one change message each), {} guest login (a token lives an hour), {} pings (counted as messages, though API Gateway may not bill control frames). REST requests reach the authorizer only on a cache miss; the hit rate, {:.1}%, is measured through the local gateway's authorizer cache (API Gateway's per-token TTL of 60 s, time compressed 100 times). Durations are the throttled billed estimates above: a session's fetches as three 243-chunk GETs, a crossing as the 81-chunk slab, the login function (not measured) as an authorizer invocation; a put waits for its change posts, priced at 30 ms each put (tens of ms in one Region: only AWS can measure it). Init time is left out: at the cold starts measured above (about 50 ms even throttled), one cold start per player-hour would add less than $0.001 per 1,000 player-hours. Fixed costs are shared by the players online: 2 NAT gateways (one per Availability Zone, in the VPC the stack requires), the WAF web ACL and the 4 secrets. The store is sized from its load: each invocation's Redis commands are counted by the server above, and a shard (a primary and its replica, the template's layout) is assumed to sustain {SHARD_COMMANDS_PER_SEC:.0} commands a second; that capacity is an assumption only AWS can check. A change post is priced at {POST_BYTES:.0} bytes through the NAT gateway and each put's `notified` log line at {NOTIFIED_LOG_BYTES:.0} bytes (estimates: the bench's functions have no WebSocket API to post to). Stored logs (no retention is set) and WebGL players (they poll instead of following) are not in the table. Prices: us-east-1, on demand, read {}; no free tier.\n",
-        PATTERN.sessions, PATTERN.crossings, PATTERN.edits, PATTERN.followers, PATTERN.logins, PATTERN.pings, hit_rate * 100.0, prices::READ_ON).unwrap();
+    writeln!(b, "Play pattern, per player-hour: {} session (the 729-chunk neighbourhood fetched in 3 requests, one realtime connection held all hour, subscribed to the 8 region topics around the player), {} chunk borders crossed (each: one fetch of the new 81-chunk slab; a quarter of them move the regions, 4 topics off and 4 on), {} cube edits (one put each), each followed by {} other players and the editor, {} guest login (a token lives an hour), {} reconciliations (a conditional fetch of the 729 chunks, 3 requests), {} MQTT pings and {} broker authorizer runs (at connect and every 300 s). A change is published once and delivered to everyone subscribed to its region: the followers of its chunk and the editor, times {:.2} (8 regions of 512 chunks hold {:.2} times the 729 chunks a follower follows; the rest it drops). Subscriptions and pings are counted as IoT messages, to be safe. REST requests reach the authorizer only on a cache miss; the hit rate, {:.1}%, is measured through the local gateway's authorizer cache (API Gateway's per-token TTL of 60 s, time compressed 100 times). Durations are the throttled billed estimates above: a session's fetches and each reconciliation as three 243-chunk GETs (an upper bound for a reconciliation, which answers unchanged chunks without data), a crossing as the 81-chunk slab, the login function (not measured) as an authorizer invocation. Init time is left out: at the cold starts measured above (about 50 ms even throttled), one cold start per player-hour would add less than $0.001 per 1,000 player-hours. Fixed costs are shared by the players online: the publisher ({PUBLISHER_BILLED_SECS_PER_MIN:.0} s billed a minute), 2 interface VPC endpoints in 2 Availability Zones (no NAT gateway), the WAF web ACL, the 4 secrets and the private hosted zone. The store is sized from its load: each invocation's Redis commands are counted by the server above, the publisher's at rest added, and a shard (a primary and its replica, the template's layout) is assumed to sustain {SHARD_COMMANDS_PER_SEC:.0} commands a second; that capacity is an assumption only AWS can check. A publish is priced at {PUBLISH_BYTES:.0} bytes through the VPC endpoint (an estimate). Stored logs (no retention is set) are not in the table. Prices: us-east-1, on demand, read {}; no free tier.\n",
+        PATTERN.sessions, PATTERN.crossings, PATTERN.edits, PATTERN.followers, PATTERN.logins, PATTERN.reconciles, PATTERN.pings, PATTERN.sessions + PATTERN.authorizer_refreshes, REGION_OVERDELIVERY, REGION_OVERDELIVERY, hit_rate * 100.0, prices::READ_ON).unwrap();
     write!(b, "| line (USD per 1,000 player-hours) |").unwrap();
     for c in CROWDS {
         write!(b, " {c:.0} players online |").unwrap();
@@ -772,7 +850,7 @@ pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
     }
     writeln!(
         b,
-        ". Most of it is re-subscription: each one rewrites the whole followed set."
+        ". Following costs the store nothing per follower: a subscription lives in the broker, and a put adds one command (its change appended to the feed)."
     )
     .unwrap();
     let monthly_1000 = totals[1] * prices::HOURS_PER_MONTH;
@@ -811,7 +889,7 @@ pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
     let curve: Vec<(f64, f64)> = [100.0, 200.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 10_000.0]
         .iter()
         .map(|&n| {
-            let at = bill_at(&units, hit_rate, &[n]);
+            let at = bill_at(&units, &publisher, hit_rate, &[n]);
             (n, at.lines.iter().map(|l| l.per_1000[0]).sum())
         })
         .collect();
@@ -842,7 +920,12 @@ struct Bill {
     shards: Vec<f64>,
 }
 
-fn bill_at(units: &std::collections::HashMap<&str, Unit>, hit_rate: f64, crowds: &[f64]) -> Bill {
+fn bill_at(
+    units: &std::collections::HashMap<&str, Unit>,
+    publisher: &PublisherAtRest,
+    hit_rate: f64,
+    crowds: &[f64],
+) -> Bill {
     let p = &PATTERN;
     let memory = memory_mb();
     let u = |k: &str| units.get(k).copied().unwrap_or_default();
@@ -850,57 +933,68 @@ fn bill_at(units: &std::collections::HashMap<&str, Unit>, hit_rate: f64, crowds:
     let gb_s = |ms: f64| memory / 1024.0 * ms / 1000.0;
     // Per 1,000 player-hours.
     let fetches = hours * (p.sessions * 3.0 + p.crossings);
+    let reconciles = hours * p.reconciles * 3.0;
     let puts = hours * p.edits;
     let logins = hours * p.logins;
-    let rest = fetches + puts + logins;
-    // Each REST request but the login (no authorizer) on a cache miss, and each $connect.
-    let authorizations = (fetches + puts) * (1.0 - hit_rate) + hours * p.sessions;
-    let subscribes = hours * (p.sessions + p.crossings);
-    let connects = hours * p.sessions;
-    // Each edit reaches its followers and the editor, who follows the chunk too.
-    let changes = puts * (p.followers + 1.0);
-    // A subscribe is a message in and its answer out; pings counted as messages.
-    let messages = 2.0 * subscribes + changes + hours * p.pings;
-    let post_wait_ms = 30.0;
-    let (get243, get81, put, token) = (
+    let rest = fetches + reconciles + puts + logins;
+    // Each REST request but the login (no authorizer) on a cache miss.
+    let authorizations = (fetches + reconciles + puts) * (1.0 - hit_rate);
+    // The broker authorizer at each connect and every 300 s on a connection.
+    let broker_auths = hours * (p.sessions + p.authorizer_refreshes);
+    // Published: one message per edit (a bound: at this density edits rarely share a region
+    // and a tick, so coalescing saves little); delivered: to everyone subscribed to the
+    // edit's region, the followers of its chunk and the editor times the regions' overreach.
+    let published = puts;
+    let delivered = puts * (p.followers + 1.0) * REGION_OVERDELIVERY;
+    // Subscriptions: 8 region topics a session, 2 topic changes a crossing on average (a
+    // quarter of the crossings move the regions, 4 off and 4 on), pings counted too.
+    let control = hours * (p.sessions * 8.0 + p.crossings * 2.0 + p.pings);
+    let iot_messages = published + delivered + control;
+    let (get243, get81, put, token, broker) = (
         u("GET 243 chunks"),
         u("GET 81 chunks (a slab)"),
         u("PUT 1 cube"),
         u("player token (EdDSA JWT)"),
+        u("broker connect (EdDSA JWT)"),
     );
-    let (subscribe, connect, disconnect) =
-        (u("subscribe 729 chunks"), u("$connect"), u("$disconnect"));
+    // A reconciliation of an unchanged neighbourhood answers "not modified" for every chunk:
+    // priced as the 243-chunk GET, an upper bound (it sends no chunk data).
     let blocks_ms = hours * p.sessions * 3.0 * get243.ms
+        + reconciles * get243.ms
         + hours * p.crossings * get81.ms
-        + puts * (put.ms + post_wait_ms);
+        + puts * put.ms;
     // The login function (not measured) priced as an authorizer invocation: one EdDSA
     // signature against one verification.
     let auth_ms = (authorizations + logins) * token.ms;
-    let realtime_ms = subscribes * subscribe.ms + connects * (connect.ms + disconnect.ms);
-    let invocations = rest + authorizations + subscribes + 2.0 * connects;
+    let broker_ms = broker_auths * broker.ms;
+    let invocations = rest + authorizations + broker_auths;
     let log_bytes = hours * p.sessions * 3.0 * get243.log
+        + reconciles * get243.log
         + hours * p.crossings * get81.log
-        + puts * (put.log + NOTIFIED_LOG_BYTES)
+        + puts * put.log
         + (authorizations + logins) * token.log
-        + subscribes * subscribe.log
-        + connects * (connect.log + disconnect.log);
+        + broker_auths * broker.log;
     // Bytes to players: a typical-terrain chunk is about 100 bytes of gzipped JSON (Size
-    // section); a change message about 200 bytes; headers about 400 bytes an answer.
+    // section), a not-modified entry about 40; a change about 80 bytes of a region message;
+    // headers about 400 bytes an answer.
     let out_gb = (hours * p.sessions * 729.0 * 100.0
         + hours * p.crossings * 81.0 * 100.0
-        + fetches * 400.0
+        + hours * p.reconciles * 729.0 * 40.0
+        + (fetches + reconciles) * 400.0
         + puts * 500.0
-        + changes * 200.0)
+        + delivered * 120.0)
         / 1e9;
-    // The store's load: Redis commands per player-hour, measured per invocation.
+    // The store's load: Redis commands per player-hour, measured per invocation, and the
+    // publisher's own, measured at rest.
     let commands = hours * p.sessions * 3.0 * get243.redis
-        + hours * p.crossings * (get81.redis + subscribe.redis)
+        + reconciles * get243.redis
+        + hours * p.crossings * get81.redis
         + puts * put.redis
-        + connects * (connect.redis + disconnect.redis);
+        + broker_auths * broker.redis;
     let per_player_hour = commands / hours;
     let commands_per_sec: Vec<f64> = crowds
         .iter()
-        .map(|c| c * per_player_hour / 3600.0)
+        .map(|c| c * per_player_hour / 3600.0 + publisher.commands_per_sec)
         .collect();
     let shards: Vec<f64> = commands_per_sec
         .iter()
@@ -909,9 +1003,11 @@ fn bill_at(units: &std::collections::HashMap<&str, Unit>, hit_rate: f64, crowds:
     let per = |v: f64| vec![v; crowds.len()];
     let fixed = |hourly: f64| -> Vec<f64> { crowds.iter().map(|c| hourly / c * hours).collect() };
     let monthly = |usd: f64| usd / prices::HOURS_PER_MONTH;
+    let publisher_hourly = prices::LAMBDA_REQUEST.of(60.0)
+        + prices::LAMBDA_ARM_GB_SECOND.of(memory / 1024.0 * 60.0 * PUBLISHER_BILLED_SECS_PER_MIN);
     let lines = vec![
         Line {
-            what: "API Gateway REST requests (guest logins included)".into(),
+            what: "API Gateway REST requests (logins and reconciliations included)".into(),
             per_1000: per(prices::REST_REQUEST.of(rest)),
         },
         Line {
@@ -919,33 +1015,33 @@ fn bill_at(units: &std::collections::HashMap<&str, Unit>, hit_rate: f64, crowds:
             per_1000: per(prices::WAF_REQUEST.of(rest)),
         },
         Line {
-            what: "API Gateway WebSocket messages (subscriptions and answers, changes, pings)"
+            what: "AWS IoT Core messages (changes published and delivered, subscriptions, pings)"
                 .into(),
-            per_1000: per(prices::WEBSOCKET_MESSAGE.of(messages)),
+            per_1000: per(prices::IOT_MESSAGE.of(iot_messages)),
         },
         Line {
-            what: "API Gateway WebSocket connection minutes".into(),
-            per_1000: per(prices::WEBSOCKET_MINUTE.of(hours * 60.0)),
+            what: "AWS IoT Core connection minutes".into(),
+            per_1000: per(prices::IOT_CONNECTION_MINUTE.of(hours * 60.0)),
         },
         Line {
-            what: "Lambda requests (blocks, authorizer, realtime, login)".into(),
+            what: "Lambda requests (blocks, authorizer, broker authorizer, login)".into(),
             per_1000: per(prices::LAMBDA_REQUEST.of(invocations)),
         },
         Line {
             what: format!("Lambda duration at {memory:.0} MB arm64"),
-            per_1000: per(prices::LAMBDA_ARM_GB_SECOND.of(gb_s(blocks_ms + auth_ms + realtime_ms))),
+            per_1000: per(prices::LAMBDA_ARM_GB_SECOND.of(gb_s(blocks_ms + auth_ms + broker_ms))),
         },
         Line {
             what: "CloudWatch Logs ingestion (the functions' JSON log lines)".into(),
             per_1000: per(prices::LOG_GB.of(log_bytes / 1e9)),
         },
         Line {
-            what: "Data transfer out".into(),
+            what: "Data transfer out (REST answers and change deliveries)".into(),
             per_1000: per(prices::TRANSFER_OUT_GB.of(out_gb)),
         },
         Line {
-            what: "NAT gateway data (change posts)".into(),
-            per_1000: per(prices::NAT_GB.of(changes * POST_BYTES / 1e9)),
+            what: "VPC endpoint data (the publisher's posts to IoT Core)".into(),
+            per_1000: per(prices::VPC_ENDPOINT_GB.of(published * PUBLISH_BYTES / 1e9)),
         },
         Line {
             what: "ElastiCache, cache.t4g.small, 2 nodes per shard (shards below)".into(),
@@ -956,13 +1052,21 @@ fn bill_at(units: &std::collections::HashMap<&str, Unit>, hit_rate: f64, crowds:
                 .collect(),
         },
         Line {
-            what: "NAT gateways, 2 Availability Zones (fixed)".into(),
-            per_1000: fixed(prices::NAT_HOUR.of(2.0)),
+            what: "The publisher, running around the clock (fixed)".into(),
+            per_1000: fixed(publisher_hourly),
         },
         Line {
-            what: "AWS WAF web ACL, Secrets Manager's 4 secrets (fixed)".into(),
+            what: "VPC endpoints: Secrets Manager and IoT data, 2 Availability Zones (fixed)"
+                .into(),
+            per_1000: fixed(prices::VPC_ENDPOINT_HOUR.of(4.0)),
+        },
+        Line {
+            what: "AWS WAF web ACL, Secrets Manager's 4 secrets, the private hosted zone (fixed)"
+                .into(),
             per_1000: fixed(monthly(
-                prices::WAF_ACL_MONTH.of(1.0) + prices::SECRET_MONTH.of(4.0),
+                prices::WAF_ACL_MONTH.of(1.0)
+                    + prices::SECRET_MONTH.of(4.0)
+                    + prices::HOSTED_ZONE_MONTH.of(1.0),
             )),
         },
     ];

@@ -1,295 +1,512 @@
-//! Section 7: realtime. Edit-to-notification latency through the local gateway's WebSocket
-//! API (Redis store and Redis subscription index), requests per idle player-hour polling
-//! against following, and what 1,000 player-hours cost at AWS list prices.
+//! Section 7: realtime through an MQTT broker. A crowd of real MQTT followers (the SDK's
+//! `Realtime`, over WebSocket through `serve`'s gate to its embedded broker) watching one
+//! region while puts arrive at a steady rate, against the same puts with no follower; a chunk
+//! edited 100 times a second; and, on paper with IoT Core's quotas and prices, the three
+//! crowds the design is for.
 
 use crate::env::*;
 use crate::prices;
+use crate::quotas;
 use crate::report::*;
 use crate::stats::{ms, Samples};
-use cubewalk::realtime::{Realtime, RealtimeEvent, KEEPALIVE as PING_INTERVAL};
-use cubewalk::{ChunkEdit, ChunkKey};
-use cubewalk_protocol::limits::MAX_CHUNKS_PER_FETCH;
+use cubewalk::realtime::{Realtime, RealtimeEvent, KEEPALIVE, RECONCILE_INTERVAL};
+use cubewalk::{ChunkEdit, ChunkKey, Client, ClientOptions};
+use cubewalk_protocol::realtime::{REGION_CHUNKS, TICK_MS};
 use cubewalk_protocol::WorldId;
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Assumed mean billed duration of one invocation (a Redis round trip in the VPC at the
-/// template's memory size; the Cost section measures each kind).
-const ASSUMED_INVOCATION_SECONDS: f64 = 0.010;
-/// API Gateway closes every WebSocket connection after 2 hours.
-const CONNECTION_LIFETIME_HOURS: f64 = 2.0;
+/// The static token `serve` is started with (one player: every follower and the editor).
+const TOKEN: &str = "bench-realtime-token-0001";
+/// Followers of the crowd, and puts a second.
+const CROWD: usize = 1000;
+const PUTS_PER_SEC: f64 = 50.0;
+/// Followers of the hot chunk, and its edits a second.
+const HOT_FOLLOWERS: usize = 100;
+const HOT_EDITS_PER_SEC: f64 = 100.0;
 
 pub(crate) fn realtime(env: &Env) -> Section {
     let mut b = String::new();
     let mut goals = Vec::new();
-    let world = WorldId::new("realtime-bench").unwrap();
-    let chunk = ChunkKey::new(0, 0, 0);
-    let endpoint = env.stack.realtime_endpoint();
     let quick = env.rounds < 1000;
+    let secs = if quick { 4.0 } else { 10.0 };
+    raise_fd_limit();
+    let server = start_serve();
+    let blocks = server.url.clone();
+    let mqtt = format!(
+        "ws://{}/mqtt",
+        blocks
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+    );
+    let client = Client::new(&blocks, TOKEN, ClientOptions::default()).unwrap();
+    let (rss_idle, _) = rss(server.pid());
 
-    writeln!(b, "A put through the REST API (local gateway on Redis, subscription index in Redis) and the followers' WebSocket connections (the SDK's `Realtime`, as `cw_realtime_poll` drains it); time from the start of the put to the moment each follower's poll returns the change. Followers poll in a tight loop; a game that polls once per frame adds up to one frame (16.7 ms at 60 fps). The put answers only once its notifications are posted (a Lambda may be frozen after it answers), so the last column is what following costs the player who edits.\n").unwrap();
-    writeln!(
-        b,
-        "| followers | puts | notifications received | missed (3 s) | p50 | p95 | p99 | the put itself, p50 |"
-    )
-    .unwrap();
-    writeln!(b, "|---|---|---|---|---|---|---|---|").unwrap();
-    for (followers, puts) in [
-        (0usize, if quick { 100 } else { 400 }),
-        (1, if quick { 100 } else { 400 }),
-        (100, if quick { 10 } else { 40 }),
-    ] {
-        let (s, put, missed) = latency(env, &endpoint, &world, chunk, followers, puts);
-        if followers == 0 {
-            writeln!(
-                b,
-                "| 0 | {puts} | - | - | - | - | - | {} |",
-                ms(put.median())
-            )
-            .unwrap();
-            continue;
-        }
+    writeln!(b, "`cubewalk-server serve` as its own process (in-memory store, the embedded rumqttd behind the gate, the in-process publisher: a put's changes are queued and published per region every {TICK_MS} ms). Followers are the SDK's `Realtime` (MQTT 3.1.1 over its own WebSocket, through the gate, one connection each) in the bench process, drained in a loop as a game's frames would (every few ms); each follows the 27 chunks (3x3x3) of one region of {REGION_CHUNKS}x{REGION_CHUNKS}x{REGION_CHUNKS} chunks. Puts: {PUTS_PER_SEC:.0} a second, open loop, one cube each, round robin over the 27 chunks, through the SDK. *Edit to applied*: from the start of a put to the moment a follower's drain returns a change covering it (the change of that put, or a later one of the chunk that includes it). *Missed*: puts a follower never saw covered, plus jumps in a chunk's write sequence.\n").unwrap();
+    let none = crowd(env, &client, &mqtt, 0, secs);
+    let many = crowd(env, &client, &mqtt, CROWD, secs);
+    let (rss_crowd, hwm_crowd) = rss(server.pid());
+    writeln!(b, "| followers | puts | put p50 | put p99 | edit to applied p50 | p95 | p99 | messages received | missed | follower messages / s |\n|---|---|---|---|---|---|---|---|---|---|").unwrap();
+    for r in [&none, &many] {
         writeln!(
             b,
-            "| {followers} | {puts} | {} | {missed} | {} | {} | {} | {} |",
-            s.len(),
-            ms(s.median()),
-            ms(s.q(0.95)),
-            ms(s.p99()),
-            ms(put.median())
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+            r.followers,
+            r.puts.len(),
+            ms(r.puts.median()),
+            ms(r.puts.p99()),
+            r.applied.as_ref().map_or("-".into(), |s| ms(s.median())),
+            r.applied.as_ref().map_or("-".into(), |s| ms(s.q(0.95))),
+            r.applied.as_ref().map_or("-".into(), |s| ms(s.p99())),
+            r.messages,
+            r.missed,
+            r.messages as f64 / r.followers.max(1) as f64 / secs,
         )
         .unwrap();
-        let p95 = s.q(0.95).as_secs_f64() * 1000.0;
-        goals.push(goal(
-            &format!("edit-to-notification p95, {followers} follower(s), local gateway"),
-            "< 250 ms",
-            p95,
-            p95 < 250.0,
-            " ms",
-        ));
     }
-
-    // Idle follower, measured: what following costs once set up.
-    let idle = idle_follower(env, &endpoint, &world);
-    writeln!(b, "\n**Requests per idle player-hour.** Measured: an idle follower of 27 chunks did {} REST fetch(es), sent {} subscribe message(s) and received {} answer(s) while setting up, then nothing during {:.0} s idle (no message either way). Per hour, that setup happens once per connection, and API Gateway ends each connection after {CONNECTION_LIFETIME_HOURS} h (0.5 setups per hour); the SDK pings every {} s, {} pings per hour, counted as messages here though API Gateway may not bill control frames. Polling every 0.5 s costs one request per 256 chunks ({MAX_CHUNKS_PER_FETCH} per request) per refresh.\n", idle.fetches, idle.sent, idle.received, idle.quiet.as_secs_f64(), PING_INTERVAL.as_secs(), 3600 / PING_INTERVAL.as_secs()).unwrap();
-    let setups_per_hour = 1.0 / CONNECTION_LIFETIME_HOURS;
-    let pings = (3600 / PING_INTERVAL.as_secs()) as f64;
-    let sub_rest = setups_per_hour * idle.fetches as f64;
-    let sub_messages = setups_per_hour * (idle.sent + idle.received) as f64 + pings;
-    // Lambda invocations per setup: the authorizer and $connect, subscribe, $disconnect routes.
-    let sub_invocations = setups_per_hour * 4.0 + sub_rest;
-    writeln!(
-        b,
-        "| per idle player-hour | polling 27 chunks | polling 729 chunks | following (any size up to 1,024 chunks) |"
-    )
-    .unwrap();
-    writeln!(b, "|---|---|---|---|").unwrap();
-    let poll = |chunks: usize| 7200.0 * chunks.div_ceil(MAX_CHUNKS_PER_FETCH) as f64;
-    writeln!(
-        b,
-        "| REST requests | {:.0} | {:.0} | {sub_rest:.1} |",
-        poll(27),
-        poll(729)
-    )
-    .unwrap();
-    writeln!(b, "| WebSocket messages | 0 | 0 | {sub_messages:.1} |").unwrap();
-    writeln!(b, "| WebSocket connection minutes | 0 | 0 | 60 |").unwrap();
-    writeln!(
-        b,
-        "| Lambda invocations (authorizer answers cached 60 s, the template's ReauthorizeEvery) | {:.0} | {:.0} | {sub_invocations:.1} |",
-        poll(27) + 60.0,
-        poll(729) + 60.0
-    )
-    .unwrap();
-    let ratio = poll(27) / (sub_rest + sub_messages);
-    writeln!(b, "\nPolling 27 chunks makes {ratio:.0}x more API requests (REST requests against REST requests plus WebSocket messages) than following.\n").unwrap();
+    let ratio =
+        |f: fn(&Samples) -> Duration| f(&many.puts).as_secs_f64() / f(&none.puts).as_secs_f64();
+    let (p50_ratio, p99_ratio) = (ratio(Samples::median), ratio(Samples::p99));
+    let p95 = many
+        .applied
+        .as_ref()
+        .map_or(f64::NAN, |s| s.q(0.95).as_secs_f64() * 1000.0);
+    writeln!(b, "\nWith {CROWD} followers the put takes {p50_ratio:.2}x (p50) and {p99_ratio:.2}x (p99) as long as with none: it answers after the store's step and queues its change, whoever follows. `serve` (gateway, gate, broker and publisher in one process) held {rss_idle:.0} MiB before the crowd and {rss_crowd:.0} MiB with it (peak {hwm_crowd:.0} MiB); the {CROWD} followers' own side (the bench process) {:.0} MiB.\n", many.follower_rss_mib).unwrap();
     goals.push(goal(
-        "API requests per idle player-hour, polling 0.5 s / following",
-        ">= 100x",
-        ratio,
-        ratio >= 100.0,
+        &format!("put p50 with {CROWD} followers / with none"),
+        "<= 1.1",
+        p50_ratio,
+        p50_ratio <= 1.1,
         "x",
     ));
+    goals.push(goal(
+        &format!("put p99 with {CROWD} followers / with none"),
+        "<= 1.1",
+        p99_ratio,
+        p99_ratio <= 1.1,
+        "x",
+    ));
+    goals.push(goal(
+        &format!("edit to applied p95, {CROWD} MQTT followers"),
+        "< 250 ms",
+        p95,
+        p95 < 250.0,
+        " ms",
+    ));
+    goals.push(goal(
+        &format!("changes missed, {CROWD} followers"),
+        "0",
+        many.missed as f64,
+        many.missed == 0,
+        "",
+    ));
 
-    // Cost per 1,000 idle player-hours.
-    let lambda = |invocations: f64| {
-        prices::LAMBDA_REQUEST.of(invocations)
-            + prices::LAMBDA_ARM_GB_SECOND
-                .of(invocations * ASSUMED_INVOCATION_SECONDS * super::cost::memory_mb() / 1024.0)
-    };
-    let hours = 1000.0;
-    let polling_cost = |chunks: usize| {
-        let rest = poll(chunks) * hours;
-        (
-            prices::REST_REQUEST.of(rest),
-            0.0,
-            lambda((poll(chunks) + 60.0) * hours),
-        )
-    };
-    let following_cost = (
-        prices::REST_REQUEST.of(sub_rest * hours),
-        prices::WEBSOCKET_MESSAGE.of(sub_messages * hours)
-            + prices::WEBSOCKET_MINUTE.of(60.0 * hours),
-        lambda(sub_invocations * hours),
-    );
-    writeln!(b, "**Cost of 1,000 idle player-hours** at the list prices of the Cost section (`bench/src/prices.rs`), Lambda at the template's {:.0} MB and an assumed 10 ms per invocation, computed from the counts above; ElastiCache and data transfer are the same either way and left out. Not checked against a real AWS bill.\n", super::cost::memory_mb()).unwrap();
-    writeln!(
-        b,
-        "| | API Gateway REST | API Gateway WebSocket | Lambda | total |"
-    )
-    .unwrap();
-    writeln!(b, "|---|---|---|---|---|").unwrap();
-    for (name, (rest, ws, l)) in [
-        ("polling 27 chunks every 0.5 s", polling_cost(27)),
-        ("polling 729 chunks every 0.5 s", polling_cost(729)),
-        ("following (realtime)", following_cost),
-    ] {
-        writeln!(
-            b,
-            "| {name} | {rest:.4} USD | {ws:.4} USD | {l:.4} USD | **{:.4} USD** |",
-            rest + ws + l
-        )
-        .unwrap();
-    }
-    writeln!(b, "\nEdits cost the same either way to make (one REST put each); following adds one WebSocket message per follower of the edited chunk: 1,000 edits seen by 10 followers each are 10,000 messages, 0.01 USD.").unwrap();
+    // A chunk edited 100 times a second.
+    let hot = hot_chunk(env, &client, &mqtt, secs);
+    writeln!(b, "**A hot chunk.** {HOT_FOLLOWERS} followers of one chunk while it is edited {HOT_EDITS_PER_SEC:.0} times a second for {secs:.0} s ({} puts): each follower received {:.1} messages a second (at most one per region per tick), {} changes in all, {} missed; every follower's last change is the chunk's last write.\n", hot.puts, hot.per_follower_per_sec, hot.messages, hot.missed).unwrap();
+    goals.push(goal(
+        "messages per follower per second, a chunk edited 100 times a second",
+        "<= 10",
+        hot.per_follower_per_sec,
+        hot.per_follower_per_sec <= 10.0,
+        "",
+    ));
+    drop(server);
 
+    // Idle follower traffic, from the SDK's constants.
+    writeln!(b, "**An idle follower** sends one PINGREQ every {} s ({} an hour) and reconciles every {} s: one conditional fetch of what it follows (3 requests for 729 chunks, each unchanged chunk answered in a few bytes). A crossing that moves its regions (a quarter of them, for a 9x9x9 neighbourhood) is one UNSUBSCRIBE and one SUBSCRIBE of 4 topics.\n", KEEPALIVE.as_secs(), 3600 / KEEPALIVE.as_secs(), RECONCILE_INTERVAL.as_secs()).unwrap();
+
+    on_paper(&mut b);
     Section {
-        title: "7. Realtime (WebSocket change notifications)",
+        title: "7. Realtime (MQTT broker, coalesced per region)",
         body: b,
         goals,
     }
 }
 
-/// Time from the start of each put to each follower's poll returning its change.
-fn latency(
+/// Lets the bench and the `serve` it starts hold thousands of sockets.
+fn raise_fd_limit() {
+    let want = 65_536;
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < want {
+            l.rlim_max = l.rlim_max.max(want);
+            l.rlim_cur = want.min(l.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                let mut soft = l;
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut soft);
+                soft.rlim_cur = soft.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &soft);
+            }
+        }
+    }
+}
+
+/// `cubewalk-server serve` built for release and started with the bench's token.
+fn start_serve() -> cubewalk_testkit::ServerProcess {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--release", "--locked", "-p", "cubewalk-server"])
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "cannot build cubewalk-server");
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let bin = std::path::Path::new(&target).join("release/cubewalk-server");
+    cubewalk_testkit::ServerProcess::start(
+        &bin,
+        &["--seed-radius", "0", "--max-connections", "65536"],
+        &[("CUBEWALK_TOKENS", TOKEN)],
+    )
+}
+
+/// (resident, peak resident) MiB of process `pid` (the bench itself when 0).
+fn rss(pid: u32) -> (f64, f64) {
+    let path = if pid == 0 {
+        "/proc/self/status".to_string()
+    } else {
+        format!("/proc/{pid}/status")
+    };
+    let status = std::fs::read_to_string(path).unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+}
+
+/// Starts `n` followers of `chunks` of `world` and waits until each is subscribed.
+fn followers(
     env: &Env,
-    endpoint: &str,
+    client: &Client,
+    mqtt: &str,
     world: &WorldId,
-    chunk: ChunkKey,
-    followers: usize,
-    puts: usize,
-) -> (Samples, Samples, usize) {
+    chunks: &[ChunkKey],
+    n: usize,
+) -> Vec<Realtime> {
     let _g = env.rt.enter();
-    let subs: Vec<Realtime> = (0..followers)
+    let subs: Vec<Realtime> = (0..n)
         .map(|_| {
-            let r = Realtime::start(&env.client, endpoint).unwrap();
-            r.follow(world, &[chunk]).unwrap();
+            let r = Realtime::start(client, mqtt).unwrap();
+            r.follow(world, chunks).unwrap();
             r
         })
         .collect();
-    wait_all(&subs, |e| *e == RealtimeEvent::Subscribed);
-    let mut samples = Vec::with_capacity(followers * puts);
-    let mut put_times = Vec::with_capacity(puts);
-    let mut missed = 0;
-    for n in 0..puts + 5 {
-        // A value no earlier put wrote there, so every put changes the chunk and its change
-        // is recognised by its edit.
-        let (index, value) = ((n % 4096) as u16, (followers * 100_000 + n + 1) as i32);
-        let edit = [ChunkEdit::at_index(chunk, index, value)];
-        let start = Instant::now();
-        // The put runs on the runtime while this thread polls the followers, as a game's frame
-        // loop would: a change that arrives before the put has answered counts from then.
-        let put = env.rt.spawn(env.client.put(world.as_str(), &edit));
-        let mut put_took = None;
-        let mut pending: Vec<usize> = (0..followers).collect();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while !pending.is_empty() || put_took.is_none() {
-            if put_took.is_none() && put.is_finished() {
-                put_took = Some(start.elapsed());
-            }
-            if Instant::now() > deadline && put_took.is_some() {
-                // Delivery is best effort (a follower that misses one sees a gap later).
-                missed += pending.len();
-                break;
-            }
-            pending.retain(|&i| {
-                let mut heard = false;
-                subs[i].drain(usize::MAX, |e| {
-                    heard |= matches!(e, RealtimeEvent::Changed(c) if c.edits.as_deref() == Some(&[(index, value)][..]));
-                    true
-                });
-                if heard && n >= 5 {
-                    samples.push(start.elapsed());
-                }
-                !heard
-            });
-            // A short sleep, not a spin: the followers, the gateway and Redis share 2 cores.
-            std::thread::sleep(Duration::from_micros(100));
-        }
-        env.rt.block_on(put).unwrap().unwrap();
-        if n >= 5 {
-            put_times.push(put_took.unwrap_or_else(|| start.elapsed()));
-        }
-    }
-    (Samples::new(samples), Samples::new(put_times), missed)
-}
-
-fn wait_all(subs: &[Realtime], what: impl Fn(&RealtimeEvent) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut pending: Vec<usize> = (0..subs.len()).collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut pending: Vec<usize> = (0..n).collect();
     while !pending.is_empty() {
-        assert!(Instant::now() < deadline, "followers not subscribed");
+        assert!(
+            Instant::now() < deadline,
+            "{} followers never subscribed: {:?}",
+            pending.len(),
+            subs[pending[0]].last_error()
+        );
         pending.retain(|&i| {
-            let mut seen = false;
+            let mut done = false;
             subs[i].drain(usize::MAX, |e| {
-                seen |= what(e);
+                done |= *e == RealtimeEvent::Subscribed;
                 true
             });
-            !seen
+            !done
         });
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(5));
     }
+    subs
 }
 
-/// What an idle follower of 27 chunks exchanged: set-up traffic, then silence.
-struct Idle {
-    fetches: usize,
-    sent: usize,
-    received: usize,
-    quiet: Duration,
+/// One change as a follower received it.
+#[derive(Clone, Copy)]
+struct Arrival {
+    chunk: ChunkKey,
+    version: u64,
+    from_seq: u64,
+    seq: u64,
+    at: Instant,
 }
 
-fn idle_follower(env: &Env, endpoint: &str, world: &WorldId) -> Idle {
-    let _g = env.rt.enter();
-    let mut keys = Vec::new();
-    for x in -1..=1 {
-        for z in -1..=1 {
-            for y in -1..=1 {
-                keys.push((ChunkKey::new(x, y, z), None));
+/// Drains every follower in a loop on its own thread until `stop`, timestamping changes.
+fn drain_all(
+    subs: Arc<Vec<Realtime>>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<Vec<Arrival>>> {
+    std::thread::spawn(move || {
+        let mut got: Vec<Vec<Arrival>> = subs.iter().map(|_| Vec::new()).collect();
+        while !stop.load(Ordering::Relaxed) {
+            for (i, s) in subs.iter().enumerate() {
+                let at = Instant::now();
+                s.drain(usize::MAX, |e| {
+                    if let RealtimeEvent::Changed(c) = e {
+                        got[i].push(Arrival {
+                            chunk: c.chunk,
+                            version: c.version,
+                            from_seq: c.from_seq,
+                            seq: c.seq,
+                            at,
+                        });
+                    }
+                    true
+                });
             }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        got
+    })
+}
+
+/// Puts one cube at a time, `rate` a second for `secs`, round robin over `chunks`, open loop;
+/// answers each put's (chunk, start, answer time, version).
+fn paced_puts(
+    env: &Env,
+    client: &Client,
+    world: &WorldId,
+    chunks: &[ChunkKey],
+    rate: f64,
+    secs: f64,
+) -> Vec<(ChunkKey, Instant, Instant, u64)> {
+    let n = (rate * secs) as usize;
+    let gap = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now();
+    let out = Arc::new(Mutex::new(Vec::with_capacity(n)));
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let due = started + gap.mul_f64(i as f64);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let chunk = chunks[i % chunks.len()];
+        let edit = [ChunkEdit::at_index(chunk, (i % 4096) as u16, i as i32 + 1)];
+        let put = client.put(world.as_str(), &edit);
+        let out = out.clone();
+        handles.push(env.rt.spawn(async move {
+            let start = Instant::now();
+            let answer = put.await.expect("put");
+            out.lock()
+                .unwrap()
+                .push((chunk, start, Instant::now(), answer[0].version));
+        }));
+    }
+    for h in handles {
+        env.rt.block_on(h).unwrap();
+    }
+    let mut v = std::mem::take(&mut *out.lock().unwrap());
+    v.sort_by_key(|p| p.1);
+    v
+}
+
+struct Crowd {
+    followers: usize,
+    puts: Samples,
+    applied: Option<Samples>,
+    messages: usize,
+    missed: usize,
+    follower_rss_mib: f64,
+}
+
+fn crowd(env: &Env, client: &Client, mqtt: &str, n: usize, secs: f64) -> Crowd {
+    let world = WorldId::new(&format!("crowd-{n}")).unwrap();
+    let chunks: Vec<ChunkKey> = (0..27)
+        .map(|i| ChunkKey::new(i % 3, (i / 3) % 3, i / 9))
+        .collect();
+    let subs = Arc::new(followers(env, client, mqtt, &world, &chunks, n));
+    let stop = Arc::new(AtomicBool::new(false));
+    let drain = drain_all(subs.clone(), stop.clone());
+    let puts = paced_puts(env, client, &world, &chunks, PUTS_PER_SEC, secs);
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let arrivals = drain.join().unwrap();
+    let (follower_rss_mib, _) = rss(0);
+    let put_times = Samples::new(puts.iter().map(|p| p.2 - p.1).collect());
+    if n == 0 {
+        return Crowd {
+            followers: 0,
+            puts: put_times,
+            applied: None,
+            messages: 0,
+            missed: 0,
+            follower_rss_mib,
+        };
+    }
+    // Per chunk, its puts in order (one chunk's puts are sequential: 27 chunks, 50 a second).
+    let mut per_chunk: HashMap<ChunkKey, Vec<(Instant, u64)>> = HashMap::new();
+    for (chunk, start, _, version) in &puts {
+        per_chunk
+            .entry(*chunk)
+            .or_default()
+            .push((*start, *version));
+    }
+    let mut latencies = Vec::with_capacity(n * puts.len());
+    let (mut missed, mut messages) = (0, 0);
+    for got in &arrivals {
+        messages += got.len();
+        for (chunk, list) in &per_chunk {
+            let index: HashMap<u64, usize> =
+                list.iter().enumerate().map(|(i, (_, v))| (*v, i)).collect();
+            let mut covered = 0; // puts of this chunk covered so far
+            let mut last_seq = 0;
+            for a in got.iter().filter(|a| a.chunk == *chunk) {
+                if a.from_seq != last_seq {
+                    missed += 1;
+                }
+                last_seq = a.seq;
+                if let Some(&k) = index.get(&a.version) {
+                    while covered <= k {
+                        latencies.push(a.at.saturating_duration_since(list[covered].0));
+                        covered += 1;
+                    }
+                }
+            }
+            missed += list.len() - covered;
         }
     }
-    let chunks: Vec<ChunkKey> = keys.iter().map(|(k, _)| *k).collect();
-    let r = Realtime::start(&env.client, endpoint).unwrap();
-    r.follow(world, &chunks).unwrap();
-    let (mut fetches, mut received) = (0, 0);
-    let settle = Instant::now() + Duration::from_secs(2);
-    let mut after_quiet = 0;
-    let quiet_until = settle + Duration::from_secs(if env.rounds < 1000 { 3 } else { 10 });
-    while Instant::now() < quiet_until {
-        let mut refetch = false;
-        let n = r.drain(usize::MAX, |e| {
-            refetch |= matches!(e, RealtimeEvent::Subscribed | RealtimeEvent::Gap);
-            true
-        });
-        if Instant::now() > settle {
-            after_quiet += n;
+    drop(subs);
+    Crowd {
+        followers: n,
+        puts: put_times,
+        applied: Some(Samples::new(latencies)),
+        messages,
+        missed,
+        follower_rss_mib,
+    }
+}
+
+struct Hot {
+    puts: usize,
+    messages: usize,
+    missed: usize,
+    per_follower_per_sec: f64,
+}
+
+fn hot_chunk(env: &Env, client: &Client, mqtt: &str, secs: f64) -> Hot {
+    let world = WorldId::new("hot").unwrap();
+    let chunk = [ChunkKey::new(0, 0, 0)];
+    let subs = Arc::new(followers(env, client, mqtt, &world, &chunk, HOT_FOLLOWERS));
+    let stop = Arc::new(AtomicBool::new(false));
+    let drain = drain_all(subs.clone(), stop.clone());
+    let puts = paced_puts(env, client, &world, &chunk, HOT_EDITS_PER_SEC, secs);
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let arrivals = drain.join().unwrap();
+    let last = puts.last().map(|p| p.3);
+    let (mut messages, mut missed) = (0, 0);
+    for got in &arrivals {
+        messages += got.len();
+        let mut last_seq = 0;
+        for a in got {
+            if a.from_seq != last_seq {
+                missed += 1;
+            }
+            last_seq = a.seq;
+        }
+        if got.last().map(|a| a.version) != last {
+            missed += 1;
+        }
+    }
+    Hot {
+        puts: puts.len(),
+        messages,
+        missed,
+        per_follower_per_sec: messages as f64 / HOT_FOLLOWERS as f64 / secs,
+    }
+}
+
+/// The three crowds on paper: IoT Core's messages and quotas from the design's own rules (one
+/// message per region per tick, 8 regions a follower).
+fn on_paper(b: &mut String) {
+    let ticks = 1000.0 / TICK_MS as f64; // a second
+    let overreach = 4096.0 / 729.0;
+    // (a) 1,000 players at the spawn, all subscribed to its 8 regions; 50 edit once a second.
+    let a_regions_busy = 8.0 * (1.0 - (-50.0 / (8.0 * ticks)).exp());
+    let a_published = a_regions_busy * ticks;
+    let a_delivered = a_published * 1000.0;
+    // (b) 50,000 players spread over a large world, each editing 6 times a minute, each edit
+    // followed by 5 others and the editor; little coalescing when spread.
+    let b_edits = 50_000.0 * 6.0 / 60.0;
+    let b_published = b_edits;
+    let b_delivered = b_edits * 6.0 * overreach;
+    // (c) one chunk edited 100 times a second, its region followed by 100 players.
+    let c_published = ticks;
+    let c_delivered = c_published * 100.0;
+    let hourly = |published: f64, delivered: f64, connections: f64, puts: f64| {
+        prices::IOT_MESSAGE.of((published + delivered) * 3600.0)
+            + prices::IOT_CONNECTION_MINUTE.of(connections * 60.0)
+            + prices::REST_REQUEST.of(puts * 3600.0)
+    };
+    writeln!(b, "\n**On paper, with IoT Core's quotas and prices** ({}; prices us-east-1 from `bench/src/prices.rs`). Published: the publisher's posts to IoT Core (at most one per region per {TICK_MS} ms tick); delivered: each copy IoT Core sends a subscriber. A follower subscribes to the 8 regions around it and so receives {overreach:.2} times the changes of the 729 chunks it follows. Per hour: IoT messages and connection minutes, and the REST puts themselves; Lambda, the store and fixed costs are in section 8.\n", quotas::SOURCE).unwrap();
+    writeln!(b, "| crowd | published / s | delivered / s | per follower / s | USD per hour | quota to raise |\n|---|---|---|---|---|---|").unwrap();
+    let raise = |delivered: f64, published: f64, connections: f64, subscriptions: f64| {
+        let mut out = Vec::new();
+        if delivered > quotas::OUTBOUND_PUBLISHES_PER_SEC {
+            out.push(format!(
+                "outbound publishes per account: {:.0}/s needed, default {:.0}/s",
+                delivered,
+                quotas::OUTBOUND_PUBLISHES_PER_SEC
+            ));
+        }
+        if published > quotas::INBOUND_PUBLISHES_PER_SEC {
+            out.push(format!("inbound publishes per account: {published:.0}/s"));
+        }
+        if connections > quotas::CONNECTIONS_PER_ACCOUNT {
+            out.push("connections per account".into());
+        }
+        if subscriptions > quotas::SUBSCRIPTIONS_PER_ACCOUNT {
+            out.push("subscriptions per account".into());
+        }
+        if out.is_empty() {
+            "none".into()
         } else {
-            received += n;
+            out.join("; ")
         }
-        if refetch {
-            env.rt
-                .block_on(env.client.fetch(world.as_str(), &keys))
-                .unwrap();
-            fetches += 1;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    };
+    for (name, published, delivered, per_follower, connections, puts) in [
+        (
+            "(a) 1,000 players at the spawn, 50 editing once a second",
+            a_published,
+            a_delivered,
+            a_published,
+            1000.0,
+            50.0,
+        ),
+        (
+            "(b) 50,000 players spread over a large world, 6 edits a minute each",
+            b_published,
+            b_delivered,
+            6.0 * b_edits / 50_000.0 * overreach * 5.0,
+            50_000.0,
+            b_edits,
+        ),
+        (
+            "(c) one chunk edited 100 times a second, 100 followers",
+            c_published,
+            c_delivered,
+            c_published,
+            100.0,
+            100.0,
+        ),
+    ] {
+        writeln!(
+            b,
+            "| {name} | {published:.0} | {delivered:.0} | {per_follower:.1} | {:.2} | {} |",
+            hourly(published, delivered, connections, puts),
+            raise(delivered, published, connections, connections * 8.0)
+        )
+        .unwrap();
     }
-    assert_eq!(after_quiet, 0, "an idle follower heard something");
-    Idle {
-        fetches,
-        sent: 1,
-        received,
-        quiet: quiet_until - settle,
-    }
+    writeln!(b, "\nEvery follower stays within IoT Core's {:.0} publishes a second per connection (at most 8 regions x {ticks:.0} ticks = 80) and its {:.0} subscriptions per connection (8 regions, one SUBSCRIBE within its {:.0} filters); at most {:.0} regions can be followed. (b) holds 50,000 connections and 400,000 subscriptions of the account's default 500,000 each, and a mass reconnect at the default {:.0} CONNECTs a second takes {:.0} s (the SDK's jittered backoff spreads it). The publisher posts with 32 requests in flight: at about 20 ms each, some 1,600 messages a second, enough for (a) and (c); (b)'s {b_published:.0} a second needs the feed's 16 shards split between several publishers, not built yet. Before this design, each change was one `@connections` post per follower from the put itself: (a) was 50,000 posts a second on the account's shared 10,000 requests a second, the put waiting for them.\n",
+        quotas::PUBLISHES_PER_CONNECTION_PER_SEC,
+        quotas::SUBSCRIPTIONS_PER_CONNECTION,
+        quotas::FILTERS_PER_SUBSCRIBE,
+        cubewalk_protocol::realtime::MAX_FOLLOWED_REGIONS,
+        quotas::CONNECTS_PER_SEC,
+        50_000.0 / quotas::CONNECTS_PER_SEC,
+    ).unwrap();
 }

@@ -534,7 +534,7 @@ public class FirstHourTests
             {
                 s.token = asGuest ? "" : token;
                 s.endpoint = "http://" + lan + ":" + port + "/prod/cubewalkblocks";
-                s.realtimeEndpoint = "ws://" + lan + ":" + port + "/prod";
+                s.realtimeEndpoint = "ws://" + lan + ":" + port + "/mqtt";
                 SetField(s, "allowInsecureHttpForDevelopment", allow);
             });
             if (allow)
