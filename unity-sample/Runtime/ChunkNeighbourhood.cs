@@ -11,10 +11,12 @@ namespace CubeWalk
     /// that completes a refresh and by <see cref="Tick"/>, so read them on the thread that calls
     /// those.
     ///
-    /// With <see cref="Follow"/> it follows its chunks over the realtime (WebSocket) API: other
-    /// players' small edits are applied in place as they arrive, and it refetches only when the
-    /// server says so (a big change, a new set of chunks, a gap after a lost connection). When
-    /// realtime is unavailable (not configured, unreachable, refused, or a WebGL build) it polls
+    /// With <see cref="Follow"/> it follows its chunks over realtime (MQTT over WebSocket: the
+    /// native plugin's connection, or on the managed transport, WebGL builds included, the
+    /// package's C# follower): other players' small edits are applied in place as they arrive,
+    /// and it refetches only when the server says so (a big change, a new set of chunks, a gap
+    /// after a lost connection, the periodic reconcile). When realtime is unavailable (not
+    /// configured, unreachable, refused) it polls
     /// every <c>pollInterval</c> seconds instead, and goes back to following once the connection
     /// is up again. A refresh that fails while following (the server unreachable for a moment) is
     /// tried again after <see cref="RefetchRetryFirstSeconds"/>, then after twice as long each
@@ -48,14 +50,14 @@ namespace CubeWalk
         // has not scheduled yet (OnFetched does not know the time).
         bool refreshFailed;
         double refetchAt, refetchBackoff;
-        // Following again after the native session restarted (Play mode, a re-init): the
-        // endpoint given to Follow, and when to try next; never after a refusal or on a
-        // transport without realtime.
+        // Following again after the realtime connection stopped (the native session restarted in
+        // Play mode, a re-init of the client): the endpoint given to Follow, and when to try
+        // next; never after a refusal or a bad URL.
         string realtimeEndpoint;
         bool followGivenUp;
         double retryFollowAt;
         /// <summary>Seconds between attempts to follow again once realtime stopped (the native
-        /// session was shut down and initialized again).</summary>
+        /// session, or a managed-transport client, was shut down and initialized again).</summary>
         public const double FollowRetrySeconds = 5;
         /// <summary>Seconds before refetching after a refresh failed while following; doubled
         /// after each further failure, up to <see cref="RefetchRetryMaxSeconds"/>.</summary>
@@ -199,11 +201,13 @@ namespace CubeWalk
             return true;
         }
 
-        /// <summary>Follows these chunks over the realtime API at <paramref name="realtimeEndpoint"/>
-        /// (the WebSocket URL) instead of polling. Returns false, with the reason in
-        /// <see cref="RealtimeProblem"/>, when realtime cannot start here (a WebGL build, a bad
-        /// URL); the neighbourhood then keeps polling.</summary>
-        /// <param name="realtimeEndpoint">The WebSocket API's URL.</param>
+        /// <summary>Follows these chunks over realtime at <paramref name="realtimeEndpoint"/> (the
+        /// broker's MQTT-over-WebSocket URL, <see cref="CubeWalkClient.StartRealtime"/>) instead of
+        /// polling, on either transport. Returns false, with the reason in
+        /// <see cref="RealtimeProblem"/>, when realtime cannot start (a bad URL, the client shut
+        /// down); the neighbourhood then keeps polling.</summary>
+        /// <param name="realtimeEndpoint">The realtime URL (<c>wss://.../mqtt</c>; locally
+        /// <c>ws://127.0.0.1:3000/mqtt</c>).</param>
         /// <returns>Whether it started following.</returns>
         public bool Follow(string realtimeEndpoint)
         {

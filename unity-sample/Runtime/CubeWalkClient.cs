@@ -99,7 +99,8 @@ namespace CubeWalk
         /// (<see cref="InvalidOperationException"/> otherwise); when this is the only client, new
         /// settings apply to requests begun afterwards (native requests in flight finish with the
         /// old ones; managed-transport requests in flight, or any when the transport changes, end
-        /// cancelled).</summary>
+        /// cancelled). Initializing the native session again stops its realtime connection; on the
+        /// managed transport, this client's realtime follower stops.</summary>
         /// <param name="endpoint">The URL of /cubewalkblocks with its stage.</param>
         /// <param name="token">The secret sent in the token header.</param>
         /// <param name="options">Settings; null for the library's defaults.</param>
@@ -907,8 +908,9 @@ namespace CubeWalk
         }
 
         /// <summary>Shuts every open client down and the native library with them, whatever holds
-        /// it: once this returns no request begun earlier writes anything. The Editor runs it before
-        /// an assembly reload, so nothing is written into a domain that is going away.</summary>
+        /// it, and stops every managed realtime connection: once this returns no request begun
+        /// earlier writes anything. The Editor runs it before an assembly reload, so nothing is
+        /// written into a domain that is going away.</summary>
         public static void ShutdownAll()
         {
             CubeWalkClient[] all;

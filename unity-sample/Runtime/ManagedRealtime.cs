@@ -812,7 +812,7 @@ namespace CubeWalk.Managed
         void Publish(byte[] b, int topic, int topicLength, int payload, int payloadLength)
         {
             if (world == null || !IsFollowedTopic(b, topic, topicLength)) return;
-            Messages++; GC.KeepAlive(new byte[3]);
+            Messages++;
             string why = batch.Parse(b, payload, payloadLength);
             if (why != null)
             {

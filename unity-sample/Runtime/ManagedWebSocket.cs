@@ -87,11 +87,15 @@ namespace CubeWalk.Managed
 
         int socket;
         int last = JsConnecting;
+        // The browser refused the URL itself (mixed content: ws:// from an https:// page).
+        bool refusedUrl;
 
         public void Open(string url)
         {
             socket = CubeWalkWebSocket_Open(url);
-            if (socket <= 0) last = JsFailed;
+            if (socket > 0) return;
+            refusedUrl = true;
+            last = JsClosed;
         }
 
         int Js()
@@ -113,12 +117,13 @@ namespace CubeWalk.Managed
             }
         }
 
-        public int HandshakeStatus { get { return Js() == JsFailed ? -1 : 0; } }
+        public int HandshakeStatus { get { return !refusedUrl && Js() == JsFailed ? -1 : 0; } }
 
         public string Error
         {
             get
             {
+                if (refusedUrl) return "the browser refused to open the URL (from an https:// page, use wss://)";
                 switch (Js())
                 {
                     case JsFailed: return "the browser could not open the WebSocket (it does not say why)";

@@ -60,11 +60,20 @@ for input in "" "-define:ENABLE_INPUT_SYSTEM"; do
 done
 
 # A WebGL player build of the package (Unity's defines and references, UnityWebRequest from the
-# stand-ins, no UNITY_EDITOR): no P/Invoke may remain, and a client must refuse clearly.
+# stand-ins, no UNITY_EDITOR): no P/Invoke may remain but the jslib's own functions (the
+# browser's WebSocket, each one defined in the jslib), a client must refuse blocking calls
+# clearly, and realtime must start without throwing.
+jslib="$root/unity-sample/Runtime/Plugins/WebGL/CubeWalkWebSocket.jslib"
 mcs -langversion:7.2 -unsafe -warnaserror+ -nowarn:1591,0618 $unity_refs $unity_defines -define:UNITY_WEBGL -target:exe \
   -r:"$work/UnityStubs.dll" -out:"$work/WebGLCheck.exe" \
   "$root"/unity-sample/Runtime/*.cs "$root"/unity-sample/Runtime/Unity/*.cs "$here"/WebGL/WebGLCheck.cs
-mono "$work/WebGLCheck.exe"
+mono "$work/WebGLCheck.exe" "$jslib"
+# The jslib itself, under node against a stand-in browser WebSocket (skipped without node).
+if command -v node > /dev/null; then
+  node "$here/WebGL/jslib-test.js" "$jslib"
+else
+  echo "jslib: not tested (node not installed)"
+fi
 
 # The C layout of every shared struct, as a C compiler sees the header, for LayoutTests.
 cc -std=c99 -Wall -Werror -I "$root/include" "$root/tests/c/layout.c" -o "$work/layout"

@@ -10,9 +10,9 @@ using UnityEngine.InputSystem;
 /// <summary>
 /// Sample: shows the chunks around the player (one mesh and collider per chunk that has faces,
 /// rebuilt when a chunk changes, released with its mesh when the chunk leaves the neighbourhood),
-/// follows other players' edits over the realtime (WebSocket) API (polling with non-blocking
-/// fetches, where only changed chunks travel, when realtime is off or down), and edits the cube
-/// under the pointer with a put.
+/// follows other players' edits over realtime (MQTT over WebSocket, WebGL builds included;
+/// polling with non-blocking fetches, where only changed chunks travel, when realtime is off or
+/// down), and edits the cube under the pointer with a put.
 ///
 /// Controls: left click places a cube on the face under the pointer, right click removes the
 /// cube under it; moving and looking are <see cref="SampleFirstPerson"/>'s (WASD, Space/C, arrow
@@ -46,8 +46,8 @@ public class CubeWalkSample : MonoBehaviour
     public string world = "default";
     [Tooltip("Chunks on each side of the player's chunk. At least 1: the player usually stands in the chunk above the ground's.")]
     [Range(1, 4)] public int radius = 1;
-    [Tooltip("The WebSocket URL for other players' edits: the local gateway's, or the RealtimeUrl output of the AWS stack. Empty: poll instead.")]
-    public string realtimeEndpoint = "ws://127.0.0.1:3000/prod";
+    [Tooltip("The MQTT-over-WebSocket URL for other players' edits: the local gateway's /mqtt, or the RealtimeUrl output of the AWS stack. Empty: poll instead.")]
+    public string realtimeEndpoint = "ws://127.0.0.1:3000/mqtt";
     [Tooltip("Seconds between refreshes of the neighbourhood while not following over realtime.")]
     public float refreshEvery = 0.5f;
     [Tooltip("The player's transform; the camera's when empty.")]
@@ -239,7 +239,7 @@ public class CubeWalkSample : MonoBehaviour
         hood = new ChunkNeighbourhood(client, world, Mathf.Clamp(radius, 1, 4));
         hood.ChunkChanged = OnChunkChanged;
         hood.ChunkLeft = OnChunkLeft;
-        // Realtime is an optimisation: when it cannot start (a WebGL build) or stays down, the
+        // Realtime is an optimisation: when it cannot start (a bad URL) or stays down, the
         // neighbourhood polls, so a failure here is only a passing notice (see Update).
         if (!string.IsNullOrEmpty(realtimeEndpoint)) hood.Follow(realtimeEndpoint);
         if (player == null && Camera.main != null) player = Camera.main.transform;

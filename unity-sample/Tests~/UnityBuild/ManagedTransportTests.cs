@@ -320,5 +320,47 @@ namespace CubeWalk.UnityBuildTests
             Assert.AreEqual(frames, TestEngine.FrameCount, "no player loop frame ran");
             Assert.AreEqual(0, TestEngine.LiveWebRequests, "every UnityWebRequest disposed");
         }
+
+        /// <summary>Realtime on the managed transport as Unity runs it (WebGL's follower, here over
+        /// ClientWebSocket with the token in the URL's query): the package's player-loop system
+        /// drives it on the main thread, and nothing else does (client.Update never pumps it in a
+        /// Unity build), while a worker thread plays another player. Its edits arrive in place,
+        /// without a fetch.</summary>
+        [Test]
+        public void RealtimeFollowsThroughThePlayerLoopOnTheMainThread()
+        {
+            string world = NewWorld();
+            string realtime = Endpoint.Replace("http://", "ws://").Replace("/prod/cubewalkblocks", "/mqtt");
+            var hood = new ChunkNeighbourhood(client, world, 0);
+            Assert.IsTrue(hood.Follow(realtime), hood.RealtimeProblem);
+            // Without frames nothing connects, however long it waits.
+            for (int i = 0; i < 50; i++)
+            {
+                client.Update();
+                Thread.Sleep(5);
+            }
+            Assert.AreEqual(RealtimeState.Connecting, client.RealtimeState, "connected without a frame");
+            Action frame = () =>
+            {
+                client.Update();
+                hood.Tick(DateTime.UtcNow.Ticks / 1e7, 30);
+            };
+            RunFramesUntil(() => hood.IsFollowing && !hood.Busy && hood.Refreshes > 0, frame);
+            int refreshes = hood.Refreshes;
+            var other = new CubeWalkClient(Endpoint, Token, Options());
+            try
+            {
+                var worker = new Worker(() => other.PutBlocks(world, new[] { new CubeEdit { Chunk = new ChunkKey(0, 0, 0), Index = 5, Value = 7 } }, new ChunkVersion[1]));
+                RunFramesUntil(() => worker.Done && hood.Buffers[0][5] == 7, frame);
+                worker.AssertSucceeded();
+            }
+            finally
+            {
+                other.Dispose();
+            }
+            Assert.AreEqual(refreshes, hood.Refreshes, "applied in place, not fetched");
+            Assert.GreaterOrEqual(hood.AppliedChanges, 1);
+            Assert.AreEqual(0, TestEngine.LiveWebRequests, "every UnityWebRequest disposed");
+        }
     }
 }
