@@ -120,8 +120,9 @@ pub struct RedisStoreConfig {
     pub url: String,
     /// Redis Cluster (ElastiCache cluster mode enabled) instead of a single primary.
     pub cluster: bool,
-    /// Extra trusted root certificate (PEM) for `rediss://`, for a private CA; public CAs
-    /// (ElastiCache's) are trusted already.
+    /// Extra trusted root certificate (PEM) for `rediss://`, for a private CA; the system's
+    /// trusted roots (Amazon's, which sign ElastiCache's certificates, among them; Lambda's
+    /// `provided.al2023` carries them) are trusted already.
     pub ca_pem: Option<Vec<u8>>,
     /// Longest wait for one command's answer.
     pub response_timeout: Duration,
