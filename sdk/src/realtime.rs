@@ -55,9 +55,12 @@ use url::Url;
 
 /// Most events queued before the oldest are dropped for one [`RealtimeEvent::Gap`].
 pub const MAX_QUEUED_EVENTS: usize = 4096;
-/// The MQTT keepalive: a PINGREQ goes out when nothing else was sent for this long, and a
-/// connection silent for one and a half times it is given up (IoT Core allows 30 to 1200 s).
+/// The MQTT keepalive: a PINGREQ goes out every this long, and a connection from which
+/// nothing (not even the PINGRESP) arrived for one and a half times it is given up (IoT Core
+/// allows 30 to 1200 s).
 pub const KEEPALIVE: Duration = Duration::from_secs(60);
+/// How often the connection checks that the broker still answers.
+const SILENCE_CHECK: Duration = Duration::from_secs(5);
 /// How often a follower reconciles: one [`RealtimeEvent::Gap`], so the caller refetches the
 /// followed chunks with the versions held (unchanged ones cost a few bytes each).
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
@@ -115,12 +118,19 @@ impl RealtimeState {
     }
 }
 
-/// Per chunk, the write sequence of the copy the caller holds as far as one follower knows:
-/// set by every fetch answer of its client (exactly: a store that lost the chunk starts
-/// counting again) and moved on by every change let through.
+/// Per chunk, what one follower knows of the write sequence of the copy the caller holds:
+/// `fetched`, set exactly by every fetch answer of its client (a store that lost the chunk
+/// starts counting again, and the fetch says so), and `admitted`, moved on by every change let
+/// through since.
 #[derive(Debug, Default)]
 pub struct Floors {
-    seqs: Mutex<HashMap<(WorldId, ChunkKey), u64>>,
+    seqs: Mutex<HashMap<(WorldId, ChunkKey), Floor>>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Floor {
+    fetched: u64,
+    admitted: u64,
 }
 
 impl Floors {
@@ -128,7 +138,13 @@ impl Floors {
     pub(crate) fn record(&self, world: &WorldId, fetched: &[crate::client::FetchedBlob]) {
         let mut seqs = self.seqs.lock().unwrap_or_else(|p| p.into_inner());
         for f in fetched {
-            seqs.insert((world.clone(), f.key), f.seq);
+            seqs.insert(
+                (world.clone(), f.key),
+                Floor {
+                    fetched: f.seq,
+                    admitted: f.seq,
+                },
+            );
         }
     }
 
@@ -137,24 +153,25 @@ impl Floors {
     /// nothing is known). Moves the floor on to the change's sequence.
     fn admit(&self, world: &WorldId, mut change: Change) -> Option<Change> {
         let mut seqs = self.seqs.lock().unwrap_or_else(|p| p.into_inner());
-        let floor = seqs.entry((world.clone(), change.chunk)).or_insert(0);
-        if *floor != 0 {
-            if change.seq <= *floor {
+        let floor = seqs.entry((world.clone(), change.chunk)).or_default();
+        if floor.admitted != 0 {
+            if change.seq <= floor.admitted {
                 return None;
             }
-            if change.from_seq != *floor {
+            if change.from_seq != floor.admitted {
                 change.edits = None;
             }
         }
-        *floor = change.seq;
+        floor.admitted = change.seq;
         Some(change)
     }
 
-    /// Whether `change` is still news (a fetch since it was queued may have passed it).
+    /// Whether `change` is still news when the caller drains it: a fetch answered since it
+    /// was queued may hold its write already.
     fn still_news(&self, world: &WorldId, change: &Change) -> bool {
         let seqs = self.seqs.lock().unwrap_or_else(|p| p.into_inner());
         seqs.get(&(world.clone(), change.chunk))
-            .is_none_or(|&floor| change.seq >= floor)
+            .is_none_or(|floor| change.seq > floor.fetched)
     }
 
     /// Bounds the map: past [`MAX_FLOORS`], forgets the chunks not in `followed`.
@@ -446,7 +463,6 @@ impl Connection {
                     self.gap_pending = self.ever_subscribed;
                     self.subscribed.clear();
                     self.pending_acks.clear();
-                    self.inbound.clear();
                     match self.serve(socket).await {
                         Ended::Stopped => return,
                         Ended::Retry | Ended::Refused(_) => {}
@@ -481,6 +497,8 @@ impl Connection {
     }
 
     async fn open(&mut self) -> std::result::Result<Socket, Ended> {
+        // What a previous connection left half read; what follows CONNACK on this one stays.
+        self.inbound.clear();
         // Marks the current token seen: a replacement from here on wakes a refused wait.
         self.tokens.borrow_and_update();
         let token = self.credentials.current();
@@ -633,6 +651,8 @@ impl Connection {
         ping.tick().await;
         let mut reconcile = tokio::time::interval(RECONCILE_INTERVAL);
         reconcile.tick().await;
+        let mut silence = tokio::time::interval(SILENCE_CHECK);
+        silence.tick().await;
         let mut heard = tokio::time::Instant::now();
         self.resend_at = None;
         loop {
@@ -677,11 +697,13 @@ impl Connection {
                     }
                 }
                 _ = ping.tick() => {
-                    if heard.elapsed() > KEEPALIVE.mul_f32(1.5) + KEEPALIVE {
-                        self.shared.fail("realtime: the broker stopped answering".into());
+                    if !send_packet(&mut socket, Packet::PingReq).await {
                         return Ended::Retry;
                     }
-                    if !send_packet(&mut socket, Packet::PingReq).await {
+                }
+                _ = silence.tick() => {
+                    if heard.elapsed() > KEEPALIVE.mul_f32(1.5) {
+                        self.shared.fail("realtime: the broker stopped answering".into());
                         return Ended::Retry;
                     }
                 }

@@ -6,6 +6,7 @@
 mod cluster;
 mod gateway;
 pub mod issuer;
+mod mosquitto;
 mod process;
 mod redis;
 mod relay;
@@ -14,6 +15,7 @@ pub mod tokens;
 
 pub use cluster::RedisCluster;
 pub use gateway::TestGateway;
+pub use mosquitto::MosquittoServer;
 pub use process::ServerProcess;
 pub use redis::{throwaway_certificates, RedisServer, TLS_USER};
 pub use relay::{DropHook, Relay};
