@@ -389,10 +389,17 @@ fn the_rust_client_sends_nothing_for_an_empty_put() {
     assert_eq!(mock.requests(), 0);
 }
 
-/// A WebSocket server standing in for the realtime API: acknowledges every subscribe and then
-/// pushes one change for chunk (0,0,0). Runs on its own thread until the process ends.
+/// An MQTT-over-WebSocket broker standing in for the realtime endpoint: accepts CONNECT,
+/// acknowledges every SUBSCRIBE and then publishes one change of chunk (0,0,0) on its topic.
+/// Runs on its own thread until the process ends.
 fn fake_realtime_server() -> String {
     use futures_util::{SinkExt, StreamExt};
+    use rumqttc::mqttbytes::v4::{
+        ConnAck, ConnectReturnCode, Packet, Publish, SubAck, SubscribeReasonCode,
+    };
+    use rumqttc::mqttbytes::QoS;
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    use tokio_tungstenite::tungstenite::Message;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -404,21 +411,51 @@ fn fake_realtime_server() -> String {
             tx.send(listener.local_addr().unwrap()).unwrap();
             while let Ok((s, _)) = listener.accept().await {
                 tokio::spawn(async move {
-                    let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                    let echo = |_: &Request, mut response: Response| {
+                        response
+                            .headers_mut()
+                            .insert("sec-websocket-protocol", "mqtt".parse().unwrap());
+                        Ok(response)
+                    };
+                    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(s, echo).await else {
                         return;
                     };
-                    while let Some(Ok(m)) = ws.next().await {
-                        if m.is_text() {
-                            let _ = ws.send(r#"{"subscribed":1}"#.into()).await;
-                            let change = r#"[[0,0,0],"AAAAAAAAAAA","AQAAAAAAAAA",1,7,42]"#;
-                            let _ = ws.send(change.into()).await;
+                    let send = |p: Packet| {
+                        let mut out = bytes::BytesMut::new();
+                        p.write(&mut out, 1 << 20).unwrap();
+                        Message::binary(out.freeze())
+                    };
+                    while let Some(Ok(Message::Binary(b))) = ws.next().await {
+                        let mut buf = bytes::BytesMut::from(&b[..]);
+                        match Packet::read(&mut buf, 1 << 20) {
+                            Ok(Packet::Connect(_)) => {
+                                let ack = ConnAck::new(ConnectReturnCode::Success, false);
+                                let _ = ws.send(send(Packet::ConnAck(ack))).await;
+                            }
+                            Ok(Packet::Subscribe(sub)) => {
+                                let codes = vec![
+                                    SubscribeReasonCode::Success(QoS::AtMostOnce);
+                                    sub.filters.len()
+                                ];
+                                let _ = ws
+                                    .send(send(Packet::SubAck(SubAck::new(sub.pkid, codes))))
+                                    .await;
+                                let change = r#"[[[0,0,0],"AAAAAAAAAAA","AQAAAAAAAAA",0,1,7,42]]"#;
+                                let publish = Publish::new(
+                                    "cw/default/0/0/0",
+                                    QoS::AtMostOnce,
+                                    change.as_bytes().to_vec(),
+                                );
+                                let _ = ws.send(send(Packet::Publish(publish))).await;
+                            }
+                            _ => {}
                         }
                     }
                 });
             }
         });
     });
-    format!("ws://{}/prod", rx.recv().unwrap())
+    format!("ws://{}/mqtt", rx.recv().unwrap())
 }
 
 /// Realtime through the C ABI across init/shutdown cycles (also under valgrind): events land
