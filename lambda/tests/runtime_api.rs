@@ -390,15 +390,14 @@ fn broker_authorizer_binary_lets_a_player_read_its_worlds_and_never_publish() {
     assert!(!logs.contains(&alice), "token in logs");
 }
 
-/// The IoT Core data endpoint's stand-in: records each publish (path and query, the
-/// authorization header, the body).
-fn iot_endpoint() -> (
-    String,
-    Arc<Mutex<Vec<(String, String, String)>>>,
-    tokio::runtime::Runtime,
-) {
+/// Each publish the IoT data endpoint's stand-in received: path and query, the authorization
+/// header, the body.
+type Publishes = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// The IoT Core data endpoint's stand-in, recording each publish.
+fn iot_endpoint() -> (String, Publishes, tokio::runtime::Runtime) {
     use axum::extract::Request;
-    let got: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+    let got: Publishes = Arc::default();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

@@ -392,6 +392,8 @@ fn the_rust_client_sends_nothing_for_an_empty_put() {
 /// An MQTT-over-WebSocket broker standing in for the realtime endpoint: accepts CONNECT,
 /// acknowledges every SUBSCRIBE and then publishes one change of chunk (0,0,0) on its topic.
 /// Runs on its own thread until the process ends.
+// The handshake callback's error type is tungstenite's, large by its design.
+#[allow(clippy::result_large_err)]
 fn fake_realtime_server() -> String {
     use futures_util::{SinkExt, StreamExt};
     use rumqttc::mqttbytes::v4::{

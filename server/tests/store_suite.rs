@@ -439,7 +439,6 @@ async fn limits_and_bans(store: &dyn ChunkStore) {
         cube_burst: 20,
         new_chunks_per_min: 1,
         new_chunk_burst: 2,
-        ..PlayerLimits::default()
     };
     let with = |id| Put {
         player: id,

@@ -127,17 +127,22 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    /* Realtime: follow chunk (0,0,0) on the WebSocket API beside the endpoint
-     * (http://host/prod/cubewalkblocks -> ws://host/prod); a put comes back as a change
-     * carrying its edit, from the version held to the new one. */
+    /* Realtime: follow chunk (0,0,0) through the local gateway's MQTT gate beside the
+     * endpoint (http://host/prod/cubewalkblocks -> ws://host/mqtt); a put comes back as a
+     * change carrying its edit, from the version held to the new one. */
     char ws[512];
     if (strncmp(endpoint, "http://", 7) != 0 || strlen(endpoint) >= sizeof ws) {
         fprintf(stderr, "the realtime check needs an http:// endpoint\n");
         return 1;
     }
     snprintf(ws, sizeof ws, "ws://%s", endpoint + 7);
-    char *last_slash = strrchr(ws, '/');
-    if (last_slash) *last_slash = '\0';
+    char *path = strchr(ws + 5, '/');
+    if (path) *path = '\0';
+    if (strlen(ws) + 6 > sizeof ws) {
+        fprintf(stderr, "endpoint too long\n");
+        return 1;
+    }
+    strcat(ws, "/mqtt");
     s = cw_realtime_start((const uint8_t *)ws, strlen(ws));
     if (s != CW_STATUS_OK) return fail("cw_realtime_start", s);
     s = cw_realtime_follow((const uint8_t *)world, strlen(world), keys, 1);
