@@ -153,6 +153,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "no CW_CHANGE_SUBSCRIBED\n");
         return 1;
     }
+    /* The writes above are published within a tick (100 ms), merged per chunk: let them
+     * pass, so this put's change travels alone, from the version held. */
+    pause_ms(300);
     /* A value the cube does not hold yet (runs share the gateway): a put that changes nothing
      * notifies nobody. */
     int32_t fresh = chunk_a[5] + 1;

@@ -856,7 +856,7 @@ pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
     let monthly_1000 = totals[1] * prices::HOURS_PER_MONTH;
     writeln!(
         b,
-        "\nFor 1,000 players online around the clock (730 hours a month): **about ${} a month**.\n",
+        "\nFor 1,000 players online around the clock (730 hours a month): **about ${} a month**. The realtime design before this one (API Gateway's WebSocket API, the put posting each change to each follower through `@connections`, NAT gateways, a Redis subscription index) came to $5.73 per 1,000 player-hours at 1,000 online, about $4,185 a month, in the run of commit 7ae1cda (its BENCHMARKS.md); its code is gone, so it is not measured again here.\n",
         thousands(monthly_1000)
     )
     .unwrap();
