@@ -17,9 +17,9 @@ pub const MAX_CHUNKS_PER_PUT: usize = 256;
 pub const MAX_PUT_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// Lambda's synchronous response payload limit, counted conservatively in decimal megabytes.
 pub const LAMBDA_PAYLOAD_LIMIT: usize = 6_000_000;
-/// Upper bound on one fetched chunk's JSON entry: the longest key and version plus the
-/// largest base64 blob.
-pub const MAX_FETCH_ENTRY_JSON_LEN: usize = MAX_BLOB_BASE64_LEN + 96;
+/// Upper bound on one fetched chunk's JSON entry: the longest key, version and write sequence
+/// plus the largest base64 blob.
+pub const MAX_FETCH_ENTRY_JSON_LEN: usize = MAX_BLOB_BASE64_LEN + 128;
 /// How long the server remembers a put's idempotency key (and the answer it gave), in seconds.
 /// A client may retry a put under the same key only within this window; the SDK's longest
 /// call (`timeout_ms` at most 600 000) stays inside it.

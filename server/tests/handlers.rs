@@ -79,8 +79,8 @@ async fn real_events_round_trip() {
     assert_eq!(
         got,
         json!({"world": "default", "chunks": [
-            {"key": [0, 0, 0], "version": r0},
-            {"key": [1, 0, 0], "version": r1},
+            {"key": [0, 0, 0], "version": r0, "n": 1},
+            {"key": [1, 0, 0], "version": r1, "n": 1},
             {"key": [2, 0, 0], "version": 0}
         ]})
     );

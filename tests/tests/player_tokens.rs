@@ -10,7 +10,7 @@ use cubewalk::ffi::types::{CW_REALTIME_CONNECTED, CW_REALTIME_TOKEN_REFUSED};
 use cubewalk::ffi::*;
 use cubewalk::Status;
 use cubewalk_e2e::*;
-use cubewalk_server::gateway::{GatewayConfig, TokenAuthorizer};
+use cubewalk_server::gateway::GatewayConfig;
 use cubewalk_server::identity::{PublicKeys, SigningKey, TokenSet, Verifier};
 use cubewalk_server::store::{MemoryStore, PlayerLimits};
 use cubewalk_testkit::tokens::{claims, now, sign};
@@ -18,8 +18,9 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A gateway trusting `key`'s player tokens, with no authorizer cache (a cached answer would
-/// keep an expired token working for a minute, as API Gateway's `ReauthorizeEvery` would).
+/// A gateway (with its realtime gate and broker) trusting `key`'s player tokens, with no
+/// authorizer cache (a cached answer would keep an expired token working for a minute, as API
+/// Gateway's `ReauthorizeEvery` would).
 fn gateway(key: &SigningKey, limits: PlayerLimits) -> TestGateway {
     let mut keys = PublicKeys::new();
     keys.add_signing_key(key);
@@ -28,15 +29,14 @@ fn gateway(key: &SigningKey, limits: PlayerLimits) -> TestGateway {
         limits,
         ..GatewayConfig::default()
     };
-    TestGateway::start(
-        config,
-        Arc::new(TokenAuthorizer(Verifier {
-            keys,
-            static_tokens: TokenSet::default(),
-            issuer: None,
-        })),
-        Arc::new(MemoryStore::new()),
-    )
+    let verifier = Verifier {
+        keys,
+        static_tokens: TokenSet::default(),
+        issuer: None,
+    };
+    TestGateway::start_realtime_at(0, config, verifier, None, || async {
+        Arc::new(MemoryStore::new()) as Arc<dyn cubewalk_server::store::ChunkStore>
+    })
 }
 
 fn edit(index: u32, value: i32) -> CwEdit {

@@ -219,9 +219,18 @@ fn body(answer: &Invocation) -> Value {
 fn check_same_answers(rust: &mut Subject, python: &mut Subject) {
     let chunks = neighbourhood();
     let get = events::rest("GET", Some((WORLD, &chunks)), None);
+    // The seed design knows no write sequences: compare without ours.
+    let without_seq = |mut v: Value| {
+        for c in v.as_array_mut().into_iter().flatten() {
+            if let Some(o) = c.as_object_mut() {
+                o.remove("n");
+            }
+        }
+        v
+    };
     assert_eq!(
-        body(&rust.invoke(get.clone()))["chunks"],
-        body(&python.invoke(get))["chunks"],
+        without_seq(body(&rust.invoke(get.clone()))["chunks"].clone()),
+        without_seq(body(&python.invoke(get))["chunks"].clone()),
         "the two handlers read different chunks"
     );
     reads_back(rust, python, 7);
