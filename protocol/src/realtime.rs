@@ -42,6 +42,11 @@ pub const REGION_CHUNKS: i32 = 8;
 pub const MAX_FOLLOWED_REGIONS: usize = 50;
 /// How often the publisher sends what changed: at most one message per region per tick.
 pub const TICK_MS: u64 = 100;
+/// Largest region message the publisher sends, in bytes: under AWS IoT Core's 128 KB message
+/// limit (a bigger message would be dropped whole). Past it, the changes with the most edits
+/// are sent without them (their followers refetch); a region's 512 chunks without edits
+/// take about 45 KB.
+pub const MAX_MESSAGE_BYTES: usize = 100_000;
 /// The first level of every change topic.
 pub const TOPIC_ROOT: &str = "cw";
 

@@ -122,9 +122,11 @@ impl RealtimeState {
 /// `fetched`, set exactly by every fetch answer of its client (a store that lost the chunk
 /// starts counting again, and the fetch says so), and `admitted`, moved on by every change let
 /// through since.
-#[derive(Debug, Default)]
 pub struct Floors {
     seqs: Mutex<HashMap<(WorldId, ChunkKey), Floor>>,
+    /// Where a refetch is asked for when a fetch answers older than a change already handed
+    /// out.
+    events: Arc<EventQueue>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -133,18 +135,42 @@ struct Floor {
     admitted: u64,
 }
 
+impl std::fmt::Debug for Floors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Floors").finish_non_exhaustive()
+    }
+}
+
 impl Floors {
-    /// Records what a fetch of `world` answered.
+    fn new(events: Arc<EventQueue>) -> Self {
+        Self {
+            seqs: Mutex::new(HashMap::new()),
+            events,
+        }
+    }
+
+    /// Records what a fetch of `world` answered. A chunk answered at a sequence below a
+    /// change already handed out (the fetch read it before that write, or the store lost the
+    /// chunk) gets a refetch event: the caller may have applied that change and then written
+    /// this older answer over its version.
     pub(crate) fn record(&self, world: &WorldId, fetched: &[crate::client::FetchedBlob]) {
         let mut seqs = self.seqs.lock().unwrap_or_else(|p| p.into_inner());
         for f in fetched {
-            seqs.insert(
-                (world.clone(), f.key),
-                Floor {
-                    fetched: f.seq,
-                    admitted: f.seq,
-                },
-            );
+            let floor = seqs.entry((world.clone(), f.key)).or_default();
+            if f.seq < floor.admitted {
+                self.events.push(RealtimeEvent::Changed(Change {
+                    chunk: f.key,
+                    previous: cubewalk_protocol::NO_REVISION,
+                    version: cubewalk_protocol::NO_REVISION,
+                    from_seq: f.seq,
+                    seq: floor.admitted,
+                    edits: None,
+                }));
+            }
+            *floor = Floor {
+                fetched: f.seq,
+                admitted: f.seq,
+            };
         }
     }
 
@@ -254,7 +280,7 @@ impl Realtime {
         });
         let (followed, watch) = watch::channel(Followed::default());
         let credentials = client.credentials().clone();
-        let floors = Arc::new(Floors::default());
+        let floors = Arc::new(Floors::new(shared.clone()));
         client.register_follower(&floors);
         let connection = Connection {
             url,
@@ -301,10 +327,16 @@ impl Realtime {
                 r = cubewalk_protocol::realtime::REGION_CHUNKS
             )));
         }
-        self.followed.send_replace(Followed {
+        let previous = self.followed.send_replace(Followed {
             world: Some(world.clone()),
             chunks: chunks.to_vec(),
         });
+        if previous.world.as_ref().is_some_and(|w| w != world) {
+            // The other world's changes still queued name chunks of that world; the caller
+            // would apply them to this one's (a change carries no world).
+            let mut q = self.shared.events.lock().unwrap_or_else(|p| p.into_inner());
+            q.retain(|e| !matches!(e, RealtimeEvent::Changed(_)));
+        }
         Ok(())
     }
 
@@ -853,7 +885,12 @@ mod tests {
 
     #[test]
     fn changes_are_ordered_by_write_sequence_against_fetches_and_each_other() {
-        let floors = Floors::default();
+        let queue = Arc::new(EventQueue {
+            events: Mutex::new(VecDeque::new()),
+            state: AtomicU8::new(0),
+            last_error: Mutex::new(None),
+        });
+        let floors = Floors::new(queue.clone());
         let w = WorldId::default();
         let k = ChunkKey::new(0, 0, 0);
         let change = |from_seq: u64, seq: u64, previous: u64, version: u64| Change {

@@ -170,9 +170,23 @@ pub async fn run(command: AdminCommand) -> Result<(), String> {
             since,
         } => {
             let store = open(&store).await?;
-            let report = admin::rollback(&store, None, &world(&w)?, &player, since, "admin:cli")
-                .await
-                .map_err(e)?;
+            // The rollback's changes go to the realtime feed, as the blocks function's do.
+            let notifier = cubewalk_server::realtime::Notifier {
+                sink: std::sync::Arc::new(cubewalk_server::realtime::RedisSink(
+                    std::sync::Arc::new(store.clone()),
+                )),
+                sessions: None,
+            };
+            let report = admin::rollback(
+                &store,
+                Some(&notifier),
+                &world(&w)?,
+                &player,
+                since,
+                "admin:cli",
+            )
+            .await
+            .map_err(e)?;
             print(&report)
         }
         AdminCommand::Ban { store, player } => ban(&store, &player, true).await,

@@ -65,7 +65,7 @@ impl Setup {
         let (mut socket, _) = tokio_tungstenite::connect_async(request)
             .await
             .map_err(|e| e.to_string())?;
-        send(&mut socket, Packet::Connect(Connect::new("attacker"))).await;
+        send(&mut socket, Packet::Connect(Connect::new("cw-attacker"))).await;
         let mut buf = BytesMut::new();
         match next(&mut socket, &mut buf).await {
             Some(Packet::ConnAck(a)) if a.code == ConnectReturnCode::Success => Ok((socket, buf)),
@@ -145,6 +145,68 @@ async fn a_token_without_the_world_cannot_subscribe_and_a_player_can_never_publi
         None,
         "nothing delivered"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subscriptions_are_held_to_iot_cores_quotas_and_to_change_topics() {
+    let s = setup(None);
+    let (mut c, mut buf) = s.connect(&s.token("hoarder", &["w"])).await.unwrap();
+    // Not a change topic, though inside the allowed world: it would only cost the broker.
+    for junk in ["cw/w/f1", "cw/w/1/2", "cw/w/+/0/0", "cw/w/01/0/0"] {
+        assert_eq!(
+            subscribe(&mut c, &mut buf, 1, junk).await,
+            SubscribeReasonCode::Failure,
+            "{junk}"
+        );
+    }
+    assert!(matches!(
+        subscribe(&mut c, &mut buf, 2, "cw/w/#").await,
+        SubscribeReasonCode::Success(_)
+    ));
+    // Nine filters in one SUBSCRIBE: refused whole.
+    let mut nine = Subscribe::new("cw/w/0/0/0", QoS::AtMostOnce);
+    nine.pkid = 3;
+    for i in 1..9 {
+        nine.add(format!("cw/w/{i}/0/0"), QoS::AtMostOnce);
+    }
+    send(&mut c, Packet::Subscribe(nine)).await;
+    match next(&mut c, &mut buf).await {
+        Some(Packet::SubAck(a)) => assert!(a
+            .return_codes
+            .iter()
+            .all(|r| *r == SubscribeReasonCode::Failure)),
+        other => panic!("{other:?}"),
+    }
+    // 50 subscriptions at most: 49 more fit beside `cw/w/#`, the next does not.
+    for i in 0..49 {
+        assert!(
+            matches!(
+                subscribe(&mut c, &mut buf, 10 + i, &format!("cw/w/{i}/0/0")).await,
+                SubscribeReasonCode::Success(_)
+            ),
+            "subscription {i}"
+        );
+    }
+    assert_eq!(
+        subscribe(&mut c, &mut buf, 100, "cw/w/99/0/0").await,
+        SubscribeReasonCode::Failure
+    );
+    // Again (the same filter) costs nothing; after an UNSUBSCRIBE, a new one fits.
+    assert!(matches!(
+        subscribe(&mut c, &mut buf, 101, "cw/w/0/0/0").await,
+        SubscribeReasonCode::Success(_)
+    ));
+    let mut u = rumqttc::mqttbytes::v4::Unsubscribe::new("cw/w/0/0/0");
+    u.pkid = 102;
+    send(&mut c, Packet::Unsubscribe(u)).await;
+    assert!(matches!(
+        next(&mut c, &mut buf).await,
+        Some(Packet::UnsubAck(_))
+    ));
+    assert!(matches!(
+        subscribe(&mut c, &mut buf, 103, "cw/w/99/0/0").await,
+        SubscribeReasonCode::Success(_)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread")]

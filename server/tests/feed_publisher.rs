@@ -66,9 +66,35 @@ async fn publishers_take_turns_and_every_change_is_published_once() {
     let store = connect("cubewalk-realtime").await;
     let world = WorldId::new("w").unwrap();
     let sink = RedisSink(connect("cubewalk-blocks").await);
-    // The broker authorizer's ban check, as the same user.
+    // The broker authorizer's ban check, as the same user; and nothing more: no ban written,
+    // no chunk read or written.
     use cubewalk_server::store::ChunkStore;
     assert!(!store.is_banned("someone").await.unwrap());
+    let url = common::template_user_url(&redis, "cubewalk-realtime");
+    let mut raw = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for cmd in [
+        vec!["SET", "cw:{p:someone}:ban", "1"],
+        vec!["DEL", "cw:{p:someone}:ban"],
+        vec!["GET", "cw:{w:0,0,0}"],
+        vec!["SET", "cw:{w:0,0,0}", "x"],
+    ] {
+        let mut c = redis::cmd(cmd[0]);
+        for a in &cmd[1..] {
+            c.arg(*a);
+        }
+        let err = c
+            .query_async::<redis::Value>(&mut raw)
+            .await
+            .expect_err(&format!("{cmd:?} was allowed"));
+        assert!(
+            err.to_string().to_lowercase().contains("noperm"),
+            "{cmd:?}: {err}"
+        );
+    }
     // Changes written before any publisher ran are history: not replayed.
     sink.send(&world, vec![change(ChunkKey::new(50, 0, 0), 1)])
         .await;

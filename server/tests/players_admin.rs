@@ -141,7 +141,7 @@ impl World {
             .headers_mut()
             .insert("sec-websocket-protocol", "mqtt".parse().unwrap());
         let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
-        send_packet(&mut socket, Packet::Connect(Connect::new("c"))).await;
+        send_packet(&mut socket, Packet::Connect(Connect::new("cw-c"))).await;
         assert!(matches!(
             next_packet(&mut socket).await,
             Some(Packet::ConnAck(_))

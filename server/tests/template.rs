@@ -97,6 +97,10 @@ fn realtime_goes_through_iot_core_and_players_can_only_read() {
         "Value: !Sub \"wss://${IotDataEndpoint}/mqtt?x-amz-customauthorizer-name=${BrokerAuthorizer}\""
     ));
     assert!(TEMPLATE.contains("SigningDisabled: true"));
+    // The private zone names exactly the account's IoT data endpoint: it never shadows IoT
+    // Core's other names inside the VPC.
+    assert!(TEMPLATE.contains("      Name: !Ref IotDataEndpoint\n"));
+    assert!(!TEMPLATE.contains("Name: !Sub \"iot.${AWS::Region}.amazonaws.com\""));
     assert!(TEMPLATE.contains("Principal: iot.amazonaws.com"));
     assert_eq!(TOKEN_KEY, "token");
     // Only the publisher may publish, and only change topics; nothing else in the stack has

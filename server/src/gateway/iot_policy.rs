@@ -94,7 +94,11 @@ mod tests {
     fn players_subscribe_to_their_worlds_only_and_never_publish() {
         let p = player(Worlds::Only(vec![WorldId::new("w").unwrap()]));
         let sub = |f: &str| p.allows("iot:Subscribe", &format!("{ARN}:topicfilter/{f}"));
-        assert!(p.allows("iot:Connect", &format!("{ARN}:client/anything")));
+        assert!(p.allows("iot:Connect", &format!("{ARN}:client/cw-0123abcd")));
+        assert!(
+            !p.allows("iot:Connect", &format!("{ARN}:client/sensor-17")),
+            "another client's id (IoT Core would end its connection)"
+        );
         assert!(sub("cw/w/0/0/0"));
         assert!(sub("cw/w/#"), "every region of an allowed world");
         assert!(!sub("cw/w2/0/0/0"), "another world sharing a prefix");

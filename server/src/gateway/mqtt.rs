@@ -10,7 +10,8 @@
 //! | the ban flag cannot be read (store down) | 503 before the upgrade, or CONNACK 3 (server unavailable) |
 //! | no CONNECT within 10 s, or a second CONNECT | closed |
 //! | PUBLISH to a topic the policy does not allow (every topic, for players) | closed |
-//! | SUBSCRIBE naming a filter the policy does not allow | SUBACK 0x80 for every filter of it, nothing subscribed |
+//! | SUBSCRIBE naming a filter the policy does not allow, or not a change topic (`cw/<world>/<x>/<y>/<z>` or `cw/<world>/#`), or more than 8 filters, or past 50 subscriptions | SUBACK 0x80 for every filter of it, nothing subscribed (IoT Core's 8 filters per SUBSCRIBE and 50 subscriptions per connection) |
+//! | the authorizer, re-run every `refreshAfterInSeconds` (300 s), refuses the token now (expired, banned) | closed |
 //! | an MQTT packet over 128 KB, or bytes that are not MQTT 3.1.1 | closed |
 //! | the player banned (`ban`) | closed at once ([`Sessions`]) |
 //! | older than the authorizer's `disconnectAfterInSeconds` | closed |
@@ -21,7 +22,9 @@
 //! broker's: a client's PINGREQ goes through to it.
 
 use super::iot_policy::IotPolicy;
-use crate::handlers::broker_authorizer::{broker_player, BrokerAuthorization, TOKEN_KEY};
+use crate::handlers::broker_authorizer::{
+    broker_player, BrokerAuthorization, REFRESH_AFTER_SECS, TOKEN_KEY,
+};
 use crate::identity::Player;
 use crate::identity::Verifier;
 use crate::realtime::{BrokerAddress, Sessions};
@@ -53,6 +56,10 @@ pub const PATH: &str = "/mqtt";
 pub const MAX_PACKET_BYTES: usize = 128 * 1024;
 /// Longest wait for a client's CONNECT after the upgrade.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most topic filters in one SUBSCRIBE (IoT Core's quota).
+pub const MAX_FILTERS_PER_SUBSCRIBE: usize = 8;
+/// Most subscriptions one connection holds (IoT Core's default quota).
+pub const MAX_SUBSCRIPTIONS: usize = 50;
 
 /// The gate's settings.
 pub struct MqttGate {
@@ -186,20 +193,43 @@ pub async fn upgrade(gate: Arc<MqttGate>, request: Request) -> Response {
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
-    if gate.open.fetch_add(1, Ordering::AcqRel) >= gate.max_connections {
-        gate.open.fetch_sub(1, Ordering::AcqRel);
+    if gate.open.load(Ordering::Acquire) >= gate.max_connections {
         return json_status(429, "Too many connections");
     }
     ws.protocols(["mqtt"])
         .max_message_size(MAX_PACKET_BYTES + 8)
         .max_frame_size(MAX_PACKET_BYTES + 8)
         .on_upgrade(move |socket| async move {
+            // Counted only once upgraded (a failed upgrade never runs this), and given back
+            // however the session ends.
+            gate.open.fetch_add(1, Ordering::AcqRel);
+            let _slot = Slot(&gate.open);
             let id = gate.next_id.fetch_add(1, Ordering::Relaxed);
             if let Err(why) = session(&gate, socket, event, early, id).await {
                 tracing::debug!(id, %why, "broker session ended");
             }
-            gate.open.fetch_sub(1, Ordering::AcqRel);
         })
+}
+
+/// One open session's place in the connection count, given back when dropped.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Whether `filter` names change topics: one region's (`cw/<world>/<x>/<y>/<z>`) or a whole
+/// world's (`cw/<world>/#`). Anything else would only cost the broker memory.
+fn is_change_filter(filter: &str) -> bool {
+    use cubewalk_protocol::realtime::{parse_region_topic, TOPIC_ROOT};
+    parse_region_topic(filter).is_some()
+        || filter
+            .strip_prefix(TOPIC_ROOT)
+            .and_then(|r| r.strip_prefix('/'))
+            .and_then(|r| r.strip_suffix("/#"))
+            .is_some_and(|w| cubewalk_protocol::WorldId::new(w).is_ok())
 }
 
 fn json_status(status: u16, message: &str) -> Response {
@@ -276,9 +306,13 @@ async fn session(
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err("no CONNECT in time".into()),
         };
+    let event = match early {
+        Some(_) => event,
+        None => mqtt_event(event, &connect),
+    };
     let player = match early {
         Some(p) => Some(p),
-        None => match gate.authorize(&mqtt_event(event, &connect)).await {
+        None => match gate.authorize(&event).await {
             Ok(p) => p,
             Err(e) => {
                 let busy = ConnAck::new(ConnectReturnCode::ServiceUnavailable, false);
@@ -330,6 +364,7 @@ async fn session(
         &gate.arn_prefix,
         &closer,
         Duration::from_secs(u64::from(answer.disconnect_after_in_seconds)),
+        || gate.authorize(&event),
     )
     .await;
     gate.sessions.remove(&player, id);
@@ -337,8 +372,11 @@ async fn session(
     result
 }
 
-/// Moves packets both ways until either side ends, the session is closed, or its time is up.
-async fn pump(
+/// Moves packets both ways until either side ends, the session is closed, its time is up, or
+/// `reauthorize` (run every [`REFRESH_AFTER_SECS`], as IoT Core re-runs its authorizer) no
+/// longer accepts the token.
+#[allow(clippy::too_many_arguments)]
+async fn pump<F, Fut>(
     socket: &mut WebSocket,
     broker: &mut tokio::net::TcpStream,
     mut from_client: BytesMut,
@@ -346,11 +384,19 @@ async fn pump(
     arn_prefix: &str,
     closer: &Notify,
     lifetime: Duration,
-) -> Result<(), String> {
+    reauthorize: F,
+) -> Result<(), String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<Player>, String>>,
+{
     let (mut broker_rx, mut broker_tx) = broker.split();
     let mut from_broker = vec![0u8; 64 * 1024];
     let ends = tokio::time::sleep(lifetime);
     tokio::pin!(ends);
+    let mut refresh = tokio::time::interval(Duration::from_secs(u64::from(REFRESH_AFTER_SECS)));
+    refresh.tick().await;
+    let mut subscriptions: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
         // Whole packets already buffered from the client go first.
         loop {
@@ -369,18 +415,33 @@ async fn pump(
                     forward(&mut broker_tx, Packet::Publish(p)).await?;
                 }
                 Packet::Subscribe(s) => {
-                    let allowed = s.filters.iter().all(|f| {
-                        let filter = format!("{arn_prefix}:topicfilter/{}", f.path);
-                        let topic = format!("{arn_prefix}:topic/{}", f.path);
-                        policy.allows("iot:Subscribe", &filter)
-                            && policy.allows("iot:Receive", &topic)
-                    });
+                    let new = s
+                        .filters
+                        .iter()
+                        .filter(|f| !subscriptions.contains(&f.path))
+                        .count();
+                    let allowed = s.filters.len() <= MAX_FILTERS_PER_SUBSCRIBE
+                        && subscriptions.len() + new <= MAX_SUBSCRIPTIONS
+                        && s.filters.iter().all(|f| {
+                            let filter = format!("{arn_prefix}:topicfilter/{}", f.path);
+                            let topic = format!("{arn_prefix}:topic/{}", f.path);
+                            is_change_filter(&f.path)
+                                && policy.allows("iot:Subscribe", &filter)
+                                && policy.allows("iot:Receive", &topic)
+                        });
                     if allowed {
+                        subscriptions.extend(s.filters.iter().map(|f| f.path.clone()));
                         forward(&mut broker_tx, Packet::Subscribe(s)).await?;
                     } else {
                         let codes = vec![SubscribeReasonCode::Failure; s.filters.len()];
                         send_packet(socket, Packet::SubAck(SubAck::new(s.pkid, codes))).await?;
                     }
+                }
+                Packet::Unsubscribe(u) => {
+                    for topic in &u.topics {
+                        subscriptions.remove(topic);
+                    }
+                    forward(&mut broker_tx, Packet::Unsubscribe(u)).await?;
                 }
                 other => forward(&mut broker_tx, other).await?,
             }
@@ -408,6 +469,12 @@ async fn pump(
             },
             _ = closer.notified() => return Err("closed (ban)".into()),
             _ = &mut ends => return Err("lifetime reached".into()),
+            _ = refresh.tick() => match reauthorize().await {
+                Ok(Some(_)) => {}
+                Ok(None) => return Err("the token is no longer accepted".into()),
+                // The ban flags cannot be read now: keep the session, try at the next refresh.
+                Err(e) => tracing::warn!(error = %e, "re-authorization failed"),
+            },
         }
     }
 }

@@ -159,9 +159,14 @@ fn principal(player: &Player) -> String {
     }
 }
 
-/// The policy of `player`: connect (any client id), subscribe to and receive the change
-/// topics of its worlds (`cw/<world>/*`, or `cw/*` for a token naming every world); publish
-/// denied everywhere. `arn_prefix` is `arn:aws:iot:<region>:<account>`.
+/// The prefix of the client ids players connect with (the SDKs make `cw-` and 128 random
+/// bits): IoT Core ends an older connection when another connects with its client id, so the
+/// policy lets players use only these, never a device's or a service's of the same account.
+pub const CLIENT_ID_PREFIX: &str = "cw-";
+
+/// The policy of `player`: connect with a [`CLIENT_ID_PREFIX`] client id, subscribe to and
+/// receive the change topics of its worlds (`cw/<world>/*`, or `cw/*` for a token naming every
+/// world); publish denied everywhere. `arn_prefix` is `arn:aws:iot:<region>:<account>`.
 pub fn policy(player: &Player, arn_prefix: &str) -> serde_json::Value {
     let worlds: Vec<String> = match &player.worlds {
         Worlds::All => vec![format!("{TOPIC_ROOT}/*")],
@@ -179,7 +184,7 @@ pub fn policy(player: &Player, arn_prefix: &str) -> serde_json::Value {
     let mut statements = vec![serde_json::json!({
         "Effect": "Allow",
         "Action": "iot:Connect",
-        "Resource": format!("{arn_prefix}:client/*"),
+        "Resource": format!("{arn_prefix}:client/{CLIENT_ID_PREFIX}*"),
     })];
     if !worlds.is_empty() {
         statements.push(serde_json::json!({

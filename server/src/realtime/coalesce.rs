@@ -1,7 +1,9 @@
 //! Per-region, per-tick coalescing: the changes queued during a tick become one message per
 //! region, holding the latest change of each chunk (merged across the tick's writes).
 
-use cubewalk_protocol::realtime::{region_message, region_topic, Change, Region};
+use cubewalk_protocol::realtime::{
+    region_message, region_topic, Change, Region, MAX_MESSAGE_BYTES,
+};
 use cubewalk_protocol::{ChunkKey, WorldId};
 use std::collections::BTreeMap;
 
@@ -49,10 +51,34 @@ impl Coalescer {
             .into_iter()
             .map(|((world, region), chunks)| {
                 let changes: Vec<Change> = chunks.into_values().collect();
-                (region_topic(&world, region), region_message(&changes))
+                (region_topic(&world, region), within_budget(changes))
             })
             .collect()
     }
+}
+
+/// The message of `changes`, at most [`MAX_MESSAGE_BYTES`]: the changes carrying the most
+/// edits lose them (their followers refetch) until it fits.
+fn within_budget(mut changes: Vec<Change>) -> String {
+    let message = region_message(&changes);
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let mut over = message.len() - MAX_MESSAGE_BYTES;
+    let mut by_size: Vec<usize> = (0..changes.len()).collect();
+    by_size.sort_by_key(|&i| std::cmp::Reverse(changes[i].edits.as_ref().map_or(0, Vec::len)));
+    for i in by_size {
+        if changes[i].edits.is_none() {
+            break;
+        }
+        let before = changes[i].to_text().len();
+        changes[i].edits = None;
+        over = over.saturating_sub(before.saturating_sub(changes[i].to_text().len()));
+        if over == 0 {
+            break;
+        }
+    }
+    region_message(&changes)
 }
 
 #[cfg(test)]
@@ -98,6 +124,41 @@ mod tests {
         // The last value of each of the three cubes the hot chunk's writes touched.
         assert_eq!(first[0].edits, Some(vec![(1, 100), (2, 98), (0, 99)]));
         assert!(c.take().is_empty(), "the next tick starts empty");
+    }
+
+    #[test]
+    fn a_region_message_never_exceeds_the_budget() {
+        let w = WorldId::new("w").unwrap();
+        let mut c = Coalescer::new();
+        // Every chunk of a region, each with 64 large edits: about 700 KB with all edits.
+        for x in 0..8 {
+            for y in 0..8 {
+                for z in 0..8 {
+                    c.add(
+                        &w,
+                        Change {
+                            chunk: ChunkKey::new(x, y, z),
+                            previous: u64::MAX,
+                            version: u64::MAX - 1,
+                            from_seq: 9_999,
+                            seq: 10_000,
+                            edits: Some((0..64).map(|i| (4000 + i, i32::MIN + 1)).collect()),
+                        },
+                    );
+                }
+            }
+        }
+        let messages = c.take();
+        assert_eq!(messages.len(), 1);
+        let (_, text) = &messages[0];
+        assert!(text.len() <= MAX_MESSAGE_BYTES, "{} bytes", text.len());
+        let sent = parse_region_message(text.as_bytes()).unwrap();
+        assert_eq!(sent.len(), 512, "every chunk still told");
+        let with_edits = sent.iter().filter(|c| c.edits.is_some()).count();
+        assert!(
+            with_edits > 0 && with_edits < 512,
+            "{with_edits} kept their edits"
+        );
     }
 
     #[test]
