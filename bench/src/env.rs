@@ -180,3 +180,22 @@ pub(crate) fn redis_version() -> String {
         })
         .unwrap_or_default()
 }
+
+/// (resident, peak resident) MiB of process `pid` (this process when 0), from `/proc`.
+pub(crate) fn rss_mib(pid: u32) -> (f64, f64) {
+    let path = if pid == 0 {
+        "/proc/self/status".to_string()
+    } else {
+        format!("/proc/{pid}/status")
+    };
+    let status = std::fs::read_to_string(path).unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+}

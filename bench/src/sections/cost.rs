@@ -81,17 +81,7 @@ impl Subject {
 
     /// (resident now, peak resident) in MiB.
     fn memory(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.function.pid()))
-            .unwrap_or_default();
-        let kb = |key: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+        crate::env::rss_mib(self.function.pid())
     }
 
     /// Bytes it logged so far (what CloudWatch Logs would ingest).
@@ -281,19 +271,25 @@ fn interleave(subjects: &mut [&mut Subject], kinds: &[EventKind], rounds: usize)
     out
 }
 
-/// Counts the Redis commands each kind runs per invocation (the server's own count, `INFO
-/// stats`, over 50 invocations of the one subject using this Redis at the time).
-fn count_commands(url: &str, s: &mut Subject, kinds: &[EventKind], measured: &mut [Kind]) {
+/// A reader of the Redis server's own count of the commands it processed (`INFO stats`); each
+/// read is one command too.
+fn commands_processed(url: &str) -> impl FnMut() -> f64 {
     let mut conn = redis::Client::open(url)
         .and_then(|c| c.get_connection())
         .expect("the bench's redis-server");
-    let mut total = || -> f64 {
+    move || {
         let info: String = redis::cmd("INFO").arg("stats").query(&mut conn).unwrap();
         info.lines()
             .find_map(|l| l.strip_prefix("total_commands_processed:"))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0.0)
-    };
+    }
+}
+
+/// Counts the Redis commands each kind runs per invocation (the server's own count, `INFO
+/// stats`, over 50 invocations of the one subject using this Redis at the time).
+fn count_commands(url: &str, s: &mut Subject, kinds: &[EventKind], measured: &mut [Kind]) {
+    let mut total = commands_processed(url);
     let n = 50;
     for ((_, event), k) in kinds.iter().zip(measured.iter_mut()) {
         let before = total();
@@ -457,16 +453,7 @@ struct PublisherAtRest {
 /// Runs the publisher binary once for `seconds` through the Runtime API, with nothing to
 /// publish, counting the Redis commands it sends and the CPU it uses.
 fn publisher_at_rest(bin: &Path, redis: &str, seconds: u64) -> PublisherAtRest {
-    let mut conn = redis::Client::open(redis)
-        .and_then(|c| c.get_connection())
-        .expect("the bench's redis-server");
-    let mut total = || -> f64 {
-        let info: String = redis::cmd("INFO").arg("stats").query(&mut conn).unwrap();
-        info.lines()
-            .find_map(|l| l.strip_prefix("total_commands_processed:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
+    let mut total = commands_processed(redis);
     let mut publisher = Subject::start(
         "publisher",
         bin.join("publisher").to_str().unwrap(),

@@ -45,12 +45,12 @@ pub(crate) fn realtime(env: &Env) -> Section {
             .unwrap()
     );
     let client = Client::new(&blocks, TOKEN, ClientOptions::default()).unwrap();
-    let (rss_idle, _) = rss(server.pid());
+    let (rss_idle, _) = rss_mib(server.pid());
 
     writeln!(b, "`cubewalk-server serve` as its own process (in-memory store, the embedded rumqttd behind the gate, the in-process publisher: a put's changes are queued and published per region every {TICK_MS} ms). Followers are the SDK's `Realtime` (MQTT 3.1.1 over its own WebSocket, through the gate, one connection each) in the bench process, drained in a loop as a game's frames would (every few ms); each follows the 27 chunks (3x3x3) of one region of {REGION_CHUNKS}x{REGION_CHUNKS}x{REGION_CHUNKS} chunks. Puts: {PUTS_PER_SEC:.0} a second, open loop, one cube each, round robin over the 27 chunks, through the SDK. *Edit to applied*: from the start of a put to the moment a follower's drain returns a change covering it (the change of that put, or a later one of the chunk that includes it). *Missed*: puts a follower never saw covered, plus jumps in a chunk's write sequence.\n").unwrap();
     let none = crowd(env, &client, &mqtt, 0, secs);
     let many = crowd(env, &client, &mqtt, CROWD, secs);
-    let (rss_crowd, hwm_crowd) = rss(server.pid());
+    let (rss_crowd, hwm_crowd) = rss_mib(server.pid());
     writeln!(b, "| followers | puts | put p50 | put p99 | edit to applied p50 | p95 | p99 | messages received | missed | follower messages / s |\n|---|---|---|---|---|---|---|---|---|---|").unwrap();
     for r in [&none, &many] {
         writeln!(
@@ -166,25 +166,6 @@ fn start_serve() -> cubewalk_testkit::ServerProcess {
         &["--seed-radius", "0", "--max-connections", "65536"],
         &[("CUBEWALK_TOKENS", TOKEN)],
     )
-}
-
-/// (resident, peak resident) MiB of process `pid` (the bench itself when 0).
-fn rss(pid: u32) -> (f64, f64) {
-    let path = if pid == 0 {
-        "/proc/self/status".to_string()
-    } else {
-        format!("/proc/{pid}/status")
-    };
-    let status = std::fs::read_to_string(path).unwrap_or_default();
-    let kb = |key: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
 }
 
 /// Starts `n` followers of `chunks` of `world` and waits until each is subscribed.
@@ -324,7 +305,7 @@ fn crowd(env: &Env, client: &Client, mqtt: &str, n: usize, secs: f64) -> Crowd {
     std::thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::Relaxed);
     let arrivals = drain.join().unwrap();
-    let (follower_rss_mib, _) = rss(0);
+    let (follower_rss_mib, _) = rss_mib(0);
     let put_times = Samples::new(puts.iter().map(|p| p.2 - p.1).collect());
     if n == 0 {
         return Crowd {
