@@ -209,11 +209,12 @@ impl Floors {
     }
 }
 
-/// The followed set as the caller last set it.
+/// The followed set as the caller last set it (a set: each message's changes are looked up
+/// in it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Followed {
     world: Option<WorldId>,
-    chunks: Vec<ChunkKey>,
+    chunks: Arc<HashSet<ChunkKey>>,
 }
 
 struct EventQueue {
@@ -329,7 +330,7 @@ impl Realtime {
         }
         let previous = self.followed.send_replace(Followed {
             world: Some(world.clone()),
-            chunks: chunks.to_vec(),
+            chunks: Arc::new(chunks.iter().copied().collect()),
         });
         if previous.world.as_ref().is_some_and(|w| w != world) {
             // The other world's changes still queued name chunks of that world; the caller
@@ -774,18 +775,19 @@ impl Connection {
         let Some(world) = followed.world else {
             return true;
         };
-        let wanted: BTreeSet<String> = regions_covering(&followed.chunks)
+        let chunks: Vec<ChunkKey> = followed.chunks.iter().copied().collect();
+        let wanted: BTreeSet<String> = regions_covering(&chunks)
             .into_iter()
             .map(|r: Region| region_topic(&world, r))
             .collect();
-        let chunks: HashSet<ChunkKey> = followed.chunks.iter().copied().collect();
-        self.floors.prune(&world, &chunks);
+        self.floors.prune(&world, &followed.chunks);
         let gone: Vec<String> = self.subscribed.difference(&wanted).cloned().collect();
         let new: Vec<String> = wanted.difference(&self.subscribed).cloned().collect();
         if !gone.is_empty() {
-            let mut packet = Unsubscribe::new(gone[0].clone());
-            packet.topics = gone.clone();
-            packet.pkid = bump(&mut self.next_pkid);
+            let packet = Unsubscribe {
+                pkid: bump(&mut self.next_pkid),
+                topics: gone,
+            };
             if !send_packet(socket, Packet::Unsubscribe(packet)).await {
                 return false;
             }
@@ -832,10 +834,13 @@ impl Connection {
                 let Some((world, _)) = parse_region_topic(&publish.topic) else {
                     return;
                 };
-                let followed = self.followed.borrow().clone();
-                if followed.world.as_ref() != Some(&world) {
-                    return;
-                }
+                let chunks = {
+                    let followed = self.followed.borrow();
+                    if followed.world.as_ref() != Some(&world) {
+                        return;
+                    }
+                    followed.chunks.clone()
+                };
                 let changes = match parse_region_message(&publish.payload) {
                     Ok(c) => c,
                     Err(e) => {
@@ -844,7 +849,7 @@ impl Connection {
                     }
                 };
                 for change in changes {
-                    if !followed.chunks.contains(&change.chunk) {
+                    if !chunks.contains(&change.chunk) {
                         continue;
                     }
                     if let Some(change) = self.floors.admit(&world, change) {

@@ -392,16 +392,12 @@ fn the_rust_client_sends_nothing_for_an_empty_put() {
 /// An MQTT-over-WebSocket broker standing in for the realtime endpoint: accepts CONNECT,
 /// acknowledges every SUBSCRIBE and then publishes one change of chunk (0,0,0) on its topic.
 /// Runs on its own thread until the process ends.
-// The handshake callback's error type is tungstenite's, large by its design.
-#[allow(clippy::result_large_err)]
 fn fake_realtime_server() -> String {
-    use futures_util::{SinkExt, StreamExt};
+    use common::mqtt::{accept_mqtt, read_mqtt, send_mqtt};
     use rumqttc::mqttbytes::v4::{
         ConnAck, ConnectReturnCode, Packet, Publish, SubAck, SubscribeReasonCode,
     };
     use rumqttc::mqttbytes::QoS;
-    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-    use tokio_tungstenite::tungstenite::Message;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -413,34 +409,21 @@ fn fake_realtime_server() -> String {
             tx.send(listener.local_addr().unwrap()).unwrap();
             while let Ok((s, _)) = listener.accept().await {
                 tokio::spawn(async move {
-                    let echo = |_: &Request, mut response: Response| {
-                        response
-                            .headers_mut()
-                            .insert("sec-websocket-protocol", "mqtt".parse().unwrap());
-                        Ok(response)
-                    };
-                    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(s, echo).await else {
+                    let Some(mut ws) = accept_mqtt(s).await else {
                         return;
                     };
-                    let send = |p: Packet| {
-                        let mut out = bytes::BytesMut::new();
-                        p.write(&mut out, 1 << 20).unwrap();
-                        Message::binary(out.freeze())
-                    };
-                    while let Some(Ok(Message::Binary(b))) = ws.next().await {
-                        let mut buf = bytes::BytesMut::from(&b[..]);
-                        match Packet::read(&mut buf, 1 << 20) {
-                            Ok(Packet::Connect(_)) => {
+                    while let Some(packet) = read_mqtt(&mut ws).await {
+                        match packet {
+                            Packet::Connect(_) => {
                                 let ack = ConnAck::new(ConnectReturnCode::Success, false);
-                                let _ = ws.send(send(Packet::ConnAck(ack))).await;
+                                send_mqtt(&mut ws, Packet::ConnAck(ack)).await;
                             }
-                            Ok(Packet::Subscribe(sub)) => {
+                            Packet::Subscribe(sub) => {
                                 let codes = vec![
                                     SubscribeReasonCode::Success(QoS::AtMostOnce);
                                     sub.filters.len()
                                 ];
-                                let _ = ws
-                                    .send(send(Packet::SubAck(SubAck::new(sub.pkid, codes))))
+                                send_mqtt(&mut ws, Packet::SubAck(SubAck::new(sub.pkid, codes)))
                                     .await;
                                 let change = r#"[[[0,0,0],"AAAAAAAAAAA","AQAAAAAAAAA",0,1,7,42]]"#;
                                 let publish = Publish::new(
@@ -448,7 +431,7 @@ fn fake_realtime_server() -> String {
                                     QoS::AtMostOnce,
                                     change.as_bytes().to_vec(),
                                 );
-                                let _ = ws.send(send(Packet::Publish(publish))).await;
+                                send_mqtt(&mut ws, Packet::Publish(publish)).await;
                             }
                             _ => {}
                         }

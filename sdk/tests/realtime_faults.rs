@@ -3,10 +3,14 @@
 //! must report, back off and retry, never follow a redirect with the token, and keep taking
 //! the good messages.
 
+#[path = "common/mqtt.rs"]
+mod mqtt;
+
 use cubewalk::realtime::{Realtime, RealtimeEvent, RealtimeState};
 use cubewalk::{ChunkKey, Client, ClientOptions};
 use cubewalk_protocol::WorldId;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
+use mqtt::{accept_mqtt, read_mqtt, send_mqtt};
 use rumqttc::mqttbytes::v4::{
     ConnAck, ConnectReturnCode, Packet, Publish, SubAck, SubscribeReasonCode,
 };
@@ -16,7 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 
 fn client(connect_timeout: Duration) -> Client {
@@ -101,36 +104,7 @@ async fn a_redirect_is_never_followed() {
     assert_ne!(r.state(), RealtimeState::Connected);
 }
 
-/// One MQTT packet as a binary frame.
-async fn send_packet<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, packet: Packet)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let mut out = bytes::BytesMut::new();
-    packet.write(&mut out, 1 << 24).unwrap();
-    let _ = ws.send(Message::binary(out.freeze())).await;
-}
-
-/// Reads frames until one holds a whole packet (the SDK sends one packet per frame).
-async fn read_packet<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Option<Packet>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    loop {
-        match ws.next().await? {
-            Ok(Message::Binary(b)) => {
-                let mut buf = bytes::BytesMut::from(&b[..]);
-                return Packet::read(&mut buf, 1 << 20).ok();
-            }
-            Ok(_) => continue,
-            Err(_) => return None,
-        }
-    }
-}
-
 #[tokio::test]
-// The handshake callback's error type is tungstenite's, large by its design.
-#[allow(clippy::result_large_err)]
 async fn garbage_and_oversized_messages_are_survived_and_good_ones_still_arrive() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -141,29 +115,23 @@ async fn garbage_and_oversized_messages_are_survived_and_good_ones_still_arrive(
             let n = count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 // A broker's answers: the `mqtt` subprotocol, CONNACK, SUBACK.
-                let echo = |_: &Request, mut response: Response| {
-                    response
-                        .headers_mut()
-                        .insert("sec-websocket-protocol", "mqtt".parse().unwrap());
-                    Ok(response)
-                };
-                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(s, echo).await else {
+                let Some(mut ws) = accept_mqtt(s).await else {
                     return;
                 };
-                let Some(Packet::Connect(_)) = read_packet(&mut ws).await else {
+                let Some(Packet::Connect(_)) = read_mqtt(&mut ws).await else {
                     return;
                 };
-                send_packet(
+                send_mqtt(
                     &mut ws,
                     Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)),
                 )
                 .await;
-                let Some(Packet::Subscribe(sub)) = read_packet(&mut ws).await else {
+                let Some(Packet::Subscribe(sub)) = read_mqtt(&mut ws).await else {
                     return;
                 };
                 assert_eq!(sub.filters[0].path, "cw/default/0/0/0");
                 let codes = vec![SubscribeReasonCode::Success(QoS::AtMostOnce); sub.filters.len()];
-                send_packet(&mut ws, Packet::SubAck(SubAck::new(sub.pkid, codes))).await;
+                send_mqtt(&mut ws, Packet::SubAck(SubAck::new(sub.pkid, codes))).await;
                 if n == 0 {
                     let publish = |topic: &str, payload: &str| {
                         Packet::Publish(Publish::new(
@@ -182,17 +150,17 @@ async fn garbage_and_oversized_messages_are_survived_and_good_ones_still_arrive(
                         r#"{"unexpected":true}"#,
                         "[",
                     ] {
-                        send_packet(&mut ws, publish(topic, bad)).await;
+                        send_mqtt(&mut ws, publish(topic, bad)).await;
                     }
                     let other = r#"[[[0,0,0],"AAAAAAAAAAA","AgAAAAAAAAA",0,1,7,9]]"#;
-                    send_packet(&mut ws, publish("cw/elsewhere/0/0/0", other)).await;
-                    send_packet(&mut ws, publish("not/a/change/topic", other)).await;
+                    send_mqtt(&mut ws, publish("cw/elsewhere/0/0/0", other)).await;
+                    send_mqtt(&mut ws, publish("not/a/change/topic", other)).await;
                     let _ = ws.send(Message::text("hello")).await;
                     let good = r#"[[[0,0,0],"AAAAAAAAAAA","AQAAAAAAAAA",1,2,7,42]]"#;
-                    send_packet(&mut ws, publish(topic, good)).await;
+                    send_mqtt(&mut ws, publish(topic, good)).await;
                     // Then a packet far over any limit: the client drops the connection.
                     let huge = "[".repeat(2 << 20);
-                    send_packet(&mut ws, publish(topic, &huge)).await;
+                    send_mqtt(&mut ws, publish(topic, &huge)).await;
                 }
                 tokio::time::sleep(Duration::from_secs(30)).await;
             });

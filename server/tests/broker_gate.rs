@@ -2,6 +2,8 @@
 //! packets over a real WebSocket against the gate, with the embedded rumqttd behind it or
 //! Mosquitto started by the test.
 
+mod common;
+
 use bytes::BytesMut;
 use cubewalk_server::gateway::GatewayConfig;
 use cubewalk_server::identity::{PublicKeys, SigningKey, Verifier};
@@ -9,18 +11,14 @@ use cubewalk_server::realtime::BrokerAddress;
 use cubewalk_server::store::{ChunkStore, MemoryStore};
 use cubewalk_testkit::tokens;
 use cubewalk_testkit::TestGateway;
-use futures_util::{SinkExt, StreamExt};
 use rumqttc::mqttbytes::v4::{
     Connect, ConnectReturnCode, Packet, Publish, Subscribe, SubscribeReasonCode,
 };
 use rumqttc::mqttbytes::QoS;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket = common::MqttSocket;
 
 struct Setup {
     gw: TestGateway,
@@ -55,14 +53,7 @@ impl Setup {
 
     /// An upgraded MQTT-over-WebSocket connection with `token` in the header, after CONNACK.
     async fn connect(&self, token: &str) -> Result<(Socket, BytesMut), String> {
-        let mut request = self.gw.realtime_url().into_client_request().unwrap();
-        request
-            .headers_mut()
-            .insert("token", token.parse().unwrap());
-        request
-            .headers_mut()
-            .insert("sec-websocket-protocol", "mqtt".parse().unwrap());
-        let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        let mut socket = common::mqtt_open(&self.gw.realtime_url(), token)
             .await
             .map_err(|e| e.to_string())?;
         send(&mut socket, Packet::Connect(Connect::new("cw-attacker"))).await;
@@ -75,23 +66,12 @@ impl Setup {
 }
 
 async fn send(socket: &mut Socket, packet: Packet) {
-    let mut out = BytesMut::new();
-    packet.write(&mut out, 1 << 20).unwrap();
-    let _ = socket.send(Message::binary(out.freeze())).await;
+    let _ = common::mqtt_send(socket, packet).await;
 }
 
 /// The next packet, or `None` once the connection is closed (or nothing came for 3 s).
 async fn next(socket: &mut Socket, buf: &mut BytesMut) -> Option<Packet> {
-    loop {
-        if let Ok(p) = Packet::read(buf, 1 << 20) {
-            return Some(p);
-        }
-        match tokio::time::timeout(Duration::from_secs(3), socket.next()).await {
-            Ok(Some(Ok(Message::Binary(b)))) => buf.extend_from_slice(&b),
-            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
-            Ok(Some(Ok(_))) => {}
-        }
-    }
+    common::mqtt_next(socket, buf, Duration::from_secs(3)).await
 }
 
 async fn subscribe(

@@ -4,22 +4,21 @@
 //! follows and closes the player's open connection; another player's reuse of an idempotency
 //! key changes nothing of the first player's; error bodies carry no store internals.
 
+mod common;
 use cubewalk_server::gateway::{GatewayConfig, TokenAuthorizer};
 use cubewalk_server::identity::{PublicKeys, SigningKey, TokenSet, Verifier};
 use cubewalk_server::store::{ChunkStore, MemoryStore, PlayerLimits, RedisStore, RedisStoreConfig};
 use cubewalk_testkit::tokens::{claims, sign};
 use cubewalk_testkit::{RedisServer, TestGateway};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use rumqttc::mqttbytes::v4::{Connect, Packet, Subscribe};
 use rumqttc::mqttbytes::QoS;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket = common::MqttSocket;
 
 /// The backend a test runs on.
 #[derive(Clone, Copy, Debug)]
@@ -133,14 +132,7 @@ impl World {
 
     /// A realtime (MQTT over WebSocket) connection with `token`, after its CONNACK.
     async fn connect(&self, token: &str) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
-        let mut request = self.gw.realtime_url().into_client_request().unwrap();
-        request
-            .headers_mut()
-            .insert("token", token.parse().unwrap());
-        request
-            .headers_mut()
-            .insert("sec-websocket-protocol", "mqtt".parse().unwrap());
-        let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+        let mut socket = common::mqtt_open(&self.gw.realtime_url(), token).await?;
         send_packet(&mut socket, Packet::Connect(Connect::new("cw-c"))).await;
         assert!(matches!(
             next_packet(&mut socket).await,
@@ -159,23 +151,12 @@ fn put_body(edits: Vec<Value>) -> Value {
 }
 
 async fn send_packet(socket: &mut Socket, packet: Packet) {
-    let mut out = bytes::BytesMut::new();
-    packet.write(&mut out, 1 << 20).unwrap();
-    socket.send(Message::binary(out.freeze())).await.unwrap();
+    common::mqtt_send(socket, packet).await.unwrap();
 }
 
-/// The next MQTT packet within 5 s (whole packets in one frame, as the gate forwards them).
+/// The next MQTT packet within 5 s.
 async fn next_packet(socket: &mut Socket) -> Option<Packet> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await {
-            Ok(Some(Ok(Message::Binary(b)))) => {
-                let mut buf = bytes::BytesMut::from(&b[..]);
-                return Packet::read(&mut buf, 1 << 20).ok();
-            }
-            Ok(Some(Ok(_))) => continue,
-            _ => return None,
-        }
-    }
+    common::mqtt_next(socket, &mut bytes::BytesMut::new(), Duration::from_secs(5)).await
 }
 
 /// Whether the server closes `socket` within 5 s.

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod mqtt;
+
 use std::sync::Mutex;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -259,13 +259,19 @@ async fn next_packet(socket: &mut WebSocket, buf: &mut BytesMut) -> Result<Packe
     }
 }
 
-async fn send_packet(socket: &mut WebSocket, packet: Packet) -> Result<(), String> {
+/// One packet's bytes.
+fn encode(packet: Packet) -> Result<bytes::Bytes, String> {
     let mut out = BytesMut::new();
     packet
         .write(&mut out, MAX_PACKET_BYTES)
         .map_err(|e| e.to_string())?;
+    Ok(out.freeze())
+}
+
+async fn send_packet(socket: &mut WebSocket, packet: Packet) -> Result<(), String> {
+    let out = encode(packet)?;
     socket
-        .send(Message::Binary(out.freeze()))
+        .send(Message::Binary(out))
         .await
         .map_err(|e| e.to_string())
 }
@@ -348,10 +354,7 @@ async fn session(
         .login
         .as_ref()
         .map(|(u, p)| Login::new(u.clone(), p.clone()));
-    let mut out = BytesMut::new();
-    Packet::Connect(inner)
-        .write(&mut out, MAX_PACKET_BYTES)
-        .map_err(|e| e.to_string())?;
+    let out = encode(Packet::Connect(inner))?;
     broker.write_all(&out).await.map_err(|e| e.to_string())?;
 
     let player = player.map(|p| p.id).unwrap_or_default();
@@ -483,10 +486,7 @@ async fn forward(
     broker: &mut tokio::net::tcp::WriteHalf<'_>,
     packet: Packet,
 ) -> Result<(), String> {
-    let mut out = BytesMut::new();
-    packet
-        .write(&mut out, MAX_PACKET_BYTES)
-        .map_err(|e| e.to_string())?;
+    let out = encode(packet)?;
     broker
         .write_all(&out)
         .await

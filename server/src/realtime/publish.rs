@@ -5,6 +5,7 @@ use super::coalesce::Coalescer;
 use async_trait::async_trait;
 use cubewalk_protocol::realtime::{Change, TICK_MS};
 use cubewalk_protocol::WorldId;
+use futures_util::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +62,21 @@ pub async fn run_publisher(
         stats
             .changes
             .fetch_add(coalescer.added() as u64, Ordering::Relaxed);
-        for (topic, payload) in coalescer.take() {
+        publish_all(coalescer.take(), &out, &stats).await;
+    }
+}
+
+/// Most messages being published at once.
+const PUBLISH_CONCURRENCY: usize = 32;
+
+/// Publishes a tick's messages, several at once, counting each outcome in `stats`.
+pub(crate) async fn publish_all(
+    messages: Vec<(String, String)>,
+    out: &Arc<dyn Publish>,
+    stats: &PublishStats,
+) {
+    futures_util::stream::iter(messages)
+        .for_each_concurrent(PUBLISH_CONCURRENCY, |(topic, payload)| async move {
             match out.publish(&topic, payload).await {
                 Ok(()) => stats.published.fetch_add(1, Ordering::Relaxed),
                 Err(e) => {
@@ -69,6 +84,6 @@ pub async fn run_publisher(
                     stats.failed.fetch_add(1, Ordering::Relaxed)
                 }
             };
-        }
-    }
+        })
+        .await;
 }

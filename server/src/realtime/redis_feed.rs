@@ -4,12 +4,11 @@
 
 use super::coalesce::Coalescer;
 use super::notify::ChangeSink;
-use super::publish::{Publish, PublishStats};
+use super::publish::{publish_all, Publish, PublishStats};
 use crate::store::RedisStore;
 use async_trait::async_trait;
 use cubewalk_protocol::realtime::{Change, TICK_MS};
 use cubewalk_protocol::WorldId;
-use futures_util::stream::{self, StreamExt};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +30,6 @@ impl ChangeSink for RedisSink {
 
 /// How long the lease lasts without renewal: a publisher that died is replaced within this.
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
-/// Most messages being published at once.
-const PUBLISH_CONCURRENCY: usize = 32;
 
 /// What one publisher run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -109,21 +106,7 @@ async fn publish_while_held(
         for (world, change) in read.changes {
             coalescer.add(&world, change);
         }
-        let messages = coalescer.take();
-        stream::iter(messages)
-            .for_each_concurrent(PUBLISH_CONCURRENCY, |(topic, payload)| {
-                let (out, stats) = (out.clone(), stats.clone());
-                async move {
-                    match out.publish(&topic, payload).await {
-                        Ok(()) => stats.published.fetch_add(1, Ordering::Relaxed),
-                        Err(e) => {
-                            tracing::warn!(%topic, error = %e, "publish failed");
-                            stats.failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                }
-            })
-            .await;
+        publish_all(coalescer.take(), out, stats).await;
         store.save_feed_positions(&read.positions).await?;
     }
     Ok(())

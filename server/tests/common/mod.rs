@@ -1,6 +1,65 @@
 //! What several server test files share.
 
+#![allow(dead_code)] // each test file uses part of it
+
+use bytes::BytesMut;
 use cubewalk_testkit::RedisServer;
+use futures_util::{SinkExt, StreamExt};
+use rumqttc::mqttbytes::v4::Packet;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A player's MQTT-over-WebSocket connection to the gate.
+pub type MqttSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Upgrades to MQTT over WebSocket at `url` (subprotocol `mqtt`) with `token` in the header;
+/// CONNECT is the caller's.
+pub async fn mqtt_open(
+    url: &str,
+    token: &str,
+) -> Result<MqttSocket, tokio_tungstenite::tungstenite::Error> {
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("token", token.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "mqtt".parse().unwrap());
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(s, _)| s)
+}
+
+/// Sends one packet as one binary frame.
+pub async fn mqtt_send(
+    socket: &mut MqttSocket,
+    packet: Packet,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    let mut out = BytesMut::new();
+    packet.write(&mut out, 1 << 20).unwrap();
+    socket.send(Message::binary(out.freeze())).await
+}
+
+/// The next packet (`buf` keeps what was read past it), or `None` once the connection is
+/// closed or nothing came `within`.
+pub async fn mqtt_next(
+    socket: &mut MqttSocket,
+    buf: &mut BytesMut,
+    within: Duration,
+) -> Option<Packet> {
+    loop {
+        if let Ok(p) = Packet::read(buf, 1 << 20) {
+            return Some(p);
+        }
+        match tokio::time::timeout(within, socket.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => buf.extend_from_slice(&b),
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
 
 /// Creates on `redis` the Redis user the deployment's Lambdas connect as, with exactly the
 /// `AccessString` of `server/template.yaml`, and answers a URL that logs in as it.
