@@ -255,11 +255,15 @@ fn a_lost_change_and_a_late_one_never_leave_a_follower_wrong() {
     let mut f = Copy::start(&s, &keys);
     f.wait_subscribed(&s);
     random_puts(&s, &keys, 1, 10);
+    // The forged chunk must have been edited: on a chunk still at sequence 0, a change from
+    // sequence 0 to 1 is not late but the genuine first one.
+    let k = keys[0];
+    s.rt.block_on(s.client().put(WORLD, &[ChunkEdit::at_index(k, 1, 7)]))
+        .unwrap();
     f.settle_and_check(&s, Duration::from_millis(500));
     // Straight to the broker (bypassing the gate, as only the server can): a change whose
     // sequence jumps (the ones before it lost) and a late one (a sequence already held), both
     // carrying edits that would corrupt the copy if applied.
-    let k = keys[0];
     let (held, _) = f.held[&k];
     let forged = |from_seq, seq, previous| Change {
         chunk: k,
