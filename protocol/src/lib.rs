@@ -16,8 +16,8 @@ pub mod world;
 pub use chunk::{cube_index, ChunkKey, ChunkKeyParseError, CHUNK_CUBES, CHUNK_SIDE};
 pub use codec::{decode_chunk, encode_chunk, ChunkData, DecodeError};
 pub use messages::{
-    ChunkEdit, CubeRef, ErrorBody, ErrorDetail, FetchEntry, FetchQuery, FetchResponse,
-    IdempotencyKey, PutRequest, PutResponse, VersionEntry, WireError,
+    CancelRequest, CancelResponse, ChunkEdit, CubeRef, ErrorBody, ErrorDetail, FetchEntry,
+    FetchQuery, FetchResponse, IdempotencyKey, PutRequest, PutResponse, VersionEntry, WireError,
 };
-pub use revision::{revision, EMPTY_REVISION, NO_REVISION};
+pub use revision::{content_revision, EMPTY_REVISION, NO_REVISION};
 pub use world::{WorldId, DEFAULT_WORLD};

@@ -45,6 +45,14 @@ pub enum WireError {
     /// (422 `idempotency_key_reused`).
     #[error("idempotency_key was already used for a different request")]
     IdempotencyKeyReused,
+    /// The put was cancelled by its sender, who gave up waiting for it (409 `cancelled`):
+    /// it was not applied, and never will be, wherever this answer was given.
+    #[error("this put was cancelled by its sender")]
+    Cancelled,
+    /// The world's share of the store is full (507 `store_full`): the put changed nothing.
+    /// Reads keep working; edits that do not grow the world may still pass.
+    #[error("{0}")]
+    StoreFull(String),
     /// No such resource (404 `not_found`).
     #[error("no such resource: {0}")]
     NotFound(String),
@@ -66,12 +74,14 @@ impl WireError {
             Self::MalformedJson(_) | Self::BadQuery(_) => 400,
             Self::Forbidden(_) | Self::Banned => 403,
             Self::NotFound(_) => 404,
+            Self::Cancelled => 409,
             Self::MethodNotAllowed(_) => 405,
             Self::TooLarge(_) => 413,
             Self::Invalid(_) | Self::IdempotencyKeyReused => 422,
             Self::RateLimited { .. } => 429,
             Self::Internal(_) => 500,
             Self::Unavailable(_) => 503,
+            Self::StoreFull(_) => 507,
         }
     }
 
@@ -89,6 +99,8 @@ impl WireError {
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Unavailable(_) => "store_unavailable",
+            Self::Cancelled => "cancelled",
+            Self::StoreFull(_) => "store_full",
             Self::Internal(_) => "internal",
         }
     }
@@ -431,6 +443,48 @@ fn classify_json_error(e: &serde_json::Error) -> WireError {
         Category::Data => WireError::Invalid(e.to_string()),
         Category::Syntax | Category::Eof | Category::Io => WireError::MalformedJson(e.to_string()),
     }
+}
+
+/// The body of a `PUT` that fences off an earlier put its sender gave up on:
+/// `{"world":"w","cancel":"<idempotency key>","chunks":[[x,y,z],...]}`. For each chunk, the
+/// server either finds the put already applied there or records it as cancelled, so it can
+/// never apply afterwards, however late its request arrives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// The world of the put.
+    #[serde(default)]
+    pub world: WorldId,
+    /// The put's idempotency key.
+    pub cancel: IdempotencyKey,
+    /// The chunks the put touched (at most [`MAX_CHUNKS_PER_PUT`]).
+    pub chunks: Vec<ChunkKey>,
+}
+
+impl CancelRequest {
+    /// Parses and validates a body.
+    pub fn parse(body: &[u8]) -> Result<Self, WireError> {
+        let req: Self = serde_json::from_slice(body).map_err(|e| classify_json_error(&e))?;
+        if req.chunks.len() > MAX_CHUNKS_PER_PUT {
+            return Err(WireError::TooLarge(format!(
+                "more than {MAX_CHUNKS_PER_PUT} chunks in one cancel"
+            )));
+        }
+        Ok(req)
+    }
+}
+
+/// The answer to a [`CancelRequest`]: the chunks where the put had applied (with the revision
+/// it answered) and the ones where it had not and now never will.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelResponse {
+    /// The world.
+    pub world: WorldId,
+    /// Chunks the put had changed before the cancel, with the revision it answered.
+    pub applied: Vec<VersionEntry>,
+    /// Chunks where it had not (or changed nothing): fenced off.
+    pub cancelled: Vec<ChunkKey>,
 }
 
 /// The answer to a `PUT`: the new version of every touched chunk, in order of first appearance.

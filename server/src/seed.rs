@@ -45,7 +45,7 @@ pub async fn seed_spawn(
     for (batch_keys, batch) in keys.chunks(256).zip(chunks.chunks(256)) {
         let stored = store.fetch(world, batch_keys).await?;
         for ((key, cubes), held) in batch.iter().zip(stored) {
-            if held.version != 0 {
+            if held.seq != 0 {
                 continue;
             }
             let edits: Vec<ExpectedEdit> = cubes
@@ -93,7 +93,7 @@ mod tests {
             .await
             .unwrap()
             .iter()
-            .all(|c| c.version == 0));
+            .all(|c| c.seq == 0));
 
         // A player removes a grass cube; seeding again (a restart on a kept store) leaves it.
         let grass = cubewalk_protocol::chunk::cube_index(0, 5, 0).unwrap();

@@ -25,7 +25,7 @@ async fn never_written_reads_empty_at_zero(store: &dyn ChunkStore) {
         .await
         .unwrap();
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].version, 0);
+    assert_eq!((got[0].seq, got[0].revision), (0, EMPTY_REVISION));
     assert!(got[0].blob.is_empty());
     assert!(store.fetch(&world("fresh"), &[]).await.unwrap().is_empty());
 }
@@ -50,20 +50,25 @@ async fn put_then_fetch_round_trips(store: &dyn ChunkStore) {
         .await
         .unwrap();
     // The answer names the stored content.
-    assert_eq!(v, vec![got[1].revision(), got[0].revision()]);
-    assert_eq!(got[1].version, 1);
+    assert_eq!(v, vec![got[1].revision, got[0].revision]);
+    assert!(got[1].seq > 0);
+    let first_seq = got[1].seq;
     let cb = decode_chunk(&got[0].blob).unwrap();
     let ca = decode_chunk(&got[1].blob).unwrap();
     assert_eq!((ca[0], ca[4095], ca[1]), (7, -9, 0));
     assert_eq!(cb[17], i32::MAX);
-    assert_eq!(got[2].version, 0);
+    assert_eq!(got[2].seq, 0);
     // A later edit of the same cube in one batch wins.
     let v = store
         .apply(&w, &[(a, vec![set(1, 1), set(1, 2)])], None)
         .await
         .unwrap();
     let again = store.fetch(&w, &[a]).await.unwrap();
-    assert_eq!((v, again[0].version), (vec![again[0].revision()], 2));
+    assert_eq!(v, vec![again[0].revision]);
+    assert!(
+        again[0].seq > first_seq,
+        "the sequence grows with every write"
+    );
     let ca = decode_chunk(&again[0].blob).unwrap();
     assert_eq!((ca[0], ca[1]), (7, 2));
 }
@@ -83,7 +88,8 @@ async fn unchanged_batch_keeps_version_and_emptied_chunk_keeps_version(store: &d
             .unwrap(),
         first
     );
-    assert_eq!(store.fetch(&w, &[k]).await.unwrap()[0].version, 1);
+    let seq = store.fetch(&w, &[k]).await.unwrap()[0].seq;
+    assert!(seq > 0);
     // Back to all air: the revision of all air, whatever happened before.
     assert_eq!(
         store
@@ -93,8 +99,16 @@ async fn unchanged_batch_keeps_version_and_emptied_chunk_keeps_version(store: &d
         vec![EMPTY_REVISION]
     );
     let got = store.fetch(&w, &[k]).await.unwrap();
-    assert_eq!(got[0].version, 2);
+    assert!(got[0].seq > seq, "emptying is a write");
     assert!(got[0].blob.is_empty(), "an emptied chunk stores no data");
+    // The same content written again gets a new revision: revisions are drawn per write,
+    // not derived from the content, so no one can search for two contents sharing one.
+    let again = store
+        .apply(&w, &[(k, vec![set(5, 1)])], None)
+        .await
+        .unwrap();
+    assert_ne!(again, first);
+    assert_ne!(again, vec![EMPTY_REVISION]);
 }
 
 /// A second apply under the same idempotency key changes nothing and answers the first one's
@@ -130,7 +144,9 @@ async fn idempotency_key_applies_once(store: &dyn ChunkStore) {
         "retry overwrote a newer edit"
     );
     assert_eq!(decode_chunk(&got[1].blob).unwrap()[1], 5);
-    // A put that changed nothing is remembered too: its retry must not undo a later edit.
+    // A put that changed nothing leaves no record (players cannot fill the store with
+    // records of puts that did nothing): its retry is the same put arriving late, and applies
+    // as it would have then.
     let noop = IdempotencyKey::new("noop-key-0123456789a").unwrap();
     store
         .apply(&w, &[(k, vec![set(0, 222)])], Some(&noop))
@@ -145,7 +161,7 @@ async fn idempotency_key_applies_once(store: &dyn ChunkStore) {
         .await
         .unwrap();
     let got = store.fetch(&w, &[k]).await.unwrap();
-    assert_eq!(decode_chunk(&got[0].blob).unwrap()[0], 333);
+    assert_eq!(decode_chunk(&got[0].blob).unwrap()[0], 222);
     // A fresh key is a new put.
     let fresh = IdempotencyKey::new("fresh-key-0123456789").unwrap();
     store
@@ -166,7 +182,7 @@ async fn worlds_are_separate(store: &dyn ChunkStore) {
         .await
         .unwrap();
     let other = store.fetch(&world("w-b"), &[k]).await.unwrap();
-    assert_eq!(other[0].version, 0);
+    assert_eq!(other[0].seq, 0);
 }
 
 async fn whole_chunk_fixtures_survive(store: &dyn ChunkStore) {
@@ -229,7 +245,7 @@ async fn concurrent_writers_lose_nothing(store: Arc<dyn ChunkStore>, writers: u1
         );
     }
     assert!((0..i32::from(writers)).contains(&c[4095]));
-    assert!(got[0].version >= u64::from(writers) * 2);
+    assert!(got[0].seq > 0);
 }
 
 /// What the realtime notifications are built on: each chunk's revision before the put when
@@ -261,6 +277,10 @@ async fn apply_edits_tells_what_changed_from_what(store: &dyn ChunkStore) {
         .unwrap();
     assert_eq!(second[0].changed_from, Some(first[0].revision));
     assert!(second[0].seq > first[0].seq, "the write sequence grows");
+    assert_eq!(
+        second[0].from_seq, first[0].seq,
+        "and names the one it grew from"
+    );
     assert_eq!(first[1].seq, 0, "no write, no sequence");
     let replay = store
         .apply_edits(&w, &[(a, vec![set(2, 6)])], &keyed)
@@ -517,7 +537,40 @@ async fn limits_and_bans(store: &dyn ChunkStore) {
     assert!(!store.is_banned("flood").await.unwrap());
 }
 
+/// A put its sender gave up on is fenced: cancelled where it had not applied (and refused
+/// there ever after, whatever the retry), reported with its revision where it had.
+async fn cancelled_puts_never_apply(store: &dyn ChunkStore) {
+    let w = world("fence");
+    let (a, b) = (ChunkKey::new(0, 0, 0), ChunkKey::new(1, 0, 0));
+    let key = IdempotencyKey::new("fence-key-0000000001").unwrap();
+    let put = player("alice", Some(&key), 7);
+    // Applied on `a` before the cancel; `b` never reached.
+    let applied = store
+        .apply_edits(&w, &[(a, vec![set(1, 11)])], &put)
+        .await
+        .unwrap();
+    let outcome = store.cancel(&w, &[a, b], "alice", &key).await.unwrap();
+    assert_eq!(outcome, vec![Some(applied[0].revision), None]);
+    // The late request (or the function still retrying it) arrives: refused on `b`, nothing
+    // written, not even on `a`'s neighbour in the same put.
+    let late = store
+        .apply_edits(&w, &[(b, vec![set(2, 22)])], &put)
+        .await
+        .unwrap_err();
+    assert!(matches!(late, StoreError::Cancelled), "{late:?}");
+    assert_eq!(cubes(store, &w, b).await[2], 0);
+    // Cancelling again answers the same; another player's key of that name is theirs.
+    let again = store.cancel(&w, &[a, b], "alice", &key).await.unwrap();
+    assert_eq!(again, outcome);
+    store
+        .apply_edits(&w, &[(b, vec![set(3, 33)])], &player("bob", Some(&key), 7))
+        .await
+        .unwrap();
+    assert_eq!(cubes(store, &w, b).await[3], 33);
+}
+
 async fn run_suite(store: Arc<dyn ChunkStore>) {
+    cancelled_puts_never_apply(store.as_ref()).await;
     idempotency_is_per_player_and_per_request(store.as_ref()).await;
     log_and_conditional_edits(store.as_ref()).await;
     limits_and_bans(store.as_ref()).await;
@@ -628,7 +681,7 @@ async fn redis_survives_killed_connection() {
         .fetch(&w, &[k])
         .await
         .expect("fetch after the connection was killed");
-    assert_eq!(got[0].version, 1);
+    assert!(got[0].seq > 0);
     assert!(redis
         .command(&["CLIENT", "KILL", "TYPE", "normal"])
         .is_some());
@@ -636,7 +689,40 @@ async fn redis_survives_killed_connection() {
         .apply(&w, &[(k, vec![set(1, 5)])], None)
         .await
         .expect("put after kill");
-    assert_eq!(v, vec![store.fetch(&w, &[k]).await.unwrap()[0].revision()]);
+    assert_eq!(v, vec![store.fetch(&w, &[k]).await.unwrap()[0].revision]);
+}
+
+/// A flush (or a failover to a replica that missed the last writes) loses chunks: the next
+/// write still gets a sequence above every one handed out before, and a new revision, so no
+/// follower holding the lost content can take the new content for it.
+#[tokio::test]
+async fn a_lost_store_never_repeats_a_sequence_or_revision() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&RedisStoreConfig::new(redis.url()))
+        .await
+        .unwrap();
+    let w = world("lost");
+    let k = ChunkKey::new(0, 0, 0);
+    let mut seen = Vec::new();
+    for n in 0..3 {
+        let a = store
+            .apply_edits(&w, &[(k, vec![set(0, n + 1)])], &Put::system())
+            .await
+            .unwrap();
+        seen.push((a[0].seq, a[0].revision));
+    }
+    redis.command(&["FLUSHALL"]).unwrap();
+    let after = store
+        .apply_edits(&w, &[(k, vec![set(0, 99)])], &Put::system())
+        .await
+        .unwrap();
+    assert_eq!(after[0].from_seq, 0, "the chunk was lost");
+    assert!(
+        seen.iter().all(|(seq, _)| after[0].seq > *seq),
+        "sequence {} repeats one of {seen:?}",
+        after[0].seq
+    );
+    assert!(seen.iter().all(|(_, r)| after[0].revision != *r));
 }
 
 #[tokio::test]
@@ -669,7 +755,7 @@ async fn redis_cluster_store_suite() {
         .collect();
     let revisions = store.apply(&w, &edits, None).await.unwrap();
     let got = store.fetch(&w, &keys).await.unwrap();
-    let fetched: Vec<u64> = got.iter().map(|c| c.revision()).collect();
+    let fetched: Vec<u64> = got.iter().map(|c| c.revision).collect();
     assert_eq!(revisions, fetched);
     for (k, c) in keys.iter().zip(got) {
         assert_eq!(decode_chunk(&c.blob).unwrap()[1], k.x + 1000);

@@ -10,7 +10,8 @@ use base64::Engine;
 use cubewalk_protocol::codec::blob_to_base64;
 use cubewalk_protocol::limits::MAX_PUT_BODY_BYTES;
 use cubewalk_protocol::{
-    FetchEntry, FetchQuery, FetchResponse, PutRequest, PutResponse, VersionEntry, WireError,
+    CancelRequest, CancelResponse, FetchEntry, FetchQuery, FetchResponse, PutRequest, PutResponse,
+    VersionEntry, WireError,
 };
 use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use http::Method;
@@ -118,11 +119,11 @@ async fn fetch(
         .map(|(&(key, held), s)| {
             // "Not modified" only when the client names this very content (see
             // cubewalk_protocol::revision): a restored or lost store cannot make it lie.
-            let version = s.revision();
+            let version = s.revision;
             FetchEntry {
                 key,
                 version,
-                seq: s.version,
+                seq: s.seq,
                 data: (held != Some(version)).then(|| blob_to_base64(&s.blob)),
             }
         })
@@ -144,7 +145,15 @@ async fn put(
     // Refused before the body is decoded: a viewer cannot make the function do the work.
     player.check_role(Action::Edit)?;
     let body = request_body(req)?;
-    let request = PutRequest::parse(&body)?;
+    let request = match PutRequest::parse(&body) {
+        Ok(request) => request,
+        // Not a put: maybe the fence of one (parsed only then, so a broken put is reported
+        // as a broken put).
+        Err(e) => match CancelRequest::parse(&body) {
+            Ok(cancel) => return cancel_put(store, player, cancel).await,
+            Err(_) => return Err(e),
+        },
+    };
     player.check(Action::Edit, &request.world)?;
     let grouped = request.group()?;
     let applied = if grouped.is_empty() {
@@ -173,6 +182,31 @@ async fn put(
             .map(|((key, _), version)| VersionEntry { key: *key, version })
             .collect(),
     };
+    serde_json::to_string(&resp).map_err(|e| WireError::Internal(e.to_string()))
+}
+
+/// Fences off a put its sender gave up on (see [`ChunkStore::cancel`]) and tells, per chunk,
+/// whether it had applied.
+async fn cancel_put(
+    store: &dyn ChunkStore,
+    player: &Player,
+    request: CancelRequest,
+) -> Result<String, WireError> {
+    player.check(Action::Edit, &request.world)?;
+    let outcome = store
+        .cancel(&request.world, &request.chunks, &player.id, &request.cancel)
+        .await?;
+    let mut resp = CancelResponse {
+        world: request.world,
+        applied: Vec::new(),
+        cancelled: Vec::new(),
+    };
+    for (key, applied) in request.chunks.into_iter().zip(outcome) {
+        match applied {
+            Some(version) => resp.applied.push(VersionEntry { key, version }),
+            None => resp.cancelled.push(key),
+        }
+    }
     serde_json::to_string(&resp).map_err(|e| WireError::Internal(e.to_string()))
 }
 

@@ -99,7 +99,7 @@ pub fn changes(grouped: &[ChunkEdits], applied: &[Applied]) -> Vec<Change> {
                 chunk: *chunk,
                 previous,
                 version: a.revision,
-                from_seq: a.seq.saturating_sub(1),
+                from_seq: a.from_seq,
                 seq: a.seq,
                 edits: (last.len() <= MAX_EDITS_IN_CHANGE).then(|| last.into_iter().collect()),
             })

@@ -3,8 +3,8 @@
 use super::log::{LogRecord, LOG_RETENTION_SECS};
 use super::players::{gcra, Limit};
 use super::{
-    edit_blob, now_ms, Applied, ChunkStore, Edits, ExpectedEdit, Put, StoreError, StoredChunk,
-    IDEMPOTENCY_WINDOW,
+    edit_blob, next_seq, now_ms, Applied, ChunkStore, Edits, ExpectedEdit, Put, Record, StoreError,
+    StoredChunk, IDEMPOTENCY_WINDOW,
 };
 use async_trait::async_trait;
 use cubewalk_protocol::messages::ChunkEdits;
@@ -24,33 +24,32 @@ const SWEEP_AT: usize = 4096;
 /// An idempotency record's id: the chunk, the player and their key.
 type RecordId = (WorldId, ChunkKey, String, IdempotencyKey);
 
-/// The chunks of one shard, their logs and the idempotency keys they applied, with the
-/// request hash, the revision answered and when the record expires.
+/// The chunks of one shard, their logs and what they remember of idempotency keys, with when
+/// each record expires.
 #[derive(Default)]
 struct Shard {
     chunks: HashMap<(WorldId, ChunkKey), StoredChunk>,
     logs: HashMap<(WorldId, ChunkKey), Vec<LogRecord>>,
-    applied: HashMap<RecordId, (u64, u64, Instant)>,
+    records: HashMap<RecordId, (Record, Instant)>,
     sweep_at: usize,
 }
 
 impl Shard {
-    fn remember(&mut self, id: RecordId, hash: u64, revision: u64) {
+    fn remember(&mut self, id: RecordId, record: Record) {
         let now = Instant::now();
-        if self.applied.len() >= self.sweep_at.max(SWEEP_AT) {
-            self.applied.retain(|_, (_, _, expires)| *expires > now);
+        if self.records.len() >= self.sweep_at.max(SWEEP_AT) {
+            self.records.retain(|_, (_, expires)| *expires > now);
             // Sweep again only after the live set has doubled: amortised O(1) per put.
-            self.sweep_at = self.applied.len() * 2;
+            self.sweep_at = self.records.len() * 2;
         }
-        self.applied
-            .insert(id, (hash, revision, now + IDEMPOTENCY_WINDOW));
+        self.records.insert(id, (record, now + IDEMPOTENCY_WINDOW));
     }
 
-    fn recall(&self, id: &RecordId) -> Option<(u64, u64)> {
-        self.applied
+    fn recall(&self, id: &RecordId) -> Option<Record> {
+        self.records
             .get(id)
-            .filter(|(_, _, expires)| *expires > Instant::now())
-            .map(|(h, r, _)| (*h, *r))
+            .filter(|(_, expires)| *expires > Instant::now())
+            .map(|(r, _)| *r)
     }
 }
 
@@ -60,6 +59,13 @@ struct Players {
     banned: HashSet<String>,
     tat: HashMap<(String, Limit), u64>,
     chunks: HashMap<String, HashMap<(WorldId, ChunkKey), u64>>,
+}
+
+/// The system clock in microseconds since the Unix epoch: the clock [`next_seq`] reads.
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Chunks held in process memory.
@@ -178,16 +184,16 @@ impl MemoryStore {
         player: &str,
     ) -> Result<(Applied, Vec<u16>), StoreError> {
         let id = (world.clone(), chunk);
-        let current = shard.chunks.get(&id);
-        let blob = current.map(|c| c.blob.as_slice()).unwrap_or(&[]);
-        let version = current.map_or(0, |c| c.version);
-        let edited = edit_blob(world, chunk, blob, edits)?;
-        let answer = edited.applied(version);
+        let current = shard.chunks.get(&id).cloned().unwrap_or_default();
+        let edited = edit_blob(world, chunk, &current, edits)?;
+        let seq = next_seq(current.seq, now_us());
+        let answer = edited.applied(current.seq, seq);
         if let Some(blob) = edited.blob {
             shard.chunks.insert(
                 id.clone(),
                 StoredChunk {
-                    version: version + 1,
+                    seq,
+                    revision: edited.revision,
                     blob,
                 },
             );
@@ -239,13 +245,12 @@ impl ChunkStore for MemoryStore {
             put.key
                 .map(|k| (world.clone(), chunk, put.player.to_owned(), k.clone()))
         };
-        // A key this player used for another request refuses the whole put, before any write.
+        // A key this player used for another request, or cancelled, refuses the whole put
+        // before any write.
         for (chunk, _) in edits {
             if let Some(r) = record(*chunk) {
-                if let Some((hash, _)) = self.lock(*chunk).recall(&r) {
-                    if hash != put.request_hash {
-                        return Err(StoreError::IdempotencyKeyReused);
-                    }
+                if let Some(done) = self.lock(*chunk).recall(&r) {
+                    done.replay(put.request_hash)?;
                 }
             }
         }
@@ -254,14 +259,18 @@ impl ChunkStore for MemoryStore {
         for (chunk, cubes) in edits {
             let mut shard = self.lock(*chunk);
             let record = record(*chunk);
-            if let Some((_, done)) = record.as_ref().and_then(|r| shard.recall(r)) {
-                revisions.push(Applied::unchanged(done));
+            if let Some(done) = record.as_ref().and_then(|r| shard.recall(r)) {
+                revisions.push(Applied::unchanged(done.replay(put.request_hash)?));
                 continue;
             }
             let (answer, _) =
                 self.edit_locked(&mut shard, world, *chunk, Edits::Plain(cubes), put.player)?;
-            if let Some(record) = record {
-                shard.remember(record, put.request_hash, answer.revision);
+            if let Some(id) = record.filter(|_| answer.changed_from.is_some()) {
+                let done = Record::Applied {
+                    hash: put.request_hash,
+                    revision: answer.revision,
+                };
+                shard.remember(id, done);
             }
             revisions.push(answer);
         }
@@ -277,6 +286,30 @@ impl ChunkStore for MemoryStore {
     ) -> Result<(Applied, Vec<u16>), StoreError> {
         let mut shard = self.lock(chunk);
         self.edit_locked(&mut shard, world, chunk, Edits::Expected(edits), player)
+    }
+
+    async fn cancel(
+        &self,
+        world: &WorldId,
+        chunks: &[ChunkKey],
+        player: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        Ok(chunks
+            .iter()
+            .map(|&chunk| {
+                let id = (world.clone(), chunk, player.to_owned(), key.clone());
+                let mut shard = self.lock(chunk);
+                match shard.recall(&id) {
+                    Some(Record::Applied { revision, .. }) => Some(revision),
+                    Some(Record::Cancelled) => None,
+                    None => {
+                        shard.remember(id, Record::Cancelled);
+                        None
+                    }
+                }
+            })
+            .collect())
     }
 
     async fn chunk_log(

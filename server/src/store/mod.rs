@@ -1,17 +1,33 @@
 //! Chunk storage: the [`ChunkStore`] abstraction, shared edit logic, and its two
 //! implementations ([`MemoryStore`] for zero-setup local runs, [`RedisStore`] for production).
 //!
-//! Both keep each chunk as its encoded blob (see [`cubewalk_protocol::codec`]) plus a counter
-//! that grows by one with every batch of edits that changes the chunk, so a fetch sends stored
-//! bytes without re-encoding them. The counter serves the store's own check-and-set; what a
-//! client holds is the chunk's revision ([`cubewalk_protocol::revision`]), derived from the
-//! blob, so no loss or restore of stored data can make one revision name two contents.
+//! Both keep each chunk as its encoded blob (see [`cubewalk_protocol::codec`]) beside its
+//! revision and its write sequence, so a fetch sends stored bytes without re-encoding them:
 //!
-//! A put may carry an idempotency key: each chunk remembers, inside the same atomic step that
-//! applies the edits, which keys it applied for which player and request (a hash of the body)
-//! and the revision it answered, for [`IDEMPOTENCY_WINDOW_SECS`]. A retry under a remembered
-//! key changes nothing; the same player's key with another body is refused; another player's
-//! use of the key is their own, separate put.
+//! - the **revision** is drawn at random for every write that changes the chunk (see
+//!   [`cubewalk_protocol::revision`]) and stored in the same record as the blob, so no loss or
+//!   restore of stored data can make one revision name two contents, and no one can make two
+//!   contents share one by searching offline;
+//! - the **write sequence** ([`next_seq`]) orders the chunk's changes for realtime followers:
+//!   it grows with every write and jumps to the store's clock in microseconds, so after a
+//!   failover that lost the last writes, or a flush, the next write still gets a sequence
+//!   above every one handed out before (a counter would start again and name new content
+//!   with an old number).
+//!
+//! The store's check-and-set compares the revision read (and the sequence), never a counter
+//! alone: a promoted replica cannot reach a random revision again with other content.
+//!
+//! A put may carry an idempotency key: each chunk it changed remembers, inside the same atomic
+//! step that applies the edits, which keys it applied for which player and request (a hash of
+//! the body) and the revision it answered, for [`IDEMPOTENCY_WINDOW_SECS`]. A retry under a
+//! remembered key changes nothing; the same player's key with another body is refused; another
+//! player's use of the key is their own, separate put. A put that changed nothing leaves no
+//! record (its retry changes nothing either, or does what a late arrival would).
+//!
+//! A put the SDK gave up on is **fenced**: the SDK asks [`ChunkStore::cancel`] to record its key
+//! as cancelled on each chunk, atomically with the chunk, and learns for each chunk whether the
+//! put applied first; once recorded, the store refuses to apply that put there, however late
+//! its request arrives or however long the function keeps retrying it.
 //!
 //! Every change is logged in the same atomic step as the chunk write (see [`LogRecord`]), and
 //! each player's puts pass their limits and ban flag ([`PlayerLimits`]) before anything is
@@ -37,21 +53,37 @@ use cubewalk_protocol::limits::IDEMPOTENCY_WINDOW_SECS;
 use cubewalk_protocol::messages::ChunkEdits;
 use cubewalk_protocol::{ChunkKey, CubeRef, IdempotencyKey, WireError, WorldId, CHUNK_CUBES};
 
-/// A chunk as stored: its write counter (0 for a chunk never written) and its encoded blob.
+/// A chunk as stored: its write sequence and revision (both 0 for a chunk never written) and
+/// its encoded blob.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredChunk {
-    /// Grows by one with each applied batch that changed the chunk; starts again from 0 when
-    /// the store loses the chunk. Internal to the store: clients are given
-    /// [`StoredChunk::revision`].
-    pub version: u64,
+    /// The chunk's write sequence: grows with each applied write that changed the chunk (see
+    /// [`next_seq`]). Orders realtime changes; 0 for a chunk never written.
+    pub seq: u64,
+    /// The revision a client holds for this content: random per write (see
+    /// [`cubewalk_protocol::revision`]); [`cubewalk_protocol::EMPTY_REVISION`] for all air.
+    pub revision: u64,
     /// The encoded chunk; empty means all air.
     pub blob: Vec<u8>,
 }
 
-impl StoredChunk {
-    /// The revision a client holds for this content.
-    pub fn revision(&self) -> u64 {
-        cubewalk_protocol::revision(&self.blob)
+/// The write sequence a write gets over `previous`, at `now_us` (the store's clock, in
+/// microseconds since the Unix epoch): one more than before, or the clock when that is
+/// higher. After a failover or a flush the clock has moved on past every sequence handed out
+/// before (unless some chunk took a million writes a second), so a sequence never names two
+/// contents. The Redis script computes the same in Lua, where numbers are doubles: exact up to
+/// 2^53 microseconds, the year 2255.
+pub fn next_seq(previous: u64, now_us: u64) -> u64 {
+    (previous + 1).max(now_us)
+}
+
+/// A fresh revision for new non-empty content; [`cubewalk_protocol::EMPTY_REVISION`] for all
+/// air.
+pub(crate) fn fresh_revision(blob: &[u8]) -> u64 {
+    if blob.is_empty() {
+        cubewalk_protocol::EMPTY_REVISION
+    } else {
+        cubewalk_protocol::revision::from_random_bits(rand::random())
     }
 }
 
@@ -75,6 +107,10 @@ pub enum StoreError {
     /// The player's idempotency key was already used for another request (HTTP 422).
     #[error("idempotency key reused for a different request")]
     IdempotencyKeyReused,
+    /// The put was cancelled by its sender (HTTP 409 `cancelled`): it gave up waiting and
+    /// fenced it off, so it must never apply.
+    #[error("the put was cancelled by its sender")]
+    Cancelled,
     /// Stored bytes could not be decoded (HTTP 500).
     #[error("corrupt chunk {key} in world {world}: {reason}")]
     Corrupt {
@@ -93,6 +129,7 @@ impl From<StoreError> for WireError {
             StoreError::Unavailable(m) => WireError::Unavailable(m),
             StoreError::Banned => WireError::Banned,
             StoreError::IdempotencyKeyReused => WireError::IdempotencyKeyReused,
+            StoreError::Cancelled => WireError::Cancelled,
             StoreError::RateLimited { limit, retry_after } => WireError::RateLimited {
                 message: format!("{limit} limit reached"),
                 // Whole seconds, rounded up: a retry at the announced time passes.
@@ -162,6 +199,20 @@ pub trait ChunkStore: Send + Sync {
         edits: &[ExpectedEdit],
         player: &str,
     ) -> Result<(Applied, Vec<u16>), StoreError>;
+
+    /// Fences off `player`'s put named `key` on each of `chunks`: answers, per chunk in order,
+    /// `Some(revision)` when the put already applied there (the revision it answered) and
+    /// `None` when it did not, in which case it never will: the key is recorded as cancelled
+    /// (for [`IDEMPOTENCY_WINDOW_SECS`]) atomically with the chunk, and a put under a
+    /// cancelled key is refused ([`StoreError::Cancelled`]). A put that changed nothing there
+    /// answers `None` too (the same effect as not applying).
+    async fn cancel(
+        &self,
+        world: &WorldId,
+        chunks: &[ChunkKey],
+        player: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Vec<Option<u64>>, StoreError>;
 
     /// The log of `chunk` from `since_ms` (Unix milliseconds) on, oldest first.
     async fn chunk_log(
@@ -237,9 +288,11 @@ pub struct Applied {
     /// inside its check-and-set. `None` when nothing changed (edits equal to the content, or
     /// a replay under an idempotency key already applied).
     pub changed_from: Option<u64>,
-    /// When this call changed the chunk, its write counter afterwards (grows by one with
-    /// every write the store applies to the chunk): orders the chunk's change messages even
-    /// when a content (and so a revision) comes back. 0 when nothing changed.
+    /// When this call changed the chunk, its write sequence before (0 for a chunk never
+    /// written).
+    pub from_seq: u64,
+    /// When this call changed the chunk, its write sequence afterwards ([`next_seq`]): orders
+    /// the chunk's change messages. 0 when nothing changed.
     pub seq: u64,
 }
 
@@ -249,6 +302,7 @@ impl Applied {
         Self {
             revision,
             changed_from: None,
+            from_seq: 0,
             seq: 0,
         }
     }
@@ -258,6 +312,7 @@ impl Applied {
 /// revision of the resulting content, which is what the put answers either way.
 pub(crate) struct Edited {
     pub(crate) blob: Option<Vec<u8>>,
+    /// A fresh revision when the edits changed the chunk, else the one held.
     pub(crate) revision: u64,
     /// The revision of the content the edits were applied to.
     pub(crate) previous: u64,
@@ -268,14 +323,17 @@ pub(crate) struct Edited {
 }
 
 impl Edited {
-    /// What applying this edit means for the caller once it is stored over write counter
-    /// `counter` (the stored one becomes `counter + 1` when the edit changed the chunk).
-    pub(crate) fn applied(&self, counter: u64) -> Applied {
-        let changed = self.blob.is_some();
+    /// What applying this edit means for the caller once the store wrote it over sequence
+    /// `from_seq`, giving `seq` (ignored when the edit changed nothing).
+    pub(crate) fn applied(&self, from_seq: u64, seq: u64) -> Applied {
+        if self.blob.is_none() {
+            return Applied::unchanged(self.revision);
+        }
         Applied {
             revision: self.revision,
-            changed_from: changed.then_some(self.previous),
-            seq: if changed { counter + 1 } else { 0 },
+            changed_from: Some(self.previous),
+            from_seq,
+            seq,
         }
     }
 }
@@ -287,13 +345,14 @@ pub(crate) enum Edits<'a> {
     Expected(&'a [ExpectedEdit]),
 }
 
-/// Applies `edits` to the chunk held in `current`.
+/// Applies `edits` to the chunk held in `stored`.
 pub(crate) fn edit_blob(
     world: &WorldId,
     key: ChunkKey,
-    current: &[u8],
+    stored: &StoredChunk,
     edits: Edits<'_>,
 ) -> Result<Edited, StoreError> {
+    let current = stored.blob.as_slice();
     let mut cubes = [0i32; CHUNK_CUBES];
     decode_chunk_into(current, &mut cubes).map_err(|e| StoreError::Corrupt {
         world: world.to_string(),
@@ -330,7 +389,7 @@ pub(crate) fn edit_blob(
         })
         .filter(|c| c.before != c.after)
         .collect();
-    let previous = cubewalk_protocol::revision(current);
+    let previous = stored.revision;
     Ok(if changes.is_empty() {
         Edited {
             blob: None,
@@ -342,13 +401,47 @@ pub(crate) fn edit_blob(
     } else {
         let blob = encode_chunk(&cubes);
         Edited {
-            revision: cubewalk_protocol::revision(&blob),
+            revision: fresh_revision(&blob),
             blob: Some(blob),
             previous,
             changes,
             mismatched,
         }
     })
+}
+
+/// What a chunk remembers of one player's idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Record {
+    /// The put applied here: the hash of its request and the revision it answered.
+    Applied { hash: u64, revision: u64 },
+    /// Its sender cancelled it before it applied here: it never will.
+    Cancelled,
+}
+
+impl Record {
+    /// Parses a record as the check-and-set script stores it: `<hash hex> <revision>`, or `X`
+    /// for a cancelled put.
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        if text == "X" {
+            return Some(Self::Cancelled);
+        }
+        let (hash, revision) = text.split_once(' ')?;
+        Some(Self::Applied {
+            hash: u64::from_str_radix(hash, 16).ok()?,
+            revision: revision.parse().ok()?,
+        })
+    }
+
+    /// For a put with request hash `hash`: the revision it answered when it already applied
+    /// here, or the refusal this record means (another request under the key, or cancelled).
+    pub(crate) fn replay(self, hash: u64) -> Result<u64, StoreError> {
+        match self {
+            Self::Applied { hash: h, revision } if h == hash => Ok(revision),
+            Self::Applied { .. } => Err(StoreError::IdempotencyKeyReused),
+            Self::Cancelled => Err(StoreError::Cancelled),
+        }
+    }
 }
 
 /// How long a chunk remembers an idempotency key.

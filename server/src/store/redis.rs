@@ -1,5 +1,6 @@
-//! The Redis store: each chunk is one hash `cw:{<world>:<x>,<y>,<z>}` with fields `v` (version)
-//! and `d` (blob; absent when all air). A chunk never written stores nothing.
+//! The Redis store: each chunk is one hash `cw:{<world>:<x>,<y>,<z>}` with fields `v` (write
+//! sequence), `r` (revision) and `d` (blob; absent when all air). A chunk never written stores
+//! nothing.
 //!
 //! Works against a single server (or ElastiCache cluster mode disabled) and against Redis
 //! Cluster (ElastiCache cluster mode enabled): every key of a chunk shares one hash slot, and in
@@ -10,10 +11,11 @@
 //!
 //! A put's idempotency key is remembered per chunk as `cw:{<world>:<x>,<y>,<z>}:put:<key>`
 //! (same hash slot) with the revision answered, set by the same script that writes the chunk
-//! and expiring after the idempotency window.
+//! and expiring after the idempotency window; a cancelled put's record holds `X`.
 //!
-//! Edits are an optimistic check-and-set: read the write counter and blob, apply the edits
-//! here, then a Lua script writes the new blob only if the counter is still the one read. A writer that
+//! Edits are an optimistic check-and-set: read the revision, sequence and blob, apply the
+//! edits here, then a Lua script writes the new blob only if the revision and sequence are
+//! still the ones read. A writer that
 //! loses the race reads again and retries, so no acknowledged edit is ever overwritten by a
 //! stale copy. Reads and writes of many chunks are pipelined: a fetch is one round trip, an
 //! uncontended put two.
@@ -21,7 +23,7 @@
 use super::log::{decode_changes, encode_changes, id_ms, LogRecord, LOG_RETENTION_SECS};
 use super::players::{Limit, PlayerLimits};
 use super::{
-    edit_blob, Applied, ChunkStore, Edits, ExpectedEdit, Put, StoreError, StoredChunk,
+    edit_blob, Applied, ChunkStore, Edits, ExpectedEdit, Put, Record, StoreError, StoredChunk,
     IDEMPOTENCY_WINDOW,
 };
 use async_trait::async_trait;
@@ -39,37 +41,60 @@ use std::time::Duration;
 /// atomic step.
 ///
 /// KEYS[1]: the chunk's hash; KEYS[2]: the chunk's log (a Stream); KEYS[3] (optional): the
-/// put's idempotency record. ARGV[1]: the write counter read; ARGV[2]: the new blob (`''` for
-/// all air); ARGV[3]: `1` to write the blob, `0` when the edits change nothing (only the record
-/// is written); ARGV[4]: the revision to answer, as decimal text (Lua numbers would round a
-/// 64-bit value); ARGV[5]: how long the record lives, in seconds; ARGV[6]: the player;
-/// ARGV[7]: the changed cubes (`index:before:after,...`); ARGV[8]: the request hash (hex);
-/// ARGV[9]: how long log records are kept, in milliseconds.
+/// put's idempotency record. ARGV[1]: the write sequence read; ARGV[2]: the new blob (`''` for
+/// all air); ARGV[3]: `1` to write the blob, `0` when the edits change nothing (nothing is
+/// written, not even the record); ARGV[4]: the revision to answer (and to store when writing),
+/// as decimal text (Lua numbers would round a 64-bit value); ARGV[5]: how long the record
+/// lives, in seconds; ARGV[6]: the player; ARGV[7]: the changed cubes
+/// (`index:before:after,...`); ARGV[8]: the request hash (hex); ARGV[9]: how long log records
+/// are kept, in milliseconds; ARGV[10]: the revision read, as stored (`''` when none is).
 ///
-/// Answers the revision, or `=` and the remembered revision when this player's key was already
-/// applied to the same request (so the caller knows this call changed nothing), `H` when it
-/// was applied to another request, or nil when another writer changed the chunk since it was
-/// read. The log's ids come from the server clock (`TIME`), so they order the writes.
+/// The check compares the revision read, drawn at random by the writer that stored it, so a
+/// promoted replica that lost writes cannot match it with other content; the sequence is
+/// compared too (chunks written before random revisions have none). The new sequence is
+/// computed here from the server clock (`TIME`, which also gives the log's ids): see
+/// `next_seq`.
+///
+/// Answers `<revision> <seq>` when it wrote, the revision alone when nothing changed, `=` and
+/// the remembered revision when this player's key was already applied to the same request
+/// (so the caller knows this call changed nothing), `H` when it was applied to another
+/// request, `X` when the put was cancelled, or nil when another writer changed the chunk
+/// since it was read.
 const CAS_SCRIPT: &str = r"
 if KEYS[3] then
   local done = redis.call('GET', KEYS[3])
+  if done == 'X' then return 'X' end
   if done then
     local h, r = string.match(done, '^(%x+) (%d+)$')
     if h ~= ARGV[8] then return 'H' end
     return '=' .. r
   end
 end
-local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-if v ~= tonumber(ARGV[1]) then return false end
-if ARGV[3] == '1' then
-  if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'd') else redis.call('HSET', KEYS[1], 'd', ARGV[2]) end
-  redis.call('HSET', KEYS[1], 'v', v + 1)
-  local t = redis.call('TIME')
-  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('XADD', KEYS[2], 'MINID', '~', string.format('%.0f', ms - tonumber(ARGV[9])), '*', 'p', ARGV[6], 'c', ARGV[7])
-end
+local cur = redis.call('HMGET', KEYS[1], 'v', 'r')
+local v = tonumber(cur[1] or '0')
+if v ~= tonumber(ARGV[1]) or (cur[2] or '') ~= ARGV[10] then return false end
+if ARGV[3] ~= '1' then return ARGV[4] end
+local t = redis.call('TIME')
+local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local seq = string.format('%.0f', math.max(v + 1, us))
+if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'd') else redis.call('HSET', KEYS[1], 'd', ARGV[2]) end
+redis.call('HSET', KEYS[1], 'v', seq, 'r', ARGV[4])
+local ms = math.floor(us / 1000)
+redis.call('XADD', KEYS[2], 'MINID', '~', string.format('%.0f', ms - tonumber(ARGV[9])), '*', 'p', ARGV[6], 'c', ARGV[7])
 if KEYS[3] then redis.call('SET', KEYS[3], ARGV[8] .. ' ' .. ARGV[4], 'EX', ARGV[5]) end
-return ARGV[4]
+return ARGV[4] .. ' ' .. seq
+";
+
+/// The fence of one chunk against a put its sender gave up on.
+///
+/// KEYS[1]: the put's idempotency record on the chunk. ARGV[1]: how long the record lives, in
+/// seconds. Answers the record as it was when the put already applied (`<hash> <revision>`),
+/// else records the put as cancelled and answers `X`.
+const CANCEL_SCRIPT: &str = r"
+local done = redis.call('GET', KEYS[1])
+if done then return done end
+redis.call('SET', KEYS[1], 'X', 'EX', ARGV[1])
+return 'X'
 ";
 
 /// A player's admission: refuses a banned player, else charges the put against the player's
@@ -134,6 +159,14 @@ pub struct RedisStoreConfig {
     /// The password, when it is kept out of `url` (a deployed function reads it from Secrets
     /// Manager at start); it replaces any password the URL holds.
     pub password: Option<String>,
+    /// Replicas that must hold a write before a put answers (`WAIT`); 0 answers once the
+    /// primary applied it. With 1, a failover to that replica keeps every acknowledged edit
+    /// (ElastiCache's replication is asynchronous); MemoryDB's transaction log keeps them
+    /// without it.
+    pub wait_replicas: u32,
+    /// Longest wait for those replicas; past it the put answers 503 (it applied on the
+    /// primary, and its retry under the same key answers once a replica confirms).
+    pub wait_timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisStoreConfig {
@@ -159,6 +192,8 @@ impl RedisStoreConfig {
             connection_timeout: Duration::from_secs(2),
             operation_timeout: Duration::from_secs(10),
             password: None,
+            wait_replicas: 0,
+            wait_timeout: Duration::from_secs(1),
         }
     }
 
@@ -178,7 +213,8 @@ impl RedisStoreConfig {
     }
 
     /// Reads `CUBEWALK_REDIS_URL` (required), `CUBEWALK_REDIS_CLUSTER` (`1`/`true`),
-    /// `CUBEWALK_REDIS_CA_FILE` (PEM path) and `CUBEWALK_REDIS_TIMEOUT_MS` (per command).
+    /// `CUBEWALK_REDIS_CA_FILE` (PEM path), `CUBEWALK_REDIS_TIMEOUT_MS` (per command) and
+    /// `CUBEWALK_REDIS_WAIT_REPLICAS` (replicas a write must reach before a put answers).
     pub fn from_env() -> Result<Self, String> {
         let url = std::env::var("CUBEWALK_REDIS_URL")
             .map_err(|_| "CUBEWALK_REDIS_URL is not set".to_string())?;
@@ -196,6 +232,11 @@ impl RedisStoreConfig {
                 .parse()
                 .map_err(|_| "CUBEWALK_REDIS_TIMEOUT_MS must be a number".to_string())?;
             config.response_timeout = Duration::from_millis(ms);
+        }
+        if let Ok(n) = std::env::var("CUBEWALK_REDIS_WAIT_REPLICAS") {
+            config.wait_replicas = n
+                .parse()
+                .map_err(|_| "CUBEWALK_REDIS_WAIT_REPLICAS must be a number".to_string())?;
         }
         Ok(config)
     }
@@ -221,6 +262,8 @@ enum Conn {
 pub struct RedisStore {
     conn: Conn,
     operation_timeout: Duration,
+    wait_replicas: u32,
+    wait_timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -262,6 +305,8 @@ impl RedisStore {
         Ok(Self {
             conn: Conn::Single(conn),
             operation_timeout: config.operation_timeout,
+            wait_replicas: config.wait_replicas,
+            wait_timeout: config.wait_timeout,
         })
     }
 
@@ -300,6 +345,8 @@ impl RedisStore {
             Self {
                 conn: Conn::Cluster(conn),
                 operation_timeout: config.operation_timeout,
+                wait_replicas: config.wait_replicas,
+                wait_timeout: config.wait_timeout,
             }
         } else {
             Self::connect_lazy(config)?
@@ -357,7 +404,7 @@ impl RedisStore {
             let mut cmds = prelude.to_vec();
             for &k in keys {
                 let mut c = redis::cmd("HMGET");
-                c.arg(chunk_key(world, k)).arg("v").arg("d");
+                c.arg(chunk_key(world, k)).arg("v").arg("d").arg("r");
                 cmds.push(c);
                 if let Some((player, key)) = applied {
                     let mut c = redis::cmd("GET");
@@ -387,15 +434,20 @@ impl RedisStore {
             back.prelude.push(next()?);
         }
         for _ in keys {
-            let (v, d): (Option<u64>, Option<Vec<u8>>) =
+            let (v, d, r): (Option<u64>, Option<Vec<u8>>, Option<u64>) =
                 redis::from_redis_value(next()?).map_err(odd)?;
+            let blob = d.unwrap_or_default();
             back.stored.push(StoredChunk {
-                version: v.unwrap_or(0),
-                blob: d.unwrap_or_default(),
+                seq: v.unwrap_or(0),
+                // A chunk written before random revisions carries none: it answers the
+                // revision of the earlier scheme until its next write.
+                revision: r.unwrap_or_else(|| cubewalk_protocol::content_revision(&blob)),
+                blob,
             });
+            back.tags.push(r.map(|r| r.to_string()).unwrap_or_default());
             if applied.is_some() {
                 let record: Option<String> = redis::from_redis_value(next()?).map_err(odd)?;
-                back.done.push(record.as_deref().and_then(parse_record));
+                back.done.push(record.as_deref().and_then(Record::parse));
             } else {
                 back.done.push(None);
             }
@@ -476,9 +528,12 @@ impl RedisStore {
         let mut reconnects = 0;
         let key = put.key.map(|k| (put.player, k));
         let hash = format!("{:016x}", put.request_hash);
+        // Whether this call wrote, or found its key applied: either way the answer must wait
+        // for the replicas the configuration asks for.
+        let (mut wrote, mut replayed) = (false, false);
         for attempt in 0..MAX_CAS_ATTEMPTS {
             if pending.is_empty() {
-                return Ok(revisions);
+                break;
             }
             if attempt > 0 {
                 // Full jitter keeps colliding writers from retrying in lockstep.
@@ -493,17 +548,14 @@ impl RedisStore {
             if let Some(answer) = back.prelude.first().filter(|_| put.limits.is_some()) {
                 admission(answer.clone())?;
             }
-            if back
-                .done
-                .iter()
-                .flatten()
-                .any(|(h, _)| *h != put.request_hash)
-            {
-                return Err(StoreError::IdempotencyKeyReused);
+            // A record of another request under the key, or of a cancel, refuses the whole
+            // put before anything is written.
+            for record in back.done.iter().flatten() {
+                record.replay(put.request_hash)?;
             }
             if attempt == 0 {
                 if let Some(limits) = put.limits {
-                    let new = back.stored.iter().filter(|c| c.version == 0).count();
+                    let new = back.stored.iter().filter(|c| c.seq == 0).count();
                     if new > 0 {
                         self.admit_new_chunks(put.player, limits, new).await?;
                     }
@@ -511,20 +563,29 @@ impl RedisStore {
             }
             let mut cmds = Vec::new();
             let mut writing = Vec::new();
-            for ((&i, stored), done) in pending.iter().zip(&back.stored).zip(back.done) {
-                if let Some((_, r)) = done {
-                    revisions[i] = (Applied::unchanged(r), Vec::new());
+            for (((&i, stored), done), tag) in pending
+                .iter()
+                .zip(&back.stored)
+                .zip(back.done)
+                .zip(&back.tags)
+            {
+                if let Some(record) = done {
+                    replayed = true;
+                    revisions[i] = (
+                        Applied::unchanged(record.replay(put.request_hash)?),
+                        Vec::new(),
+                    );
                     continue;
                 }
                 let (chunk, cubes) = edits[i];
-                let edited = edit_blob(world, chunk, &stored.blob, cubes)?;
+                let edited = edit_blob(world, chunk, stored, cubes)?;
                 let mismatched = edited.mismatched.clone();
-                if edited.blob.is_none() && key.is_none() {
-                    // Nothing to change and nothing to remember.
-                    revisions[i] = (edited.applied(stored.version), mismatched);
+                if edited.blob.is_none() {
+                    // Nothing to change and nothing to remember: a put that changed nothing
+                    // leaves no record.
+                    revisions[i] = (Applied::unchanged(edited.revision), mismatched);
                     continue;
                 }
-                let applied = edited.applied(stored.version);
                 let mut cmd = redis::cmd("EVAL");
                 cmd.arg(CAS_SCRIPT)
                     .arg(if key.is_some() { 3 } else { 2 })
@@ -533,21 +594,22 @@ impl RedisStore {
                 if let Some((player, k)) = key {
                     cmd.arg(applied_key(world, chunk, player, k));
                 }
-                let write = if edited.blob.is_some() { "1" } else { "0" };
-                cmd.arg(stored.version)
-                    .arg(edited.blob.unwrap_or_default())
-                    .arg(write)
+                cmd.arg(stored.seq)
+                    .arg(edited.blob.as_deref().unwrap_or_default())
+                    .arg("1")
                     .arg(edited.revision.to_string())
                     .arg(IDEMPOTENCY_WINDOW.as_secs())
                     .arg(put.player)
                     .arg(encode_changes(&edited.changes))
                     .arg(&hash)
-                    .arg(LOG_RETENTION_SECS * 1000);
+                    .arg(LOG_RETENTION_SECS * 1000)
+                    .arg(tag);
                 cmds.push(cmd);
-                writing.push((i, applied, mismatched));
+                writing.push((i, edited, stored.seq));
             }
             if writing.is_empty() {
-                return Ok(revisions);
+                pending.clear();
+                break;
             }
             // When the connection breaks mid-write some scripts may have run: the next attempt
             // re-reads, finds those edits already in place (or, with a key, already recorded)
@@ -562,33 +624,47 @@ impl RedisStore {
                 Err(e) => return Err(unavailable(&e)),
             };
             pending.clear();
-            for ((i, applied, mismatched), r) in writing.into_iter().zip(results) {
+            for ((i, edited, from_seq), r) in writing.into_iter().zip(results) {
                 let Some(text) = r else {
                     pending.push(i);
                     continue;
                 };
-                if text == "H" {
-                    return Err(StoreError::IdempotencyKeyReused);
-                }
-                // "=<revision>": the key was applied by an earlier call, this one changed nothing.
-                let (replayed, digits) = match text.strip_prefix('=') {
-                    Some(d) => (true, d),
-                    None => (false, text.as_str()),
-                };
-                match digits.parse::<u64>() {
-                    Ok(r) if replayed => revisions[i] = (Applied::unchanged(r), Vec::new()),
-                    Ok(_) => revisions[i] = (applied, mismatched),
-                    Err(_) => {
-                        return Err(StoreError::Unavailable(
-                            "Redis answered a revision that is not a number".into(),
-                        ))
-                    }
-                }
+                wrote = true;
+                revisions[i] = (
+                    parse_cas_answer(&text, &edited, from_seq)?,
+                    edited.mismatched,
+                );
             }
+        }
+        if pending.is_empty() {
+            if wrote || replayed {
+                self.confirm_replicated().await?;
+            }
+            return Ok(revisions);
         }
         Err(StoreError::Unavailable(format!(
             "chunk too contended: gave up after {MAX_CAS_ATTEMPTS} attempts"
         )))
+    }
+
+    /// Waits until the configured number of replicas hold every write this connection made
+    /// (`WAIT`; in a cluster, on every primary, the least answer counting), or fails with
+    /// 503 when they do not within the wait timeout.
+    async fn confirm_replicated(&self) -> Result<(), StoreError> {
+        if self.wait_replicas == 0 {
+            return Ok(());
+        }
+        let mut c = redis::cmd("WAIT");
+        c.arg(self.wait_replicas)
+            .arg(u64::try_from(self.wait_timeout.as_millis()).unwrap_or(u64::MAX));
+        let reached: u64 = self.query(&c).await.map_err(|e| unavailable(&e))?;
+        if reached < u64::from(self.wait_replicas) {
+            return Err(StoreError::Unavailable(format!(
+                "write reached {reached} of {} replicas in time",
+                self.wait_replicas
+            )));
+        }
+        Ok(())
     }
 
     /// Runs one command within the operation timeout.
@@ -616,18 +692,37 @@ impl RedisStore {
 struct ReadBack {
     prelude: Vec<redis::Value>,
     stored: Vec<StoredChunk>,
-    /// Per chunk: the (request hash, revision) this player's idempotency key answered.
-    done: Vec<Option<(u64, u64)>>,
+    /// Per chunk: its revision as stored (`""` when it has none), for the check-and-set.
+    tags: Vec<String>,
+    /// Per chunk: what it remembers of this player's idempotency key.
+    done: Vec<Option<Record>>,
 }
 
 fn odd(e: redis::ParsingError) -> StoreError {
     StoreError::Unavailable(format!("unexpected Redis answer: {e}"))
 }
 
-/// An idempotency record, `<hash hex> <revision>`.
-fn parse_record(text: &str) -> Option<(u64, u64)> {
-    let (hash, revision) = text.split_once(' ')?;
-    Some((u64::from_str_radix(hash, 16).ok()?, revision.parse().ok()?))
+/// The check-and-set script's answer for a write of `edited` over sequence `from_seq`.
+fn parse_cas_answer(
+    text: &str,
+    edited: &super::Edited,
+    from_seq: u64,
+) -> Result<Applied, StoreError> {
+    let not_a_number =
+        || StoreError::Unavailable("Redis answered a revision that is not a number".into());
+    match text {
+        "H" => Err(StoreError::IdempotencyKeyReused),
+        "X" => Err(StoreError::Cancelled),
+        // The key was applied by an earlier call: this one changed nothing.
+        _ if text.starts_with('=') => Ok(Applied::unchanged(
+            text[1..].parse().map_err(|_| not_a_number())?,
+        )),
+        _ => {
+            let (_, seq) = text.split_once(' ').ok_or_else(not_a_number)?;
+            let seq: u64 = seq.parse().map_err(|_| not_a_number())?;
+            Ok(edited.applied(from_seq, seq))
+        }
+    }
 }
 
 /// The admission script's answer as a result.
@@ -702,6 +797,49 @@ impl ChunkStore for RedisStore {
         applied
             .pop()
             .ok_or_else(|| StoreError::Unavailable("no answer for the chunk".into()))
+    }
+
+    async fn cancel(
+        &self,
+        world: &WorldId,
+        chunks: &[ChunkKey],
+        player: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        let cmds: Vec<Cmd> = chunks
+            .iter()
+            .map(|&chunk| {
+                let mut c = redis::cmd("EVAL");
+                c.arg(CANCEL_SCRIPT)
+                    .arg(1)
+                    .arg(applied_key(world, chunk, player, key))
+                    .arg(IDEMPOTENCY_WINDOW.as_secs());
+                c
+            })
+            .collect();
+        self.timed("cancel", async {
+            // Each script either finds the record or writes the fence: sending them again
+            // after a broken connection answers the same.
+            let answers: Vec<String> = match self.run_all(cmds.clone()).await {
+                Err(e) if is_broken_connection(&e) => {
+                    self.run_all(cmds).await.map_err(|e| unavailable(&e))?
+                }
+                other => other.map_err(|e| unavailable(&e))?,
+            };
+            // The fence must survive a failover as an acknowledged edit does.
+            self.confirm_replicated().await?;
+            answers
+                .iter()
+                .map(|a| match Record::parse(a) {
+                    Some(Record::Applied { revision, .. }) => Ok(Some(revision)),
+                    Some(Record::Cancelled) => Ok(None),
+                    None => Err(StoreError::Unavailable(
+                        "Redis answered a record that cannot be read".into(),
+                    )),
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn chunk_log(
