@@ -118,43 +118,121 @@ pub(crate) fn chunks_of(request: &PutRequest) -> Vec<ChunkKey> {
     chunks
 }
 
+/// How long after its last possible send a put request can still apply on the server: API
+/// Gateway gives up on a request after 29 s, so the function starts within that, and the store
+/// stops retrying a put 10 s after the function started it. A put whose fence could not be
+/// recorded holds its chunks' place in line this long, so no later put of them can be
+/// overtaken by it.
+pub(crate) const FENCE_HORIZON: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// Whether a put that failed with `e` may have applied on the server anyway: its request was
+/// sent and then the answer did not come (timeout, broken connection), or came as a server
+/// failure that may have struck after some chunks were written. Refusals (4xx) are answered
+/// before anything is written.
+pub(crate) fn may_have_applied(e: &Error) -> bool {
+    match e {
+        Error::Timeout(_) | Error::Network { .. } | Error::Protocol(_) | Error::Cancelled => true,
+        Error::Server { status, .. } => *status >= 500,
+        _ => false,
+    }
+}
+
+/// The outcome of a put's requests after fencing: the chunks confirmed applied and, if some
+/// were not, why, and whether their fate is known.
+pub(crate) struct PutOutcome {
+    /// The answer for the caller.
+    pub(crate) result: Result<Vec<VersionEntry>>,
+    /// True when some request may still apply (its fence could not be recorded): its
+    /// chunks' later puts must wait out [`FENCE_HORIZON`].
+    pub(crate) unsettled: bool,
+}
+
 /// Sends a put's requests (concurrently when several) and waits for all of them, so that a
-/// failure can say which chunks were applied.
+/// failure can say which chunks were applied. A request whose answer never came is fenced
+/// (see [`Transport::cancel_put`]) within `fence_budget`, so that when this returns it either
+/// applied (and its chunks are listed) or never will, unless the fence itself could not
+/// reach the server (then [`PutOutcome::unsettled`]).
 pub(crate) async fn run_put_batches(
     transport: &Transport,
     batches: Vec<PutRequest>,
     deadline: Instant,
-) -> Result<Vec<VersionEntry>> {
-    if batches.len() == 1 {
-        let only = batches.into_iter().next().expect("one batch");
-        return transport.put_batch(only, deadline).await;
-    }
+    fence_budget: std::time::Duration,
+) -> PutOutcome {
     let total: usize = batches.iter().map(|b| chunks_of(b).len()).sum();
+    let single = batches.len() == 1;
     // Concurrent within this task: each waits on the network, and every one is awaited (none
     // dropped half way) so the answer can say which were applied.
-    let parts = join_all(
-        batches
-            .into_iter()
-            .map(|batch| transport.put_batch(batch, deadline)),
-    )
+    let parts = join_all(batches.into_iter().map(|batch| async move {
+        let result = transport.put_batch(batch.clone(), deadline).await;
+        match result {
+            Err(e) if may_have_applied(&e) => fence(transport, &batch, e, fence_budget).await,
+            other => (other, false),
+        }
+    }))
     .await;
     let mut applied = Vec::new();
     let mut cause = None;
-    for part in parts {
+    let mut unsettled = false;
+    for (part, open) in parts {
+        unsettled |= open;
         match part {
             Ok(entries) => applied.extend(entries),
+            Err(Error::PartialPut {
+                applied: some,
+                cause: why,
+                ..
+            }) => {
+                applied.extend(some);
+                cause.get_or_insert(*why);
+            }
             Err(e) => {
                 cause.get_or_insert(e);
             }
         }
     }
-    match cause {
+    let result = match cause {
         None => Ok(applied),
+        Some(cause) if single && applied.is_empty() => Err(cause),
         Some(cause) => Err(Error::PartialPut {
             applied,
             total,
             cause: Box::new(cause),
         }),
+    };
+    PutOutcome { result, unsettled }
+}
+
+/// Fences one request that failed with `cause` after it may have reached the server: answers
+/// what it did (all applied: its entries; some: a partial put; none: `cause`, and it never
+/// will) and whether it stays unsettled (the fence failed too).
+async fn fence(
+    transport: &Transport,
+    batch: &PutRequest,
+    cause: Error,
+    budget: std::time::Duration,
+) -> (Result<Vec<VersionEntry>>, bool) {
+    match transport.cancel_put(batch, Instant::now() + budget).await {
+        Ok(resp) if resp.cancelled.is_empty() => {
+            // It had applied everywhere: the put succeeded after all. Entries in the
+            // request's order, as a put answers.
+            let order = chunks_of(batch);
+            let mut entries = resp.applied;
+            entries.sort_by_key(|e| order.iter().position(|k| *k == e.key));
+            (Ok(entries), false)
+        }
+        Ok(resp) if resp.applied.is_empty() => (Err(cause), false),
+        Ok(resp) => {
+            let total = resp.applied.len() + resp.cancelled.len();
+            (
+                Err(Error::PartialPut {
+                    applied: resp.applied,
+                    total,
+                    cause: Box::new(cause),
+                }),
+                false,
+            )
+        }
+        Err(_) => (Err(cause), true),
     }
 }
 

@@ -217,6 +217,15 @@ impl Client {
     ///
     /// A put split over several requests that fails part way answers
     /// [`Error::PartialPut`], listing the chunks confirmed applied.
+    ///
+    /// A request whose answer never came (timeout, broken connection, 5xx) is **fenced**
+    /// before the put answers: the SDK asks the server, within one more `timeout`, to cancel
+    /// it on each of its chunks and learns where it had applied. So an error answer means
+    /// the chunks not listed as applied were not changed and never will be by this put; a
+    /// later put of the same chunks can never be overtaken by it. If the fence cannot reach
+    /// the server either, the put answers its error and its chunks' later puts wait until
+    /// [`FENCE_HORIZON_SECS`] after its last send, past which the server can no longer apply
+    /// it. A put future dropped mid-flight is fenced the same way in the background.
     pub fn put(
         &self,
         world: &str,
@@ -229,9 +238,17 @@ impl Client {
                 return Ok(Vec::new());
             };
             turn.wait().await;
-            let result = run_put_batches(&inner.transport, batches, deadline).await;
-            drop(turn);
-            result
+            let in_flight = InFlight {
+                inner: inner.clone(),
+                batches: batches.clone(),
+                turn: Some(turn),
+                deadline,
+                runtime: tokio::runtime::Handle::current(),
+            };
+            let outcome =
+                run_put_batches(&inner.transport, batches, deadline, inner.options.timeout).await;
+            in_flight.settle(outcome.unsettled);
+            outcome.result
         }
     }
 
@@ -249,6 +266,60 @@ impl Client {
         let deadline = Instant::now() + self.inner.options.timeout;
         let turn = PutTurn::take(&self.inner, &world, grouped.iter().map(|(k, _)| *k));
         Ok(Some((put_batches(&world, grouped), turn, deadline)))
+    }
+}
+
+/// How long, after its last possible send, a put whose fence could not be recorded holds its
+/// chunks' place in line (see [`Client::put`]).
+pub const FENCE_HORIZON_SECS: u64 = crate::batching::FENCE_HORIZON.as_secs();
+
+/// A put's requests between their first send and their outcome: holds the put's place in line
+/// and, when dropped before [`InFlight::settle`] (the caller gave up on the future), fences
+/// the requests in the background before letting the next puts go.
+struct InFlight {
+    inner: Arc<Inner>,
+    batches: Vec<PutRequest>,
+    turn: Option<PutTurn>,
+    deadline: Instant,
+    runtime: tokio::runtime::Handle,
+}
+
+impl InFlight {
+    /// The put has its outcome: the next puts may go now, or after the fence horizon when a
+    /// request stayed `unsettled`.
+    fn settle(mut self, unsettled: bool) {
+        let turn = self.turn.take();
+        if unsettled {
+            let until = self.deadline + crate::batching::FENCE_HORIZON;
+            self.runtime.spawn(async move {
+                tokio::time::sleep_until(until).await;
+                drop(turn);
+            });
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let Some(turn) = self.turn.take() else {
+            return;
+        };
+        let inner = self.inner.clone();
+        let batches = std::mem::take(&mut self.batches);
+        let until = self.deadline + crate::batching::FENCE_HORIZON;
+        // If the runtime is shutting down the task never runs: the turn is dropped with it,
+        // and no later put of this client can run anyway.
+        self.runtime.spawn(async move {
+            let budget = Instant::now() + inner.options.timeout;
+            let mut unsettled = false;
+            for batch in &batches {
+                unsettled |= inner.transport.cancel_put(batch, budget).await.is_err();
+            }
+            if unsettled {
+                tokio::time::sleep_until(until).await;
+            }
+            drop(turn);
+        });
     }
 }
 

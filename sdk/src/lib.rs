@@ -20,7 +20,7 @@ pub mod retry;
 mod token;
 mod transport;
 
-pub use client::{Client, ClientOptions, FetchedBlob, FetchedChunk};
+pub use client::{Client, ClientOptions, FetchedBlob, FetchedChunk, FENCE_HORIZON_SECS};
 pub use cubewalk_protocol::{ChunkEdit, ChunkKey, VersionEntry, CHUNK_CUBES};
 pub use error::{Error, Status};
 pub use login::{login_guest, GuestSession};

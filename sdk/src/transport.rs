@@ -11,7 +11,8 @@ use crate::retry::{is_transient_status, parse_retry_after, RetryPolicy};
 use crate::token::{Credentials, Token};
 use cubewalk_protocol::codec::blob_from_base64;
 use cubewalk_protocol::{
-    ChunkKey, ErrorBody, FetchQuery, FetchResponse, PutRequest, PutResponse, VersionEntry,
+    CancelRequest, CancelResponse, ChunkKey, ErrorBody, FetchQuery, FetchResponse, PutRequest,
+    PutResponse, VersionEntry,
 };
 use reqwest::header::{HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::Method;
@@ -164,6 +165,44 @@ impl Transport {
             ));
         }
         Ok(resp.chunks)
+    }
+
+    /// Fences off `request`, a put whose answer never came (see [`crate::batching`]): asks the
+    /// server to record its idempotency key as cancelled on each of its chunks (retried until
+    /// `deadline`: recording twice answers the same) and returns, per chunk, whether it had
+    /// applied first.
+    pub(crate) async fn cancel_put(
+        &self,
+        request: &PutRequest,
+        deadline: Instant,
+    ) -> Result<CancelResponse> {
+        let key = request
+            .idempotency_key
+            .clone()
+            .ok_or_else(|| Error::Internal("a put without a key cannot be fenced".into()))?;
+        let chunks = chunks_of(request);
+        let cancel = CancelRequest {
+            world: request.world.clone(),
+            cancel: key,
+            chunks: chunks.clone(),
+        };
+        let body = serde_json::to_vec(&cancel).map_err(|e| Error::Internal(e.to_string()))?;
+        let answer = self
+            .send(Method::PUT, self.url.clone(), Some(body), deadline, true)
+            .await?;
+        let resp: CancelResponse = serde_json::from_slice(&answer)
+            .map_err(|e| Error::Protocol(format!("cancel answer is not valid: {e}")))?;
+        let mut answered: Vec<ChunkKey> = resp.applied.iter().map(|e| e.key).collect();
+        answered.extend(&resp.cancelled);
+        answered.sort_by_key(|k| (k.x, k.y, k.z));
+        let mut sent = chunks;
+        sent.sort_by_key(|k| (k.x, k.y, k.z));
+        if answered != sent {
+            return Err(Error::Protocol(
+                "cancel answer does not list the chunks sent".into(),
+            ));
+        }
+        Ok(resp)
     }
 
     /// Sends a JSON POST (with retries: the caller vouches that repeating it is harmless)

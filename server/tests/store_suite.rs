@@ -549,7 +549,10 @@ async fn cancelled_puts_never_apply(store: &dyn ChunkStore) {
         .apply_edits(&w, &[(a, vec![set(1, 11)])], &put)
         .await
         .unwrap();
-    let outcome = store.cancel(&w, &[a, b], "alice", &key).await.unwrap();
+    let outcome = store
+        .cancel(&w, &[a, b], "alice", &key, None)
+        .await
+        .unwrap();
     assert_eq!(outcome, vec![Some(applied[0].revision), None]);
     // The late request (or the function still retrying it) arrives: refused on `b`, nothing
     // written, not even on `a`'s neighbour in the same put.
@@ -560,7 +563,10 @@ async fn cancelled_puts_never_apply(store: &dyn ChunkStore) {
     assert!(matches!(late, StoreError::Cancelled), "{late:?}");
     assert_eq!(cubes(store, &w, b).await[2], 0);
     // Cancelling again answers the same; another player's key of that name is theirs.
-    let again = store.cancel(&w, &[a, b], "alice", &key).await.unwrap();
+    let again = store
+        .cancel(&w, &[a, b], "alice", &key, None)
+        .await
+        .unwrap();
     assert_eq!(again, outcome);
     store
         .apply_edits(&w, &[(b, vec![set(3, 33)])], &player("bob", Some(&key), 7))

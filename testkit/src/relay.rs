@@ -72,7 +72,9 @@ impl Relay {
         *self.shared.drop_next_answer.lock().unwrap() = Some(hook);
     }
 
-    /// The next connection's request bytes are held back for `delay` before being forwarded.
+    /// The next connection's request bytes are held back for `delay` before being forwarded,
+    /// and forwarded even if the client has left by then (the server's answer, which no one
+    /// reads, ends the connection).
     pub fn delay_next_connection(&self, delay: Duration) {
         *self.shared.delay_first.lock().unwrap() = Some(delay);
     }
@@ -117,6 +119,11 @@ async fn relay_one(mut client: TcpStream, shared: Arc<Shared>) -> std::io::Resul
         let mut first = true;
         loop {
             let n = cr.read(&mut buf).await?;
+            if n == 0 && delay.is_some() {
+                // A held-back request goes on when its client leaves, as API Gateway's does
+                // once it has the request: the answer ends this connection.
+                std::future::pending::<()>().await;
+            }
             if n == 0 {
                 return Ok::<_, std::io::Error>(());
             }

@@ -10,6 +10,9 @@
 //!   put before the retry).
 //! - Two non-blocking puts of one chunk from one client apply in the order they were begun,
 //!   even when the first one's request is held back on the network.
+//! - A put the SDK gave up on (its request held back on the network past the timeout) is
+//!   fenced before the call answers: when its request finally reaches the server, after a
+//!   later put of the same cube was acknowledged, it is refused and the later edit stays.
 
 use cubewalk::ffi::*;
 use cubewalk::{ChunkEdit, ChunkKey, Client, ClientOptions, Status};
@@ -177,6 +180,45 @@ fn retried_put_whose_answer_was_lost_never_overwrites_a_newer_edit() {
     // A was answered what its first (applied) attempt produced, not B's content.
     assert_ne!(answered[0].version, now[0].version);
     assert_ne!(answered[0].version, cubewalk_protocol::EMPTY_REVISION);
+}
+
+#[test]
+fn a_put_the_sdk_gave_up_on_never_lands_after_a_later_acknowledged_one() {
+    let stack = Stack::redis();
+    let relay = Relay::start(stack.gateway.port);
+    let via_relay = format!("http://127.0.0.1:{}/prod/cubewalkblocks", relay.port);
+    let rt = runtime();
+    let mut options = ClientOptions::default();
+    options.timeout = Duration::from_millis(400);
+    let a = Client::new(&via_relay, TOKEN, options).unwrap();
+    // A's first request sits on the network for 1.5 s; the SDK gives up after 0.4 s, fences
+    // it (on a new connection, not held back) and answers the timeout.
+    relay.delay_next_connection(Duration::from_millis(1500));
+    let started = Instant::now();
+    let err = rt
+        .block_on(a.put(WORLD, &[set(9, 111)]))
+        .expect_err("the held-back put must time out");
+    assert_eq!(err.status(), Status::Timeout, "{err}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "answered only after the held-back request arrived: {:?}",
+        started.elapsed()
+    );
+    // Then A sets the cube again, and is acknowledged, before the first request arrives.
+    let b = rt
+        .block_on(a.put(WORLD, &[set(9, 222)]))
+        .expect("the later put");
+    std::thread::sleep(Duration::from_millis(1800).saturating_sub(started.elapsed()));
+    let direct = client(&stack.endpoint());
+    let now = rt
+        .block_on(direct.fetch(WORLD, &[(ChunkKey::new(0, 0, 0), None)]))
+        .unwrap();
+    assert_eq!(
+        now[0].data.as_ref().unwrap()[9],
+        222,
+        "the abandoned put landed after the later acknowledged one"
+    );
+    assert_eq!(now[0].version, b[0].version);
 }
 
 #[test]

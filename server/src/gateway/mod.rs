@@ -377,16 +377,40 @@ async fn handle(gw: &Arc<Gateway>, request: Request) -> Result<Response, Respons
         Err(_) => return Err(refuse(Refusal::BodyTimeout)),
     };
     let event = proxy_event(&gw.config, resource, &parts, body, &grant.context, peer);
-    integrate(
-        gw,
-        blocks::handle_notifying(
-            &event,
-            gw.store.as_ref(),
-            gw.notifier.as_ref(),
-            &gw.config.limits,
-        ),
-    )
-    .await
+    let work = {
+        let gw = gw.clone();
+        async move {
+            blocks::handle_notifying(
+                &event,
+                gw.store.as_ref(),
+                gw.notifier.as_ref(),
+                &gw.config.limits,
+            )
+            .await
+        }
+    };
+    if parts.method == http::Method::GET {
+        // A read may stop with its caller.
+        integrate(gw, work).await
+    } else {
+        integrate(gw, run_to_completion(work)).await
+    }
+}
+
+/// Runs a write in its own task, so it goes on when the caller disconnects or the
+/// integration times out, as a Lambda invocation does: API Gateway never stops a function it
+/// started. (A write stopped half way would hide a put that may still land on AWS.) A panic
+/// is passed on to [`integrate`].
+async fn run_to_completion<F>(work: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match tokio::spawn(work).await {
+        Ok(out) => out,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("integration task ended: {e}"),
+    }
 }
 
 /// The guest login route: no token and no authorizer (the template's `Auth: NONE` on that

@@ -150,7 +150,7 @@ async fn put(
         // Not a put: maybe the fence of one (parsed only then, so a broken put is reported
         // as a broken put).
         Err(e) => match CancelRequest::parse(&body) {
-            Ok(cancel) => return cancel_put(store, player, cancel).await,
+            Ok(cancel) => return cancel_put(store, player, limits, cancel).await,
             Err(_) => return Err(e),
         },
     };
@@ -190,11 +190,18 @@ async fn put(
 async fn cancel_put(
     store: &dyn ChunkStore,
     player: &Player,
+    limits: &PlayerLimits,
     request: CancelRequest,
 ) -> Result<String, WireError> {
     player.check(Action::Edit, &request.world)?;
     let outcome = store
-        .cancel(&request.world, &request.chunks, &player.id, &request.cancel)
+        .cancel(
+            &request.world,
+            &request.chunks,
+            &player.id,
+            &request.cancel,
+            Some(limits),
+        )
         .await?;
     let mut resp = CancelResponse {
         world: request.world,

@@ -147,6 +147,18 @@ impl MemoryStore {
             .filter(|(k, _)| !self.lock(*k).chunks.contains_key(&(world.clone(), *k)))
             .count() as u64;
         let cubes = edits.iter().map(|(_, e)| e.len() as u64).sum::<u64>();
+        self.charge_costs(player, limits, cubes, new_chunks)
+    }
+
+    /// Charges `player` `cubes` cubes and `new_chunks` new chunks, or refuses (banned, or
+    /// past a limit: nothing charged).
+    fn charge_costs(
+        &self,
+        player: &str,
+        limits: &super::PlayerLimits,
+        cubes: u64,
+        new_chunks: u64,
+    ) -> Result<std::sync::MutexGuard<'_, Players>, StoreError> {
         // Microseconds on a monotonic clock: the arithmetic is the Redis script's.
         let now = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX) + 1;
         let mut players = self.players();
@@ -294,7 +306,12 @@ impl ChunkStore for MemoryStore {
         chunks: &[ChunkKey],
         player: &str,
         key: &IdempotencyKey,
+        limits: Option<&super::PlayerLimits>,
     ) -> Result<Vec<Option<u64>>, StoreError> {
+        if let Some(limits) = limits {
+            // Charged as one cube per chunk (see ChunkStore::cancel): no new chunks.
+            drop(self.charge_costs(player, limits, chunks.len() as u64, 0)?);
+        }
         Ok(chunks
             .iter()
             .map(|&chunk| {

@@ -205,13 +205,16 @@ pub trait ChunkStore: Send + Sync {
     /// `None` when it did not, in which case it never will: the key is recorded as cancelled
     /// (for [`IDEMPOTENCY_WINDOW_SECS`]) atomically with the chunk, and a put under a
     /// cancelled key is refused ([`StoreError::Cancelled`]). A put that changed nothing there
-    /// answers `None` too (the same effect as not applying).
+    /// answers `None` too (the same effect as not applying). With limits, the cancel is
+    /// charged one cube per chunk (its records take memory as a put's do) and refused for a
+    /// banned player or one past the limit.
     async fn cancel(
         &self,
         world: &WorldId,
         chunks: &[ChunkKey],
         player: &str,
         key: &IdempotencyKey,
+        limits: Option<&PlayerLimits>,
     ) -> Result<Vec<Option<u64>>, StoreError>;
 
     /// The log of `chunk` from `since_ms` (Unix milliseconds) on, oldest first.

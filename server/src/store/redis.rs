@@ -461,19 +461,8 @@ impl RedisStore {
         let mut cmds = Vec::new();
         if let Some(limits) = put.limits {
             let cubes: usize = edits.iter().map(|(_, e)| e.len()).sum();
-            let mut c = redis::cmd("EVAL");
-            c.arg(ADMIT_SCRIPT)
-                .arg(2)
-                .arg(player_key(put.player, "ban"))
-                .arg(player_key(put.player, "limits"));
-            let (interval, burst) = limits.cell(Limit::Cubes);
-            c.arg(Limit::Cubes.field())
-                .arg(cubes)
-                .arg(interval)
-                .arg(burst);
             // New chunks are known only once read: charged in a second step (see apply_edits).
-            c.arg(Limit::NewChunks.field()).arg(0).arg(1).arg(1);
-            cmds.push(c);
+            cmds.push(admit_cmd(put.player, limits, cubes, 0));
         }
         // Recorded before the write, so every logged edit of the player is found from here.
         let now = super::now_ms();
@@ -501,17 +490,7 @@ impl RedisStore {
         limits: &PlayerLimits,
         cost: usize,
     ) -> Result<(), StoreError> {
-        let mut c = redis::cmd("EVAL");
-        c.arg(ADMIT_SCRIPT)
-            .arg(2)
-            .arg(player_key(player, "ban"))
-            .arg(player_key(player, "limits"));
-        c.arg(Limit::Cubes.field()).arg(0).arg(1).arg(1);
-        let (interval, burst) = limits.cell(Limit::NewChunks);
-        c.arg(Limit::NewChunks.field())
-            .arg(cost)
-            .arg(interval)
-            .arg(burst);
+        let c = admit_cmd(player, limits, 0, cost);
         let answer = self.query(&c).await.map_err(|e| unavailable(&e))?;
         admission(answer)
     }
@@ -725,6 +704,21 @@ fn parse_cas_answer(
     }
 }
 
+/// The admission of `player` for a put of `cubes` cubes and `new_chunks` new chunks under
+/// `limits` (a cost of 0 charges nothing for that limit).
+fn admit_cmd(player: &str, limits: &PlayerLimits, cubes: usize, new_chunks: usize) -> Cmd {
+    let mut c = redis::cmd("EVAL");
+    c.arg(ADMIT_SCRIPT)
+        .arg(2)
+        .arg(player_key(player, "ban"))
+        .arg(player_key(player, "limits"));
+    for (limit, cost) in [(Limit::Cubes, cubes), (Limit::NewChunks, new_chunks)] {
+        let (interval, burst) = if cost > 0 { limits.cell(limit) } else { (1, 1) };
+        c.arg(limit.field()).arg(cost).arg(interval).arg(burst);
+    }
+    c
+}
+
 /// The admission script's answer as a result.
 fn admission(answer: redis::Value) -> Result<(), StoreError> {
     let (code, wait): (i64, i64) = redis::from_redis_value(answer).map_err(odd)?;
@@ -805,7 +799,15 @@ impl ChunkStore for RedisStore {
         chunks: &[ChunkKey],
         player: &str,
         key: &IdempotencyKey,
+        limits: Option<&PlayerLimits>,
     ) -> Result<Vec<Option<u64>>, StoreError> {
+        if let Some(limits) = limits {
+            // A fence record costs memory like a put's: charged as one cube per chunk, so a
+            // player cannot fill the store with cancels.
+            let c = admit_cmd(player, limits, chunks.len(), 0);
+            let answer = self.query_timed("admission", &c).await?;
+            admission(answer)?;
+        }
         let cmds: Vec<Cmd> = chunks
             .iter()
             .map(|&chunk| {
