@@ -10,6 +10,7 @@
 //!   Connect issuer's keys).
 //! - [`realtime`]: changes published to followers through an MQTT broker, coalesced per region
 //!   per tick, off the put path (AWS IoT Core deployed; an embedded broker in `serve`).
+//! - [`worlds`]: which worlds a deployment has, their bounds and their share of the store.
 //! - [`sigv4`]: AWS API calls signed with SigV4 over [`https`], without an AWS SDK client.
 //! - `gateway` and `broker` (feature `local-gateway`, on by default): a local API Gateway (REST)
 //!   and an MQTT broker behind a gate that acts as IoT Core's, running every handler in one
@@ -27,3 +28,4 @@ pub mod realtime;
 pub mod seed;
 pub mod sigv4;
 pub mod store;
+pub mod worlds;

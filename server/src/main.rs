@@ -115,6 +115,11 @@ struct ServeArgs {
     /// each with a kid).
     #[arg(long, env = "CUBEWALK_PUBLIC_KEYS_FILE")]
     public_keys: Option<PathBuf>,
+    /// The worlds players may use, with bounds and budgets: comma-separated
+    /// `<name or prefix*>[=<horizontal>/<vertical>[/<budget MiB>]]` (chunks; MiB of chunk data).
+    /// `*` allows any world name.
+    #[arg(long, env = "CUBEWALK_WORLDS", default_value = "*")]
+    worlds: String,
     /// Stage name (first path segment).
     #[arg(long, default_value = "prod")]
     stage: String,
@@ -370,7 +375,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             header_timeout: Duration::from_secs(args.header_timeout),
             ..defaults.connections.clone()
         },
-        limits: cubewalk_server::store::PlayerLimits::from_env()?,
+        rules: cubewalk_server::handlers::blocks::Rules {
+            limits: cubewalk_server::store::PlayerLimits::from_env()?,
+            worlds: cubewalk_server::worlds::Worlds::parse(&args.worlds)
+                .map_err(|e| format!("--worlds: {e}"))?,
+        },
         login: Some(Arc::new(login)),
         ..defaults
     };

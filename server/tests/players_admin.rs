@@ -44,7 +44,10 @@ impl World {
             issuer: None,
         };
         let config = GatewayConfig {
-            limits,
+            rules: cubewalk_server::handlers::blocks::Rules {
+                limits,
+                ..cubewalk_server::handlers::blocks::Rules::any_world()
+            },
             // Every call is authorized afresh: bans and tokens take effect at once in tests.
             auth_cache_ttl: Duration::ZERO,
             ..GatewayConfig::default()

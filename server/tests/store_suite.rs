@@ -4,7 +4,7 @@ use cubewalk_protocol::codec::{decode_chunk, fixtures};
 use cubewalk_protocol::{ChunkKey, CubeRef, IdempotencyKey, WorldId, EMPTY_REVISION};
 use cubewalk_server::store::{
     ChunkStore, ExpectedEdit, Limit, MemoryStore, PlayerLimits, Put, RedisStore, RedisStoreConfig,
-    StoreError,
+    StoreError, WorldBudget,
 };
 use cubewalk_testkit::RedisServer;
 use std::sync::Arc;
@@ -296,6 +296,7 @@ fn player<'a>(id: &'a str, key: Option<&'a IdempotencyKey>, hash: u64) -> Put<'a
         key,
         request_hash: hash,
         limits: None,
+        budget: None,
     }
 }
 
@@ -459,12 +460,14 @@ async fn limits_and_bans(store: &dyn ChunkStore) {
         cube_burst: 20,
         new_chunks_per_min: 1,
         new_chunk_burst: 2,
+        ..PlayerLimits::default()
     };
     let with = |id| Put {
         player: id,
         key: None,
         request_hash: 0,
         limits: Some(&limits),
+        budget: None,
     };
     let k = ChunkKey::new(0, 0, 0);
     let twenty: Vec<_> = (0..20).map(|i| set(i, 1)).collect();
@@ -535,6 +538,99 @@ async fn limits_and_bans(store: &dyn ChunkStore) {
     assert!(matches!(err, StoreError::Banned), "{err:?}");
     store.set_banned("flood", false).await.unwrap();
     assert!(!store.is_banned("flood").await.unwrap());
+    // Chunk writes: each chunk a put names counts, changed or not; so do cancels.
+    let writes = PlayerLimits {
+        writes_per_sec: 1,
+        write_burst: 3,
+        ..PlayerLimits::default()
+    };
+    let writer = Put {
+        limits: Some(&writes),
+        ..player("writer", None, 0)
+    };
+    let three: Vec<_> = (0..3)
+        .map(|x| (ChunkKey::new(x, 7, 7), vec![set(0, 1)]))
+        .collect();
+    store.apply_edits(&w, &three, &writer).await.unwrap();
+    let err = store
+        .apply_edits(&w, &three[..1], &writer)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::RateLimited {
+                limit: Limit::Writes,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let key = IdempotencyKey::new("writer-cancel-000001").unwrap();
+    let err = store
+        .cancel(&w, &[k], "writer", &key, Some(&writes))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::RateLimited {
+                limit: Limit::Writes,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+/// A world's budget: a put that would grow the world past it is refused (nothing written);
+/// edits that do not grow it pass; emptying a chunk makes room.
+async fn budgets_refuse_growth_only(store: &dyn ChunkStore) {
+    let w = world("budgeted");
+    let budget = WorldBudget { bytes: 2_000 };
+    let put = Put {
+        budget: Some(budget),
+        ..player("grower", None, 0)
+    };
+    // A chunk of random cubes takes 16 KiB: past the budget at once.
+    let random: Vec<CubeRef> = fixtures::random(5)
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| set(i as u16, v))
+        .collect();
+    let big = ChunkKey::new(100, 0, 0);
+    let err = store
+        .apply_edits(&w, &[(big, random)], &put)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Full(_)), "{err:?}");
+    assert_eq!(store.fetch(&w, &[big]).await.unwrap()[0].seq, 0);
+    // Small chunks until the budget is reached.
+    let mut written = Vec::new();
+    let full = loop {
+        let k = ChunkKey::new(written.len() as i32, 0, 0);
+        match store.apply_edits(&w, &[(k, vec![set(0, 1)])], &put).await {
+            Ok(_) => written.push(k),
+            Err(e) => break e,
+        }
+        assert!(written.len() < 100, "the budget never filled");
+    };
+    assert!(matches!(full, StoreError::Full(_)), "{full:?}");
+    assert!(written.len() >= 5, "only {} chunks fit", written.len());
+    // Reads answer; an edit that keeps a chunk's size passes; emptying one makes room.
+    assert_eq!(cubes(store, &w, written[0]).await[0], 1);
+    store
+        .apply_edits(&w, &[(written[0], vec![set(0, 2)])], &put)
+        .await
+        .unwrap();
+    store
+        .apply_edits(&w, &[(written[1], vec![set(0, 0)])], &put)
+        .await
+        .unwrap();
+    store
+        .apply_edits(&w, &[(written[1], vec![set(0, 3)])], &put)
+        .await
+        .unwrap();
 }
 
 /// A put its sender gave up on is fenced: cancelled where it had not applied (and refused
@@ -576,6 +672,7 @@ async fn cancelled_puts_never_apply(store: &dyn ChunkStore) {
 }
 
 async fn run_suite(store: Arc<dyn ChunkStore>) {
+    budgets_refuse_growth_only(store.as_ref()).await;
     cancelled_puts_never_apply(store.as_ref()).await;
     idempotency_is_per_player_and_per_request(store.as_ref()).await;
     log_and_conditional_edits(store.as_ref()).await;

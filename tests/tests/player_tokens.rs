@@ -26,7 +26,10 @@ fn gateway(key: &SigningKey, limits: PlayerLimits) -> TestGateway {
     keys.add_signing_key(key);
     let config = GatewayConfig {
         auth_cache_ttl: Duration::ZERO,
-        limits,
+        rules: cubewalk_server::handlers::blocks::Rules {
+            limits,
+            ..cubewalk_server::handlers::blocks::Rules::any_world()
+        },
         ..GatewayConfig::default()
     };
     let verifier = Verifier {

@@ -5,12 +5,14 @@
 //! `CUBEWALK_REDIS_PASSWORD_SECRET` (read once at start; never in the environment). With `CUBEWALK_REALTIME=on` a put that changed
 //! chunks appends its changes to the Redis change feed (one more command after the store's
 //! atomic step), which the publisher function sends to AWS IoT Core. Each player's
-//! limits come from `CUBEWALK_LIMIT_*` (see `PlayerLimits::from_env`).
+//! limits come from `CUBEWALK_LIMIT_*` (see `PlayerLimits::from_env`), the worlds, their
+//! bounds and budgets from `CUBEWALK_WORLDS` (see `Worlds`), the replicas a write must reach
+//! from `CUBEWALK_REDIS_WAIT_REPLICAS`.
 
 use aws_lambda_events::apigw::ApiGatewayProxyRequest;
 use cubewalk_server::handlers::blocks;
 use cubewalk_server::realtime::{Notifier, RedisSink};
-use cubewalk_server::store::{ChunkStore, PlayerLimits, RedisStore};
+use cubewalk_server::store::{ChunkStore, RedisStore};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use std::sync::Arc;
 
@@ -18,7 +20,7 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     cubewalk_lambda::init_logging();
     let config = cubewalk_lambda::redis_config().await?;
-    let limits = PlayerLimits::from_env()?;
+    let rules = Arc::new(blocks::Rules::from_env()?);
     tracing::info!(?config, "blocks starting");
     let redis = Arc::new(RedisStore::open(&config).await?);
     let notifier = (std::env::var("CUBEWALK_REALTIME").as_deref() == Ok("on")).then(|| {
@@ -32,13 +34,13 @@ async fn main() -> Result<(), Error> {
     let notifier = Arc::new(notifier);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayProxyRequest>| {
-            let (store, notifier) = (store.clone(), notifier.clone());
+            let (store, notifier, rules) = (store.clone(), notifier.clone(), rules.clone());
             async move {
                 let r = blocks::handle_notifying(
                     &event.payload,
                     store.as_ref(),
                     notifier.as_ref().as_ref(),
-                    &limits,
+                    &rules,
                 )
                 .await;
                 Ok::<_, Error>(r)

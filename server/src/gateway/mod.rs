@@ -116,8 +116,9 @@ pub struct GatewayConfig {
     pub body_timeout: Duration,
     /// Connection-level limits, applied by [`serve`].
     pub connections: ConnectionLimits,
-    /// Each player's limits (the blocks function's `CUBEWALK_LIMIT_*` settings).
-    pub limits: crate::store::PlayerLimits,
+    /// Each player's limits and the worlds (the blocks function's `CUBEWALK_LIMIT_*` and
+    /// `CUBEWALK_WORLDS` settings).
+    pub rules: crate::handlers::blocks::Rules,
     /// The guest login (`/<stage>/cubewalklogin`) and the key it signs with; `None`: no such
     /// route, as in a stack without the login function.
     pub login: Option<Arc<login::LoginConfig>>,
@@ -135,7 +136,7 @@ impl Default for GatewayConfig {
             minimum_compression_size: Some(1024),
             body_timeout: Duration::from_secs(30),
             connections: ConnectionLimits::default(),
-            limits: crate::store::PlayerLimits::default(),
+            rules: crate::handlers::blocks::Rules::any_world(),
             login: None,
         }
     }
@@ -384,7 +385,7 @@ async fn handle(gw: &Arc<Gateway>, request: Request) -> Result<Response, Respons
                 &event,
                 gw.store.as_ref(),
                 gw.notifier.as_ref(),
-                &gw.config.limits,
+                &gw.config.rules,
             )
             .await
         }

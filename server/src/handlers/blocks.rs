@@ -4,6 +4,7 @@
 use crate::identity::{Action, Player};
 use crate::realtime::{changes, Notifier};
 use crate::store::{ChunkStore, PlayerLimits, Put};
+use crate::worlds::Worlds;
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use aws_lambda_events::encodings::Body;
 use base64::Engine;
@@ -19,24 +20,52 @@ use http::Method;
 /// The resource path this handler serves.
 pub const RESOURCE: &str = "/cubewalkblocks";
 
-/// Handles one API Gateway proxy event. Never panics on any input and never fails: every
-/// problem becomes a JSON error response (`{"error":{"code","message"}}`).
+/// What the deployment allows: each player's limits and the worlds.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// Each player's limits (`CUBEWALK_LIMIT_*`).
+    pub limits: PlayerLimits,
+    /// The worlds, their bounds and budgets (`CUBEWALK_WORLDS`).
+    pub worlds: Worlds,
+}
+
+impl Rules {
+    /// The default limits and any world name (default bounds and budget): for tests and tools.
+    pub fn any_world() -> Self {
+        Self {
+            limits: PlayerLimits::default(),
+            worlds: Worlds::any(),
+        }
+    }
+
+    /// Reads `CUBEWALK_LIMIT_*` and `CUBEWALK_WORLDS`.
+    pub fn from_env() -> Result<Self, String> {
+        Ok(Self {
+            limits: PlayerLimits::from_env()?,
+            worlds: Worlds::from_env()?,
+        })
+    }
+}
+
+/// Handles one API Gateway proxy event under [`Rules::any_world`]. Never panics on any input
+/// and never fails: every problem becomes a JSON error response
+/// (`{"error":{"code","message"}}`).
 pub async fn handle(
     req: &ApiGatewayProxyRequest,
     store: &dyn ChunkStore,
 ) -> ApiGatewayProxyResponse {
-    handle_notifying(req, store, None, &PlayerLimits::default()).await
+    handle_notifying(req, store, None, &Rules::any_world()).await
 }
 
-/// [`handle`] under `limits`, and after a put changed chunks, tells their followers through
+/// [`handle`] under `rules`, and after a put changed chunks, tells their followers through
 /// `notifier` (queued for the publisher, never waited on).
 pub async fn handle_notifying(
     req: &ApiGatewayProxyRequest,
     store: &dyn ChunkStore,
     notifier: Option<&Notifier>,
-    limits: &PlayerLimits,
+    rules: &Rules,
 ) -> ApiGatewayProxyResponse {
-    let result = route(req, store, notifier, limits).await;
+    let result = route(req, store, notifier, rules).await;
     let request_id = req.request_context.request_id.as_deref().unwrap_or("");
     let method = &req.http_method;
     match &result {
@@ -77,7 +106,7 @@ async fn route(
     req: &ApiGatewayProxyRequest,
     store: &dyn ChunkStore,
     notifier: Option<&Notifier>,
-    limits: &PlayerLimits,
+    rules: &Rules,
 ) -> Result<String, WireError> {
     let resource = req
         .resource
@@ -96,8 +125,8 @@ async fn route(
         return super::admin::route(req, store, notifier, &player).await;
     }
     match req.http_method {
-        Method::GET => fetch(req, store, &player).await,
-        Method::PUT => put(req, store, notifier, &player, limits).await,
+        Method::GET => fetch(req, store, &player, &rules.worlds).await,
+        Method::PUT => put(req, store, notifier, &player, rules).await,
         ref other => Err(WireError::MethodNotAllowed(other.to_string())),
     }
 }
@@ -106,11 +135,13 @@ async fn fetch(
     req: &ApiGatewayProxyRequest,
     store: &dyn ChunkStore,
     player: &Player,
+    worlds: &Worlds,
 ) -> Result<String, WireError> {
     let q = &req.query_string_parameters;
     let query = FetchQuery::parse(q.first("world"), q.first("chunks"))?;
     player.check(Action::Read, &query.world)?;
     let keys: Vec<_> = query.chunks.iter().map(|(k, _)| *k).collect();
+    worlds.check(&query.world, keys.iter().copied())?;
     let stored = store.fetch(&query.world, &keys).await?;
     let chunks = query
         .chunks
@@ -140,7 +171,7 @@ async fn put(
     store: &dyn ChunkStore,
     notifier: Option<&Notifier>,
     player: &Player,
-    limits: &PlayerLimits,
+    rules: &Rules,
 ) -> Result<String, WireError> {
     // Refused before the body is decoded: a viewer cannot make the function do the work.
     player.check_role(Action::Edit)?;
@@ -150,12 +181,15 @@ async fn put(
         // Not a put: maybe the fence of one (parsed only then, so a broken put is reported
         // as a broken put).
         Err(e) => match CancelRequest::parse(&body) {
-            Ok(cancel) => return cancel_put(store, player, limits, cancel).await,
+            Ok(cancel) => return cancel_put(store, player, rules, cancel).await,
             Err(_) => return Err(e),
         },
     };
     player.check(Action::Edit, &request.world)?;
     let grouped = request.group()?;
+    let budget = rules
+        .worlds
+        .check(&request.world, grouped.iter().map(|(k, _)| *k))?;
     let applied = if grouped.is_empty() {
         Vec::new()
     } else {
@@ -163,7 +197,8 @@ async fn put(
             player: &player.id,
             key: request.idempotency_key.as_ref(),
             request_hash: request_hash(&body),
-            limits: Some(limits),
+            limits: Some(&rules.limits),
+            budget: Some(budget),
         };
         store.apply_edits(&request.world, &grouped, &put).await?
     };
@@ -190,17 +225,20 @@ async fn put(
 async fn cancel_put(
     store: &dyn ChunkStore,
     player: &Player,
-    limits: &PlayerLimits,
+    rules: &Rules,
     request: CancelRequest,
 ) -> Result<String, WireError> {
     player.check(Action::Edit, &request.world)?;
+    rules
+        .worlds
+        .check(&request.world, request.chunks.iter().copied())?;
     let outcome = store
         .cancel(
             &request.world,
             &request.chunks,
             &player.id,
             &request.cancel,
-            Some(limits),
+            Some(&rules.limits),
         )
         .await?;
     let mut resp = CancelResponse {

@@ -147,17 +147,16 @@ impl MemoryStore {
             .filter(|(k, _)| !self.lock(*k).chunks.contains_key(&(world.clone(), *k)))
             .count() as u64;
         let cubes = edits.iter().map(|(_, e)| e.len() as u64).sum::<u64>();
-        self.charge_costs(player, limits, cubes, new_chunks)
+        self.charge_costs(player, limits, [cubes, new_chunks, edits.len() as u64])
     }
 
-    /// Charges `player` `cubes` cubes and `new_chunks` new chunks, or refuses (banned, or
-    /// past a limit: nothing charged).
+    /// Charges `player` `costs` (cubes, new chunks, chunk writes, as in [`Limit::ALL`]), or
+    /// refuses (banned, or past a limit: nothing charged).
     fn charge_costs(
         &self,
         player: &str,
         limits: &super::PlayerLimits,
-        cubes: u64,
-        new_chunks: u64,
+        costs: [u64; 3],
     ) -> Result<std::sync::MutexGuard<'_, Players>, StoreError> {
         // Microseconds on a monotonic clock: the arithmetic is the Redis script's.
         let now = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX) + 1;
@@ -166,7 +165,7 @@ impl MemoryStore {
             return Err(StoreError::Banned);
         }
         let mut charged = Vec::new();
-        for (limit, cost) in [(Limit::Cubes, cubes), (Limit::NewChunks, new_chunks)] {
+        for (limit, cost) in Limit::ALL.into_iter().zip(costs) {
             if cost == 0 {
                 continue;
             }
@@ -309,8 +308,8 @@ impl ChunkStore for MemoryStore {
         limits: Option<&super::PlayerLimits>,
     ) -> Result<Vec<Option<u64>>, StoreError> {
         if let Some(limits) = limits {
-            // Charged as one cube per chunk (see ChunkStore::cancel): no new chunks.
-            drop(self.charge_costs(player, limits, chunks.len() as u64, 0)?);
+            // Charged as a write per chunk (see ChunkStore::cancel).
+            drop(self.charge_costs(player, limits, [0, 0, chunks.len() as u64])?);
         }
         Ok(chunks
             .iter()

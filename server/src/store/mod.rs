@@ -34,6 +34,7 @@
 //! written.
 
 mod feed;
+mod fullness;
 pub mod log;
 mod players;
 
@@ -107,6 +108,10 @@ pub enum StoreError {
     /// The player's idempotency key was already used for another request (HTTP 422).
     #[error("idempotency key reused for a different request")]
     IdempotencyKeyReused,
+    /// The world's share of the store, or the store itself, is full (HTTP 507 `store_full`):
+    /// the put would have grown it, and changed nothing.
+    #[error("{0}")]
+    Full(String),
     /// The put was cancelled by its sender (HTTP 409 `cancelled`): it gave up waiting and
     /// fenced it off, so it must never apply.
     #[error("the put was cancelled by its sender")]
@@ -130,6 +135,7 @@ impl From<StoreError> for WireError {
             StoreError::Banned => WireError::Banned,
             StoreError::IdempotencyKeyReused => WireError::IdempotencyKeyReused,
             StoreError::Cancelled => WireError::Cancelled,
+            StoreError::Full(m) => WireError::StoreFull(m),
             StoreError::RateLimited { limit, retry_after } => WireError::RateLimited {
                 message: format!("{limit} limit reached"),
                 // Whole seconds, rounded up: a retry at the announced time passes.
@@ -206,8 +212,8 @@ pub trait ChunkStore: Send + Sync {
     /// (for [`IDEMPOTENCY_WINDOW_SECS`]) atomically with the chunk, and a put under a
     /// cancelled key is refused ([`StoreError::Cancelled`]). A put that changed nothing there
     /// answers `None` too (the same effect as not applying). With limits, the cancel is
-    /// charged one cube per chunk (its records take memory as a put's do) and refused for a
-    /// banned player or one past the limit.
+    /// charged one chunk write per chunk (its records take memory as a put's do) and refused
+    /// for a banned player or one past the limit.
     async fn cancel(
         &self,
         world: &WorldId,
@@ -253,6 +259,27 @@ pub struct Put<'a> {
     /// The player's limits; `None` for trusted callers (admin tools), who are never banned or
     /// limited.
     pub limits: Option<&'a PlayerLimits>,
+    /// The world's share of the store; `None` for trusted callers. A put that would grow the
+    /// world past it, or grow a store that is nearly full, is refused ([`StoreError::Full`]).
+    pub budget: Option<WorldBudget>,
+}
+
+/// How much chunk data a world may hold (see [`crate::worlds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorldBudget {
+    /// Most bytes of chunk data: blobs plus [`crate::worlds::CHUNK_OVERHEAD_BYTES`] per chunk.
+    pub bytes: u64,
+}
+
+/// What a write changes in its world's size: the blob's growth, plus the chunk's overhead
+/// when it is new.
+pub(crate) fn size_delta(stored: &StoredChunk, new_blob: &[u8]) -> i64 {
+    let overhead = if stored.seq == 0 {
+        crate::worlds::CHUNK_OVERHEAD_BYTES as i64
+    } else {
+        0
+    };
+    new_blob.len() as i64 - stored.blob.len() as i64 + overhead
 }
 
 impl Put<'_> {
@@ -263,6 +290,7 @@ impl Put<'_> {
             key: None,
             request_hash: 0,
             limits: None,
+            budget: None,
         }
     }
 }

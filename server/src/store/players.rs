@@ -12,6 +12,14 @@ pub enum Limit {
     Cubes,
     /// New chunks (never written before) per minute.
     NewChunks,
+    /// Chunk writes per second: each chunk a put or cancel names. Bounds what a player's
+    /// writes leave in the store besides cubes (idempotency records, log entries).
+    Writes,
+}
+
+impl Limit {
+    /// Every limit, in the order the admission script takes them.
+    pub(crate) const ALL: [Limit; 3] = [Limit::Cubes, Limit::NewChunks, Limit::Writes];
 }
 
 impl Limit {
@@ -20,6 +28,7 @@ impl Limit {
         match self {
             Limit::Cubes => "c",
             Limit::NewChunks => "n",
+            Limit::Writes => "w",
         }
     }
 }
@@ -29,6 +38,7 @@ impl std::fmt::Display for Limit {
         f.write_str(match self {
             Limit::Cubes => "cubes-per-second",
             Limit::NewChunks => "new-chunks-per-minute",
+            Limit::Writes => "chunk-writes-per-second",
         })
     }
 }
@@ -44,26 +54,35 @@ pub struct PlayerLimits {
     pub new_chunks_per_min: u32,
     /// New chunks one player may create at once.
     pub new_chunk_burst: u32,
+    /// Chunk writes one player may make per second, sustained (each chunk of a put counts).
+    pub writes_per_sec: u32,
+    /// Chunk writes one player may make at once (at least one put's 256 chunks).
+    pub write_burst: u32,
 }
 
 impl Default for PlayerLimits {
-    /// 65 536 cubes a second (16 whole chunks) with bursts of 262 144 (64 chunks), and 3 000
-    /// new chunks a minute with bursts of 4 096: room for pasting a large structure or
-    /// importing a region, and still over a hundred times less than one unlimited script
-    /// writes (about 2 000 whole chunks a second).
+    /// 65 536 cubes a second (16 whole chunks) with bursts of 262 144 (64 chunks), 3 000 new
+    /// chunks a minute with bursts of 4 096, and 100 chunk writes a second with bursts of
+    /// 2 560 (ten puts of 256 chunks): room for pasting a large structure or importing a
+    /// region, and still over a hundred times less than one unlimited script writes (about
+    /// 2 000 whole chunks a second). The writes limit bounds a player's idempotency records
+    /// to about 92 000 at any time (100 a second over the 900 s window, plus the burst).
     fn default() -> Self {
         Self {
             cubes_per_sec: 65_536,
             cube_burst: 262_144,
             new_chunks_per_min: 3000,
             new_chunk_burst: 4096,
+            writes_per_sec: 100,
+            write_burst: 2560,
         }
     }
 }
 
 impl PlayerLimits {
     /// The defaults, overridden by `CUBEWALK_LIMIT_CUBES_PER_SEC`, `CUBEWALK_LIMIT_CUBE_BURST`,
-    /// `CUBEWALK_LIMIT_NEW_CHUNKS_PER_MIN` and `CUBEWALK_LIMIT_NEW_CHUNK_BURST`.
+    /// `CUBEWALK_LIMIT_NEW_CHUNKS_PER_MIN`, `CUBEWALK_LIMIT_NEW_CHUNK_BURST`,
+    /// `CUBEWALK_LIMIT_WRITES_PER_SEC` and `CUBEWALK_LIMIT_WRITE_BURST`.
     pub fn from_env() -> Result<Self, String> {
         let mut limits = Self::default();
         for (name, slot) in [
@@ -77,6 +96,8 @@ impl PlayerLimits {
                 "CUBEWALK_LIMIT_NEW_CHUNK_BURST",
                 &mut limits.new_chunk_burst,
             ),
+            ("CUBEWALK_LIMIT_WRITES_PER_SEC", &mut limits.writes_per_sec),
+            ("CUBEWALK_LIMIT_WRITE_BURST", &mut limits.write_burst),
         ] {
             if let Ok(text) = std::env::var(name) {
                 *slot = text
@@ -99,6 +120,10 @@ impl PlayerLimits {
             Limit::NewChunks => (
                 60_000_000 / u64::from(self.new_chunks_per_min.max(1)).min(60_000_000),
                 u64::from(self.new_chunk_burst),
+            ),
+            Limit::Writes => (
+                1_000_000 / u64::from(self.writes_per_sec.max(1)).min(1_000_000),
+                u64::from(self.write_burst),
             ),
         }
     }

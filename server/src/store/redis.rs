@@ -20,11 +20,12 @@
 //! stale copy. Reads and writes of many chunks are pipelined: a fetch is one round trip, an
 //! uncontended put two.
 
+use super::fullness::Fullness;
 use super::log::{decode_changes, encode_changes, id_ms, LogRecord, LOG_RETENTION_SECS};
 use super::players::{Limit, PlayerLimits};
 use super::{
-    edit_blob, Applied, ChunkStore, Edits, ExpectedEdit, Put, Record, StoreError, StoredChunk,
-    IDEMPOTENCY_WINDOW,
+    edit_blob, size_delta, Applied, ChunkStore, Edits, ExpectedEdit, Put, Record, StoreError,
+    StoredChunk, IDEMPOTENCY_WINDOW,
 };
 use async_trait::async_trait;
 use cubewalk_protocol::messages::ChunkEdits;
@@ -35,6 +36,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisResult};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The check-and-set of one chunk, with its log record and idempotency record in the same
@@ -102,15 +104,16 @@ return 'X'
 ///
 /// KEYS[1]: the player's ban flag; KEYS[2]: the player's limit state (a hash). ARGV, for each
 /// limit in turn (field, cost, emission interval in microseconds, burst): `c` for cubes, `n`
-/// for new chunks. Answers `{0, 0}` when admitted, `{-1, 0}` when banned, or `{limit, wait}`
-/// (1 = cubes, 2 = new chunks; wait in microseconds) when refused.
+/// for new chunks, `w` for chunk writes. Answers `{0, 0}` when admitted, `{-1, 0}` when
+/// banned, or `{limit, wait}` (the limit's place in `Limit::ALL`, from 1; wait in
+/// microseconds) when refused.
 const ADMIT_SCRIPT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local set = {}
 local longest = 0
-for i = 0, 1 do
+for i = 0, (#ARGV / 4) - 1 do
   local field = ARGV[1 + 4 * i]
   local cost = tonumber(ARGV[2 + 4 * i])
   if cost > 0 then
@@ -167,6 +170,11 @@ pub struct RedisStoreConfig {
     /// Longest wait for those replicas; past it the put answers 503 (it applied on the
     /// primary, and its retry under the same key answers once a replica confirms).
     pub wait_timeout: Duration,
+    /// The share of `maxmemory` past which puts that grow a world are refused (507), so the
+    /// store never reaches the point where it refuses every write.
+    pub full_at: f64,
+    /// How often the store's memory use is looked at (`INFO memory`).
+    pub fullness_every: Duration,
 }
 
 impl std::fmt::Debug for RedisStoreConfig {
@@ -194,6 +202,8 @@ impl RedisStoreConfig {
             password: None,
             wait_replicas: 0,
             wait_timeout: Duration::from_secs(1),
+            full_at: 0.9,
+            fullness_every: Duration::from_secs(5),
         }
     }
 
@@ -264,6 +274,7 @@ pub struct RedisStore {
     operation_timeout: Duration,
     wait_replicas: u32,
     wait_timeout: Duration,
+    memory: Arc<Fullness>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -307,6 +318,7 @@ impl RedisStore {
             operation_timeout: config.operation_timeout,
             wait_replicas: config.wait_replicas,
             wait_timeout: config.wait_timeout,
+            memory: Arc::new(Fullness::new(config.full_at, config.fullness_every)),
         })
     }
 
@@ -347,6 +359,7 @@ impl RedisStore {
                 operation_timeout: config.operation_timeout,
                 wait_replicas: config.wait_replicas,
                 wait_timeout: config.wait_timeout,
+                memory: Arc::new(Fullness::new(config.full_at, config.fullness_every)),
             }
         } else {
             Self::connect_lazy(config)?
@@ -462,7 +475,7 @@ impl RedisStore {
         if let Some(limits) = put.limits {
             let cubes: usize = edits.iter().map(|(_, e)| e.len()).sum();
             // New chunks are known only once read: charged in a second step (see apply_edits).
-            cmds.push(admit_cmd(put.player, limits, cubes, 0));
+            cmds.push(admit_cmd(put.player, limits, [cubes, 0, edits.len()]));
         }
         // Recorded before the write, so every logged edit of the player is found from here.
         let now = super::now_ms();
@@ -490,7 +503,7 @@ impl RedisStore {
         limits: &PlayerLimits,
         cost: usize,
     ) -> Result<(), StoreError> {
-        let c = admit_cmd(player, limits, 0, cost);
+        let c = admit_cmd(player, limits, [0, cost, 0]);
         let answer = self.query(&c).await.map_err(|e| unavailable(&e))?;
         admission(answer)
     }
@@ -510,6 +523,15 @@ impl RedisStore {
         // Whether this call wrote, or found its key applied: either way the answer must wait
         // for the replicas the configuration asks for.
         let (mut wrote, mut replayed) = (false, false);
+        // The world's size as read first, and what this call's writes added to it.
+        let mut world_size = 0i64;
+        let mut grown = 0i64;
+        let size_at = put.budget.map(|_| prelude.len());
+        if put.budget.is_some() {
+            let mut c = redis::cmd("GET");
+            c.arg(world_size_key(world));
+            prelude.push(c);
+        }
         for attempt in 0..MAX_CAS_ATTEMPTS {
             if pending.is_empty() {
                 break;
@@ -531,6 +553,16 @@ impl RedisStore {
             // put before anything is written.
             for record in back.done.iter().flatten() {
                 record.replay(put.request_hash)?;
+            }
+            if let Some(at) = size_at.filter(|_| attempt == 0) {
+                let size: Option<i64> = back
+                    .prelude
+                    .get(at)
+                    .map(|v| redis::from_redis_value(v.clone()))
+                    .transpose()
+                    .map_err(odd)?
+                    .flatten();
+                world_size = size.unwrap_or(0);
             }
             if attempt == 0 {
                 if let Some(limits) = put.limits {
@@ -584,11 +616,17 @@ impl RedisStore {
                     .arg(LOG_RETENTION_SECS * 1000)
                     .arg(tag);
                 cmds.push(cmd);
-                writing.push((i, edited, stored.seq));
+                let delta = size_delta(stored, edited.blob.as_deref().unwrap_or_default());
+                writing.push((i, edited, stored.seq, delta));
             }
             if writing.is_empty() {
                 pending.clear();
                 break;
+            }
+            let growth: i64 = writing.iter().map(|w| w.3).sum();
+            if growth > 0 {
+                self.check_room(world, put, world_size + grown + growth)
+                    .await?;
             }
             // When the connection breaks mid-write some scripts may have run: the next attempt
             // re-reads, finds those edits already in place (or, with a key, already recorded)
@@ -597,23 +635,34 @@ impl RedisStore {
                 Ok(r) => r,
                 Err(e) if is_broken_connection(&e) && reconnects < 2 => {
                     reconnects += 1;
-                    pending = writing.into_iter().map(|(i, _, _)| i).collect();
+                    pending = writing.into_iter().map(|(i, ..)| i).collect();
                     continue;
                 }
                 Err(e) => return Err(unavailable(&e)),
             };
             pending.clear();
-            for ((i, edited, from_seq), r) in writing.into_iter().zip(results) {
+            for ((i, edited, from_seq, delta), r) in writing.into_iter().zip(results) {
                 let Some(text) = r else {
                     pending.push(i);
                     continue;
                 };
                 wrote = true;
+                if !matches!(text.as_str(), "H" | "X") && !text.starts_with('=') {
+                    grown += delta;
+                }
                 revisions[i] = (
                     parse_cas_answer(&text, &edited, from_seq)?,
                     edited.mismatched,
                 );
             }
+        }
+        if grown != 0 {
+            // Counted after the writes, outside their atomic step (the world's counter lives
+            // in its own slot): a crash in between leaves it short by this put, which only
+            // errs towards letting a world grow a little past its budget.
+            let mut c = redis::cmd("INCRBY");
+            c.arg(world_size_key(world)).arg(grown);
+            self.query::<i64>(&c).await.map_err(|e| unavailable(&e))?;
         }
         if pending.is_empty() {
             if wrote || replayed {
@@ -624,6 +673,31 @@ impl RedisStore {
         Err(StoreError::Unavailable(format!(
             "chunk too contended: gave up after {MAX_CAS_ATTEMPTS} attempts"
         )))
+    }
+
+    /// Refuses a put that would grow `world` to `size` bytes past its budget, or grow a store
+    /// whose memory is nearly full.
+    async fn check_room(
+        &self,
+        world: &WorldId,
+        put: &Put<'_>,
+        size: i64,
+    ) -> Result<(), StoreError> {
+        let Some(budget) = put.budget else {
+            return Ok(());
+        };
+        if size > i64::try_from(budget.bytes).unwrap_or(i64::MAX) {
+            return Err(StoreError::Full(format!(
+                "world {world} is full ({} MiB of chunk data)",
+                budget.bytes >> 20
+            )));
+        }
+        if self.memory.nearly_full(self).await {
+            return Err(StoreError::Full(
+                "the store is nearly full: only edits that do not grow the world pass".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Waits until the configured number of replicas hold every write this connection made
@@ -704,15 +778,15 @@ fn parse_cas_answer(
     }
 }
 
-/// The admission of `player` for a put of `cubes` cubes and `new_chunks` new chunks under
-/// `limits` (a cost of 0 charges nothing for that limit).
-fn admit_cmd(player: &str, limits: &PlayerLimits, cubes: usize, new_chunks: usize) -> Cmd {
+/// The admission of `player` for `costs` (cubes, new chunks, chunk writes, as in
+/// [`Limit::ALL`]) under `limits` (a cost of 0 charges nothing for that limit).
+fn admit_cmd(player: &str, limits: &PlayerLimits, costs: [usize; 3]) -> Cmd {
     let mut c = redis::cmd("EVAL");
     c.arg(ADMIT_SCRIPT)
         .arg(2)
         .arg(player_key(player, "ban"))
         .arg(player_key(player, "limits"));
-    for (limit, cost) in [(Limit::Cubes, cubes), (Limit::NewChunks, new_chunks)] {
+    for (limit, cost) in Limit::ALL.into_iter().zip(costs) {
         let (interval, burst) = if cost > 0 { limits.cell(limit) } else { (1, 1) };
         c.arg(limit.field()).arg(cost).arg(interval).arg(burst);
     }
@@ -726,12 +800,11 @@ fn admission(answer: redis::Value) -> Result<(), StoreError> {
     match code {
         0 => Ok(()),
         -1 => Err(StoreError::Banned),
-        1 => Err(StoreError::RateLimited {
-            limit: Limit::Cubes,
-            retry_after,
-        }),
-        _ => Err(StoreError::RateLimited {
-            limit: Limit::NewChunks,
+        n => Err(StoreError::RateLimited {
+            limit: usize::try_from(n - 1)
+                .ok()
+                .and_then(|i| Limit::ALL.get(i).copied())
+                .ok_or_else(|| StoreError::Unavailable(format!("unknown limit {n}")))?,
             retry_after,
         }),
     }
@@ -802,9 +875,9 @@ impl ChunkStore for RedisStore {
         limits: Option<&PlayerLimits>,
     ) -> Result<Vec<Option<u64>>, StoreError> {
         if let Some(limits) = limits {
-            // A fence record costs memory like a put's: charged as one cube per chunk, so a
+            // A fence record costs memory like a put's: charged as a write per chunk, so a
             // player cannot fill the store with cancels.
-            let c = admit_cmd(player, limits, chunks.len(), 0);
+            let c = admit_cmd(player, limits, [0, 0, chunks.len()]);
             let answer = self.query_timed("admission", &c).await?;
             admission(answer)?;
         }
@@ -941,6 +1014,11 @@ pub(crate) fn applied_key(
 /// to it atomically with the write.
 pub fn log_key(world: &WorldId, chunk: ChunkKey) -> String {
     format!("{}:log", chunk_key(world, chunk))
+}
+
+/// The size of a world's chunk data in bytes (see [`crate::worlds`]), in its own slot.
+pub fn world_size_key(world: &WorldId) -> String {
+    format!("cw:{{w:{world}}}:bytes")
 }
 
 /// One of a player's keys (`ban`, `limits`, `chunks`), all in the player's hash slot.
