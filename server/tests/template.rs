@@ -199,8 +199,14 @@ fn either_store_engine_is_wired_with_tls_acl_users_replicas_and_snapshots() {
     assert!(has_line(engine, "Default: memorydb"), "{engine}");
     assert!(has_line(engine, "AllowedValues: [memorydb, elasticache]"));
     let conditions = section("Conditions");
-    assert!(has_line(conditions, "UsesMemoryDb: !Equals [!Ref StoreEngine, memorydb]"));
-    assert!(has_line(conditions, "UsesElastiCache: !Equals [!Ref StoreEngine, elasticache]"));
+    assert!(has_line(
+        conditions,
+        "UsesMemoryDb: !Equals [!Ref StoreEngine, memorydb]"
+    ));
+    assert!(has_line(
+        conditions,
+        "UsesElastiCache: !Equals [!Ref StoreEngine, elasticache]"
+    ));
 
     // Every resource of an engine exists only under that engine's condition.
     for (prefix, condition) in [
@@ -260,7 +266,10 @@ fn either_store_engine_is_wired_with_tls_acl_users_replicas_and_snapshots() {
         "SnapshotWindow: \"03:00-04:00\"",
         "DeletionPolicy: Snapshot",
     ] {
-        assert!(has_line(elasticache, line), "RedisReplicationGroup lacks {line}");
+        assert!(
+            has_line(elasticache, line),
+            "RedisReplicationGroup lacks {line}"
+        );
     }
     assert!(has_line(
         resource("RedisParameters"),
@@ -316,7 +325,10 @@ fn both_engines_users_are_one_definition_from_the_same_secrets() {
                 has_line(block, &format!("UserName: !Sub \"${{StoreName}}-{role}\"")),
                 "{user}'s name"
             );
-            assert!(has_line(block, &password), "{user}'s password from {secret}");
+            assert!(
+                has_line(block, &password),
+                "{user}'s password from {secret}"
+            );
         }
         assert!(has_line(
             resource("MemoryDbAcl"),
@@ -347,7 +359,8 @@ fn the_blocks_function_waits_for_a_replica_on_elasticache_only() {
     let wait = entry("Parameters", "ElastiCacheWaitReplicas");
     assert!(has_line(wait, "Default: \"1\""), "{wait}");
     assert!(has_line(wait, "AllowedValues: [\"0\", \"1\"]"));
-    let line = "CUBEWALK_REDIS_WAIT_REPLICAS: !If [UsesMemoryDb, \"0\", !Ref ElastiCacheWaitReplicas]";
+    let line =
+        "CUBEWALK_REDIS_WAIT_REPLICAS: !If [UsesMemoryDb, \"0\", !Ref ElastiCacheWaitReplicas]";
     assert!(has_line(resource("BlocksFunction"), line));
     assert_eq!(TEMPLATE.matches("CUBEWALK_REDIS_WAIT_REPLICAS").count(), 1);
     // The blocks user may send WAIT.

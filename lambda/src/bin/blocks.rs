@@ -5,10 +5,12 @@
 //! `CUBEWALK_REDIS_PASSWORD_SECRET` (read once at start; never in the environment). With `CUBEWALK_REALTIME=on` a put that changed
 //! chunks appends its changes to the Redis change feed (one more command after the store's
 //! atomic step), which the publisher function sends to AWS IoT Core. Each player's
-//! limits come from `CUBEWALK_LIMIT_*` (see `PlayerLimits::from_env`).
+//! limits come from `CUBEWALK_LIMIT_*` (see `PlayerLimits::from_env`). After each invocation
+//! it prints the invocation's metrics as one CloudWatch EMF line.
 
 use aws_lambda_events::apigw::ApiGatewayProxyRequest;
 use cubewalk_server::handlers::blocks;
+use cubewalk_server::metrics;
 use cubewalk_server::realtime::{Notifier, RedisSink};
 use cubewalk_server::store::{ChunkStore, PlayerLimits, RedisStore};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -41,6 +43,7 @@ async fn main() -> Result<(), Error> {
                     &limits,
                 )
                 .await;
+                cubewalk_lambda::emit_metrics(metrics::BLOCKS_FUNCTION);
                 Ok::<_, Error>(r)
             }
         },
