@@ -381,3 +381,220 @@ fn the_block_readers_stop_at_the_next_entry() {
     assert!(!section("Resources").contains("\nOutputs:"));
     assert!(!section("Parameters").contains("\nGlobals:"));
 }
+
+/// Every alarm's block, by name.
+fn alarms() -> Vec<(&'static str, &'static str)> {
+    resources_of("AWS::CloudWatch::Alarm")
+        .into_iter()
+        .map(|name| (name, resource(name)))
+        .collect()
+}
+
+/// The alarms whose block has every one of `lines`.
+fn alarms_with(lines: &[&str]) -> Vec<&'static str> {
+    alarms()
+        .into_iter()
+        .filter(|(_, block)| lines.iter().all(|l| has_line(block, l)))
+        .map(|(name, _)| name)
+        .collect()
+}
+
+#[test]
+fn an_alarm_watches_each_signal_and_notifies_the_topic() {
+    use cubewalk_server::metrics::{BLOCKS_FUNCTION, NAMESPACE_ENV};
+    let all = alarms();
+    assert!(all.len() >= 15, "{} alarms", all.len());
+    for (name, block) in &all {
+        assert!(
+            has_line(block, "AlarmActions: [!Ref AlarmTopic]"),
+            "{name} notifies no one"
+        );
+    }
+    let api = ["Namespace: AWS/ApiGateway", "Value: !Ref AWS::StackName"];
+    assert_eq!(
+        alarms_with(&[api[0], api[1], "MetricName: 5XXError", "Statistic: Average"]),
+        ["ApiErrorRateAlarm"]
+    );
+    assert_eq!(
+        alarms_with(&[api[0], api[1], "MetricName: 4XXError"]),
+        ["ApiThrottlingAlarm"]
+    );
+    assert!(has_line(
+        resource("CubeWalkApi"),
+        "Name: !Ref AWS::StackName"
+    ));
+
+    // The store's memory and CPU, in the chosen engine's namespace, at 80%.
+    for (alarm, metric) in [
+        ("StoreMemoryAlarm", "DatabaseMemoryUsagePercentage"),
+        ("StoreCpuAlarm", "EngineCPUUtilization"),
+    ] {
+        let block = resource(alarm);
+        assert!(has_line(block, "Threshold: 80"), "{alarm}");
+        assert!(has_line(block, "- UsesMemoryDb"), "{alarm}");
+        assert!(
+            block.contains(&format!(
+                "SELECT MAX({metric}) FROM \\\"AWS/MemoryDB\\\" WHERE ClusterName = '${{StoreName}}'"
+            )),
+            "{alarm}: MemoryDB's"
+        );
+        assert!(
+            block.contains(&format!(
+                "SELECT MAX({metric}) FROM \\\"AWS/ElastiCache\\\" WHERE CacheClusterId LIKE '${{RedisReplicationGroup}}-%'"
+            )),
+            "{alarm}: ElastiCache's"
+        );
+    }
+
+    // Errors and throttles of every function (errors but the REST authorizer's, whose
+    // refusals are errors by contract).
+    for function in [
+        "AuthorizerFunction",
+        "BlocksFunction",
+        "BrokerAuthorizerFunction",
+        "PublisherFunction",
+        "LoginFunction",
+    ] {
+        let of = format!("Value: !Ref {function}");
+        let throttles = alarms_with(&["Namespace: AWS/Lambda", "MetricName: Throttles", &of]);
+        assert_eq!(throttles.len(), 1, "{function} throttles");
+        let errors = alarms_with(&["Namespace: AWS/Lambda", "MetricName: Errors", &of]);
+        assert_eq!(
+            errors.len(),
+            usize::from(function != "AuthorizerFunction"),
+            "{function} errors"
+        );
+    }
+    let concurrency = resource("ConcurrencyAlarm");
+    assert!(has_line(concurrency, "MetricName: ConcurrentExecutions"));
+    assert!(has_line(
+        concurrency,
+        "Expression: !Sub \"100 * concurrent / ${AccountConcurrencyLimit}\""
+    ));
+
+    // StoreFull from the blocks function's EMF lines, in the namespace the functions are given.
+    let namespace = "!Sub \"CubeWalk/${AWS::StackName}\"";
+    assert!(has_line(
+        section("Globals"),
+        &format!("{NAMESPACE_ENV}: {namespace}")
+    ));
+    assert_eq!(
+        alarms_with(&[
+            &format!("Namespace: {namespace}"),
+            "MetricName: StoreFull",
+            &format!("Value: {BLOCKS_FUNCTION}"),
+        ]),
+        ["StoreFullAlarm"]
+    );
+
+    // E-mail only when asked for.
+    let email = resource("AlarmEmailSubscription");
+    assert!(has_line(email, "Condition: HasAlarmEmail"));
+    assert!(has_line(email, "Endpoint: !Ref AlarmEmail"));
+    assert!(has_line(
+        section("Conditions"),
+        "HasAlarmEmail: !Not [!Equals [!Ref AlarmEmail, \"\"]]"
+    ));
+    assert!(has_line(entry("Parameters", "AlarmEmail"), "Default: \"\""));
+}
+
+/// The dashboard's body as CloudFormation would render it for `engine`: the `!Sub` block's
+/// text with every `${...}` replaced.
+fn dashboard_for(engine: &str) -> serde_json::Value {
+    let block = resource("Dashboard");
+    let body: String = block
+        .lines()
+        .skip_while(|l| l.trim() != "- |")
+        .skip(1)
+        .take_while(|l| {
+            l.trim() != "- StoreNamespace: !If [UsesMemoryDb, AWS/MemoryDB, AWS/ElastiCache]"
+        })
+        .map(|l| format!("{}\n", l.trim()))
+        .collect();
+    let (namespace, filter) = match engine {
+        "memorydb" => ("AWS/MemoryDB", "ClusterName = 'cubewalk'".to_owned()),
+        _ => (
+            "AWS/ElastiCache",
+            "CacheClusterId LIKE 'stack-world-0abc-%'".to_owned(),
+        ),
+    };
+    let mut rendered = body;
+    for (var, value) in [
+        ("AWS::Region", "eu-west-1"),
+        ("AWS::StackName", "stack"),
+        ("StoreNamespace", namespace),
+        ("StoreFilter", filter.as_str()),
+        ("BlocksFunction", "stack-BlocksFunction-1"),
+        ("PublisherFunction", "stack-PublisherFunction-1"),
+        (
+            "BrokerAuthorizerFunction",
+            "stack-BrokerAuthorizerFunction-1",
+        ),
+    ] {
+        rendered = rendered.replace(&format!("${{{var}}}"), value);
+    }
+    assert!(!rendered.contains("${"), "a variable left: {rendered}");
+    serde_json::from_str(&rendered).unwrap_or_else(|e| panic!("{e}: {rendered}"))
+}
+
+#[test]
+fn the_dashboard_is_valid_json_showing_every_metric() {
+    use cubewalk_server::metrics::{Metric, BLOCKS_FUNCTION, PUBLISHER_FUNCTION};
+    for engine in ["memorydb", "elasticache"] {
+        let body = dashboard_for(engine);
+        let widgets = body["widgets"].as_array().expect("widgets");
+        assert!(widgets.len() >= 8);
+        let mut rows = Vec::new();
+        for w in widgets {
+            assert_eq!(w["type"], "metric");
+            assert_eq!(w["properties"]["region"], "eu-west-1");
+            rows.extend(
+                w["properties"]["metrics"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .cloned(),
+            );
+        }
+        let text = serde_json::to_string(&rows).unwrap();
+        // Every metric the functions print, under the stack's namespace and the functions'
+        // dimension values.
+        for metric in Metric::ALL {
+            assert!(
+                text.contains(&format!("\"{}\"", metric.name())),
+                "{engine}: {metric:?} not on the dashboard"
+            );
+        }
+        assert!(text.contains("[\"CubeWalk/stack\",\"Requests\",\"Function\",\"blocks\"]"));
+        assert!(text.contains(&format!("\"Function\",\"{BLOCKS_FUNCTION}\"")));
+        assert!(text.contains(&format!("\"Function\",\"{PUBLISHER_FUNCTION}\"")));
+        for metric in ["Count", "5XXError", "4XXError", "Latency"] {
+            assert!(text.contains(&format!("\"{metric}\"")), "API {metric}");
+        }
+        // The store widgets ask what the alarms watch, for this engine.
+        let namespace = if engine == "memorydb" {
+            "AWS/MemoryDB"
+        } else {
+            "AWS/ElastiCache"
+        };
+        for metric in ["DatabaseMemoryUsagePercentage", "EngineCPUUtilization"] {
+            let query = format!("SELECT MAX({metric}) FROM \"{namespace}\" WHERE ");
+            let found = rows.iter().any(|row| {
+                row[0]["expression"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with(&query))
+            });
+            assert!(found, "{engine}: {query}");
+        }
+    }
+    // The variables' two values are exactly the alarms' filters.
+    let dashboard = resource("Dashboard");
+    assert!(has_line(
+        dashboard,
+        "- !Sub \"ClusterName = '${StoreName}'\""
+    ));
+    assert!(has_line(
+        dashboard,
+        "- !Sub \"CacheClusterId LIKE '${RedisReplicationGroup}-%'\""
+    ));
+}
