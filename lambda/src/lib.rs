@@ -121,6 +121,22 @@ pub fn init_logging() {
     lambda_runtime::tracing::init_default_subscriber();
 }
 
+/// Prints what `function` recorded since the last call (the server's `metrics`) as one
+/// CloudWatch Embedded Metric Format line on stdout, where Lambda sends it to CloudWatch Logs,
+/// which turns it into metrics; prints nothing when nothing was recorded. Called after each
+/// invocation, so the metrics come with the invocation's logs and one line never holds more
+/// than one invocation's samples.
+pub fn emit_metrics(function: &str) {
+    if let Some(line) = cubewalk_server::metrics::flush(function) {
+        use std::io::Write;
+        // One write of the whole line: the log lines the tracing subscriber writes to stdout
+        // from other tasks cannot land inside it.
+        let _ = std::io::stdout()
+            .lock()
+            .write_all(format!("{line}\n").as_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::password_of;

@@ -202,6 +202,18 @@ fn blocks_binary_round_trips_through_real_redis() {
     );
 }
 
+/// The one CloudWatch Embedded Metric Format line in `logs`, parsed.
+fn emf_line(logs: &str) -> Value {
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains("\"_aws\"")).collect();
+    assert_eq!(lines.len(), 1, "one EMF line: {logs}");
+    let emf: Value = serde_json::from_str(lines[0]).expect("the EMF line is JSON");
+    assert!(
+        emf["_aws"]["CloudWatchMetrics"][0]["Metrics"].is_array(),
+        "{emf}"
+    );
+    emf
+}
+
 #[test]
 fn blocks_binary_reads_its_redis_password_from_secrets_manager_not_the_environment() {
     use common::{SecretsManagerStandIn, ACCESS_KEY, REGION, SECRET_KEY, SESSION_TOKEN};
@@ -248,6 +260,11 @@ fn blocks_binary_reads_its_redis_password_from_secrets_manager_not_the_environme
     assert_eq!(results[0].0, "response");
     assert_eq!(results[0].1["statusCode"], 200, "{}", results[0].1);
     assert!(!logs.contains(password), "password in logs: {logs}");
+    // After the invocation, its metrics as one CloudWatch EMF line.
+    let emf = emf_line(&logs);
+    assert_eq!(emf["Function"], "blocks");
+    assert_eq!(emf["Requests"], 1);
+    assert_eq!(emf["StoreLatency"].as_array().map(Vec::len), Some(1));
 
     // The same URL without the secret: Redis refuses the user, the function answers 503.
     let (results, logs) = invoke(
@@ -257,6 +274,9 @@ fn blocks_binary_reads_its_redis_password_from_secrets_manager_not_the_environme
     );
     assert_eq!(results[0].1["statusCode"], 503, "{}", results[0].1);
     assert!(!logs.contains(password));
+    let emf = emf_line(&logs);
+    assert_eq!(emf["Errors5xx"], 1, "{emf}");
+    assert_eq!(emf["StoreErrors"], 1, "{emf}");
     // A secret it may not read: the function does not start (Lambda reports an init error).
     let state = invoke_init_error(
         env!("CARGO_BIN_EXE_blocks"),

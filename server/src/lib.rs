@@ -6,6 +6,8 @@
 //! - [`handlers`]: the TOKEN authorizer, the blocks handler and the guest login as plain
 //!   functions of (request, store/config), in `aws_lambda_events` types, so the Lambda mains
 //!   and the local gateway are thin shells around the same code.
+//! - [`metrics`]: operational counts and latencies, printed by the Lambda functions as
+//!   CloudWatch Embedded Metric Format lines (alarms and the dashboard read them).
 //! - [`https`]: the small HTTPS client of the few outgoing calls (Secrets Manager, an OpenID
 //!   Connect issuer's keys).
 //! - [`realtime`]: changes published to followers through an MQTT broker, coalesced per region
@@ -24,6 +26,7 @@ pub mod gateway;
 pub mod handlers;
 pub mod https;
 pub mod identity;
+pub mod metrics;
 pub mod realtime;
 pub mod seed;
 pub mod sigv4;

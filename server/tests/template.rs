@@ -1,5 +1,7 @@
 //! Facts the SAM template repeats from the code, checked so the two cannot drift apart: the
-//! `token` header's validation expression, the CORS methods, and the path the WAF rule limits.
+//! `token` header's validation expression, the CORS methods, and the path the WAF rule limits;
+//! and the store's wiring under each `StoreEngine` (MemoryDB or ElastiCache), read from the
+//! template's text (no YAML parser knows CloudFormation's `!` tags), block by block.
 
 use cubewalk_server::gateway::{CORS_ALLOW_METHODS, DEFAULT_TOKEN_REGEX};
 use cubewalk_server::handlers::login;
@@ -15,6 +17,64 @@ fn value(key: &str) -> String {
         .collect();
     assert_eq!(found.len(), 1, "{key} appears {} times", found.len());
     found[0].trim_matches('"').trim_matches('\'').to_string()
+}
+
+/// The text of the top-level section `name` (`Resources`, `Mappings`, ...): its own line and
+/// every line up to the next one at column 0.
+fn section(name: &str) -> &'static str {
+    let head = format!("\n{name}:\n");
+    let start = TEMPLATE
+        .find(&head)
+        .unwrap_or_else(|| panic!("no section {name}"))
+        + 1;
+    block_from(TEMPLATE, start, head.len() - 1, |l| !l.starts_with(' '))
+}
+
+/// The block of the entry `name` (two spaces in) of `section_name`: its own line and every
+/// more indented line after it.
+fn entry(section_name: &str, name: &str) -> &'static str {
+    let text = section(section_name);
+    let head = format!("\n  {name}:\n");
+    let start = text
+        .find(&head)
+        .unwrap_or_else(|| panic!("no {section_name}.{name}"))
+        + 1;
+    block_from(text, start, head.len() - 1, |l| {
+        l.starts_with("  ") && !l.starts_with("   ")
+    })
+}
+
+/// `text` from `start`, past its first `head_len` bytes, up to the first non-empty line for
+/// which `ends` holds.
+fn block_from(text: &str, start: usize, head_len: usize, ends: impl Fn(&str) -> bool) -> &str {
+    let mut at = start + head_len;
+    for line in text[at..].split_inclusive('\n') {
+        if !line.trim().is_empty() && ends(line) {
+            return &text[start..at];
+        }
+        at += line.len();
+    }
+    &text[start..]
+}
+
+/// A resource's block.
+fn resource(name: &str) -> &'static str {
+    entry("Resources", name)
+}
+
+/// The names of the resources of `kind` (`AWS::MemoryDB::User`).
+fn resources_of(kind: &str) -> Vec<&'static str> {
+    section("Resources")
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.ends_with(':'))
+        .map(|l| l.trim().trim_end_matches(':'))
+        .filter(|name| resource(name).contains(&format!("\n    Type: {kind}\n")))
+        .collect()
+}
+
+/// Whether `block` has the line `line` (compared trimmed).
+fn has_line(block: &str, line: &str) -> bool {
+    block.lines().any(|l| l.trim() == line)
 }
 
 #[test]
@@ -69,15 +129,18 @@ fn no_function_environment_holds_a_password_or_a_token() {
             );
         }
     }
-    let urls: Vec<&&str> = variables
-        .iter()
-        .filter(|v| v.starts_with("CUBEWALK_REDIS_URL:"))
+    // Each URL is the line after `CUBEWALK_REDIS_URL: !Sub`: a user, no password.
+    let urls: Vec<&str> = lines
+        .windows(2)
+        .filter(|w| w[0].trim() == "CUBEWALK_REDIS_URL: !Sub")
+        .map(|w| w[1].trim())
         .collect();
     assert_eq!(urls.len(), 3);
     for (url, user) in urls.iter().zip(["blocks", "realtime", "realtime"]) {
-        assert!(
-            url.contains(&format!("\"rediss://cubewalk-{user}@")),
-            "{url}: a user and no password"
+        assert_eq!(
+            *url,
+            format!("- \"rediss://${{StoreName}}-{user}@${{Host}}:6379\""),
+            "a user and no password"
         );
     }
     for secret in ["RedisBlocksSecret", "RedisRealtimeSecret"] {
@@ -128,4 +191,410 @@ fn realtime_goes_through_iot_core_and_players_can_only_read() {
     assert!(TEMPLATE.contains("ServiceName: !Sub \"com.amazonaws.${AWS::Region}.iot.data\""));
     assert!(TEMPLATE.contains("ServiceName: !Sub \"com.amazonaws.${AWS::Region}.secretsmanager\""));
     assert_eq!(TEMPLATE.matches("CidrIp: 0.0.0.0/0").count(), 1);
+}
+
+#[test]
+fn either_store_engine_is_wired_with_tls_acl_users_replicas_and_snapshots() {
+    let engine = entry("Parameters", "StoreEngine");
+    assert!(has_line(engine, "Default: memorydb"), "{engine}");
+    assert!(has_line(engine, "AllowedValues: [memorydb, elasticache]"));
+    let conditions = section("Conditions");
+    assert!(has_line(
+        conditions,
+        "UsesMemoryDb: !Equals [!Ref StoreEngine, memorydb]"
+    ));
+    assert!(has_line(
+        conditions,
+        "UsesElastiCache: !Equals [!Ref StoreEngine, elasticache]"
+    ));
+
+    // Every resource of an engine exists only under that engine's condition.
+    for (prefix, condition) in [
+        ("AWS::MemoryDB::", "UsesMemoryDb"),
+        ("AWS::ElastiCache::", "UsesElastiCache"),
+    ] {
+        let names: Vec<&str> = section("Resources")
+            .lines()
+            .filter(|l| l.trim_start().starts_with(&format!("Type: {prefix}")))
+            .collect();
+        assert!(names.len() >= 5, "{prefix}: {names:?}");
+        for kind in names {
+            let kind = kind.trim().trim_start_matches("Type: ");
+            for name in resources_of(kind) {
+                assert!(
+                    has_line(resource(name), &format!("Condition: {condition}")),
+                    "{name} ({kind}) without Condition: {condition}"
+                );
+            }
+        }
+    }
+
+    let memorydb = resource("MemoryDbCluster");
+    for line in [
+        "TLSEnabled: true",
+        "ACLName: !Ref MemoryDbAcl",
+        "NumShards: !Ref RedisShards",
+        "NumReplicasPerShard: 1",
+        "ParameterGroupName: !Ref MemoryDbParameters",
+        "SubnetGroupName: !Ref MemoryDbSubnetGroup",
+        "SecurityGroupIds: [!Ref RedisSecurityGroup]",
+        "Port: 6379",
+        "SnapshotRetentionLimit: !Ref SnapshotRetentionDays",
+        "SnapshotWindow: \"03:00-04:00\"",
+    ] {
+        assert!(has_line(memorydb, line), "MemoryDbCluster lacks {line}");
+    }
+    assert!(memorydb.contains("FinalSnapshotName:"));
+    assert!(has_line(
+        resource("MemoryDbParameters"),
+        "maxmemory-policy: noeviction"
+    ));
+
+    let elasticache = resource("RedisReplicationGroup");
+    for line in [
+        "ClusterMode: enabled",
+        "TransitEncryptionEnabled: true",
+        "AtRestEncryptionEnabled: true",
+        "UserGroupIds: [!Ref RedisUserGroup]",
+        "NumNodeGroups: !Ref RedisShards",
+        "ReplicasPerNodeGroup: 1",
+        "AutomaticFailoverEnabled: true",
+        "MultiAZEnabled: true",
+        "SecurityGroupIds: [!Ref RedisSecurityGroup]",
+        "Port: 6379",
+        "SnapshotRetentionLimit: !Ref SnapshotRetentionDays",
+        "SnapshotWindow: \"03:00-04:00\"",
+        "DeletionPolicy: Snapshot",
+    ] {
+        assert!(
+            has_line(elasticache, line),
+            "RedisReplicationGroup lacks {line}"
+        );
+    }
+    assert!(has_line(
+        resource("RedisParameters"),
+        "maxmemory-policy: noeviction"
+    ));
+
+    // The three functions that reach the store take the chosen engine's endpoint (the URLs'
+    // port, 6379, is the one both clusters are given, checked above).
+    let host = "- Host: !If [UsesMemoryDb, !GetAtt MemoryDbCluster.ClusterEndpoint.Address, !GetAtt RedisReplicationGroup.ConfigurationEndPoint.Address]";
+    for function in [
+        "BlocksFunction",
+        "BrokerAuthorizerFunction",
+        "PublisherFunction",
+    ] {
+        assert!(
+            has_line(resource(function), host),
+            "{function} does not choose the store's endpoint by engine"
+        );
+    }
+    assert_eq!(TEMPLATE.matches(host).count(), 3);
+}
+
+#[test]
+fn both_engines_users_are_one_definition_from_the_same_secrets() {
+    let mapping = entry("Mappings", "StoreUsers");
+    for (role, secret) in [
+        ("blocks", "RedisBlocksSecret"),
+        ("realtime", "RedisRealtimeSecret"),
+    ] {
+        let access = mapping
+            .lines()
+            .skip_while(|l| l.trim() != format!("{role}:"))
+            .find_map(|l| l.trim().strip_prefix("AccessString: "))
+            .unwrap_or_else(|| panic!("StoreUsers.{role}.AccessString"));
+        assert!(access.starts_with("\"on ~cw:"), "{access}");
+        let capitalised = format!("{}{}", role[..1].to_uppercase(), &role[1..]);
+        let password = format!(
+            "Passwords: [!Sub \"{{{{resolve:secretsmanager:${{{secret}}}:SecretString:password}}}}\"]"
+        );
+        for user in [
+            format!("MemoryDb{capitalised}User"),
+            format!("Redis{capitalised}User"),
+        ] {
+            let block = resource(&user);
+            assert!(
+                has_line(
+                    block,
+                    &format!("AccessString: !FindInMap [StoreUsers, {role}, AccessString]")
+                ),
+                "{user} does not take the shared access string"
+            );
+            assert!(
+                has_line(block, &format!("UserName: !Sub \"${{StoreName}}-{role}\"")),
+                "{user}'s name"
+            );
+            assert!(
+                has_line(block, &password),
+                "{user}'s password from {secret}"
+            );
+        }
+        assert!(has_line(
+            resource("MemoryDbAcl"),
+            &format!("- !Sub \"${{StoreName}}-{role}\"")
+        ));
+        assert!(has_line(
+            resource("RedisUserGroup"),
+            &format!("- !Ref Redis{capitalised}User")
+        ));
+    }
+    // No other access string anywhere: only ElastiCache's disabled default user has its own.
+    let literal: Vec<&str> = TEMPLATE
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("AccessString: \""))
+        .collect();
+    assert_eq!(literal.len(), 3, "{literal:?}");
+    assert!(has_line(
+        resource("RedisDefaultUser"),
+        "AccessString: \"off -@all\""
+    ));
+    assert_eq!(resources_of("AWS::MemoryDB::User").len(), 2);
+    assert_eq!(resources_of("AWS::ElastiCache::User").len(), 3);
+}
+
+#[test]
+fn the_blocks_function_waits_for_a_replica_on_elasticache_only() {
+    let wait = entry("Parameters", "ElastiCacheWaitReplicas");
+    assert!(has_line(wait, "Default: \"1\""), "{wait}");
+    assert!(has_line(wait, "AllowedValues: [\"0\", \"1\"]"));
+    let line =
+        "CUBEWALK_REDIS_WAIT_REPLICAS: !If [UsesMemoryDb, \"0\", !Ref ElastiCacheWaitReplicas]";
+    assert!(has_line(resource("BlocksFunction"), line));
+    assert_eq!(TEMPLATE.matches("CUBEWALK_REDIS_WAIT_REPLICAS").count(), 1);
+    // The blocks user may send WAIT.
+    let blocks = entry("Mappings", "StoreUsers")
+        .lines()
+        .skip_while(|l| l.trim() != "blocks:")
+        .find(|l| l.trim().starts_with("AccessString:"))
+        .unwrap_or_default();
+    assert!(blocks.contains(" +wait "), "{blocks}");
+}
+
+#[test]
+fn the_block_readers_stop_at_the_next_entry() {
+    let cluster = resource("MemoryDbCluster");
+    assert!(cluster.starts_with("  MemoryDbCluster:\n"));
+    assert!(!cluster.contains("RedisSubnetGroup:"), "{cluster}");
+    assert!(section("Resources").contains("  RedisReplicationGroup:\n"));
+    assert!(!section("Resources").contains("\nOutputs:"));
+    assert!(!section("Parameters").contains("\nGlobals:"));
+}
+
+/// Every alarm's block, by name.
+fn alarms() -> Vec<(&'static str, &'static str)> {
+    resources_of("AWS::CloudWatch::Alarm")
+        .into_iter()
+        .map(|name| (name, resource(name)))
+        .collect()
+}
+
+/// The alarms whose block has every one of `lines`.
+fn alarms_with(lines: &[&str]) -> Vec<&'static str> {
+    alarms()
+        .into_iter()
+        .filter(|(_, block)| lines.iter().all(|l| has_line(block, l)))
+        .map(|(name, _)| name)
+        .collect()
+}
+
+#[test]
+fn an_alarm_watches_each_signal_and_notifies_the_topic() {
+    use cubewalk_server::metrics::{BLOCKS_FUNCTION, NAMESPACE_ENV};
+    let all = alarms();
+    assert!(all.len() >= 15, "{} alarms", all.len());
+    for (name, block) in &all {
+        assert!(
+            has_line(block, "AlarmActions: [!Ref AlarmTopic]"),
+            "{name} notifies no one"
+        );
+    }
+    let api = ["Namespace: AWS/ApiGateway", "Value: !Ref AWS::StackName"];
+    assert_eq!(
+        alarms_with(&[api[0], api[1], "MetricName: 5XXError", "Statistic: Average"]),
+        ["ApiErrorRateAlarm"]
+    );
+    assert_eq!(
+        alarms_with(&[api[0], api[1], "MetricName: 4XXError"]),
+        ["ApiThrottlingAlarm"]
+    );
+    assert!(has_line(
+        resource("CubeWalkApi"),
+        "Name: !Ref AWS::StackName"
+    ));
+
+    // The store's memory and CPU, in the chosen engine's namespace, at 80%.
+    for (alarm, metric) in [
+        ("StoreMemoryAlarm", "DatabaseMemoryUsagePercentage"),
+        ("StoreCpuAlarm", "EngineCPUUtilization"),
+    ] {
+        let block = resource(alarm);
+        assert!(has_line(block, "Threshold: 80"), "{alarm}");
+        assert!(has_line(block, "- UsesMemoryDb"), "{alarm}");
+        assert!(
+            block.contains(&format!(
+                "SELECT MAX({metric}) FROM \\\"AWS/MemoryDB\\\" WHERE ClusterName = '${{StoreName}}'"
+            )),
+            "{alarm}: MemoryDB's"
+        );
+        assert!(
+            block.contains(&format!(
+                "SELECT MAX({metric}) FROM \\\"AWS/ElastiCache\\\" WHERE CacheClusterId LIKE '${{RedisReplicationGroup}}-%'"
+            )),
+            "{alarm}: ElastiCache's"
+        );
+    }
+
+    // Errors and throttles of every function (errors but the REST authorizer's, whose
+    // refusals are errors by contract).
+    for function in [
+        "AuthorizerFunction",
+        "BlocksFunction",
+        "BrokerAuthorizerFunction",
+        "PublisherFunction",
+        "LoginFunction",
+    ] {
+        let of = format!("Value: !Ref {function}");
+        let throttles = alarms_with(&["Namespace: AWS/Lambda", "MetricName: Throttles", &of]);
+        assert_eq!(throttles.len(), 1, "{function} throttles");
+        let errors = alarms_with(&["Namespace: AWS/Lambda", "MetricName: Errors", &of]);
+        assert_eq!(
+            errors.len(),
+            usize::from(function != "AuthorizerFunction"),
+            "{function} errors"
+        );
+    }
+    let concurrency = resource("ConcurrencyAlarm");
+    assert!(has_line(concurrency, "MetricName: ConcurrentExecutions"));
+    assert!(has_line(
+        concurrency,
+        "Expression: !Sub \"100 * concurrent / ${AccountConcurrencyLimit}\""
+    ));
+
+    // StoreFull from the blocks function's EMF lines, in the namespace the functions are given.
+    let namespace = "!Sub \"CubeWalk/${AWS::StackName}\"";
+    assert!(has_line(
+        section("Globals"),
+        &format!("{NAMESPACE_ENV}: {namespace}")
+    ));
+    assert_eq!(
+        alarms_with(&[
+            &format!("Namespace: {namespace}"),
+            "MetricName: StoreFull",
+            &format!("Value: {BLOCKS_FUNCTION}"),
+        ]),
+        ["StoreFullAlarm"]
+    );
+
+    // E-mail only when asked for.
+    let email = resource("AlarmEmailSubscription");
+    assert!(has_line(email, "Condition: HasAlarmEmail"));
+    assert!(has_line(email, "Endpoint: !Ref AlarmEmail"));
+    assert!(has_line(
+        section("Conditions"),
+        "HasAlarmEmail: !Not [!Equals [!Ref AlarmEmail, \"\"]]"
+    ));
+    assert!(has_line(entry("Parameters", "AlarmEmail"), "Default: \"\""));
+}
+
+/// The dashboard's body as CloudFormation would render it for `engine`: the `!Sub` block's
+/// text with every `${...}` replaced.
+fn dashboard_for(engine: &str) -> serde_json::Value {
+    let block = resource("Dashboard");
+    let body: String = block
+        .lines()
+        .skip_while(|l| l.trim() != "- |")
+        .skip(1)
+        .take_while(|l| {
+            l.trim() != "- StoreNamespace: !If [UsesMemoryDb, AWS/MemoryDB, AWS/ElastiCache]"
+        })
+        .map(|l| format!("{}\n", l.trim()))
+        .collect();
+    let (namespace, filter) = match engine {
+        "memorydb" => ("AWS/MemoryDB", "ClusterName = 'cubewalk'".to_owned()),
+        _ => (
+            "AWS/ElastiCache",
+            "CacheClusterId LIKE 'stack-world-0abc-%'".to_owned(),
+        ),
+    };
+    let mut rendered = body;
+    for (var, value) in [
+        ("AWS::Region", "eu-west-1"),
+        ("AWS::StackName", "stack"),
+        ("StoreNamespace", namespace),
+        ("StoreFilter", filter.as_str()),
+        ("BlocksFunction", "stack-BlocksFunction-1"),
+        ("PublisherFunction", "stack-PublisherFunction-1"),
+        (
+            "BrokerAuthorizerFunction",
+            "stack-BrokerAuthorizerFunction-1",
+        ),
+    ] {
+        rendered = rendered.replace(&format!("${{{var}}}"), value);
+    }
+    assert!(!rendered.contains("${"), "a variable left: {rendered}");
+    serde_json::from_str(&rendered).unwrap_or_else(|e| panic!("{e}: {rendered}"))
+}
+
+#[test]
+fn the_dashboard_is_valid_json_showing_every_metric() {
+    use cubewalk_server::metrics::{Metric, BLOCKS_FUNCTION, PUBLISHER_FUNCTION};
+    for engine in ["memorydb", "elasticache"] {
+        let body = dashboard_for(engine);
+        let widgets = body["widgets"].as_array().expect("widgets");
+        assert!(widgets.len() >= 8);
+        let mut rows = Vec::new();
+        for w in widgets {
+            assert_eq!(w["type"], "metric");
+            assert_eq!(w["properties"]["region"], "eu-west-1");
+            rows.extend(
+                w["properties"]["metrics"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .cloned(),
+            );
+        }
+        let text = serde_json::to_string(&rows).unwrap();
+        // Every metric the functions print, under the stack's namespace and the functions'
+        // dimension values.
+        for metric in Metric::ALL {
+            assert!(
+                text.contains(&format!("\"{}\"", metric.name())),
+                "{engine}: {metric:?} not on the dashboard"
+            );
+        }
+        assert!(text.contains("[\"CubeWalk/stack\",\"Requests\",\"Function\",\"blocks\"]"));
+        assert!(text.contains(&format!("\"Function\",\"{BLOCKS_FUNCTION}\"")));
+        assert!(text.contains(&format!("\"Function\",\"{PUBLISHER_FUNCTION}\"")));
+        for metric in ["Count", "5XXError", "4XXError", "Latency"] {
+            assert!(text.contains(&format!("\"{metric}\"")), "API {metric}");
+        }
+        // The store widgets ask what the alarms watch, for this engine.
+        let namespace = if engine == "memorydb" {
+            "AWS/MemoryDB"
+        } else {
+            "AWS/ElastiCache"
+        };
+        for metric in ["DatabaseMemoryUsagePercentage", "EngineCPUUtilization"] {
+            let query = format!("SELECT MAX({metric}) FROM \"{namespace}\" WHERE ");
+            let found = rows.iter().any(|row| {
+                row[0]["expression"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with(&query))
+            });
+            assert!(found, "{engine}: {query}");
+        }
+    }
+    // The variables' two values are exactly the alarms' filters.
+    let dashboard = resource("Dashboard");
+    assert!(has_line(
+        dashboard,
+        "- !Sub \"ClusterName = '${StoreName}'\""
+    ));
+    assert!(has_line(
+        dashboard,
+        "- !Sub \"CacheClusterId LIKE '${RedisReplicationGroup}-%'\""
+    ));
 }

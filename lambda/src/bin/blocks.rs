@@ -5,12 +5,18 @@
 //! `CUBEWALK_REDIS_PASSWORD_SECRET` (read once at start; never in the environment). With `CUBEWALK_REALTIME=on` a put that changed
 //! chunks appends its changes to the Redis change feed (one more command after the store's
 //! atomic step), which the publisher function sends to AWS IoT Core. Each player's
+<<<<<<< HEAD
 //! limits come from `CUBEWALK_LIMIT_*` (see `PlayerLimits::from_env`), the worlds, their
 //! bounds and budgets from `CUBEWALK_WORLDS` (see `Worlds`), the replicas a write must reach
 //! from `CUBEWALK_REDIS_WAIT_REPLICAS`.
+=======
+//! limits come from `CUBEWALK_LIMIT_*` (see `PlayerLimits::from_env`). After each invocation
+//! it prints the invocation's metrics as one CloudWatch EMF line.
+>>>>>>> ops
 
 use aws_lambda_events::apigw::ApiGatewayProxyRequest;
 use cubewalk_server::handlers::blocks;
+use cubewalk_server::metrics;
 use cubewalk_server::realtime::{Notifier, RedisSink};
 use cubewalk_server::store::{ChunkStore, RedisStore};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -43,6 +49,7 @@ async fn main() -> Result<(), Error> {
                     &rules,
                 )
                 .await;
+                cubewalk_lambda::emit_metrics(metrics::BLOCKS_FUNCTION);
                 Ok::<_, Error>(r)
             }
         },

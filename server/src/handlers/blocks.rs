@@ -66,6 +66,7 @@ pub async fn handle_notifying(
     rules: &Rules,
 ) -> ApiGatewayProxyResponse {
     let result = route(req, store, notifier, rules).await;
+    count_answer(&result);
     let request_id = req.request_context.request_id.as_deref().unwrap_or("");
     let method = &req.http_method;
     match &result {
@@ -82,6 +83,36 @@ pub async fn handle_notifying(
         Ok(body) => json_response(200, body),
         Err(e) => error_response(&e, Some(request_id).filter(|id| !id.is_empty())),
     }
+}
+
+/// Counts an answer in the operators' metrics: every request, the 5xx and the 429s.
+fn count_answer(result: &Result<String, WireError>) {
+    use crate::metrics::{add, Metric};
+    add(Metric::Requests, 1);
+    match result.as_ref().map_err(WireError::status) {
+        Err(status) if status >= 500 => add(Metric::Errors5xx, 1),
+        Err(429) => add(Metric::RateLimited, 1),
+        _ => {}
+    }
+}
+
+/// Runs one store call, recording its latency and, when the store failed (not when it
+/// refused the request: a limit, a ban), a store error; a refusal for want of room counts as
+/// store-full.
+async fn store_call<T>(
+    call: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
+) -> Result<T, crate::store::StoreError> {
+    use crate::metrics::{add, time_ms, Metric};
+    use crate::store::StoreError;
+    let result = time_ms(Metric::StoreLatency, call).await;
+    match result {
+        Err(StoreError::Unavailable(_) | StoreError::Corrupt { .. }) => {
+            add(Metric::StoreErrors, 1)
+        }
+        Err(StoreError::Full(_)) => add(Metric::StoreFull, 1),
+        _ => {}
+    }
+    result
 }
 
 /// The JSON answer for `e`: status, body with code, public message and request id, and the
@@ -142,7 +173,7 @@ async fn fetch(
     player.check(Action::Read, &query.world)?;
     let keys: Vec<_> = query.chunks.iter().map(|(k, _)| *k).collect();
     worlds.check(&query.world, keys.iter().copied())?;
-    let stored = store.fetch(&query.world, &keys).await?;
+    let stored = store_call(store.fetch(&query.world, &keys)).await?;
     let chunks = query
         .chunks
         .iter()
@@ -200,8 +231,10 @@ async fn put(
             limits: Some(&rules.limits),
             budget: Some(budget),
         };
-        store.apply_edits(&request.world, &grouped, &put).await?
+        store_call(store.apply_edits(&request.world, &grouped, &put)).await?
     };
+    let changed = applied.iter().filter(|a| a.changed_from.is_some()).count();
+    crate::metrics::add(crate::metrics::Metric::PutsApplied, changed as u64);
     if let Some(notifier) = notifier {
         // Queued for the publisher, never waited on: the put answers now.
         notifier

@@ -76,6 +76,7 @@ impl ChangeSink for ChannelSink {
     async fn send(&self, world: &WorldId, changes: Vec<Change>) {
         for change in changes {
             if self.tx.try_send((world.clone(), change)).is_err() {
+                crate::metrics::add(crate::metrics::Metric::ChangesDropped, 1);
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
                     tracing::warn!(dropped = n, "realtime queue full: changes dropped");

@@ -2,6 +2,7 @@
 //! message per region.
 
 use super::coalesce::Coalescer;
+use crate::metrics::{self, Metric};
 use async_trait::async_trait;
 use cubewalk_protocol::realtime::{Change, TICK_MS};
 use cubewalk_protocol::WorldId;
@@ -19,7 +20,8 @@ pub trait Publish: Send + Sync {
     async fn publish(&self, topic: &str, payload: String) -> Result<(), String>;
 }
 
-/// What the publisher did so far (benchmarks and tests read it).
+/// What the publisher did so far (benchmarks and tests read it; the operators' metrics,
+/// `ChangesPublished` and `ChangesDropped`, count the same outcomes process-wide).
 #[derive(Debug, Default)]
 pub struct PublishStats {
     /// Changes taken from the queue.
@@ -78,9 +80,13 @@ pub(crate) async fn publish_all(
     futures_util::stream::iter(messages)
         .for_each_concurrent(PUBLISH_CONCURRENCY, |(topic, payload)| async move {
             match out.publish(&topic, payload).await {
-                Ok(()) => stats.published.fetch_add(1, Ordering::Relaxed),
+                Ok(()) => {
+                    metrics::add(Metric::ChangesPublished, 1);
+                    stats.published.fetch_add(1, Ordering::Relaxed)
+                }
                 Err(e) => {
                     tracing::warn!(%topic, error = %e, "publish failed");
+                    metrics::add(Metric::ChangesDropped, 1);
                     stats.failed.fetch_add(1, Ordering::Relaxed)
                 }
             };

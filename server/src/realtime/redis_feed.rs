@@ -23,6 +23,8 @@ impl ChangeSink for RedisSink {
         if let Err(e) = self.0.append_changes(world, &changes).await {
             // The put is applied and answered all the same; followers see the gap in the
             // chunk's write sequence (or reconcile) and refetch.
+            let lost = changes.len() as u64;
+            crate::metrics::add(crate::metrics::Metric::ChangesDropped, lost);
             tracing::warn!(error = %e, changes = changes.len(), "changes not queued for realtime");
         }
     }

@@ -643,6 +643,8 @@ impl RedisStore {
             pending.clear();
             for ((i, edited, from_seq, delta), r) in writing.into_iter().zip(results) {
                 let Some(text) = r else {
+                    // Another writer changed the chunk since it was read: read it again.
+                    crate::metrics::add(crate::metrics::Metric::CasRetries, 1);
                     pending.push(i);
                     continue;
                 };

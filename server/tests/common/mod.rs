@@ -61,15 +61,21 @@ pub async fn mqtt_next(
     }
 }
 
-/// Creates on `redis` the Redis user the deployment's Lambdas connect as, with exactly the
-/// `AccessString` of `server/template.yaml`, and answers a URL that logs in as it.
+/// Creates on `redis` the Redis user the deployment's Lambdas connect as (`cubewalk-<role>`,
+/// the template's default `StoreName`), with exactly the `AccessString` both store engines'
+/// users take from `server/template.yaml`'s `StoreUsers` mapping, and answers a URL that logs
+/// in as it.
 pub fn template_user_url(redis: &RedisServer, user: &str) -> String {
     let template = include_str!("../../template.yaml");
+    let role = user
+        .strip_prefix("cubewalk-")
+        .unwrap_or_else(|| panic!("{user}: the template's users are cubewalk-<role>"));
     let access = template
         .lines()
-        .skip_while(|l| l.trim() != format!("UserName: {user}"))
+        .skip_while(|l| l.trim() != "StoreUsers:")
+        .skip_while(|l| l.trim() != format!("{role}:"))
         .find_map(|l| l.trim().strip_prefix("AccessString: \"on "))
-        .unwrap_or_else(|| panic!("the {user} user's AccessString in template.yaml"))
+        .unwrap_or_else(|| panic!("the {role} user's AccessString in template.yaml"))
         .trim_end_matches('"');
     let mut setuser = vec!["ACL", "SETUSER", user, "reset", "on", ">acl-test-pass"];
     setuser.extend(access.split_whitespace());
