@@ -5,14 +5,10 @@
 //! `CUBEWALK_REDIS_PASSWORD_SECRET` (read once at start; never in the environment). With `CUBEWALK_REALTIME=on` a put that changed
 //! chunks appends its changes to the Redis change feed (one more command after the store's
 //! atomic step), which the publisher function sends to AWS IoT Core. Each player's
-<<<<<<< HEAD
 //! limits come from `CUBEWALK_LIMIT_*` (see `PlayerLimits::from_env`), the worlds, their
 //! bounds and budgets from `CUBEWALK_WORLDS` (see `Worlds`), the replicas a write must reach
-//! from `CUBEWALK_REDIS_WAIT_REPLICAS`.
-=======
-//! limits come from `CUBEWALK_LIMIT_*` (see `PlayerLimits::from_env`). After each invocation
-//! it prints the invocation's metrics as one CloudWatch EMF line.
->>>>>>> ops
+//! from `CUBEWALK_REDIS_WAIT_REPLICAS`. After each invocation it prints the invocation's
+//! metrics as one CloudWatch EMF line.
 
 use aws_lambda_events::apigw::ApiGatewayProxyRequest;
 use cubewalk_server::handlers::blocks;
