@@ -106,9 +106,7 @@ async fn store_call<T>(
     use crate::store::StoreError;
     let result = time_ms(Metric::StoreLatency, call).await;
     match result {
-        Err(StoreError::Unavailable(_) | StoreError::Corrupt { .. }) => {
-            add(Metric::StoreErrors, 1)
-        }
+        Err(StoreError::Unavailable(_) | StoreError::Corrupt { .. }) => add(Metric::StoreErrors, 1),
         Err(StoreError::Full(_)) => add(Metric::StoreFull, 1),
         _ => {}
     }

@@ -3,8 +3,8 @@
 use super::log::{LogRecord, LOG_RETENTION_SECS};
 use super::players::{gcra, Limit};
 use super::{
-    edit_blob, next_seq, now_ms, Applied, ChunkStore, Edits, ExpectedEdit, Put, Record, StoreError,
-    StoredChunk, IDEMPOTENCY_WINDOW,
+    edit_blob, next_seq, now_ms, size_delta, Applied, ChunkStore, Edits, ExpectedEdit, Put, Record,
+    StoreError, StoredChunk, IDEMPOTENCY_WINDOW,
 };
 use async_trait::async_trait;
 use cubewalk_protocol::messages::ChunkEdits;
@@ -72,6 +72,8 @@ fn now_us() -> u64 {
 pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,
     players: Mutex<Players>,
+    /// Each world's size in bytes (see [`crate::worlds`]).
+    sizes: Mutex<HashMap<WorldId, i64>>,
     log_seq: AtomicU64,
     started: Instant,
 }
@@ -81,6 +83,7 @@ impl Default for MemoryStore {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             players: Mutex::default(),
+            sizes: Mutex::default(),
             log_seq: AtomicU64::new(0),
             started: Instant::now(),
         }
@@ -185,20 +188,36 @@ impl MemoryStore {
         Ok(players)
     }
 
-    /// Applies `edits` to one chunk under its shard's lock, logging the change as `player`'s.
+    /// Applies `edits` to one chunk under its shard's lock, logging the change as
+    /// `put.player`'s, within the world's budget when the put has one.
     fn edit_locked(
         &self,
         shard: &mut Shard,
         world: &WorldId,
         chunk: ChunkKey,
         edits: Edits<'_>,
-        player: &str,
+        put: &Put<'_>,
     ) -> Result<(Applied, Vec<u16>), StoreError> {
+        let player = put.player;
         let id = (world.clone(), chunk);
         let current = shard.chunks.get(&id).cloned().unwrap_or_default();
         let edited = edit_blob(world, chunk, &current, edits)?;
         let seq = next_seq(current.seq, now_us());
         let answer = edited.applied(current.seq, seq);
+        if let Some(blob) = &edited.blob {
+            let delta = size_delta(&current, blob);
+            let mut sizes = self.sizes.lock().unwrap_or_else(|p| p.into_inner());
+            let size = sizes.entry(world.clone()).or_default();
+            if let Some(budget) = put.budget.filter(|_| delta > 0) {
+                if *size + delta > i64::try_from(budget.bytes).unwrap_or(i64::MAX) {
+                    return Err(StoreError::Full(format!(
+                        "world {world} is full ({} MiB of chunk data)",
+                        budget.bytes >> 20
+                    )));
+                }
+            }
+            *size += delta;
+        }
         if let Some(blob) = edited.blob {
             shard.chunks.insert(
                 id.clone(),
@@ -275,7 +294,7 @@ impl ChunkStore for MemoryStore {
                 continue;
             }
             let (answer, _) =
-                self.edit_locked(&mut shard, world, *chunk, Edits::Plain(cubes), put.player)?;
+                self.edit_locked(&mut shard, world, *chunk, Edits::Plain(cubes), put)?;
             if let Some(id) = record.filter(|_| answer.changed_from.is_some()) {
                 let done = Record::Applied {
                     hash: put.request_hash,
@@ -296,7 +315,11 @@ impl ChunkStore for MemoryStore {
         player: &str,
     ) -> Result<(Applied, Vec<u16>), StoreError> {
         let mut shard = self.lock(chunk);
-        self.edit_locked(&mut shard, world, chunk, Edits::Expected(edits), player)
+        let put = Put {
+            player,
+            ..Put::system()
+        };
+        self.edit_locked(&mut shard, world, chunk, Edits::Expected(edits), &put)
     }
 
     async fn cancel(
