@@ -237,7 +237,10 @@ async fn restore_drill(t: &mut Target) {
     let text = String::from_utf8(file.clone()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("cubewalk-world-export 1 world=drill time="));
-    assert!(lines.last().unwrap().starts_with(&format!("end chunks={chunks} sha256=")));
+    assert!(lines
+        .last()
+        .unwrap()
+        .starts_with(&format!("end chunks={chunks} sha256=")));
     let exported: Vec<ChunkKey> = lines[1..lines.len() - 1]
         .iter()
         .map(|l| l.split(' ').nth(1).unwrap().parse().unwrap())
@@ -295,7 +298,11 @@ async fn restore_drill_cluster() {
         .map(|i| (ChunkKey::new(i, 0, 0), vec![CubeRef { index: 0, value: 1 }]))
         .collect();
     t.store.apply(&w, &edits, None).await.unwrap();
-    assert!(t.key_counts().iter().all(|&n| n > 0), "{:?}", t.key_counts());
+    assert!(
+        t.key_counts().iter().all(|&n| n > 0),
+        "{:?}",
+        t.key_counts()
+    );
     t.flush_all();
     restore_drill(&mut t).await;
 }
@@ -317,7 +324,14 @@ async fn corrupt_or_truncated_files_write_nothing() {
     let mut reseq: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     let fields: Vec<&str> = lines[5].split(' ').collect();
     let seq: u64 = fields[2].parse().unwrap();
-    reseq[5] = [fields[0], fields[1], &(seq + 1).to_string(), fields[3], fields[4]].join(" ");
+    reseq[5] = [
+        fields[0],
+        fields[1],
+        &(seq + 1).to_string(),
+        fields[3],
+        fields[4],
+    ]
+    .join(" ");
     let reseq: Vec<&str> = reseq.iter().map(String::as_str).collect();
     // A blob byte changed to another base64 character.
     let mut flipped = file.clone();
@@ -326,7 +340,11 @@ async fn corrupt_or_truncated_files_write_nothing() {
     let renamed = text.replacen("world=corrupt", "world=corrupu", 1);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("cut mid-line", file[..file.len() / 2].to_vec(), "truncated"),
-        ("no trailer", join(&lines[..n - 1]).into_bytes(), "truncated"),
+        (
+            "no trailer",
+            join(&lines[..n - 1]).into_bytes(),
+            "truncated",
+        ),
         (
             "a chunk line missing",
             join(&[&lines[..3], &lines[4..]].concat()).into_bytes(),
@@ -334,7 +352,11 @@ async fn corrupt_or_truncated_files_write_nothing() {
         ),
         ("a sequence changed", join(&reseq).into_bytes(), "checksum"),
         ("a blob byte changed", flipped, ""),
-        ("the header's world changed", renamed.into_bytes(), "checksum"),
+        (
+            "the header's world changed",
+            renamed.into_bytes(),
+            "checksum",
+        ),
         (
             "data after the trailer",
             format!("{text}{}\n", lines[1]).into_bytes(),
@@ -372,7 +394,17 @@ async fn import_refuses_a_world_with_chunks_unless_replacing() {
     // The world moves on after the backup, and gains a chunk the backup does not have.
     let k = keys[10];
     t.store
-        .apply(&w, &[(k, vec![CubeRef { index: 5, value: 99 }])], None)
+        .apply(
+            &w,
+            &[(
+                k,
+                vec![CubeRef {
+                    index: 5,
+                    value: 99,
+                }],
+            )],
+            None,
+        )
         .await
         .unwrap();
     let extra = ChunkKey::new(1000, 0, 0);
@@ -392,14 +424,23 @@ async fn import_refuses_a_world_with_chunks_unless_replacing() {
     // One chunk alone, even one the file does not name, makes a world non-empty.
     let lone = world("lone");
     t.store
-        .apply(&lone, &[(extra, vec![CubeRef { index: 0, value: 1 }])], None)
+        .apply(
+            &lone,
+            &[(extra, vec![CubeRef { index: 0, value: 1 }])],
+            None,
+        )
         .await
         .unwrap();
     let err = import_world(&t.store, Some(&lone), &file[..], ImportMode::IntoEmpty)
         .await
         .unwrap_err();
     assert!(matches!(err, BackupError::Refused(_)), "{err}");
-    assert!(t.raw.chunks(&lone, &keys).await.values().all(|h| h.is_empty()));
+    assert!(t
+        .raw
+        .chunks(&lone, &keys)
+        .await
+        .values()
+        .all(|h| h.is_empty()));
 
     let summary = import_world(&t.store, None, &file[..], ImportMode::Replace)
         .await
@@ -413,13 +454,19 @@ async fn import_refuses_a_world_with_chunks_unless_replacing() {
     let summary = import_world(&t.store, Some(&copy), &file[..], ImportMode::IntoEmpty)
         .await
         .unwrap();
-    assert_eq!((summary.world.as_str(), summary.exported_world.as_str()), ("copy", "live"));
+    assert_eq!(
+        (summary.world.as_str(), summary.exported_world.as_str()),
+        ("copy", "live")
+    );
     assert_eq!(
         t.store.fetch(&copy, &keys).await.unwrap(),
         t.store.fetch(&w, &keys).await.unwrap()
     );
     let copied = t.raw.chunks(&copy, &keys).await;
-    assert_eq!(copied.values().collect::<Vec<_>>(), exported.values().collect::<Vec<_>>());
+    assert_eq!(
+        copied.values().collect::<Vec<_>>(),
+        exported.values().collect::<Vec<_>>()
+    );
 }
 
 /// The binary's `world export` then `world import`, through a file and through a pipe.
@@ -454,7 +501,11 @@ async fn world_commands_of_the_binary() {
     let json = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap();
 
     let out = run(&["export", "--world", "cli", "--out", path_arg], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let exported = json(&out.stdout);
     assert_eq!(exported["chunks"], keys.len());
     assert_eq!(exported["bytes"], std::fs::metadata(&path).unwrap().len());
@@ -462,7 +513,11 @@ async fn world_commands_of_the_binary() {
 
     t.flush_all();
     let out = run(&["import", "--in", path_arg], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let imported = json(&out.stdout);
     assert_eq!(imported["chunks"], keys.len());
     assert_eq!(imported["sha256"], exported["sha256"]);
@@ -476,14 +531,25 @@ async fn world_commands_of_the_binary() {
     // Through pipes: the export on standard output (its summary on standard error), the
     // import from standard input, into another world.
     let out = run(&["export", "--world", "cli", "--out", "-"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(json(&out.stderr)["chunks"], keys.len());
     let piped = out.stdout;
     let out = run(&["import", "--in", "-", "--world", "cli2"], Some(&piped));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(json(&out.stdout)["world"], "cli2");
     let copy = t.raw.chunks(&world("cli2"), &keys).await;
-    assert_eq!(copy.values().collect::<Vec<_>>(), before.values().collect::<Vec<_>>());
+    assert_eq!(
+        copy.values().collect::<Vec<_>>(),
+        before.values().collect::<Vec<_>>()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -491,7 +557,10 @@ async fn world_commands_of_the_binary() {
 fn only_exact_chunk_keys_are_chunks() {
     let w = world("w");
     let k = ChunkKey::new(1, -2, 3);
-    assert_eq!(parse_chunk_key(&w, redis_chunk_key(&w, k).as_bytes()), Some(k));
+    assert_eq!(
+        parse_chunk_key(&w, redis_chunk_key(&w, k).as_bytes()),
+        Some(k)
+    );
     let log = format!("{}:log", redis_chunk_key(&w, k));
     assert_eq!(parse_chunk_key(&w, log.as_bytes()), None);
 }

@@ -175,7 +175,9 @@ struct ChunkLine {
 
 impl ChunkLine {
     fn to_line(&self) -> String {
-        let revision = self.revision.map_or_else(|| "-".to_string(), |r| r.to_string());
+        let revision = self
+            .revision
+            .map_or_else(|| "-".to_string(), |r| r.to_string());
         let blob = if self.blob.is_empty() {
             "-".to_string()
         } else {
@@ -268,7 +270,9 @@ async fn nodes(store: &RedisStore) -> Result<Vec<Node>, BackupError> {
         .await
         .map_err(|e| unavailable(&e))?;
     let redis::Value::Map(pairs) = answer else {
-        return Err(StoreError::Unavailable("Redis Cluster did not list its primaries".into()).into());
+        return Err(
+            StoreError::Unavailable("Redis Cluster did not list its primaries".into()).into(),
+        );
     };
     let mut nodes = Vec::new();
     for (address, reply) in pairs {
@@ -696,7 +700,11 @@ pub async fn import_world(
                     c.arg(IMPORT_SCRIPT)
                         .arg(1)
                         .arg(chunk_key(&world, line.key))
-                        .arg(if mode == ImportMode::Replace { "1" } else { "0" })
+                        .arg(if mode == ImportMode::Replace {
+                            "1"
+                        } else {
+                            "0"
+                        })
                         .arg(line.seq)
                         .arg(line.revision.map(|r| r.to_string()).unwrap_or_default())
                         .arg(line.blob);
