@@ -363,6 +363,11 @@ async fn corrupt_or_truncated_files_write_nothing() {
             "after the trailer",
         ),
         ("empty", Vec::new(), "empty"),
+        (
+            "a line longer than any chunk's",
+            format!("{}\nc 0,0,0 1 - {}\n", lines[0], "A".repeat(40_000)).into_bytes(),
+            "longer",
+        ),
         ("not an export", b"hello\n".to_vec(), "header"),
     ];
     for (what, bytes, says) in cases {

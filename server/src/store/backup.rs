@@ -55,7 +55,7 @@ use super::redis::{chunk_key, is_broken_connection, unavailable};
 use super::{RedisStore, StoreError};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use cubewalk_protocol::codec::decode_chunk;
+use cubewalk_protocol::codec::{decode_chunk, MAX_BLOB_BASE64_LEN};
 use cubewalk_protocol::{ChunkKey, WorldId};
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
 use redis::Cmd;
@@ -77,9 +77,10 @@ const SCAN_COUNT: usize = 1000;
 /// Chunks read (`HMGET`) or written per round trip: a few megabytes at most in flight.
 const BATCH: usize = 256;
 
-/// The longest line an import accepts: far above any chunk's (an encoded chunk is at most
-/// about 20 KB, 27 KB in base64), so a file that is not an export cannot exhaust memory.
-const MAX_LINE: usize = 1 << 20;
+/// The longest line an import accepts: a chunk line's blob is at most
+/// [`MAX_BLOB_BASE64_LEN`] characters and its other fields under 100; the header and trailer
+/// are shorter. A file that is not an export cannot make the import hold a huge line.
+const MAX_LINE: usize = MAX_BLOB_BASE64_LEN + 256;
 
 /// Writes one imported chunk exactly as exported.
 ///
