@@ -119,7 +119,7 @@ fn world(s: &str) -> Result<WorldId, String> {
     WorldId::new(s).map_err(|e| e.to_string())
 }
 
-async fn open(args: &StoreArgs) -> Result<RedisStore, String> {
+pub(crate) async fn open(args: &StoreArgs) -> Result<RedisStore, String> {
     let mut config = RedisStoreConfig::new(args.redis.clone());
     config.cluster = args.redis_cluster;
     RedisStore::connect(&config)

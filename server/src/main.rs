@@ -1,8 +1,9 @@
 //! `cubewalk-server`: runs the CubeWalk backend locally (`serve`), mints player tokens
 //! (`token issue`, `token jwks`), makes signing keys (`token keygen`) and runs admin operations
-//! on a Redis store (`admin ...`).
+//! on a Redis store (`admin ...`), and exports and imports worlds (`world export|import`).
 
 mod admin_cli;
+mod world_cli;
 
 use clap::{Parser, Subcommand};
 use cubewalk_protocol::WorldId;
@@ -39,6 +40,9 @@ enum Command {
     /// History, rollback and bans on a Redis store.
     #[command(subcommand)]
     Admin(admin_cli::AdminCommand),
+    /// Export a world's chunks to a checksummed file, or import one (backups and restore).
+    #[command(subcommand)]
+    World(world_cli::WorldCommand),
 }
 
 #[derive(Subcommand)]
@@ -194,6 +198,7 @@ fn main() -> std::process::ExitCode {
         Command::Token(TokenCommand::Issue(args)) => issue_token(args),
         Command::Token(TokenCommand::Jwks(args)) => print_jwks(args),
         Command::Admin(command) => runtime.block_on(admin_cli::run(command)),
+        Command::World(command) => runtime.block_on(world_cli::run(command)),
         Command::Token(TokenCommand::Keygen(args)) => keygen(args),
     };
     match result {

@@ -33,6 +33,7 @@
 //! each player's puts pass their limits and ban flag ([`PlayerLimits`]) before anything is
 //! written.
 
+pub mod backup;
 mod feed;
 mod fullness;
 pub mod log;

@@ -381,6 +381,15 @@ impl RedisStore {
         }
     }
 
+    /// The cluster connection, for the backup's SCAN of every primary (SCAN walks one node's
+    /// keys only); `None` on a single server.
+    pub(super) fn cluster_connection(&self) -> Option<ClusterConnection> {
+        match &self.conn {
+            Conn::Cluster(c) => Some(c.clone()),
+            Conn::Single(_) => None,
+        }
+    }
+
     /// Runs commands that each touch one key: as one pipeline on a single server, or issued
     /// together on the cluster connection (which pipelines them per node).
     pub(crate) async fn run_all<T: FromRedisValue>(&self, cmds: Vec<Cmd>) -> RedisResult<Vec<T>> {
