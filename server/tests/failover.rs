@@ -90,7 +90,7 @@ async fn writer(run: Arc<Run>, w: usize) -> Written {
         let key = IdempotencyKey::new(&format!("w{w}-edit-{n:08}")).unwrap();
         let put = Put {
             player: &player,
-            key: (w % 2 == 0).then_some(&key),
+            key: w.is_multiple_of(2).then_some(&key),
             request_hash: n as u64,
             limits: None,
         };
