@@ -1,7 +1,8 @@
 //! Test helpers shared by the workspace's tests and benchmarks: real `redis-server` processes
-//! on free loopback ports, the local gateway started in-process on a free port, and a TCP relay
-//! that can be re-pointed or made to lose answers, player tokens (good and forged), and a
-//! stand-in OpenID Connect issuer.
+//! on free loopback ports (alone, as a 3-node cluster, or as a primary with a replica to fail
+//! over), the local gateway started in-process on a free port, a TCP relay that can be
+//! re-pointed, held or made to lose answers, player tokens (good and forged), and a stand-in
+//! OpenID Connect issuer.
 
 mod cluster;
 mod gateway;
@@ -10,6 +11,7 @@ mod mosquitto;
 mod process;
 mod redis;
 mod relay;
+mod replica;
 pub mod runtime_api;
 pub mod tokens;
 
@@ -19,6 +21,7 @@ pub use mosquitto::MosquittoServer;
 pub use process::ServerProcess;
 pub use redis::{throwaway_certificates, RedisServer, TLS_USER};
 pub use relay::{DropHook, Relay};
+pub use replica::{info, RedisPair};
 
 /// A free TCP port on loopback (bound, then released, so a server can take it).
 pub fn free_port() -> u16 {

@@ -125,9 +125,14 @@ impl RedisServer {
         self.wait_ready();
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
+            // A server that could not bind its port exits; whatever answers there then is
+            // another test's (the port was free when drawn, and taken since).
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("redis-server on port {} exited: {status}", self.port);
+            }
             if self.ping() {
                 return;
             }

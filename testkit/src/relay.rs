@@ -22,6 +22,8 @@ struct Shared {
     delay_first: Mutex<Option<Duration>>,
     dropped: AtomicU64,
     stopped: AtomicBool,
+    /// While true, no byte is forwarded either way (see `Relay::hold`).
+    held: watch::Sender<bool>,
 }
 
 /// A running relay; stopped when dropped.
@@ -44,6 +46,7 @@ impl Relay {
             delay_first: Mutex::new(None),
             dropped: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
+            held: watch::channel(false).0,
         });
         let inner = shared.clone();
         let (addr, stop_tx, thread) = crate::serve_on_thread(move |listener, stop_rx| async move {
@@ -79,6 +82,19 @@ impl Relay {
         *self.shared.delay_first.lock().unwrap() = Some(delay);
     }
 
+    /// Stops forwarding bytes, both ways, on every connection until [`Relay::release`]: the
+    /// far side waits, as behind a congested link. Bytes held when a connection is closed
+    /// ([`Relay::switch`]) are never delivered: a replica reached through a held relay lags
+    /// its primary, and what it had not received when the primary dies is lost.
+    pub fn hold(&self) {
+        self.shared.held.send_replace(true);
+    }
+
+    /// Forwards again what [`Relay::hold`] held back.
+    pub fn release(&self) {
+        self.shared.held.send_replace(false);
+    }
+
     /// How many answers were dropped so far.
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::SeqCst)
@@ -112,6 +128,11 @@ async fn relay_one(mut client: TcpStream, shared: Arc<Shared>) -> std::io::Resul
     let delay = shared.delay_first.lock().unwrap().take();
     let target = SocketAddr::from(([127, 0, 0, 1], shared.target.load(Ordering::SeqCst)));
     let mut server = TcpStream::connect(target).await?;
+    // Forward small messages at once, as the two ends would send them to each other: with
+    // Nagle's algorithm a short message waits for the previous one's acknowledgement, which
+    // the receiver delays up to 40 ms (a replica's acknowledgement to `WAIT` took that long).
+    client.set_nodelay(true)?;
+    server.set_nodelay(true)?;
     let (mut cr, mut cw) = client.split();
     let (mut sr, mut sw) = server.split();
     let upstream = async {
@@ -133,6 +154,7 @@ async fn relay_one(mut client: TcpStream, shared: Arc<Shared>) -> std::io::Resul
                     tokio::time::sleep(d).await;
                 }
             }
+            released(&shared.held).await;
             sw.write_all(&buf[..n]).await?;
         }
     };
@@ -149,6 +171,7 @@ async fn relay_one(mut client: TcpStream, shared: Arc<Shared>) -> std::io::Resul
                 tokio::task::spawn_blocking(hook).await.ok();
                 return Err(std::io::Error::other("answer dropped"));
             }
+            released(&shared.held).await;
             cw.write_all(&buf[..n]).await?;
         }
     };
@@ -157,4 +180,11 @@ async fn relay_one(mut client: TcpStream, shared: Arc<Shared>) -> std::io::Resul
         r = downstream => r,
         _ = generation.changed() => Ok(()),
     }
+}
+
+/// Returns once the relay is not held (at once when it is not).
+async fn released(held: &watch::Sender<bool>) {
+    let mut rx = held.subscribe();
+    // The sender lives in `Shared`, which this connection holds: it cannot close.
+    let _ = rx.wait_for(|held| !*held).await;
 }

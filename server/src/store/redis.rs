@@ -11,7 +11,9 @@
 //!
 //! A put's idempotency key is remembered per chunk as `cw:{<world>:<x>,<y>,<z>}:put:<key>`
 //! (same hash slot) with the revision answered, set by the same script that writes the chunk
-//! and expiring after the idempotency window; a cancelled put's record holds `X`.
+//! and expiring after the idempotency window; a cancelled put's record holds `X`. With `WAIT`
+//! configured, `cw:{<world>:<x>,<y>,<z>}:sync` lives a second after a put that answered from
+//! what it found written (see `RedisStore::confirm_replicated`).
 //!
 //! Edits are an optimistic check-and-set: read the revision, sequence and blob, apply the
 //! edits here, then a Lua script writes the new blob only if the revision and sequence are
@@ -529,9 +531,11 @@ impl RedisStore {
         let mut reconnects = 0;
         let key = put.key.map(|k| (put.player, k));
         let hash = format!("{:016x}", put.request_hash);
-        // Whether this call wrote, or found its key applied: either way the answer must wait
-        // for the replicas the configuration asks for.
-        let (mut wrote, mut replayed) = (false, false);
+        // Chunks this call answers without having written them (its key found applied, its
+        // edits found in place): what the answer reports may be another connection's write,
+        // or this put's own earlier attempt whose replicas never confirmed it, so the answer
+        // must wait for the replicas too (see `confirm_replicated`).
+        let mut unwritten: Vec<String> = Vec::new();
         // The world's size as read first, and what this call's writes added to it.
         let mut world_size = 0i64;
         let mut grown = 0i64;
@@ -590,7 +594,7 @@ impl RedisStore {
                 .zip(&back.tags)
             {
                 if let Some(record) = done {
-                    replayed = true;
+                    unwritten.push(sync_key(world, edits[i].0));
                     revisions[i] = (
                         Applied::unchanged(record.replay(put.request_hash)?),
                         Vec::new(),
@@ -603,6 +607,7 @@ impl RedisStore {
                 if edited.blob.is_none() {
                     // Nothing to change and nothing to remember: a put that changed nothing
                     // leaves no record.
+                    unwritten.push(sync_key(world, chunk));
                     revisions[i] = (Applied::unchanged(edited.revision), mismatched);
                     continue;
                 }
@@ -657,8 +662,9 @@ impl RedisStore {
                     pending.push(i);
                     continue;
                 };
-                wrote = true;
-                if !matches!(text.as_str(), "H" | "X") && !text.starts_with('=') {
+                if text.starts_with('=') {
+                    unwritten.push(sync_key(world, edits[i].0));
+                } else if !matches!(text.as_str(), "H" | "X") {
                     grown += delta;
                 }
                 revisions[i] = (
@@ -676,9 +682,7 @@ impl RedisStore {
             self.query::<i64>(&c).await.map_err(|e| unavailable(&e))?;
         }
         if pending.is_empty() {
-            if wrote || replayed {
-                self.confirm_replicated().await?;
-            }
+            self.confirm_replicated(&unwritten).await?;
             return Ok(revisions);
         }
         Err(StoreError::Unavailable(format!(
@@ -714,9 +718,29 @@ impl RedisStore {
     /// Waits until the configured number of replicas hold every write this connection made
     /// (`WAIT`; in a cluster, on every primary, the least answer counting), or fails with
     /// 503 when they do not within the wait timeout.
-    async fn confirm_replicated(&self) -> Result<(), StoreError> {
+    ///
+    /// `WAIT` counts only this connection's own writes: a put answered from what another
+    /// connection wrote (its key's record, its edits already in place, as when a retry lands
+    /// on another process, or on this one after a reconnect) would answer at once, though that
+    /// write may never have reached a replica. So first each such chunk's `sync` key (`touch`,
+    /// in the chunk's slot, hence on its node) is written, which this connection's `WAIT` then
+    /// covers together with everything the node applied before it.
+    async fn confirm_replicated(&self, touch: &[String]) -> Result<(), StoreError> {
         if self.wait_replicas == 0 {
             return Ok(());
+        }
+        if !touch.is_empty() {
+            let cmds = touch
+                .iter()
+                .map(|k| {
+                    let mut c = redis::cmd("SET");
+                    c.arg(k).arg("1").arg("PX").arg(SYNC_KEY_TTL_MS);
+                    c
+                })
+                .collect();
+            self.run_all::<redis::Value>(cmds)
+                .await
+                .map_err(|e| unavailable(&e))?;
         }
         let mut c = redis::cmd("WAIT");
         c.arg(self.wait_replicas)
@@ -912,8 +936,11 @@ impl ChunkStore for RedisStore {
                 }
                 other => other.map_err(|e| unavailable(&e))?,
             };
-            // The fence must survive a failover as an acknowledged edit does.
-            self.confirm_replicated().await?;
+            // The fence must survive a failover as an acknowledged edit does, and so must a
+            // record found (a fence or an applied put, perhaps written by another connection)
+            // before the SDK is told what it says.
+            let touch: Vec<String> = chunks.iter().map(|&c| sync_key(world, c)).collect();
+            self.confirm_replicated(&touch).await?;
             answers
                 .iter()
                 .map(|a| match Record::parse(a) {
@@ -1021,6 +1048,15 @@ pub(crate) fn applied_key(
     format!("{}:put:{key}:{player}", chunk_key(world, chunk))
 }
 
+/// A short-lived key in `chunk`'s slot that a put writes only so that its `WAIT` covers what
+/// it found written by others (see `RedisStore::confirm_replicated`).
+fn sync_key(world: &WorldId, chunk: ChunkKey) -> String {
+    format!("{}:sync", chunk_key(world, chunk))
+}
+
+/// How long a `sync` key lives: it carries nothing once its `WAIT` answered.
+const SYNC_KEY_TTL_MS: u64 = 1000;
+
 /// The log of `chunk`: a Stream in the chunk's hash slot, so the check-and-set script appends
 /// to it atomically with the write.
 pub fn log_key(world: &WorldId, chunk: ChunkKey) -> String {
@@ -1052,3 +1088,6 @@ pub(crate) fn is_broken_connection(e: &redis::RedisError) -> bool {
 pub(crate) fn unavailable(e: &redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("Redis error ({:?}): {e}", e.kind()))
 }
+
+#[cfg(test)]
+mod failover_tests;
