@@ -142,11 +142,9 @@ fn a_store_filled_through_the_api_refuses_growth_before_redis_refuses_writes() {
     let c = client(&gw);
     let (err, written) = fill(&rt, &c, "crowded", 4);
     assert!(is_store_full(&err), "{err}");
-    assert!(
-        written.len() > 1000,
-        "only {} chunks written",
-        written.len()
-    );
+    // Each whole-chunk write keeps 16 KiB of blob and about 80 KiB of log (every cube's
+    // before and after, kept 7 days for undo): a few hundred fill 90% of 48 MB.
+    assert!(written.len() > 200, "only {} chunks written", written.len());
     // Reads answer; an edit that keeps the size passes (Redis is not out of memory).
     let got = rt
         .block_on(c.fetch("crowded", &[(written[1], None)]))
@@ -154,7 +152,12 @@ fn a_store_filled_through_the_api_refuses_growth_before_redis_refuses_writes() {
     assert!(got[0].data.is_some());
     rt.block_on(c.put("crowded", &[ChunkEdit::at_index(written[1], 9, 777)]))
         .expect("an edit that does not grow the world");
-    let info = redis.command(&["INFO", "memory"]).unwrap();
+    let port = redis.url().rsplit(':').next().unwrap().to_owned();
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port, "INFO", "memory"])
+        .output()
+        .expect("redis-cli");
+    let info = String::from_utf8_lossy(&out.stdout).into_owned();
     let field = |name: &str| -> f64 {
         info.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))

@@ -182,6 +182,59 @@ fn retried_put_whose_answer_was_lost_never_overwrites_a_newer_edit() {
     assert_ne!(answered[0].version, cubewalk_protocol::EMPTY_REVISION);
 }
 
+/// Two contents that share one revision under the earlier scheme (a SHA-256 prefix of the
+/// content: found offline in about 2^32 hashes, `tests/fixtures/revision_collision.json`).
+/// A player who writes one, lets others fetch it, then writes the other would have every
+/// client holding the first told "not modified" forever. With revisions drawn per write, the
+/// client holding the first gets the second.
+#[test]
+fn a_crafted_collision_of_the_old_scheme_is_no_longer_a_collision() {
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/revision_collision.json")).unwrap();
+    let content = |name: &str| -> Vec<ChunkEdit> {
+        fixture[name]["cubes_nonzero"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| {
+                let index = pair[0].as_u64().unwrap() as u16;
+                set(index, pair[1].as_i64().unwrap() as i32)
+            })
+            .collect()
+    };
+    let cubes = |edits: &[ChunkEdit]| {
+        let mut c = [0i32; 4096];
+        for e in edits {
+            let cube = e.resolve().unwrap();
+            c[usize::from(cube.index)] = cube.value;
+        }
+        c
+    };
+    let (a, b) = (content("a"), content("b"));
+    let old = |edits: &[ChunkEdit]| {
+        cubewalk_protocol::content_revision(&cubewalk_protocol::encode_chunk(&cubes(edits)))
+    };
+    assert_ne!(cubes(&a), cubes(&b));
+    assert_eq!(
+        old(&a),
+        old(&b),
+        "the fixture collides under the old scheme"
+    );
+    let stack = Stack::redis();
+    let rt = runtime();
+    let c = client(&stack.endpoint());
+    let k = ChunkKey::new(0, 0, 0);
+    let held = rt.block_on(c.put(WORLD, &a)).unwrap()[0].version;
+    // Overwrite every cube of `a` with `b`'s values: the chunk now holds exactly `b`.
+    rt.block_on(c.put(WORLD, &b)).unwrap();
+    let got = rt.block_on(c.fetch(WORLD, &[(k, Some(held))])).unwrap();
+    let data = got[0]
+        .data
+        .as_ref()
+        .expect("answered 'not modified' to a client holding the other content");
+    assert_eq!(**data, cubes(&b));
+}
+
 #[test]
 fn a_put_the_sdk_gave_up_on_never_lands_after_a_later_acknowledged_one() {
     let stack = Stack::redis();
