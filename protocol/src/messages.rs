@@ -244,11 +244,12 @@ pub struct FetchResponse {
 pub struct FetchEntry {
     /// The chunk.
     pub key: ChunkKey,
-    /// Its current revision ([`crate::revision`]: a tag of its content, 0 for all air). The
-    /// field keeps the name `version` that the C ABI uses; revisions are not ordered.
+    /// Its current revision ([`crate::revision`]: drawn at random by the write that made this
+    /// content, 0 for all air). The field keeps the name `version` that the C ABI uses;
+    /// revisions are not ordered.
     pub version: u64,
-    /// Its write sequence ([`crate::realtime`]): grows by one with every write the store
-    /// applies to the chunk, so a follower orders this answer against the change messages
+    /// Its write sequence ([`crate::realtime`]): grows with every write the store applies to
+    /// the chunk, so a follower orders this answer against the change messages
     /// around it. 0 (and left out) for a chunk never written.
     #[serde(rename = "n", default, skip_serializing_if = "is_zero")]
     pub seq: u64,

@@ -12,8 +12,10 @@
 //! A change is a positional JSON array; versions travel as 11 characters of unpadded base64url
 //! (the 8 bytes of the revision, little-endian) rather than up to 20 digits. A change carries
 //! the version before (`p`) and after (`v`) and the chunk's write sequence before (`f`) and
-//! after (`n`). The write sequence grows by exactly one with every write the store applies to
-//! the chunk, and fetch answers carry it too, so a follower always knows where it stands:
+//! after (`n`). The write sequence grows with every write the store applies to the chunk
+//! (by one, or to the store's clock in microseconds when that is higher, so it never repeats
+//! after the store loses data), and fetch answers carry it too, so a follower always knows
+//! where it stands:
 //! - `n` at or below the sequence it holds: old news (delivered late, or older than a fetch):
 //!   ignored;
 //! - `f` equal to the sequence it holds (and `p` the version it holds): the edits `e` turn its
@@ -120,11 +122,11 @@ pub struct Change {
     pub previous: u64,
     /// Its version after the edit.
     pub version: u64,
-    /// The chunk's write sequence before the change (`seq - 1` for one write; lower when the
-    /// publisher coalesced several writes into this change).
+    /// The chunk's write sequence before the change (the one the write grew from; lower when
+    /// the publisher coalesced several writes into this change).
     pub from_seq: u64,
-    /// The chunk's write sequence after the change: grows by one with each write applied to
-    /// the chunk (it starts again if the store loses the chunk). Orders changes; see the
+    /// The chunk's write sequence after the change: grows with each write applied to the
+    /// chunk, and never repeats even when the store loses the chunk. Orders changes; see the
     /// module docs.
     pub seq: u64,
     /// The cube edits that turn `previous` into `version`, as (index, value), when at most
@@ -339,24 +341,24 @@ mod tests {
     use crate::codec::fixtures;
 
     #[test]
-    fn a_single_cube_edit_fits_in_80_bytes() {
+    fn a_single_cube_edit_fits_in_96_bytes() {
         let before = fixtures::terrain();
         let mut after = before.clone();
         after[1234] = 42;
         // Worst-case versions (all 8 bytes used), a chunk a few hundred chunks from the origin
-        // and a write sequence of ten digits: ten billion writes to one chunk.
+        // and sequences of sixteen digits (the store's clock in microseconds, until 2286).
         let change = Change::between(
             ChunkKey::new(-312, 4, 977),
             u64::MAX - 1,
             &before,
             u64::MAX / 3,
             &after,
-            9_999_999_999,
+            9_999_999_999_999_999,
         );
         let text = change.to_text();
-        assert!(text.len() <= 80, "{} bytes: {text}", text.len());
+        assert!(text.len() <= 96, "{} bytes: {text}", text.len());
         assert_eq!(change.edits.as_deref(), Some(&[(1234, 42)][..]));
-        assert_eq!(change.from_seq, 9_999_999_998);
+        assert_eq!(change.from_seq, 9_999_999_999_999_998);
         assert_eq!(Change::parse(&text).unwrap(), change);
     }
 

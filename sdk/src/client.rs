@@ -36,7 +36,7 @@ pub struct FetchedBlob {
     pub version: u64,
     /// Its encoded blob (base64 already removed), or `None` when not modified.
     pub blob: Option<Vec<u8>>,
-    /// Its write sequence (grows by one with every write the store applies; 0 for a chunk
+    /// Its write sequence (grows with every write the store applies; 0 for a chunk
     /// never written): orders this answer against realtime changes.
     pub seq: u64,
 }

@@ -1,5 +1,8 @@
 //! Runs the request/response examples of `protocol/README.md` against the local gateway, in
-//! order, and checks each answer (status and JSON) is exactly what the page shows.
+//! order, and checks each answer (status and JSON) is exactly what the page shows, except
+//! the values that differ on every run: a nonzero version (drawn at random per write) or
+//! write sequence (`n`: the store's clock) stands for whatever the server answered, the same
+//! value every time the page repeats it, and later requests send the real one.
 
 use cubewalk_server::gateway::{GatewayConfig, TokenAuthorizer};
 use cubewalk_server::identity::TokenSet;
@@ -50,8 +53,14 @@ fn documented_examples_match_the_code() {
     let client = reqwest::blocking::Client::new();
     let mut pending: Option<(String, u16, String)> = None;
     let mut checked = 0;
+    // The page's version and sequence numbers, and what the server answered for each.
+    let mut seen: std::collections::HashMap<u64, u64> = Default::default();
     for (marker, block) in examples(&page) {
         if let Some(name) = marker.strip_prefix("request: ") {
+            let mut block = block.clone();
+            for (shown, real) in &seen {
+                block = block.replace(&shown.to_string(), &real.to_string());
+            }
             let (head, body) = block.split_once("\n\n").unwrap_or((&block, ""));
             let (method, path) = head.trim().split_once(' ').unwrap();
             let mut req = client
@@ -86,9 +95,42 @@ fn documented_examples_match_the_code() {
                 );
                 *id = shown.clone();
             }
+            match_run_values(&mut got, &want, &mut seen);
             assert_eq!(got, want, "body of example '{name}'");
             checked += 1;
         }
     }
-    assert_eq!(checked, 5, "every documented example was checked");
+    assert_eq!(checked, 6, "every documented example was checked");
+}
+
+/// Where `want` shows a nonzero `version` or `n`, puts the page's number into `got` if the
+/// server answered a nonzero number there that is consistent with earlier answers (the same
+/// page number always stands for the same answered number, and the other way round).
+fn match_run_values(got: &mut Value, want: &Value, seen: &mut std::collections::HashMap<u64, u64>) {
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => {
+            for (k, wv) in w {
+                let Some(gv) = g.get_mut(k) else { continue };
+                let shown = wv.as_u64().filter(|v| *v != 0);
+                let real = gv.as_u64().filter(|v| *v != 0);
+                if let (true, Some(shown), Some(real)) = (k == "version" || k == "n", shown, real) {
+                    let known = *seen.entry(shown).or_insert(real);
+                    assert_eq!(known, real, "page value {shown} stands for two answers");
+                    assert!(
+                        seen.iter().all(|(s, r)| *r != real || *s == shown),
+                        "answer {real} shown as two page values"
+                    );
+                    *gv = wv.clone();
+                } else {
+                    match_run_values(gv, wv, seen);
+                }
+            }
+        }
+        (Value::Array(g), Value::Array(w)) => {
+            for (gv, wv) in g.iter_mut().zip(w) {
+                match_run_values(gv, wv, seen);
+            }
+        }
+        _ => {}
+    }
 }

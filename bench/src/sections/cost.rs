@@ -971,7 +971,7 @@ fn bill_at(
         + (authorizations + logins) * token.log
         + broker_auths * broker.log;
     // Bytes to players: a typical-terrain chunk is about 100 bytes of gzipped JSON (Size
-    // section), a not-modified entry about 40; a change about 80 bytes of a region message;
+    // section), a not-modified entry about 40; a change about 90 bytes of a region message;
     // headers about 400 bytes an answer.
     let out_gb = (hours * p.sessions * 729.0 * 100.0
         + hours * p.crossings * 81.0 * 100.0
