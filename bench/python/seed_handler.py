@@ -153,6 +153,10 @@ def put(body):
                         else:
                             pipe.hdel(k, "d")
                         pipe.hincrby(k, "v", 1)
+                        # Our store keeps a revision drawn per write in "r"; this design
+                        # names content by its hash, so it drops ours (which would name the
+                        # old content) and our reader falls back to the hash too.
+                        pipe.hdel(k, "r")
                         pipe.execute()
                     else:
                         pipe.unwatch()

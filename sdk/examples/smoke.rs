@@ -31,7 +31,13 @@ fn main() {
 async fn smoke(api: &str, realtime: &str, token: &str) -> Result<(), String> {
     let world = WorldId::new("smoke").map_err(|e| e.to_string())?;
     // A chunk far from where anyone plays, different each run.
-    let chunk = ChunkKey::new(1_000_000 + (rand_u16() as i32), -1_000_000, 7);
+    // In the deployment's small `smoke` world (the template's default `Worlds` has it:
+    // 64 chunks each way, 8 down, 1 MiB), a chunk drawn at random so runs rarely share one.
+    let chunk = ChunkKey::new(
+        i32::from(rand_u16() % 129) - 64,
+        -8,
+        i32::from(rand_u16() % 129) - 64,
+    );
     let client = Client::new(api, token, ClientOptions::default()).map_err(|e| e.to_string())?;
 
     let started = Instant::now();

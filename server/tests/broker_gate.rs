@@ -249,7 +249,8 @@ async fn a_put_reaches_a_follower_through_mosquitto() {
             let changes = cubewalk_protocol::realtime::parse_region_message(&p.payload).unwrap();
             assert_eq!(changes.len(), 1);
             assert_eq!(changes[0].chunk, cubewalk_protocol::ChunkKey::new(1, 2, 3));
-            assert_eq!((changes[0].from_seq, changes[0].seq), (0, 1));
+            assert_eq!(changes[0].from_seq, 0, "a chunk never written");
+            assert!(changes[0].seq > 0);
             assert_eq!(changes[0].edits.as_deref(), Some(&[(5, 9)][..]));
         }
         other => panic!("no change: {other:?}"),

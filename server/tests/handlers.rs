@@ -76,11 +76,14 @@ async fn real_events_round_trip() {
     let held = format!("0,0,0@{r0};1,0,0@{r1};2,0,0@0");
     let (_, body) = send(&store, &get_event(&[("chunks", held.as_str())])).await;
     let got: Value = serde_json::from_str(&body).unwrap();
+    // Each written chunk carries its write sequence (the store's clock at the write).
+    let (n0, n1) = (&got["chunks"][0]["n"], &got["chunks"][1]["n"]);
+    assert!(n0.as_u64().is_some_and(|n| n > 0) && n1.as_u64().is_some_and(|n| n > 0));
     assert_eq!(
         got,
         json!({"world": "default", "chunks": [
-            {"key": [0, 0, 0], "version": r0, "n": 1},
-            {"key": [1, 0, 0], "version": r1, "n": 1},
+            {"key": [0, 0, 0], "version": r0, "n": n0},
+            {"key": [1, 0, 0], "version": r1, "n": n1},
             {"key": [2, 0, 0], "version": 0}
         ]})
     );

@@ -292,9 +292,13 @@ fn a_lost_change_and_a_late_one_never_leave_a_follower_wrong() {
             .publish(&topic, region_message(&[forged(0, 1, held)]))
             .await
             .unwrap();
-        // A jump: from a sequence no one wrote yet.
+        // A jump: from a sequence no one wrote yet (sequences are the store's clock in
+        // microseconds; this one is far in the future).
         publisher
-            .publish(&topic, region_message(&[forged(500, 501, held)]))
+            .publish(
+                &topic,
+                region_message(&[forged(1 << 62, (1 << 62) + 1, held)]),
+            )
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -419,6 +419,14 @@ namespace CubeWalk
 
         /// <summary>Applies cube edits, blocking; returns how many entries of
         /// <paramref name="results"/> were filled (one per touched chunk, with its new version).</summary>
+        /// <remarks>A request of the put whose answer never came (timeout, broken connection, 5xx)
+        /// is <b>fenced</b> before the put answers, on both transports: the client asks the server,
+        /// within one more timeout, to cancel it on each of its chunks and learns where it had
+        /// applied. So an error answer means the chunks not listed as applied were not changed and
+        /// never will be by this put; a later put of the same chunks can never be overtaken by it.
+        /// If the fence cannot reach the server either, the put answers its error and its chunks'
+        /// later puts wait until 45 s after its last send, past which the server can no longer
+        /// apply it. A put cancelled in flight is fenced the same way in the background.</remarks>
         /// <param name="world">The world id (1 to 64 of A-Z a-z 0-9 _ - .).</param>
         /// <param name="edits">The edits, applied in order (a later edit of a cube wins).</param>
         /// <param name="results">Receives each touched chunk's new version, in order of first appearance.</param>
@@ -526,7 +534,17 @@ namespace CubeWalk
         }
 
         /// <summary>Starts a put and returns at once; completes inside a later <see cref="Update"/>.
-        /// Puts of the same chunk apply in the order they were begun.</summary>
+        /// Puts of the same chunk apply in the order they were begun. On failure,
+        /// <see cref="PutRequest.Count"/> entries of results list the chunks confirmed applied (a
+        /// partial put; the remarks say what became of the others).</summary>
+        /// <remarks>A request of the put whose answer never came (timeout, broken connection, 5xx)
+        /// is <b>fenced</b> before the put answers, on both transports: the client asks the server,
+        /// within one more timeout, to cancel it on each of its chunks and learns where it had
+        /// applied. So an error answer means the chunks not listed as applied were not changed and
+        /// never will be by this put; a later put of the same chunks can never be overtaken by it.
+        /// If the fence cannot reach the server either, the put answers its error and its chunks'
+        /// later puts wait until 45 s after its last send, past which the server can no longer
+        /// apply it. A put cancelled in flight is fenced the same way in the background.</remarks>
         /// <param name="world">The world id (1 to 64 of A-Z a-z 0-9 _ - .).</param>
         /// <param name="edits">The edits (copied now).</param>
         /// <param name="results">Receives each touched chunk's new version on completion.</param>
@@ -639,7 +657,9 @@ namespace CubeWalk
         /// <summary>Cancels a request in flight: its arrays are never written after this returns,
         /// and it completes at once with status Cancelled. A request that already finished (its
         /// results written, its completion due in the running <see cref="Update"/>) is left to
-        /// complete normally. A cancelled put may or may not have reached the server.</summary>
+        /// complete normally. A cancelled put may or may not have reached the server: if it was in
+        /// flight it is fenced in the background (see <see cref="BeginPut"/>), and the next puts of
+        /// its chunks wait for that.</summary>
         /// <param name="request">A request begun by this client.</param>
         /// <exception cref="ArgumentNullException"><paramref name="request"/> is null.</exception>
         public void Cancel(CubeWalkRequest request)

@@ -170,6 +170,51 @@ namespace CubeWalk.Managed
             return entries;
         }
 
+        /// <summary>Parses the answer to a put's fence (its cancel request)
+        /// <c>{"world":..,"applied":[{"key":[x,y,z],"version":v}..],"cancelled":[[x,y,z]..]}</c>
+        /// into <paramref name="applied"/> (the chunks where the put had applied, with the revision
+        /// it answered) and <paramref name="cancelled"/> (where it now never will).</summary>
+        /// <exception cref="InvalidDataException">The text is not a cancel answer.</exception>
+        public static void ParseCancelAnswer(string json, List<FetchedEntry> applied, List<ChunkKey> cancelled)
+        {
+            var p = new Json(json);
+            bool sawApplied = false, sawCancelled = false, first = true;
+            p.Expect('{');
+            while (!p.TryConsume('}'))
+            {
+                if (!first) p.Expect(',');
+                first = false;
+                string name = p.String();
+                p.Expect(':');
+                if (name == "applied" || name == "cancelled")
+                {
+                    bool isApplied = name == "applied";
+                    if (isApplied) sawApplied = true;
+                    else sawCancelled = true;
+                    p.Expect('[');
+                    bool firstEntry = true;
+                    while (!p.TryConsume(']'))
+                    {
+                        if (!firstEntry) p.Expect(',');
+                        firstEntry = false;
+                        if (isApplied) applied.Add(Entry(p));
+                        else cancelled.Add(Key(p));
+                    }
+                }
+                else p.Skip();
+            }
+            if (!sawApplied || !sawCancelled) throw new InvalidDataException("cancel answer without applied or cancelled");
+        }
+
+        static ChunkKey Key(Json p)
+        {
+            p.Expect('[');
+            int x = (int)p.Integer(); p.Expect(',');
+            int y = (int)p.Integer(); p.Expect(',');
+            int z = (int)p.Integer(); p.Expect(']');
+            return new ChunkKey(x, y, z);
+        }
+
         static FetchedEntry Entry(Json p)
         {
             var e = new FetchedEntry();
@@ -184,11 +229,7 @@ namespace CubeWalk.Managed
                 switch (name)
                 {
                     case "key":
-                        p.Expect('[');
-                        int x = (int)p.Integer(); p.Expect(',');
-                        int y = (int)p.Integer(); p.Expect(',');
-                        int z = (int)p.Integer(); p.Expect(']');
-                        e.Key = new ChunkKey(x, y, z);
+                        e.Key = Key(p);
                         hasKey = true;
                         break;
                     case "version":

@@ -17,7 +17,8 @@ namespace CubeWalk
         /// <summary>The native plugin (every platform but WebGL).</summary>
         Native,
         /// <summary>Plain C# over UnityWebRequest (HttpClient outside Unity): what WebGL builds use.
-        /// Blocking calls are not available in WebGL builds; requests are not retried. In Unity,
+        /// Blocking calls are not available in WebGL builds; requests are not retried (but for the
+        /// fence of a put whose answer never came, as the native library's). In Unity,
         /// requests begun on any thread start on the next frame's player loop on the main thread
         /// (UnityWebRequest works only there); a blocking call on the main thread drives them
         /// itself while it waits.</summary>
@@ -336,7 +337,21 @@ namespace CubeWalk.Managed
     /// asked for <see cref="CubeWalkTransport.Managed"/>). The same requests, answers, limits and
     /// outputs as the native library: fetches split into requests of at most 256 chunks, puts
     /// split by chunk with an idempotency key per request and applied one put at a time in the
-    /// order begun, outputs written only when <see cref="Poll"/> reports the end. Not retried.
+    /// order begun (on each chunk: a put held by a failed fence, below, lets later puts of other
+    /// chunks go first), outputs written only when <see cref="Poll"/> reports the end. Not retried,
+    /// except the fence of a put (below).
+    /// <para>A put request whose answer never came (timeout, network error after sending, 5xx,
+    /// an answer that is not a put answer) is <b>fenced</b> before the put answers, as the native
+    /// library does: a cancel request (PUT to the same URL,
+    /// <c>{"world":..,"cancel":"&lt;its idempotency key&gt;","chunks":[[x,y,z],..]}</c>), retried
+    /// like the native library's repeatable requests within one more timeout, asks the server to
+    /// cancel it on each of its chunks and learns where it had applied. All applied: the put
+    /// succeeded after all; none: its original error, and it never will apply; some: a partial
+    /// put (the error, the applied chunks in <c>results</c>). The next put starts only then. If
+    /// the fence fails too, the put answers its original error and its chunks' later puts wait
+    /// until <see cref="FenceHorizonMs"/> after its deadline (its last possible send), past which
+    /// the server can no longer apply it. A cancelled (<see cref="Cancel"/>) put in flight is
+    /// fenced the same way in the background. All of it is polled: nothing blocks.</para>
     /// </summary>
     internal sealed class ManagedTransport
     {
@@ -349,9 +364,38 @@ namespace CubeWalk.Managed
         readonly IHttpSender http;
         readonly object gate = new object();
         readonly Dictionary<ulong, Op> ops = new Dictionary<ulong, Op>();
-        readonly Queue<Op> queuedPuts = new Queue<Op>();
+        // Puts not started yet, in the order begun.
+        readonly List<Op> queuedPuts = new List<Op>();
         Op putInFlight;
         ulong nextId;
+        // The native retry policy, for the fence's cancel request (the only request retried here).
+        readonly uint maxRetries, retryBaseMs, retryMaxMs;
+        // Cancelled puts whose fence still runs: advanced on every call, they hold the put line.
+        readonly List<Op> abandoned = new List<Op>();
+        // Chunks of puts whose fence failed, with when the server can no longer apply them;
+        // all of them are past once holdsEnd is.
+        readonly List<Hold> holds = new List<Hold>();
+        DateTime holdsEnd;
+
+        /// <summary>How long after its deadline (its last possible send) a put whose fence failed
+        /// can still apply on the server, so how long its chunks' later puts wait (the native
+        /// library's FENCE_HORIZON, sdk/src/batching.rs): API Gateway gives up on a request after
+        /// 29 s, so the function starts within that, and the store stops retrying a put 10 s after
+        /// the function started it.</summary>
+        internal const int FenceHorizonMs = 45000;
+        // The native retry defaults (sdk/src/retry.rs; NativeDefaults.g.cs does not carry them).
+        const uint DefaultMaxRetries = 3, DefaultRetryBaseMs = 100, DefaultRetryMaxMs = 2000;
+        /// <summary>Tests: the time every deadline, fence budget and hold is measured against.</summary>
+        internal Func<DateTime> Clock = () => DateTime.UtcNow;
+        /// <summary>Tests: the backoff jitter of the fence's retries.</summary>
+        internal Random Random = new Random();
+
+        struct Hold
+        {
+            internal string World;
+            internal ChunkKey Key;
+            internal DateTime Until;
+        }
         /// <summary>The write sequences of the realtime follower started from this transport's
         /// client, which every fetch answer sets; null when none runs.</summary>
         internal volatile Floors Follower;
@@ -361,6 +405,9 @@ namespace CubeWalk.Managed
             this.endpoint = CheckEndpoint(endpoint, options.AllowInsecureHttp);
             this.token = new TokenState(CheckToken(token));
             timeoutMs = (int)(options.TimeoutMs ?? NativeDefaults.TimeoutMs);
+            maxRetries = options.MaxRetries ?? DefaultMaxRetries;
+            retryBaseMs = options.RetryBaseDelayMs ?? DefaultRetryBaseMs;
+            retryMaxMs = options.RetryMaxDelayMs ?? DefaultRetryMaxMs;
             ConnectTimeoutMs = options.ConnectTimeoutMs ?? DefaultConnectTimeoutMs;
             AllowInsecure = options.AllowInsecureHttp;
             http = sender;
@@ -476,7 +523,24 @@ namespace CubeWalk.Managed
             internal List<ChunkKey> Chunks; // put: the chunks it touches, in order
             internal string Method, Url;
             internal byte[] Body;
+            // Put: its idempotency key, where it stands, and its outcome: Ok, or its original
+            // error; Entries (in request order) for Ok or a partial, Unsettled when its fence failed.
+            internal string Key;
+            internal PartPhase Phase;
+            internal CubeWalkStatus Status;
+            internal string Error;
+            internal List<FetchedEntry> Entries;
+            internal bool Unsettled;
+            // Its fence: the cancel request (null between attempts), its token, body, budget,
+            // attempts made and when the next one goes.
+            internal IHttpExchange Fence;
+            internal TokenState FenceToken;
+            internal byte[] FenceBody;
+            internal DateTime FenceDeadline, RetryAt;
+            internal uint FenceAttempts;
         }
+
+        enum PartPhase { Sending, Fencing, Done }
 
         sealed class Op
         {
@@ -492,6 +556,10 @@ namespace CubeWalk.Managed
             internal ChunkVersion[] Results;
             internal UIntPtr[] Count;
             internal bool Started;
+            // Put: its chunks in order of first appearance (all of its parts'), and whether it
+            // was cancelled (its fence then runs on and its outputs are never written).
+            internal List<ChunkKey> Touched;
+            internal bool Abandoned;
         }
 
         internal ulong BeginFetch(string world, ChunkKey[] keys, ulong[] versions, int[][] buffers, byte[] changed, int n)
@@ -544,7 +612,7 @@ namespace CubeWalk.Managed
             }
             if (order.Count > results.Length)
                 throw new CubeWalkException(CubeWalkStatus.BufferTooSmall, "results need " + order.Count + " entries, one per chunk touched");
-            var op = new Op { IsPut = true, Results = results, Count = count };
+            var op = new Op { IsPut = true, World = world, Results = results, Count = count, Touched = order };
             Part part = null;
             int editsInPart = 0;
             StringBuilder body = null;
@@ -560,9 +628,9 @@ namespace CubeWalk.Managed
                 if (part == null || part.Chunks.Count == NativeDefaults.MaxChunksPerPut || editsInPart + cubes > NativeDefaults.MaxEditsPerPut)
                 {
                     if (part != null) close();
-                    part = new Part { Chunks = new List<ChunkKey>(), Method = "PUT", Url = endpoint };
+                    part = new Part { Chunks = new List<ChunkKey>(), Method = "PUT", Url = endpoint, Key = Guid.NewGuid().ToString("N") };
                     body = new StringBuilder("{\"world\":\"").Append(world).Append("\",\"idempotency_key\":\"")
-                        .Append(Guid.NewGuid().ToString("N")).Append("\",\"edits\":[");
+                        .Append(part.Key).Append("\",\"edits\":[");
                     editsInPart = 0;
                 }
                 part.Chunks.Add(k);
@@ -584,12 +652,14 @@ namespace CubeWalk.Managed
         {
             lock (gate)
             {
+                DateTime now = Clock();
+                AdvanceAbandoned(now);
                 op.Id = ++nextId;
-                op.Deadline = DateTime.UtcNow.AddMilliseconds(timeoutMs);
+                op.Deadline = now.AddMilliseconds(timeoutMs);
                 ops.Add(op.Id, op);
-                if (op.IsPut) queuedPuts.Enqueue(op);
+                if (op.IsPut) queuedPuts.Add(op);
                 else Send(op);
-                StartNextPut();
+                StartNextPut(now);
                 return op.Id;
             }
         }
@@ -605,13 +675,45 @@ namespace CubeWalk.Managed
             op.Started = true;
         }
 
-        // Puts apply one at a time, in the order begun, so two puts of a chunk never race.
-        void StartNextPut()
+        // Puts apply one at a time, in the order begun on each chunk, so two puts of a chunk
+        // never race: the first queued put that touches no held chunk (a failed fence's) and no
+        // chunk of a put begun before it that still waits goes next.
+        void StartNextPut(DateTime now)
         {
             if (putInFlight != null || queuedPuts.Count == 0) return;
-            putInFlight = queuedPuts.Dequeue();
-            putInFlight.Deadline = DateTime.UtcNow.AddMilliseconds(timeoutMs);
+            if (holds.Count > 0 && now >= holdsEnd) holds.Clear();
+            int next = 0;
+            if (holds.Count > 0)
+            {
+                next = -1;
+                for (int i = 0; i < queuedPuts.Count && next < 0; i++)
+                {
+                    Op q = queuedPuts[i];
+                    bool waits = Held(q, now);
+                    for (int j = 0; j < i && !waits; j++) waits = Overlap(queuedPuts[j], q);
+                    if (!waits) next = i;
+                }
+                if (next < 0) return;
+            }
+            putInFlight = queuedPuts[next];
+            queuedPuts.RemoveAt(next);
+            putInFlight.Deadline = now.AddMilliseconds(timeoutMs);
             Send(putInFlight);
+        }
+
+        bool Held(Op q, DateTime now)
+        {
+            foreach (Hold h in holds)
+                if (h.Until > now && h.World == q.World && q.Touched.Contains(h.Key)) return true;
+            return false;
+        }
+
+        static bool Overlap(Op a, Op b)
+        {
+            if (a.World != b.World) return false;
+            foreach (ChunkKey k in a.Touched)
+                if (b.Touched.Contains(k)) return true;
+            return false;
         }
 
         /// <summary>The request's status: Pending while it runs; at the end its outputs are
@@ -621,18 +723,28 @@ namespace CubeWalk.Managed
             error = null;
             lock (gate)
             {
+                DateTime now = Clock();
+                AdvanceAbandoned(now);
                 Op op;
                 if (!ops.TryGetValue(id, out op))
                 {
                     error = "invalid argument: unknown request id " + id;
                     return CubeWalkStatus.InvalidArgument;
                 }
+                // A put waiting for a held chunk goes once the hold has passed.
+                if (!op.Started) StartNextPut(now);
                 if (!op.Started) return CubeWalkStatus.Pending;
+                if (op.IsPut)
+                {
+                    if (!AdvancePut(op, now)) return CubeWalkStatus.Pending;
+                    Settle(op, now);
+                    return FinishPut(op, out error);
+                }
                 bool done = true;
                 foreach (Part p in op.Parts) done &= p.Exchange.IsDone;
                 if (!done)
                 {
-                    if (DateTime.UtcNow < op.Deadline) return CubeWalkStatus.Pending;
+                    if (now < op.Deadline) return CubeWalkStatus.Pending;
                     Forget(op);
                     error = "timed out after " + timeoutMs + " ms";
                     return CubeWalkStatus.Timeout;
@@ -640,7 +752,6 @@ namespace CubeWalk.Managed
                 Forget(op);
                 try
                 {
-                    if (op.IsPut) return FinishPut(op, out error);
                     CubeWalkStatus s = FinishFetch(op, out error);
                     // The realtime follower orders changes against what this answer holds.
                     Floors floors = Follower;
@@ -660,7 +771,250 @@ namespace CubeWalk.Managed
             ops.Remove(op.Id);
             foreach (Part p in op.Parts) if (p.Exchange != null && !p.Exchange.IsDone) p.Exchange.Abort();
             if (putInFlight == op) putInFlight = null;
-            StartNextPut();
+            StartNextPut(Clock());
+        }
+
+        // A put has its outcome (every part done): the next puts may go, except those of its
+        // chunks when a fence failed, which wait until the server can no longer apply it.
+        void Settle(Op op, DateTime now)
+        {
+            ops.Remove(op.Id);
+            if (putInFlight == op) putInFlight = null;
+            bool unsettled = false;
+            foreach (Part p in op.Parts) unsettled |= p.Unsettled;
+            if (unsettled)
+            {
+                DateTime until = op.Deadline.AddMilliseconds(FenceHorizonMs);
+                int kept = 0;
+                for (int i = 0; i < holds.Count; i++) if (holds[i].Until > now) holds[kept++] = holds[i];
+                holds.RemoveRange(kept, holds.Count - kept);
+                foreach (ChunkKey k in op.Touched) holds.Add(new Hold { World = op.World, Key = k, Until = until });
+                if (until > holdsEnd) holdsEnd = until;
+            }
+            StartNextPut(now);
+        }
+
+        // Cancelled puts whose fence runs on: settled (letting the line go) once it ends.
+        void AdvanceAbandoned(DateTime now)
+        {
+            for (int i = abandoned.Count - 1; i >= 0; i--)
+            {
+                Op op = abandoned[i];
+                if (!AdvancePut(op, now)) continue;
+                abandoned.RemoveAt(i);
+                Settle(op, now);
+            }
+        }
+
+        // Moves each part of a started put on as far as it can go now; true once all are done.
+        bool AdvancePut(Op op, DateTime now)
+        {
+            bool done = true;
+            foreach (Part p in op.Parts)
+            {
+                if (p.Phase == PartPhase.Sending) AdvanceSend(op, p, now);
+                if (p.Phase == PartPhase.Fencing) AdvanceFence(p, now);
+                done &= p.Phase == PartPhase.Done;
+            }
+            return done;
+        }
+
+        /// <summary>Whether a put request that failed with <paramref name="status"/> (HTTP
+        /// <paramref name="http"/>, 0 when no answer came) may have applied on the server anyway,
+        /// as the native library decides (may_have_applied, sdk/src/batching.rs): it was sent and
+        /// the answer did not come (timeout, broken connection, cancelled), came as a server
+        /// failure that may have struck after some chunks were written (5xx), or was not a put
+        /// answer. Refusals (4xx) are answered before anything is written.</summary>
+        internal static bool MayHaveApplied(CubeWalkStatus status, int http)
+        {
+            switch (status)
+            {
+                case CubeWalkStatus.Timeout:
+                case CubeWalkStatus.Network:
+                case CubeWalkStatus.Protocol:
+                case CubeWalkStatus.Cancelled:
+                    return true;
+                case CubeWalkStatus.ServerError:
+                    return http >= 500;
+                default:
+                    return false;
+            }
+        }
+
+        void AdvanceSend(Op op, Part p, DateTime now)
+        {
+            CubeWalkStatus s;
+            string why;
+            if (!p.Exchange.IsDone)
+            {
+                if (!op.Abandoned && now < op.Deadline) return;
+                p.Exchange.Abort();
+                if (op.Abandoned) { s = CubeWalkStatus.Cancelled; why = "cancelled"; }
+                else { s = CubeWalkStatus.Timeout; why = "timed out after " + timeoutMs + " ms"; }
+                BeginFence(op, p, s, why, now);
+                return;
+            }
+            s = Failed(p, out why);
+            if (s == CubeWalkStatus.Ok)
+            {
+                try
+                {
+                    List<FetchedEntry> entries = FetchProtocol.ParseAnswer(p.Exchange.Text);
+                    if (entries.Count != p.Chunks.Count) throw new InvalidDataException("put answer does not list the chunks sent");
+                    for (int j = 0; j < entries.Count; j++)
+                        if (!entries[j].Key.Equals(p.Chunks[j])) throw new InvalidDataException("put answer does not list the chunks sent");
+                    p.Entries = entries;
+                    p.Status = CubeWalkStatus.Ok;
+                    p.Phase = PartPhase.Done;
+                    return;
+                }
+                catch (Exception e) when (e is InvalidDataException || e is FormatException || e is OverflowException)
+                {
+                    s = CubeWalkStatus.Protocol;
+                    why = "protocol: " + e.Message;
+                }
+            }
+            if (MayHaveApplied(s, p.Exchange.Status))
+            {
+                BeginFence(op, p, s, why, now);
+                return;
+            }
+            p.Status = s;
+            p.Error = why;
+            p.Phase = PartPhase.Done;
+        }
+
+        // The part failed with (s, why) after it may have reached the server: its fence starts,
+        // within a fresh budget of one timeout.
+        void BeginFence(Op op, Part p, CubeWalkStatus s, string why, DateTime now)
+        {
+            p.Status = s;
+            p.Error = why;
+            p.Phase = PartPhase.Fencing;
+            p.FenceDeadline = now.AddMilliseconds(timeoutMs);
+            p.FenceAttempts = 0;
+            var body = new StringBuilder(64 + 16 * p.Chunks.Count).Append("{\"world\":\"").Append(op.World)
+                .Append("\",\"cancel\":\"").Append(p.Key).Append("\",\"chunks\":[");
+            for (int i = 0; i < p.Chunks.Count; i++)
+            {
+                ChunkKey k = p.Chunks[i];
+                if (i > 0) body.Append(',');
+                body.Append('[').Append(k.X.ToString(CultureInfo.InvariantCulture)).Append(',')
+                    .Append(k.Y.ToString(CultureInfo.InvariantCulture)).Append(',')
+                    .Append(k.Z.ToString(CultureInfo.InvariantCulture)).Append(']');
+            }
+            p.FenceBody = Encoding.UTF8.GetBytes(body.Append("]}").ToString());
+            SendFence(p, now);
+        }
+
+        void SendFence(Part p, DateTime now)
+        {
+            TokenState t = token;
+            p.FenceToken = t;
+            p.FenceAttempts++;
+            int left = (int)Math.Ceiling((p.FenceDeadline - now).TotalMilliseconds);
+            p.Fence = http.Send("PUT", p.Url, t.Text, p.FenceBody, Math.Max(1, left));
+        }
+
+        // The fence's cancel request, retried as the native library retries a repeatable request
+        // (network errors and 429/502/503/504, with backoff, while the budget lasts; a 401 to a
+        // token replaced meanwhile at once with the new one).
+        void AdvanceFence(Part p, DateTime now)
+        {
+            if (p.Fence == null)
+            {
+                if (now < p.RetryAt) return;
+                if (now >= p.FenceDeadline) { FenceFailed(p); return; }
+                SendFence(p, now);
+            }
+            IHttpExchange x = p.Fence;
+            if (!x.IsDone)
+            {
+                if (now < p.FenceDeadline) return;
+                x.Abort();
+                FenceFailed(p);
+                return;
+            }
+            p.Fence = null;
+            int s = x.Status;
+            if (s >= 200 && s < 300)
+            {
+                p.FenceToken.Worked = true;
+                try
+                {
+                    FenceAnswered(p, x.Text);
+                }
+                catch (Exception e) when (e is InvalidDataException || e is FormatException || e is OverflowException)
+                {
+                    FenceFailed(p);
+                }
+                return;
+            }
+            bool again;
+            if (s == 0) again = x.Error != "timed out";
+            else
+            {
+                if (Code(x.Text) != null) p.FenceToken.Worked = true;
+                if (s == 401 && p.FenceToken != token)
+                {
+                    SendFence(p, now);
+                    return;
+                }
+                if (s == 401) p.FenceToken.Unauthorized = true;
+                again = s == 429 || s == 502 || s == 503 || s == 504;
+            }
+            if (again && p.FenceAttempts <= maxRetries)
+            {
+                DateTime at = now.AddMilliseconds(RetryDelayMs(p.FenceAttempts));
+                if (at < p.FenceDeadline)
+                {
+                    p.RetryAt = at;
+                    return;
+                }
+            }
+            FenceFailed(p);
+        }
+
+        // The native backoff: full jitter up to base * 2^(retry-1), capped at the largest delay.
+        double RetryDelayMs(uint retry)
+        {
+            double cap = Math.Min((double)retryMaxMs, retryBaseMs * Math.Pow(2, Math.Min(retry - 1, 20u)));
+            return Random.NextDouble() * cap;
+        }
+
+        // The fence could not be recorded: the part keeps its original error and may still apply.
+        static void FenceFailed(Part p)
+        {
+            p.Unsettled = true;
+            p.Phase = PartPhase.Done;
+        }
+
+        // The cancel answer: each chunk of the part either applied (with its revision) or is
+        // cancelled for good. All applied: the part succeeded after all; none: its original
+        // error stands; some: its applied chunks, in request order, and the original error.
+        static void FenceAnswered(Part p, string text)
+        {
+            var applied = new List<FetchedEntry>();
+            var cancelled = new List<ChunkKey>();
+            FetchProtocol.ParseCancelAnswer(text, applied, cancelled);
+            // Each chunk sent (distinct) found once among as many answered: no more, no fewer.
+            if (applied.Count + cancelled.Count != p.Chunks.Count)
+                throw new InvalidDataException("cancel answer does not list the chunks sent");
+            var entries = new List<FetchedEntry>(applied.Count);
+            foreach (ChunkKey k in p.Chunks)
+            {
+                int at = -1;
+                for (int i = 0; i < applied.Count && at < 0; i++) if (applied[i].Key.Equals(k)) at = i;
+                if (at >= 0) entries.Add(applied[at]);
+                else if (!cancelled.Contains(k)) throw new InvalidDataException("cancel answer does not list the chunks sent");
+            }
+            if (cancelled.Count == 0)
+            {
+                p.Status = CubeWalkStatus.Ok;
+                p.Error = null;
+            }
+            p.Entries = entries;
+            p.Phase = PartPhase.Done;
         }
 
         static CubeWalkStatus Failed(Part p, out string error)
@@ -752,28 +1106,27 @@ namespace CubeWalk.Managed
             return CubeWalkStatus.Ok;
         }
 
-        static CubeWalkStatus FinishPut(Op op, out string error)
+        // The put's answer from its parts' outcomes, as the native library gives it: all Ok, the
+        // entries; else the first failure, with the chunks confirmed applied written (and counted
+        // in the message) unless the put was one request and none applied.
+        CubeWalkStatus FinishPut(Op op, out string error)
         {
             int written = 0;
             CubeWalkStatus failure = CubeWalkStatus.Ok;
             error = null;
             foreach (Part p in op.Parts)
             {
-                string why;
-                CubeWalkStatus s = Failed(p, out why);
-                if (s != CubeWalkStatus.Ok)
+                if (p.Status != CubeWalkStatus.Ok && failure == CubeWalkStatus.Ok)
                 {
-                    if (failure == CubeWalkStatus.Ok) { failure = s; error = why; }
-                    continue;
+                    failure = p.Status;
+                    error = p.Error;
                 }
-                List<FetchedEntry> entries = FetchProtocol.ParseAnswer(p.Exchange.Text);
-                if (entries.Count != p.Chunks.Count) throw new InvalidDataException("put answer does not list the chunks sent");
-                for (int j = 0; j < entries.Count; j++)
-                {
-                    if (!entries[j].Key.Equals(p.Chunks[j])) throw new InvalidDataException("put answer does not list the chunks sent");
-                    op.Results[written++] = new ChunkVersion { Key = entries[j].Key, Version = entries[j].Version };
-                }
+                if (p.Entries == null) continue;
+                foreach (FetchedEntry e in p.Entries)
+                    op.Results[written++] = new ChunkVersion { Key = e.Key, Version = e.Version };
             }
+            if (failure != CubeWalkStatus.Ok && (op.Parts.Count > 1 || written > 0))
+                error += " (" + written + " of " + op.Touched.Count + " chunks confirmed applied)";
             // On failure, the chunks confirmed applied (as the native library reports them).
             op.Count[0] = (UIntPtr)written;
             return failure;
@@ -852,21 +1205,30 @@ namespace CubeWalk.Managed
         }
 
         /// <summary>Cancels a request: its outputs are never written afterwards. A put may or may
-        /// not have reached the server.</summary>
+        /// not have reached the server: one in flight is fenced in the background (as the native
+        /// library does), and the next puts wait for that fence (and its hold, if it fails).</summary>
         internal void Cancel(ulong id)
         {
             lock (gate)
             {
+                DateTime now = Clock();
+                AdvanceAbandoned(now);
                 Op op;
                 if (!ops.TryGetValue(id, out op)) return;
-                if (op.IsPut && !op.Started)
+                if (!op.IsPut)
                 {
-                    var rest = new Queue<Op>();
-                    foreach (Op q in queuedPuts) if (q != op) rest.Enqueue(q);
-                    queuedPuts.Clear();
-                    foreach (Op q in rest) queuedPuts.Enqueue(q);
+                    Forget(op);
+                    return;
                 }
-                Forget(op);
+                ops.Remove(op.Id);
+                if (!op.Started)
+                {
+                    queuedPuts.Remove(op);
+                    return;
+                }
+                op.Abandoned = true;
+                if (AdvancePut(op, now)) Settle(op, now);
+                else abandoned.Add(op);
             }
         }
     }

@@ -222,11 +222,12 @@ namespace CubeWalk.Tests
         [Test]
         public void FetchesLargerThanOneRequestAreSplitAndComplete()
         {
-            // 300 chunks with long coordinates and held versions: more than one request's 256
-            // chunks and more than its URL budget, on both transports.
+            // 300 chunks with long coordinates (near the world's bounds: |x|, |z| up to 65536,
+            // |y| up to 4096) and held versions: more than one request's 256 chunks and, with
+            // the versions held, more than its URL budget, on both transports.
             const int n = 300;
             var keys = new ChunkKey[n];
-            for (int i = 0; i < n; i++) keys[i] = new ChunkKey(-1000000 - i, 1000000 + i, -1000000 + 7 * i);
+            for (int i = 0; i < n; i++) keys[i] = new ChunkKey(-65536 + i, -4096 + i, 65536 - 7 * i);
             var edits = new CubeEdit[n / 10];
             for (int j = 0; j < edits.Length; j++) edits[j] = new CubeEdit { Chunk = keys[j * 10], Index = (uint)j, Value = 100 + j };
             client.PutBlocks("mono-split", edits, new ChunkVersion[edits.Length]);

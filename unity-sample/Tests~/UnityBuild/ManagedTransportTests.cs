@@ -286,14 +286,17 @@ namespace CubeWalk.UnityBuildTests
             Assert.AreEqual(CubeWalkStatus.Cancelled, early.Status);
             Assert.AreEqual(created, TestEngine.WebRequestsCreated, "a request cancelled before it started is never made");
 
-            // Cancelled while running: aborted and disposed by the next frame.
+            // Cancelled while running: aborted and disposed by the next frame, which sends its
+            // fence (the put may have reached the server), disposed in turn once answered.
             PutRequest put = client.BeginPut(world, new[] { new CubeEdit { Chunk = keys[0], Index = 1, Value = 1 } }, new ChunkVersion[1]);
             TestEngine.RunPlayerLoopOnce();
             Assert.AreEqual(created + 1, TestEngine.WebRequestsCreated, "the frame sent it");
             client.Cancel(put);
             Assert.AreEqual(CubeWalkStatus.Cancelled, put.Status);
             TestEngine.RunPlayerLoopOnce();
-            Assert.AreEqual(0, TestEngine.LiveWebRequests, "the aborted request was disposed");
+            Assert.AreEqual(created + 2, TestEngine.WebRequestsCreated, "the frame sent the put's fence");
+            Assert.AreEqual(1, TestEngine.LiveWebRequests, "the aborted request was disposed");
+            RunFramesUntil(() => TestEngine.LiveWebRequests == 0);
 
             // Still working afterwards.
             FetchRequest late = client.BeginFetch(world, keys, new[] { CubeWalkClient.NoVersion }, Buffers(1), new byte[1]);
