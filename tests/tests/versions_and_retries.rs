@@ -241,8 +241,10 @@ fn a_put_the_sdk_gave_up_on_never_lands_after_a_later_acknowledged_one() {
     let relay = Relay::start(stack.gateway.port);
     let via_relay = format!("http://127.0.0.1:{}/prod/cubewalkblocks", relay.port);
     let rt = runtime();
-    let mut options = ClientOptions::default();
-    options.timeout = Duration::from_millis(400);
+    let options = ClientOptions {
+        timeout: Duration::from_millis(400),
+        ..ClientOptions::default()
+    };
     let a = Client::new(&via_relay, TOKEN, options).unwrap();
     // A's first request sits on the network for 1.5 s; the SDK gives up after 0.4 s, fences
     // it (on a new connection, not held back) and answers the timeout.
