@@ -471,7 +471,21 @@ impl CancelRequest {
                 "more than {MAX_CHUNKS_PER_PUT} chunks in one cancel"
             )));
         }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(k) = req.chunks.iter().find(|k| !seen.insert(**k)) {
+            return Err(WireError::Invalid(format!("chunk {k} named twice")));
+        }
         Ok(req)
+    }
+
+    /// Whether `body` is meant as a cancel (a JSON object with a `cancel` member), so a
+    /// malformed one is told what is wrong with it as a cancel, not as a put.
+    pub fn is_meant(body: &[u8]) -> bool {
+        #[derive(Deserialize)]
+        struct Probe {
+            cancel: Option<serde::de::IgnoredAny>,
+        }
+        serde_json::from_slice::<Probe>(body).is_ok_and(|p| p.cancel.is_some())
     }
 }
 
@@ -513,6 +527,28 @@ mod tests {
     use super::*;
     use crate::codec::MAX_BLOB_BASE64_LEN;
     use crate::limits::{LAMBDA_PAYLOAD_LIMIT, MAX_FETCH_ENTRY_JSON_LEN};
+
+    #[test]
+    fn cancels_are_recognised_and_checked_as_cancels() {
+        let good = br#"{"world":"w","cancel":"0123456789abcdef","chunks":[[1,2,3]]}"#;
+        assert!(CancelRequest::parse(good).is_ok() && CancelRequest::is_meant(good));
+        let short = br#"{"cancel":"short","chunks":[]}"#;
+        assert!(CancelRequest::is_meant(short));
+        assert_eq!(CancelRequest::parse(short).unwrap_err().status(), 422);
+        let twice = br#"{"cancel":"0123456789abcdef","chunks":[[0,0,0],[0,0,0]]}"#;
+        assert_eq!(CancelRequest::parse(twice).unwrap_err().status(), 422);
+        let many: Vec<String> = (0..257).map(|i| format!("[{i},0,0]")).collect();
+        let many = format!(
+            r#"{{"cancel":"0123456789abcdef","chunks":[{}]}}"#,
+            many.join(",")
+        );
+        assert_eq!(
+            CancelRequest::parse(many.as_bytes()).unwrap_err().status(),
+            413
+        );
+        assert!(!CancelRequest::is_meant(br#"{"edits":[]}"#));
+        assert!(!CancelRequest::is_meant(b"[]"));
+    }
 
     #[test]
     fn fetch_query_round_trips() {

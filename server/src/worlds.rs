@@ -12,7 +12,8 @@
 //! ```
 //!
 //! `horizontal` bounds `|x|` and `|z|`, `vertical` bounds `|y|` (in chunks); the budget is the
-//! most chunk data the world may hold (its blobs, plus [`CHUNK_OVERHEAD_BYTES`] per chunk).
+//! most chunk data the world may hold (its blobs, plus [`CHUNK_OVERHEAD_BYTES`] per chunk),
+//! shared by every world a prefix rule matches (made-up world names make no new room).
 //! `default`, `event-*=64/8/16` and `*` are rules.
 
 use crate::store::WorldBudget;
@@ -42,8 +43,11 @@ pub struct WorldRule {
     pub horizontal: u32,
     /// Largest `|y|` of a chunk.
     pub vertical: u32,
-    /// Most chunk data the world may hold, in bytes.
+    /// Most chunk data the world may hold, in bytes: together with every other world the
+    /// rule matches, for a prefix.
     pub budget_bytes: u64,
+    /// The name the budget is counted under: the rule as written (`default`, `event-*`).
+    pub account: String,
 }
 
 impl WorldRule {
@@ -101,6 +105,7 @@ impl Worlds {
             }
             let mut rule = WorldRule {
                 name: name.to_owned(),
+                account: pattern.to_owned(),
                 prefix,
                 horizontal: DEFAULT_HORIZONTAL,
                 vertical: DEFAULT_VERTICAL,
@@ -158,12 +163,12 @@ impl Worlds {
     }
 
     /// Checks that `world` exists and every chunk of `chunks` lies within its bounds (422
-    /// otherwise), and answers its budget.
+    /// otherwise), and answers its rule's budget.
     pub fn check(
         &self,
         world: &WorldId,
         chunks: impl IntoIterator<Item = ChunkKey>,
-    ) -> Result<WorldBudget, WireError> {
+    ) -> Result<WorldBudget<'_>, WireError> {
         let rule = self.rule(world)?;
         if let Some(k) = chunks.into_iter().find(|k| !rule.contains(*k)) {
             return Err(WireError::Invalid(format!(
@@ -173,6 +178,7 @@ impl Worlds {
         }
         Ok(WorldBudget {
             bytes: rule.budget_bytes,
+            account: &rule.account,
         })
     }
 }
@@ -193,6 +199,11 @@ mod tests {
         let event = worlds.rule(&w("event-7")).unwrap();
         assert_eq!((event.horizontal, event.vertical), (64, 8));
         assert_eq!(event.budget_bytes, 16 << 20);
+        // Every event world counts against one budget.
+        assert_eq!(
+            worlds.check(&w("event-7"), []).unwrap().account,
+            worlds.check(&w("event-8"), []).unwrap().account
+        );
         assert!(worlds
             .check(&w("event-7"), [ChunkKey::new(-64, 8, 64)])
             .is_ok());

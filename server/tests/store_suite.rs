@@ -587,7 +587,10 @@ async fn limits_and_bans(store: &dyn ChunkStore) {
 /// edits that do not grow it pass; emptying a chunk makes room.
 async fn budgets_refuse_growth_only(store: &dyn ChunkStore) {
     let w = world("budgeted");
-    let budget = WorldBudget { bytes: 2_000 };
+    let budget = WorldBudget {
+        bytes: 2_000,
+        account: "budgeted",
+    };
     let put = Put {
         budget: Some(budget),
         ..player("grower", None, 0)

@@ -1,7 +1,8 @@
-//! A store players cannot fill: filled through the API, a world stops at its budget and the
-//! store stops before Redis's own memory limit, each with `507 store_full`; reads keep
-//! answering and edits that do not grow the world still pass. Worlds not configured and
-//! chunks out of bounds are refused.
+//! A store players cannot fill: filled through the API, a world (or every world of a prefix
+//! rule together) stops at its budget, with `507 store_full`, while edits that do not grow it
+//! still pass; and the store stops taking edits before Redis's own memory limit, however they
+//! are made (rewriting chunks in place grows only the log, and is stopped too). Reads keep
+//! answering throughout. Worlds not configured and chunks out of bounds are refused.
 
 use cubewalk::{ChunkEdit, ChunkKey, Client, ClientOptions, Error, Status};
 use cubewalk_e2e::TOKEN;
@@ -94,7 +95,7 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn a_world_filled_through_the_api_stops_at_its_budget_and_still_answers() {
     let redis = RedisServer::start();
-    let gw = gateway(&redis, "small=64/8/1, big");
+    let gw = gateway(&redis, "small=64/8/1, big, event-*=64/8/1");
     let rt = runtime();
     let c = client(&gw);
     let (err, written) = fill(&rt, &c, "small", 4);
@@ -114,6 +115,22 @@ fn a_world_filled_through_the_api_stops_at_its_budget_and_still_answers() {
         .expect("an edit that does not grow the world");
     rt.block_on(c.put("big", &random_chunks(&[ChunkKey::new(0, 0, 0)], 1)))
         .expect("another world");
+    // Made-up worlds of a prefix rule share its one budget.
+    let mut fitted = 0;
+    let full = loop {
+        let world = format!("event-{fitted}");
+        let keys = [ChunkKey::new(0, 0, 0), ChunkKey::new(1, 0, 0)];
+        match rt.block_on(c.put(&world, &random_chunks(&keys, fitted as u64))) {
+            Ok(_) => fitted += 2,
+            Err(e) => break e,
+        }
+        assert!(fitted < 200, "event worlds grew past their shared budget");
+    };
+    assert!(is_store_full(&full), "{full}");
+    assert!(
+        (48..=64).contains(&fitted),
+        "{fitted} chunks in 1 MiB of event worlds"
+    );
     // Out of bounds, or a world the deployment does not have: refused before the store.
     let out = rt
         .block_on(c.put(
@@ -145,13 +162,19 @@ fn a_store_filled_through_the_api_refuses_growth_before_redis_refuses_writes() {
     // Each whole-chunk write keeps 16 KiB of blob and about 80 KiB of log (every cube's
     // before and after, kept 7 days for undo): a few hundred fill 90% of 48 MB.
     assert!(written.len() > 200, "only {} chunks written", written.len());
-    // Reads answer; an edit that keeps the size passes (Redis is not out of memory).
+    // Reads answer. Rewriting the chunks in place keeps their size but logs every cube: that
+    // is refused too, every time, and never reaches Redis's own OOM (503).
     let got = rt
         .block_on(c.fetch("crowded", &[(written[1], None)]))
         .unwrap();
     assert!(got[0].data.is_some());
-    rt.block_on(c.put("crowded", &[ChunkEdit::at_index(written[1], 9, 777)]))
-        .expect("an edit that does not grow the world");
+    for round in 0..40u64 {
+        let keys = &written[(round as usize * 4) % (written.len() - 4)..][..4];
+        let err = rt
+            .block_on(c.put("crowded", &random_chunks(keys, 1_000_000 + round)))
+            .unwrap_err();
+        assert!(is_store_full(&err), "round {round}: {err}");
+    }
     let port = redis.url().rsplit(':').next().unwrap().to_owned();
     let out = std::process::Command::new("redis-cli")
         .args(["-p", &port, "INFO", "memory"])

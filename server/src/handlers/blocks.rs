@@ -211,6 +211,7 @@ async fn put(
         // as a broken put).
         Err(e) => match CancelRequest::parse(&body) {
             Ok(cancel) => return cancel_put(store, player, rules, cancel).await,
+            Err(cancel_error) if CancelRequest::is_meant(&body) => return Err(cancel_error),
             Err(_) => return Err(e),
         },
     };

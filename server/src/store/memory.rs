@@ -72,8 +72,8 @@ fn now_us() -> u64 {
 pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,
     players: Mutex<Players>,
-    /// Each world's size in bytes (see [`crate::worlds`]).
-    sizes: Mutex<HashMap<WorldId, i64>>,
+    /// Each world rule's size in bytes (see [`crate::worlds`]).
+    sizes: Mutex<HashMap<String, i64>>,
     log_seq: AtomicU64,
     started: Instant,
 }
@@ -204,17 +204,12 @@ impl MemoryStore {
         let edited = edit_blob(world, chunk, &current, edits)?;
         let seq = next_seq(current.seq, now_us());
         let answer = edited.applied(current.seq, seq);
-        if let Some(blob) = &edited.blob {
+        if let (Some(blob), Some(budget)) = (&edited.blob, put.budget) {
             let delta = size_delta(&current, blob);
             let mut sizes = self.sizes.lock().unwrap_or_else(|p| p.into_inner());
-            let size = sizes.entry(world.clone()).or_default();
-            if let Some(budget) = put.budget.filter(|_| delta > 0) {
-                if *size + delta > i64::try_from(budget.bytes).unwrap_or(i64::MAX) {
-                    return Err(StoreError::Full(format!(
-                        "world {world} is full ({} MiB of chunk data)",
-                        budget.bytes >> 20
-                    )));
-                }
+            let size = sizes.entry(budget.account.to_owned()).or_default();
+            if delta > 0 && *size + delta > i64::try_from(budget.bytes).unwrap_or(i64::MAX) {
+                return Err(super::redis::world_full(world, &budget));
             }
             *size += delta;
         }

@@ -260,16 +260,21 @@ pub struct Put<'a> {
     /// The player's limits; `None` for trusted callers (admin tools), who are never banned or
     /// limited.
     pub limits: Option<&'a PlayerLimits>,
-    /// The world's share of the store; `None` for trusted callers. A put that would grow the
-    /// world past it, or grow a store that is nearly full, is refused ([`StoreError::Full`]).
-    pub budget: Option<WorldBudget>,
+    /// The world's share of the store; `None` for trusted callers (tools, rollbacks), whose
+    /// writes are neither refused nor counted. A put that would grow the world's rule past
+    /// its budget, or change anything while the store is nearly full, is refused
+    /// ([`StoreError::Full`]).
+    pub budget: Option<WorldBudget<'a>>,
 }
 
-/// How much chunk data a world may hold (see [`crate::worlds`]).
+/// How much chunk data the worlds of one rule may hold together (see [`crate::worlds`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WorldBudget {
+pub struct WorldBudget<'a> {
     /// Most bytes of chunk data: blobs plus [`crate::worlds::CHUNK_OVERHEAD_BYTES`] per chunk.
     pub bytes: u64,
+    /// What the bytes are counted under: the rule (`default`, or `event-*` for every world a
+    /// prefix rule matches, so making up new worlds makes no new room).
+    pub account: &'a str,
 }
 
 /// What a write changes in its world's size: the blob's growth, plus the chunk's overhead

@@ -175,7 +175,9 @@ pub struct RedisStoreConfig {
     /// The share of `maxmemory` past which puts that grow a world are refused (507), so the
     /// store never reaches the point where it refuses every write.
     pub full_at: f64,
-    /// How often the store's memory use is looked at (`INFO memory`).
+    /// How often the store's memory use is looked at (`INFO memory`): once a second per
+    /// function instance by default, so a fast writer overshoots the threshold by at most a
+    /// second of its writes.
     pub fullness_every: Duration,
 }
 
@@ -205,7 +207,7 @@ impl RedisStoreConfig {
             wait_replicas: 0,
             wait_timeout: Duration::from_secs(1),
             full_at: 0.9,
-            fullness_every: Duration::from_secs(5),
+            fullness_every: Duration::from_secs(1),
         }
     }
 
@@ -540,9 +542,9 @@ impl RedisStore {
         let mut world_size = 0i64;
         let mut grown = 0i64;
         let size_at = put.budget.map(|_| prelude.len());
-        if put.budget.is_some() {
+        if let Some(budget) = put.budget {
             let mut c = redis::cmd("GET");
-            c.arg(world_size_key(world));
+            c.arg(world_size_key(budget.account));
             prelude.push(c);
         }
         for attempt in 0..MAX_CAS_ATTEMPTS {
@@ -638,10 +640,8 @@ impl RedisStore {
                 break;
             }
             let growth: i64 = writing.iter().map(|w| w.3).sum();
-            if growth > 0 {
-                self.check_room(world, put, world_size + grown + growth)
-                    .await?;
-            }
+            self.check_room(world, put, world_size + grown + growth, growth > 0)
+                .await?;
             // When the connection breaks mid-write some scripts may have run: the next attempt
             // re-reads, finds those edits already in place (or, with a key, already recorded)
             // and answers without writing again.
@@ -673,12 +673,13 @@ impl RedisStore {
                 );
             }
         }
-        if grown != 0 {
-            // Counted after the writes, outside their atomic step (the world's counter lives
-            // in its own slot): a crash in between leaves it short by this put, which only
-            // errs towards letting a world grow a little past its budget.
+        if let Some(budget) = put.budget.filter(|_| grown != 0) {
+            // Counted after the writes, outside their atomic step (the rule's counter lives
+            // in its own slot): a crash in between leaves it short by this put, and puts in
+            // flight at once may each pass the check before any is counted; both only let a
+            // world grow a little past its budget.
             let mut c = redis::cmd("INCRBY");
-            c.arg(world_size_key(world)).arg(grown);
+            c.arg(world_size_key(budget.account)).arg(grown);
             self.query::<i64>(&c).await.map_err(|e| unavailable(&e))?;
         }
         if pending.is_empty() {
@@ -690,26 +691,33 @@ impl RedisStore {
         )))
     }
 
-    /// Refuses a put that would grow `world` to `size` bytes past its budget, or grow a store
-    /// whose memory is nearly full.
+    /// Refuses a player's write that would take `world`'s rule to `size` bytes past its
+    /// budget (when it `grows`), or any write while the store is nearly full: every write
+    /// that changes a chunk also logs it (kept 7 days), so even one that keeps the chunk's
+    /// size takes memory.
     async fn check_room(
         &self,
         world: &WorldId,
         put: &Put<'_>,
         size: i64,
+        grows: bool,
     ) -> Result<(), StoreError> {
         let Some(budget) = put.budget else {
             return Ok(());
         };
-        if size > i64::try_from(budget.bytes).unwrap_or(i64::MAX) {
-            return Err(StoreError::Full(format!(
-                "world {world} is full ({} MiB of chunk data)",
-                budget.bytes >> 20
-            )));
+        if grows && size > i64::try_from(budget.bytes).unwrap_or(i64::MAX) {
+            return Err(world_full(world, &budget));
         }
+        self.refuse_when_nearly_full().await
+    }
+
+    /// [`StoreError::Full`] while the store is nearly full.
+    async fn refuse_when_nearly_full(&self) -> Result<(), StoreError> {
         if self.memory.nearly_full(self).await {
             return Err(StoreError::Full(
-                "the store is nearly full: only edits that do not grow the world pass".into(),
+                "the store is nearly full: it takes no more edits until an operator makes room \
+                 (reads still answer)"
+                    .into(),
             ));
         }
         Ok(())
@@ -788,6 +796,15 @@ struct ReadBack {
 
 fn odd(e: redis::ParsingError) -> StoreError {
     StoreError::Unavailable(format!("unexpected Redis answer: {e}"))
+}
+
+/// The refusal of a put that would take `world`'s rule past its budget.
+pub(crate) fn world_full(world: &WorldId, budget: &super::WorldBudget<'_>) -> StoreError {
+    StoreError::Full(format!(
+        "world {world} is full ({} MiB of chunk data for {})",
+        budget.bytes >> 20,
+        budget.account
+    ))
 }
 
 /// The check-and-set script's answer for a write of `edited` over sequence `from_seq`.
@@ -909,12 +926,17 @@ impl ChunkStore for RedisStore {
         key: &IdempotencyKey,
         limits: Option<&PlayerLimits>,
     ) -> Result<Vec<Option<u64>>, StoreError> {
+        if chunks.is_empty() {
+            return Ok(Vec::new());
+        }
         if let Some(limits) = limits {
             // A fence record costs memory like a put's: charged as a write per chunk, so a
-            // player cannot fill the store with cancels.
+            // player cannot fill the store with cancels, and refused as a put is when the
+            // store is nearly full (the SDK then holds the put's chunks until it cannot land).
             let c = admit_cmd(player, limits, [0, 0, chunks.len()]);
             let answer = self.query_timed("admission", &c).await?;
             admission(answer)?;
+            self.refuse_when_nearly_full().await?;
         }
         let cmds: Vec<Cmd> = chunks
             .iter()
@@ -1063,9 +1085,10 @@ pub fn log_key(world: &WorldId, chunk: ChunkKey) -> String {
     format!("{}:log", chunk_key(world, chunk))
 }
 
-/// The size of a world's chunk data in bytes (see [`crate::worlds`]), in its own slot.
-pub fn world_size_key(world: &WorldId) -> String {
-    format!("cw:{{w:{world}}}:bytes")
+/// The size in bytes of the chunk data of the worlds a rule matches (see [`crate::worlds`];
+/// `account` is the rule as written), in its own slot.
+pub fn world_size_key(account: &str) -> String {
+    format!("cw:{{w:{account}}}:bytes")
 }
 
 /// One of a player's keys (`ban`, `limits`, `chunks`), all in the player's hash slot.
