@@ -169,10 +169,12 @@ fn start_rust(bin: &Path, redis: &str) -> Subject {
         "Rust (blocks)",
         bin.join("blocks").to_str().unwrap(),
         &[],
-        // As deployed: each put that changes chunks appends them to the realtime feed.
+        // As deployed: each put that changes chunks appends them to the realtime feed; the
+        // bench's world is one the deployment names.
         &[
             ("CUBEWALK_REDIS_URL", redis.to_owned()),
             ("CUBEWALK_REALTIME", "on".to_owned()),
+            ("CUBEWALK_WORLDS", format!("default, {WORLD}")),
         ],
     )
 }
