@@ -122,12 +122,35 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        let primaries = cluster
-            .nodes_seen_from(cluster.ports[0])
-            .iter()
-            .filter(|n| n.has("master") && !n.slots.is_empty())
-            .count();
-        assert_eq!(primaries, 3, "the cluster should have three primaries");
+        // Roles travel by gossip: wait until every node sees three primaries with slots and
+        // three replicas, each following one of them.
+        for &p in &cluster.ports {
+            loop {
+                let nodes = cluster.nodes_seen_from(p);
+                let primaries: Vec<&str> = nodes
+                    .iter()
+                    .filter(|n| n.has("master") && !n.slots.is_empty())
+                    .map(|n| n.id.as_str())
+                    .collect();
+                let replicas = nodes
+                    .iter()
+                    .filter(|n| {
+                        n.has("slave")
+                            && n.primary
+                                .as_deref()
+                                .is_some_and(|id| primaries.contains(&id))
+                    })
+                    .count();
+                if primaries.len() == 3 && replicas == 3 {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "cluster node {p} never saw three primaries with a replica each"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         cluster
     }
 
