@@ -292,6 +292,17 @@ async fn writers_through(
     // Writes replicate as they happen.
     progress(&run.acked, "before the failover").await;
     let failing = std::time::Instant::now();
+    // How long after the failover began the first put sent after the primary died was
+    // acknowledged: how soon the client found the new primary (and, with WAIT, its replica).
+    let first_after = tokio::spawn({
+        let run = run.clone();
+        async move {
+            while run.acked_after.load(Ordering::SeqCst) == 0 && !run.stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            failing.elapsed()
+        }
+    });
     blocking(|| fail_over(&run.phase));
     let failed_over = failing.elapsed();
     let recovered = std::time::Instant::now();
@@ -307,6 +318,7 @@ async fn writers_through(
         refused += written.refused;
     }
     let seen = reader.await.unwrap();
+    let first_after = first_after.await.unwrap();
     let last = run.store.fetch(&run.world, &run.keys).await.unwrap();
     let last: Vec<Seen> = last
         .into_iter()
@@ -325,8 +337,9 @@ async fn writers_through(
     println!(
         "{label}: {} edits acknowledged ({before} before the failover, {after} sent after it; \
          {unchanged} found in place), {refused} tries answered 503, {} fetches, {lost} \
-         acknowledged edits lost; the failover took {failed_over:?}, then {PROGRESS} puts \
-         were acknowledged in {resumed:?}",
+         acknowledged edits lost; the failover took {failed_over:?}, the first put sent after \
+         the kill was acknowledged {first_after:?} after it began, {PROGRESS} puts in \
+         {resumed:?} after it ended",
         acks.len(),
         seen.len() / CHUNKS,
     );
