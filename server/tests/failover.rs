@@ -8,12 +8,15 @@
 //!   replica each ([`RedisCluster::start_with_replicas`]); mid-run the primary of a chunk the
 //!   writers use is SIGKILLed, its replica takes over (`CLUSTER FAILOVER TAKEOVER`) and the
 //!   dead node returns as the new primary's replica; the store's cluster client has to find
-//!   the new primary itself (no relay). Replication is not held there.
+//!   the new primary itself (no relay). Before the kill the replica is made to lag (stopped,
+//!   its replication link cut) for a second, except in the run that only checks that puts
+//!   resume.
 //!
 //! Writer tasks keep putting throughout (a 503 is retried, as the SDK does).
 //!
 //! - With `WAIT 1` (`wait_replicas = 1`) no acknowledged edit is lost: an edit the replica did
-//!   not confirm answers 503 and is retried.
+//!   not confirm answers 503 and is retried. NOT in cluster mode: there the run with a held
+//!   replica lost 1-2 acknowledged edits in 7 of 10 runs (ignored test below).
 //! - Without it the edits acknowledged while the replica lagged are lost (ElastiCache's loss
 //!   window; the test prints how many), but in both modes no chunk's sequence is answered for
 //!   two revisions, every sequence answered after the failover is above all those answered
@@ -226,9 +229,10 @@ async fn writers_through_a_failover(wait_replicas: u32) -> usize {
 /// The whole run on a Redis Cluster of three primaries with a replica each (ElastiCache with
 /// cluster mode enabled, MemoryDB): the primary of the first chunk's slot is SIGKILLed, its
 /// replica takes over (`CLUSTER FAILOVER TAKEOVER`) and the dead node comes back as its
-/// replica, while the cluster client has to find the new primary by itself. Returns how many
+/// replica, while the cluster client has to find the new primary by itself. With `lag`, the
+/// replica receives nothing for the second before its primary dies. Returns how many
 /// acknowledged edits were lost.
-async fn writers_through_a_cluster_failover(wait_replicas: u32) -> usize {
+async fn writers_through_a_cluster_failover(wait_replicas: u32, lag: bool) -> usize {
     let _alone = ONE_AT_A_TIME.lock().await;
     let mut cluster = blocking(RedisCluster::start_with_replicas);
     let store = RedisStore::connect(&store_config(cluster.url(), true, wait_replicas))
@@ -248,13 +252,28 @@ async fn writers_through_a_cluster_failover(wait_replicas: u32) -> usize {
         "cluster: {on_victim} of {CHUNKS} chunks on the primary {victim} to be killed, its \
          replica {replica}"
     );
-    let label = format!("cluster, WAIT {wait_replicas}");
+    let label = format!(
+        "cluster, WAIT {wait_replicas}, {}",
+        if lag {
+            "replica held 1 s"
+        } else {
+            "replica in step"
+        }
+    );
     writers_through(store, keys, &label, |phase| {
-        // Replication is not held here (the replicas reach their primaries directly): on
-        // loopback a replica is at most a few writes behind when its primary dies.
+        if lag {
+            // The replica lags: stopped, its link cut, it receives nothing the primary
+            // applies from now on. Longer than the wait timeout, shorter than the node
+            // timeout (2 s, past which the cluster would mark the replica failed).
+            cluster.hold_replication(victim, replica);
+            std::thread::sleep(Duration::from_millis(1000));
+        }
         phase.store(FAILING, Ordering::SeqCst);
         cluster.kill(victim);
         phase.store(AFTER, Ordering::SeqCst);
+        if lag {
+            cluster.resume(replica);
+        }
         cluster.take_over(replica);
         // The promoted primary has no replica until the dead node returns as one: with WAIT,
         // every put answers 503 meanwhile.
@@ -483,9 +502,27 @@ async fn without_wait_a_failover_never_repeats_a_sequence_or_revision() {
     writers_through_a_failover(0).await;
 }
 
+/// KNOWN TO FAIL: in 7 of 10 runs 1-2 acknowledged edits were lost, each written on
+/// the primary while its replica was held and acknowledged only after that primary died
+/// (RELIABILITY.md, "What is not proven here"). Run it with `--ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "known to fail: 1-2 acknowledged edits lost in 7 of 10 runs (RELIABILITY.md)"]
 async fn in_cluster_mode_with_wait_a_failover_loses_no_acknowledged_edit() {
-    let lost = writers_through_a_cluster_failover(1).await;
+    let lost = writers_through_a_cluster_failover(1, true).await;
+    assert_eq!(
+        lost, 0,
+        "acknowledged edits lost through the cluster failover"
+    );
+}
+
+/// With WAIT, puts resume once the cluster client found the promoted primary and it has a
+/// replica again, and nothing acknowledged is lost; but the replica is not held, so it lags
+/// only as far as loopback replication does (little: the same run without WAIT loses
+/// nothing either). This checks that WAIT and the client come through the failover, not that
+/// WAIT closes the loss window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_cluster_mode_with_wait_puts_resume_after_a_failover() {
+    let lost = writers_through_a_cluster_failover(1, false).await;
     assert_eq!(
         lost, 0,
         "acknowledged edits lost through the cluster failover"
@@ -496,5 +533,5 @@ async fn in_cluster_mode_with_wait_a_failover_loses_no_acknowledged_edit() {
 async fn in_cluster_mode_without_wait_a_failover_never_repeats_a_sequence_or_revision() {
     // Whatever the replica had not received when its primary died is lost (the test prints
     // how many); sequences and revisions are checked inside.
-    writers_through_a_cluster_failover(0).await;
+    writers_through_a_cluster_failover(0, true).await;
 }

@@ -335,6 +335,41 @@ impl RedisCluster {
             .port
     }
 
+    /// Makes the replica on `replica` lag behind its primary `primary` from now on: stops the
+    /// replica's process (SIGSTOP) and has the primary drop its replication link (`CLIENT KILL
+    /// TYPE replica`), so nothing the primary applies from now on reaches it until
+    /// [`RedisCluster::resume`] lets it reconnect. Whatever was sent before the cut still
+    /// reaches it. Keep the hold shorter than the node timeout (2 s), or the cluster marks the
+    /// replica failed.
+    pub fn hold_replication(&self, primary: u16, replica: u16) {
+        self.signal(replica, "STOP");
+        let killed = cli(primary, &["CLIENT", "KILL", "TYPE", "replica"]);
+        assert_eq!(
+            killed.trim(),
+            "1",
+            "primary {primary} had no replica link to cut"
+        );
+    }
+
+    /// Lets the node on `port` run again after [`RedisCluster::hold_replication`] (SIGCONT).
+    pub fn resume(&self, port: u16) {
+        self.signal(port, "CONT");
+    }
+
+    fn signal(&self, port: u16, signal: &str) {
+        let pid = self
+            .children
+            .get(&port)
+            .unwrap_or_else(|| panic!("no running node on port {port}"))
+            .id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("cannot run kill");
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
     /// Kills the node on `port` as a crash does (SIGKILL: no save, no goodbye).
     pub fn kill(&mut self, port: u16) {
         let mut child = self
