@@ -346,7 +346,12 @@ impl RedisStore {
                 redis::cluster::ClusterClientBuilder::new(vec![config.connection_info()?])
                     .connection_timeout(config.connection_timeout)
                     .response_timeout(config.response_timeout)
-                    .retries(2);
+                    // No retries inside redis-rs: a `WAIT` it fans out to every primary, whose
+                    // part on a primary that just died it retried, answered 1 for a write only
+                    // that primary held (an acknowledged edit lost on failover,
+                    // `server/tests/failover.rs`). A failed command answers 503 instead, and
+                    // the client still refreshes its slots on MOVED and reconnects.
+                    .retries(0);
             if config.ca_pem.is_some() {
                 builder = builder.certs(config.tls_certs());
             }
