@@ -502,9 +502,9 @@ async fn without_wait_a_failover_never_repeats_a_sequence_or_revision() {
 }
 
 /// While redis-rs retried commands itself (`retries(2)`), this lost 1-2 acknowledged edits in
-/// 8 of 11 runs: each written on the primary while its replica was held, and acknowledged
-/// after that primary died by a fanned-out `WAIT` whose part on the dead primary redis-rs
-/// retried and got answered elsewhere. The store now lets redis-rs retry nothing.
+/// 8 of 11 runs: each written on the primary while its replica was held, and acknowledged by
+/// a fanned-out `WAIT` that was pending when that primary died and answered 1 after the kill,
+/// before the takeover. The store now lets redis-rs retry nothing; no run lost one since.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_cluster_mode_with_wait_a_failover_loses_no_acknowledged_edit() {
     let lost = writers_through_a_cluster_failover(1, true).await;
