@@ -346,7 +346,12 @@ impl RedisStore {
                 redis::cluster::ClusterClientBuilder::new(vec![config.connection_info()?])
                     .connection_timeout(config.connection_timeout)
                     .response_timeout(config.response_timeout)
-                    .retries(2);
+                    // No retries inside redis-rs: with them, a `WAIT` it fanned out to every
+                    // primary, pending when one of them died, answered 1 for a write only that
+                    // primary held (an acknowledged edit lost on failover, in most runs of
+                    // `server/tests/failover.rs`; none since). A failed command answers 503
+                    // instead; the client still refreshes its slots on MOVED and reconnects.
+                    .retries(0);
             if config.ca_pem.is_some() {
                 builder = builder.certs(config.tls_certs());
             }
