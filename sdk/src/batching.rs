@@ -154,7 +154,7 @@ pub(crate) struct PutOutcome {
 /// reach the server (then [`PutOutcome::unsettled`]).
 pub(crate) async fn run_put_batches(
     transport: &Transport,
-    batches: Vec<PutRequest>,
+    batches: &[PutRequest],
     deadline: Instant,
     fence_budget: std::time::Duration,
 ) -> PutOutcome {
@@ -162,10 +162,10 @@ pub(crate) async fn run_put_batches(
     let single = batches.len() == 1;
     // Concurrent within this task: each waits on the network, and every one is awaited (none
     // dropped half way) so the answer can say which were applied.
-    let parts = join_all(batches.into_iter().map(|batch| async move {
-        let result = transport.put_batch(batch.clone(), deadline).await;
+    let parts = join_all(batches.iter().map(|batch| async move {
+        let result = transport.put_batch(batch, deadline).await;
         match result {
-            Err(e) if may_have_applied(&e) => fence(transport, &batch, e, fence_budget).await,
+            Err(e) if may_have_applied(&e) => fence(transport, batch, e, fence_budget).await,
             other => (other, false),
         }
     }))

@@ -238,15 +238,22 @@ impl Client {
                 return Ok(Vec::new());
             };
             turn.wait().await;
+            // The requests live in `in_flight` while they are sent: fenced from there if this
+            // future is dropped half way.
             let in_flight = InFlight {
                 inner: inner.clone(),
-                batches: batches.clone(),
+                batches,
                 turn: Some(turn),
                 deadline,
                 runtime: tokio::runtime::Handle::current(),
             };
-            let outcome =
-                run_put_batches(&inner.transport, batches, deadline, inner.options.timeout).await;
+            let outcome = run_put_batches(
+                &inner.transport,
+                &in_flight.batches,
+                deadline,
+                inner.options.timeout,
+            )
+            .await;
             in_flight.settle(outcome.unsettled);
             outcome.result
         }

@@ -139,10 +139,10 @@ impl Transport {
     /// Sends one put request (with retries) and checks the answer lists the chunks sent.
     pub(crate) async fn put_batch(
         &self,
-        request: PutRequest,
+        request: &PutRequest,
         deadline: Instant,
     ) -> Result<Vec<VersionEntry>> {
-        let body = serde_json::to_vec(&request).map_err(|e| Error::Internal(e.to_string()))?;
+        let body = serde_json::to_vec(request).map_err(|e| Error::Internal(e.to_string()))?;
         // Repeated only with its idempotency key: the server then applies it at most once
         // (a retry of a put that was applied but whose answer was lost changes nothing).
         let repeatable = request.idempotency_key.is_some();
@@ -157,7 +157,7 @@ impl Transport {
             .await?;
         let resp: PutResponse = serde_json::from_slice(&answer)
             .map_err(|e| Error::Protocol(format!("put answer is not valid: {e}")))?;
-        let expected = chunks_of(&request);
+        let expected = chunks_of(request);
         let got: Vec<ChunkKey> = resp.chunks.iter().map(|c| c.key).collect();
         if got != expected {
             return Err(Error::Protocol(
@@ -523,7 +523,7 @@ mod tests {
             .await;
         let t = transport(&server, "tok-0123456789", 3000);
         let deadline = Instant::now() + Duration::from_secs(3);
-        let unkeyed = t.put_batch(put(None), deadline).await.unwrap_err();
+        let unkeyed = t.put_batch(&put(None), deadline).await.unwrap_err();
         assert!(
             matches!(unkeyed, Error::Server { attempts: 1, .. }),
             "{unkeyed:?}"
@@ -531,7 +531,7 @@ mod tests {
         assert_eq!(server.received_requests().await.unwrap().len(), 1);
         // The same put with a key is retried (503 is transient).
         let keyed = t
-            .put_batch(put(Some("0123456789abcdef0123456789abcdef")), deadline)
+            .put_batch(&put(Some("0123456789abcdef0123456789abcdef")), deadline)
             .await
             .unwrap_err();
         assert!(matches!(keyed, Error::Server { .. }), "{keyed:?}");
@@ -560,7 +560,7 @@ mod tests {
         // Retry-After 1 s does not fit in the 500 ms deadline: refused at once, one request.
         let start = Instant::now();
         let e = t
-            .put_batch(put(Some("0123456789abcdef0123456789abcdef")), deadline)
+            .put_batch(&put(Some("0123456789abcdef0123456789abcdef")), deadline)
             .await
             .unwrap_err();
         assert_eq!(e.status(), crate::Status::RateLimited, "{e}");

@@ -5,7 +5,7 @@
 //! answering throughout. Worlds not configured and chunks out of bounds are refused.
 
 use cubewalk::{ChunkEdit, ChunkKey, Client, ClientOptions, Error, Status};
-use cubewalk_e2e::TOKEN;
+use cubewalk_e2e::{runtime, TOKEN};
 use cubewalk_protocol::codec::fixtures;
 use cubewalk_server::gateway::{GatewayConfig, TokenAuthorizer};
 use cubewalk_server::handlers::blocks::Rules;
@@ -82,14 +82,6 @@ fn fill(
 
 fn is_store_full(e: &Error) -> bool {
     matches!(e, Error::Server { status: 507, message, .. } if message.contains("full"))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]

@@ -29,14 +29,6 @@ fn client(endpoint: &str) -> Client {
     Client::new(endpoint, TOKEN, options).unwrap()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn set(index: u16, value: i32) -> ChunkEdit {
     ChunkEdit::at_index(ChunkKey::new(0, 0, 0), index, value)
 }

@@ -46,12 +46,11 @@ use std::time::Duration;
 ///
 /// KEYS[1]: the chunk's hash; KEYS[2]: the chunk's log (a Stream); KEYS[3] (optional): the
 /// put's idempotency record. ARGV[1]: the write sequence read; ARGV[2]: the new blob (`''` for
-/// all air); ARGV[3]: `1` to write the blob, `0` when the edits change nothing (nothing is
-/// written, not even the record); ARGV[4]: the revision to answer (and to store when writing),
-/// as decimal text (Lua numbers would round a 64-bit value); ARGV[5]: how long the record
-/// lives, in seconds; ARGV[6]: the player; ARGV[7]: the changed cubes
-/// (`index:before:after,...`); ARGV[8]: the request hash (hex); ARGV[9]: how long log records
-/// are kept, in milliseconds; ARGV[10]: the revision read, as stored (`''` when none is).
+/// all air); ARGV[3]: the new revision, as decimal text (Lua numbers would round a 64-bit
+/// value); ARGV[4]: how long the record lives, in seconds; ARGV[5]: the player; ARGV[6]: the
+/// changed cubes (`index:before:after,...`); ARGV[7]: the request hash (hex); ARGV[8]: how
+/// long log records are kept, in milliseconds; ARGV[9]: the revision read, as stored (`''`
+/// when none is). Only edits that change the chunk are sent (see `cas_cmd`).
 ///
 /// The check compares the revision read, drawn at random by the writer that stored it, so a
 /// promoted replica that lost writes cannot match it with other content; the sequence is
@@ -59,8 +58,7 @@ use std::time::Duration;
 /// computed here from the server clock (`TIME`, which also gives the log's ids): see
 /// `next_seq`.
 ///
-/// Answers `<revision> <seq>` when it wrote, the revision alone when nothing changed, `=` and
-/// the remembered revision when this player's key was already applied to the same request
+/// Answers `<revision> <seq>` when it wrote, `=` and the remembered revision when this player's key was already applied to the same request
 /// (so the caller knows this call changed nothing), `H` when it was applied to another
 /// request, `X` when the put was cancelled, or nil when another writer changed the chunk
 /// since it was read.
@@ -70,23 +68,22 @@ if KEYS[3] then
   if done == 'X' then return 'X' end
   if done then
     local h, r = string.match(done, '^(%x+) (%d+)$')
-    if h ~= ARGV[8] then return 'H' end
+    if h ~= ARGV[7] then return 'H' end
     return '=' .. r
   end
 end
 local cur = redis.call('HMGET', KEYS[1], 'v', 'r')
 local v = tonumber(cur[1] or '0')
-if v ~= tonumber(ARGV[1]) or (cur[2] or '') ~= ARGV[10] then return false end
-if ARGV[3] ~= '1' then return ARGV[4] end
+if v ~= tonumber(ARGV[1]) or (cur[2] or '') ~= ARGV[9] then return false end
 local t = redis.call('TIME')
 local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local seq = string.format('%.0f', math.max(v + 1, us))
 if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'd') else redis.call('HSET', KEYS[1], 'd', ARGV[2]) end
-redis.call('HSET', KEYS[1], 'v', seq, 'r', ARGV[4])
+redis.call('HSET', KEYS[1], 'v', seq, 'r', ARGV[3])
 local ms = math.floor(us / 1000)
-redis.call('XADD', KEYS[2], 'MINID', '~', string.format('%.0f', ms - tonumber(ARGV[9])), '*', 'p', ARGV[6], 'c', ARGV[7])
-if KEYS[3] then redis.call('SET', KEYS[3], ARGV[8] .. ' ' .. ARGV[4], 'EX', ARGV[5]) end
-return ARGV[4] .. ' ' .. seq
+redis.call('XADD', KEYS[2], 'MINID', '~', string.format('%.0f', ms - tonumber(ARGV[8])), '*', 'p', ARGV[5], 'c', ARGV[6])
+if KEYS[3] then redis.call('SET', KEYS[3], ARGV[7] .. ' ' .. ARGV[3], 'EX', ARGV[4]) end
+return ARGV[3] .. ' ' .. seq
 ";
 
 /// The fence of one chunk against a put its sender gave up on.
@@ -618,25 +615,7 @@ impl RedisStore {
                     revisions[i] = (Applied::unchanged(edited.revision), mismatched);
                     continue;
                 }
-                let mut cmd = redis::cmd("EVAL");
-                cmd.arg(CAS_SCRIPT)
-                    .arg(if key.is_some() { 3 } else { 2 })
-                    .arg(chunk_key(world, chunk))
-                    .arg(log_key(world, chunk));
-                if let Some((player, k)) = key {
-                    cmd.arg(applied_key(world, chunk, player, k));
-                }
-                cmd.arg(stored.seq)
-                    .arg(edited.blob.as_deref().unwrap_or_default())
-                    .arg("1")
-                    .arg(edited.revision.to_string())
-                    .arg(IDEMPOTENCY_WINDOW.as_secs())
-                    .arg(put.player)
-                    .arg(encode_changes(&edited.changes))
-                    .arg(&hash)
-                    .arg(LOG_RETENTION_SECS * 1000)
-                    .arg(tag);
-                cmds.push(cmd);
+                cmds.push(cas_cmd(world, chunk, put, stored, tag, &edited, &hash));
                 let delta = size_delta(stored, edited.blob.as_deref().unwrap_or_default());
                 writing.push((i, edited, stored.seq, delta));
             }
@@ -667,15 +646,14 @@ impl RedisStore {
                     pending.push(i);
                     continue;
                 };
-                if text.starts_with('=') {
-                    unwritten.push(sync_key(world, edits[i].0));
-                } else if !matches!(text.as_str(), "H" | "X") {
+                let applied = parse_cas_answer(&text, &edited, from_seq)?;
+                if applied.changed_from.is_some() {
                     grown += delta;
+                } else {
+                    // Its key was applied by an earlier call (another connection's write).
+                    unwritten.push(sync_key(world, edits[i].0));
                 }
-                revisions[i] = (
-                    parse_cas_answer(&text, &edited, from_seq)?,
-                    edited.mismatched,
-                );
+                revisions[i] = (applied, edited.mismatched);
             }
         }
         if let Some(budget) = put.budget.filter(|_| grown != 0) {
@@ -810,6 +788,38 @@ pub(crate) fn world_full(world: &WorldId, budget: &super::WorldBudget<'_>) -> St
         budget.bytes >> 20,
         budget.account
     ))
+}
+
+/// The check-and-set of `edited` (edits that change `chunk`) over `stored` as read (`tag`: its
+/// revision as stored, `""` when none), logged as `put`'s player, under its idempotency key
+/// (if any) and the request hash `hash` (hex).
+fn cas_cmd(
+    world: &WorldId,
+    chunk: ChunkKey,
+    put: &Put<'_>,
+    stored: &StoredChunk,
+    tag: &str,
+    edited: &super::Edited,
+    hash: &str,
+) -> Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(CAS_SCRIPT)
+        .arg(if put.key.is_some() { 3 } else { 2 })
+        .arg(chunk_key(world, chunk))
+        .arg(log_key(world, chunk));
+    if let Some(k) = put.key {
+        cmd.arg(applied_key(world, chunk, put.player, k));
+    }
+    cmd.arg(stored.seq)
+        .arg(edited.blob.as_deref().unwrap_or_default())
+        .arg(edited.revision.to_string())
+        .arg(IDEMPOTENCY_WINDOW.as_secs())
+        .arg(put.player)
+        .arg(encode_changes(&edited.changes))
+        .arg(hash)
+        .arg(LOG_RETENTION_SECS * 1000)
+        .arg(tag);
+    cmd
 }
 
 /// The check-and-set script's answer for a write of `edited` over sequence `from_seq`.

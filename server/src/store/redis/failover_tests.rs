@@ -9,8 +9,7 @@
 //! and the writer reads again. Both run on one real failover ([`RedisPair`]); the old script
 //! is reproduced here (it is no longer in the store), the current one is the store's own.
 
-use super::{chunk_key, log_key, RedisStore, RedisStoreConfig, CAS_SCRIPT, IDEMPOTENCY_WINDOW};
-use crate::store::log::{encode_changes, LOG_RETENTION_SECS};
+use super::{cas_cmd, RedisStore, RedisStoreConfig};
 use crate::store::{edit_blob, ChunkStore, Edits, Put};
 use cubewalk_protocol::codec::decode_chunk;
 use cubewalk_protocol::{ChunkKey, CubeRef, WorldId};
@@ -123,21 +122,15 @@ async fn a_script_resent_after_a_failover_passes_only_a_counter_check() {
     );
 
     // The store's check compares the revision X read, which no later write can draw again.
-    let mut c = redis::cmd("EVAL");
-    c.arg(CAS_SCRIPT)
-        .arg(2)
-        .arg(chunk_key(&world, k))
-        .arg(log_key(&world, k))
-        .arg(read.seq)
-        .arg(edited.blob.as_deref().unwrap())
-        .arg("1")
-        .arg(edited.revision.to_string())
-        .arg(IDEMPOTENCY_WINDOW.as_secs())
-        .arg("x")
-        .arg(encode_changes(&edited.changes))
-        .arg(format!("{:016x}", 0))
-        .arg(LOG_RETENTION_SECS * 1000)
-        .arg(read.revision.to_string());
+    let c = cas_cmd(
+        &world,
+        k,
+        &Put::system(),
+        &read,
+        &read.revision.to_string(),
+        &edited,
+        &format!("{:016x}", 0),
+    );
     let answer: Option<String> = store.query(&c).await.unwrap();
     assert_eq!(answer, None, "the stale check-and-set passed");
 
