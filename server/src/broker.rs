@@ -8,7 +8,7 @@ use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// Starts the broker on its own threads and answers where it listens once it accepts
+/// Starts the broker on its own threads, at the background's lower priority, and answers where it listens once it accepts
 /// connections.
 pub async fn start_embedded() -> Result<BrokerAddress, String> {
     // A free loopback port (rumqttd binds it itself, just after).
@@ -52,6 +52,8 @@ pub async fn start_embedded() -> Result<BrokerAddress, String> {
     std::thread::Builder::new()
         .name("mqtt-broker".into())
         .spawn(move || {
+            // The broker's own threads (started from this one) inherit it.
+            crate::background::lower_this_thread();
             let mut broker = Broker::new(config);
             if let Err(e) = broker.start() {
                 tracing::error!(error = %e, "the embedded MQTT broker stopped");

@@ -16,9 +16,12 @@
 //! - [`sigv4`]: AWS API calls signed with SigV4 over [`https`], without an AWS SDK client.
 //! - `gateway` and `broker` (feature `local-gateway`, on by default): a local API Gateway (REST)
 //!   and an MQTT broker behind a gate that acts as IoT Core's, running every handler in one
-//!   process. The Lambda binaries build without them.
+//!   process. The Lambda binaries build without them. `background` runs the broker, the gate's
+//!   sessions and the publisher at a lower CPU priority than the put path.
 
 pub mod admin;
+#[cfg(feature = "local-gateway")]
+pub mod background;
 #[cfg(feature = "local-gateway")]
 pub mod broker;
 #[cfg(feature = "local-gateway")]

@@ -194,7 +194,10 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(*args)),
+        Command::Serve(args) => match cubewalk_server::background::runtime() {
+            Ok(background) => runtime.block_on(serve(*args, background.handle().clone())),
+            Err(e) => Err(format!("cannot start the realtime threads: {e}")),
+        },
         Command::Token(TokenCommand::Issue(args)) => issue_token(args),
         Command::Token(TokenCommand::Jwks(args)) => print_jwks(args),
         Command::Admin(command) => runtime.block_on(admin_cli::run(command)),
@@ -259,7 +262,9 @@ fn keygen(args: KeygenArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn serve(args: ServeArgs) -> Result<(), String> {
+/// Runs the local stack until Ctrl-C; the realtime side (broker, gate sessions, publisher) on
+/// `background`, so it yields to the put path.
+async fn serve(args: ServeArgs, background: tokio::runtime::Handle) -> Result<(), String> {
     let token_regex =
         Regex::new(&args.token_regex).map_err(|e| format!("bad --token-regex: {e}"))?;
     let (static_tokens, dev_token) = match &args.tokens {
@@ -348,9 +353,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         ),
     };
     let (sink, queue) = channel();
-    let publisher = Arc::new(MqttPublisher::start(&broker));
-    tokio::spawn(run_publisher(queue, publisher, None, Default::default()));
-    let gate = Arc::new(MqttGate::new(broker, verifier.clone(), store.clone()));
+    let publisher = {
+        // The publisher's connection runs on the background runtime, as the publisher does.
+        let _in_background = background.enter();
+        Arc::new(MqttPublisher::start(&broker))
+    };
+    background.spawn(run_publisher(queue, publisher, None, Default::default()));
+    let mut gate = MqttGate::new(broker, verifier.clone(), store.clone());
+    gate.runtime = Some(background);
+    let gate = Arc::new(gate);
     let realtime = RealtimeRoutes {
         notifier: Notifier {
             sink,

@@ -47,7 +47,7 @@ pub(crate) fn realtime(env: &Env) -> Section {
     let client = Client::new(&blocks, TOKEN, ClientOptions::default()).unwrap();
     let (rss_idle, _) = rss_mib(server.pid());
 
-    writeln!(b, "`cubewalk-server serve` as its own process (in-memory store, the embedded rumqttd behind the gate, the in-process publisher: a put's changes are queued and published per region every {TICK_MS} ms). Followers are the SDK's `Realtime` (MQTT 3.1.1 over its own WebSocket, through the gate, one connection each) in the bench process, drained in a loop as a game's frames would (every few ms); each follows the 27 chunks (3x3x3) of one region of {REGION_CHUNKS}x{REGION_CHUNKS}x{REGION_CHUNKS} chunks. Puts: {PUTS_PER_SEC:.0} a second, open loop, one cube each, round robin over the 27 chunks, through the SDK. *Edit to applied*: from the start of a put to the moment a follower's drain returns a change covering it (the change of that put, or a later one of the chunk that includes it). *Missed*: puts a follower never saw covered, plus jumps in a chunk's write sequence.\n").unwrap();
+    writeln!(b, "`cubewalk-server serve` as its own process (in-memory store, the embedded rumqttd behind the gate, the in-process publisher: a put's changes are queued and published per region every {TICK_MS} ms). `serve` runs its realtime side (broker, gate sessions, publisher) at a lower priority and off the first CPU, which it leaves to the put path: on one machine the deliveries would otherwise hold up the put, in the kernel's loopback path as much as for the CPU (measured: without this the put's p99 rose 6 to 38 times). Followers are the SDK's `Realtime` (MQTT 3.1.1 over its own WebSocket, through the gate, one connection each) in the bench process, placed the same way (they stand for other players' machines), drained in a loop as a game's frames would (every few ms); each follows the 27 chunks (3x3x3) of one region of {REGION_CHUNKS}x{REGION_CHUNKS}x{REGION_CHUNKS} chunks. Puts: {PUTS_PER_SEC:.0} a second, open loop, one cube each, round robin over the 27 chunks, through the SDK. *Edit to applied*: from the start of a put to the moment a follower's drain returns a change covering it (the change of that put, or a later one of the chunk that includes it). *Missed*: puts a follower never saw covered, plus jumps in a chunk's write sequence.\n").unwrap();
     let none = crowd(env, &client, &mqtt, 0, secs);
     let many = crowd(env, &client, &mqtt, CROWD, secs);
     let (rss_crowd, hwm_crowd) = rss_mib(server.pid());
@@ -168,16 +168,23 @@ fn start_serve() -> cubewalk_testkit::ServerProcess {
     )
 }
 
+/// Where the followers' connections run: their own threads, at a lower CPU priority than the
+/// puts measured. The followers stand for other players' machines; on this one they share two
+/// cores with the editor, and without it the measure would be of their CPU, not of the put.
+fn followers_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| cubewalk_server::background::runtime().expect("followers' runtime"))
+}
+
 /// Starts `n` followers of `chunks` of `world` and waits until each is subscribed.
 fn followers(
-    env: &Env,
     client: &Client,
     mqtt: &str,
     world: &WorldId,
     chunks: &[ChunkKey],
     n: usize,
 ) -> Vec<Realtime> {
-    let _g = env.rt.enter();
+    let _g = followers_runtime().enter();
     let subs: Vec<Realtime> = (0..n)
         .map(|_| {
             let r = Realtime::start(client, mqtt).unwrap();
@@ -223,6 +230,8 @@ fn drain_all(
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<Vec<Vec<Arrival>>> {
     std::thread::spawn(move || {
+        // A game's frame loop on another machine: it yields to the puts, as its connections do.
+        cubewalk_server::background::lower_this_thread();
         let mut got: Vec<Vec<Arrival>> = subs.iter().map(|_| Vec::new()).collect();
         while !stop.load(Ordering::Relaxed) {
             for (i, s) in subs.iter().enumerate() {
@@ -298,7 +307,7 @@ fn crowd(env: &Env, client: &Client, mqtt: &str, n: usize, secs: f64) -> Crowd {
     let chunks: Vec<ChunkKey> = (0..27)
         .map(|i| ChunkKey::new(i % 3, (i / 3) % 3, i / 9))
         .collect();
-    let subs = Arc::new(followers(env, client, mqtt, &world, &chunks, n));
+    let subs = Arc::new(followers(client, mqtt, &world, &chunks, n));
     let stop = Arc::new(AtomicBool::new(false));
     let drain = drain_all(subs.clone(), stop.clone());
     let puts = paced_puts(env, client, &world, &chunks, PUTS_PER_SEC, secs);
@@ -370,7 +379,7 @@ struct Hot {
 fn hot_chunk(env: &Env, client: &Client, mqtt: &str, secs: f64) -> Hot {
     let world = WorldId::new("hot").unwrap();
     let chunk = [ChunkKey::new(0, 0, 0)];
-    let subs = Arc::new(followers(env, client, mqtt, &world, &chunk, HOT_FOLLOWERS));
+    let subs = Arc::new(followers(client, mqtt, &world, &chunk, HOT_FOLLOWERS));
     let stop = Arc::new(AtomicBool::new(false));
     let drain = drain_all(subs.clone(), stop.clone());
     let puts = paced_puts(env, client, &world, &chunk, HOT_EDITS_PER_SEC, secs);

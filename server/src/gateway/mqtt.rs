@@ -73,6 +73,9 @@ pub struct MqttGate {
     pub arn_prefix: String,
     /// Most connections open at once; more are refused (429).
     pub max_connections: usize,
+    /// Where sessions run once upgraded: `serve` gives them a runtime of their own at a lower
+    /// priority ([`crate::background`]); `None` runs them where the upgrade was answered.
+    pub runtime: Option<tokio::runtime::Handle>,
     sessions: Arc<GateSessions>,
     open: AtomicUsize,
     next_id: AtomicU64,
@@ -87,6 +90,7 @@ impl MqttGate {
             store,
             arn_prefix: "arn:aws:iot:local:000000000000".into(),
             max_connections: 10_000,
+            runtime: None,
             sessions: Arc::new(GateSessions::default()),
             open: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
@@ -200,13 +204,22 @@ pub async fn upgrade(gate: Arc<MqttGate>, request: Request) -> Response {
         .max_message_size(MAX_PACKET_BYTES + 8)
         .max_frame_size(MAX_PACKET_BYTES + 8)
         .on_upgrade(move |socket| async move {
-            // Counted only once upgraded (a failed upgrade never runs this), and given back
-            // however the session ends.
-            gate.open.fetch_add(1, Ordering::AcqRel);
-            let _slot = Slot(&gate.open);
-            let id = gate.next_id.fetch_add(1, Ordering::Relaxed);
-            if let Err(why) = session(&gate, socket, event, early, id).await {
-                tracing::debug!(id, %why, "broker session ended");
+            let runtime = gate.runtime.clone();
+            let run = async move {
+                // Counted only once upgraded (a failed upgrade never runs this), and given
+                // back however the session ends.
+                gate.open.fetch_add(1, Ordering::AcqRel);
+                let _slot = Slot(&gate.open);
+                let id = gate.next_id.fetch_add(1, Ordering::Relaxed);
+                if let Err(why) = session(&gate, socket, event, early, id).await {
+                    tracing::debug!(id, %why, "broker session ended");
+                }
+            };
+            match runtime {
+                Some(runtime) => {
+                    let _ = runtime.spawn(run).await;
+                }
+                None => run.await,
             }
         })
 }
@@ -394,7 +407,9 @@ where
     Fut: std::future::Future<Output = Result<Option<Player>, String>>,
 {
     let (mut broker_rx, mut broker_tx) = broker.split();
-    let mut from_broker = vec![0u8; 64 * 1024];
+    // Filled by reads and split off whole into frames (no copy); it grows only when a read
+    // finds it nearly full, so an idle session holds a few KB, not a packet's worth.
+    let mut from_broker = BytesMut::with_capacity(READ_CHUNK);
     let ends = tokio::time::sleep(lifetime);
     tokio::pin!(ends);
     let mut refresh = tokio::time::interval(Duration::from_secs(u64::from(REFRESH_AFTER_SECS)));
@@ -462,10 +477,10 @@ where
                 Some(Ok(Message::Close(_))) | None => return Ok(()),
                 Some(Err(e)) => return Err(format!("client connection: {e}")),
             },
-            n = broker_rx.read(&mut from_broker) => match n {
+            n = read_some(&mut broker_rx, &mut from_broker) => match n {
                 Ok(0) => return Err("broker closed the session".into()),
-                Ok(n) => socket
-                    .send(Message::Binary(bytes::Bytes::copy_from_slice(&from_broker[..n])))
+                Ok(_) => socket
+                    .send(Message::Binary(from_broker.split().freeze()))
                     .await
                     .map_err(|e| format!("client connection: {e}"))?,
                 Err(e) => return Err(format!("broker connection: {e}")),
@@ -480,6 +495,20 @@ where
             },
         }
     }
+}
+
+/// Bytes the gate reads from the broker at a time, per session.
+const READ_CHUNK: usize = 4 * 1024;
+
+/// Reads what the broker sent into `buf`, making room first when it is nearly full.
+async fn read_some(
+    broker: &mut tokio::net::tcp::ReadHalf<'_>,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    broker.read_buf(buf).await
 }
 
 async fn forward(
