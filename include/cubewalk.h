@@ -516,9 +516,11 @@ CwStatus cw_realtime_poll(CwChange *changes,
                           size_t *out_changes,
                           size_t *out_edits);
 
-// Stores where the realtime connection stands (`CW_REALTIME_*`) in `*out_state`. When it is
-// not connected, `cw_last_error` afterwards (same thread) gives the last problem it met (a
-// refused token, an unreachable endpoint), or is empty when there was none.
+// Stores where the realtime connection stands (`CW_REALTIME_*`) in `*out_state`.
+// `cw_last_error` afterwards (same thread) gives what keeps changes from arriving: when it is
+// not connected, the last problem it met (a refused token, an unreachable endpoint); when
+// connected, the broker's refusal of the subscription (a token without the followed world)
+// until it is in place; empty when there is none.
 //
 // # Safety
 // `out_state` must be writable.

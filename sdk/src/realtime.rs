@@ -43,7 +43,7 @@ use rumqttc::mqttbytes::v4::{
 };
 use rumqttc::mqttbytes::QoS;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -221,6 +221,9 @@ struct EventQueue {
     events: Mutex<VecDeque<RealtimeEvent>>,
     state: AtomicU8,
     last_error: Mutex<Option<String>>,
+    /// The broker refused the followed set's subscription and it is not in place yet: a
+    /// problem to report even while connected.
+    subscription_refused: AtomicBool,
 }
 
 impl EventQueue {
@@ -278,6 +281,7 @@ impl Realtime {
             events: Mutex::new(VecDeque::new()),
             state: AtomicU8::new(RealtimeState::Connecting as u8),
             last_error: Mutex::new(None),
+            subscription_refused: AtomicBool::new(false),
         });
         let (followed, watch) = watch::channel(Followed::default());
         let credentials = client.credentials().clone();
@@ -368,6 +372,17 @@ impl Realtime {
     /// Where the connection stands.
     pub fn state(&self) -> RealtimeState {
         RealtimeState::from_u8(self.shared.state.load(Ordering::Acquire))
+    }
+
+    /// What keeps the followed chunks from being delivered now, if anything: the last problem
+    /// the connection met while it is not connected, or, while connected, the broker's refusal
+    /// of the subscription (a token without the world) until it is in place.
+    pub fn problem(&self) -> Option<String> {
+        let refused = self.shared.subscription_refused.load(Ordering::Acquire);
+        if self.state() == RealtimeState::Connected && !refused {
+            return None;
+        }
+        self.last_error()
     }
 
     /// The last problem the connection met (a refused token, an unreachable endpoint, an
@@ -825,6 +840,9 @@ impl Connection {
         self.ever_subscribed = true;
         self.acked_target = true;
         self.refusals = 0;
+        self.shared
+            .subscription_refused
+            .store(false, Ordering::Release);
         self.shared.push(event);
     }
 
@@ -869,6 +887,9 @@ impl Connection {
                          this world?)"
                             .into(),
                     );
+                    self.shared
+                        .subscription_refused
+                        .store(true, Ordering::Release);
                     self.refusals = self.refusals.saturating_add(1);
                     let delay = RECONNECT_BASE_DELAY
                         .saturating_mul(1 << self.refusals.min(16))
@@ -894,6 +915,7 @@ mod tests {
             events: Mutex::new(VecDeque::new()),
             state: AtomicU8::new(0),
             last_error: Mutex::new(None),
+            subscription_refused: AtomicBool::new(false),
         });
         let floors = Floors::new(queue.clone());
         let w = WorldId::default();
@@ -957,6 +979,7 @@ mod tests {
             events: Mutex::new(VecDeque::new()),
             state: AtomicU8::new(0),
             last_error: Mutex::new(None),
+            subscription_refused: AtomicBool::new(false),
         };
         for _ in 0..MAX_QUEUED_EVENTS + 10 {
             q.push(RealtimeEvent::Subscribed);

@@ -166,7 +166,7 @@ fn csharp_defaults_are_current() {
     // are written out for it from the Rust definitions.
     let d = cubewalk::ClientOptions::default();
     let fresh = format!(
-        "// Generated from sdk/src/options.rs and protocol/src/limits.rs by sdk/tests/generated.rs. Do not edit: run `CUBEWALK_UPDATE_GENERATED=1 cargo test -p cubewalk --test generated`.\n\
+        "// Generated from sdk/src/options.rs, sdk/src/retry.rs, sdk/src/batching.rs and protocol/src/limits.rs by sdk/tests/generated.rs. Do not edit: run `CUBEWALK_UPDATE_GENERATED=1 cargo test -p cubewalk --test generated`.\n\
          \n\
          namespace CubeWalk\n\
          {{\n\
@@ -175,6 +175,11 @@ fn csharp_defaults_are_current() {
          \x20   internal static class NativeDefaults\n\
          \x20   {{\n\
          \x20       internal const uint TimeoutMs = {};\n\
+         \x20       internal const uint ConnectTimeoutMs = {};\n\
+         \x20       internal const uint MaxRetries = {};\n\
+         \x20       internal const uint RetryBaseDelayMs = {};\n\
+         \x20       internal const uint RetryMaxDelayMs = {};\n\
+         \x20       internal const int FenceHorizonMs = {};\n\
          \x20       internal const int MaxChunksPerFetch = {};\n\
          \x20       internal const int MaxChunksPerPut = {};\n\
          \x20       internal const int MaxEditsPerPut = {};\n\
@@ -184,6 +189,11 @@ fn csharp_defaults_are_current() {
          \x20   }}\n\
          }}\n",
         d.timeout.as_millis(),
+        d.connect_timeout.as_millis(),
+        d.retry.max_retries,
+        d.retry.base_delay.as_millis(),
+        d.retry.max_delay.as_millis(),
+        cubewalk::FENCE_HORIZON_SECS * 1000,
         cubewalk_protocol::limits::MAX_CHUNKS_PER_FETCH,
         cubewalk_protocol::limits::MAX_CHUNKS_PER_PUT,
         cubewalk_protocol::limits::MAX_EDITS_PER_PUT,

@@ -6,7 +6,9 @@
 //! token, the token never appears in `cw_last_error`, and the guest login.
 
 use cubewalk::ffi::test_hooks::{login_guest, set_token};
-use cubewalk::ffi::types::{CW_REALTIME_CONNECTED, CW_REALTIME_TOKEN_REFUSED};
+use cubewalk::ffi::types::{
+    CwChange, CwChunkKey, CW_CHANGE_SUBSCRIBED, CW_REALTIME_CONNECTED, CW_REALTIME_TOKEN_REFUSED,
+};
 use cubewalk::ffi::*;
 use cubewalk::Status;
 use cubewalk_e2e::*;
@@ -295,6 +297,84 @@ fn realtime_stopped_on_a_refused_token_resumes_with_the_new_one() {
         "state {}",
         realtime_state()
     );
+    assert_eq!(cw_shutdown(), Status::Ok);
+}
+
+/// Follows `chunks` of `world` through the C ABI.
+fn follow(world: &str, chunks: &[CwChunkKey]) -> Status {
+    // SAFETY: live slices.
+    unsafe {
+        cubewalk::ffi::realtime::cw_realtime_follow(
+            world.as_ptr(),
+            world.len(),
+            chunks.as_ptr(),
+            chunks.len(),
+        )
+    }
+}
+
+/// Drains the realtime events through the C ABI; answers whether one was `kind`.
+fn polled(kind: u32) -> bool {
+    let mut changes = [CwChange::default(); 16];
+    let mut edits = [CwEdit::default(); 64];
+    let (mut n, mut e) = (0, 0);
+    // SAFETY: arrays of the stated lengths, outputs writable.
+    let s = unsafe {
+        cubewalk::ffi::realtime::cw_realtime_poll(
+            changes.as_mut_ptr(),
+            changes.len(),
+            edits.as_mut_ptr(),
+            edits.len(),
+            &mut n,
+            &mut e,
+        )
+    };
+    assert_eq!(s, Status::Ok);
+    changes[..n].iter().any(|c| c.kind == kind)
+}
+
+#[test]
+fn a_subscription_the_token_does_not_allow_is_reported_while_connected() {
+    let _g = serial();
+    let signer = SigningKey::generate();
+    let gw = gateway(&signer, PlayerLimits::default());
+    let mut only_elsewhere = claims("wendy", "editor");
+    only_elsewhere["worlds"] = json!(["elsewhere"]);
+    assert_eq!(
+        init(&gw.blocks_url(), &sign(&signer, &only_elsewhere)),
+        Status::Ok
+    );
+    let url = gw.realtime_url();
+    // SAFETY: a valid slice.
+    let s = unsafe { cubewalk::ffi::realtime::cw_realtime_start(url.as_ptr(), url.len()) };
+    assert_eq!(s, Status::Ok);
+    assert!(wait_for_state(CW_REALTIME_CONNECTED));
+    assert_eq!(follow("default", &[key(0, 0, 0)]), Status::Ok);
+    // Connected all along, yet nothing will arrive: cw_realtime_state's cw_last_error says why.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = realtime_state();
+        let message = last_error();
+        if message.contains("refused the subscription") {
+            assert_eq!(state, CW_REALTIME_CONNECTED, "{message}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never reported: {message:?}");
+        assert!(
+            !polled(CW_CHANGE_SUBSCRIBED),
+            "subscribed to a world the token lacks"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Following a world the token names clears it once the broker acknowledges.
+    assert_eq!(follow("elsewhere", &[key(0, 0, 0)]), Status::Ok);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !polled(CW_CHANGE_SUBSCRIBED) {
+        assert!(Instant::now() < deadline, "never subscribed to elsewhere");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(realtime_state(), CW_REALTIME_CONNECTED);
+    assert_eq!(last_error(), "", "no problem once in place");
     assert_eq!(cw_shutdown(), Status::Ok);
 }
 

@@ -861,9 +861,9 @@ namespace CubeWalk
             }
         }
 
-        /// <summary>Why the realtime connection is not connected (its last problem), or null. On the
-        /// managed transport also while connected when the broker refuses the subscription (a token
-        /// without the world), until it is in place.</summary>
+        /// <summary>What keeps changes from arriving, or null: why the realtime connection is not
+        /// connected (its last problem), or, while connected, the broker's refusal of the
+        /// subscription (a token without the world), until it is in place.</summary>
         public unsafe string RealtimeProblem
         {
             get
@@ -876,7 +876,6 @@ namespace CubeWalk
                 }
                 int state;
                 if (NativeMethods.cw_realtime_state(&state) != CubeWalkStatus.Ok) return LastError();
-                if (state == (int)RealtimeState.Connected) return null;
                 string problem = LastError();
                 return problem.Length == 0 ? null : problem;
             }

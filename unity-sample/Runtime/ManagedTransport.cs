@@ -382,9 +382,7 @@ namespace CubeWalk.Managed
         /// library's FENCE_HORIZON, sdk/src/batching.rs): API Gateway gives up on a request after
         /// 29 s, so the function starts within that, and the store stops retrying a put 10 s after
         /// the function started it.</summary>
-        internal const int FenceHorizonMs = 45000;
-        // The native retry defaults (sdk/src/retry.rs; NativeDefaults.g.cs does not carry them).
-        const uint DefaultMaxRetries = 3, DefaultRetryBaseMs = 100, DefaultRetryMaxMs = 2000;
+        internal const int FenceHorizonMs = NativeDefaults.FenceHorizonMs;
         /// <summary>Tests: the time every deadline, fence budget and hold is measured against.</summary>
         internal Func<DateTime> Clock = () => DateTime.UtcNow;
         /// <summary>Tests: the backoff jitter of the fence's retries.</summary>
@@ -405,10 +403,10 @@ namespace CubeWalk.Managed
             this.endpoint = CheckEndpoint(endpoint, options.AllowInsecureHttp);
             this.token = new TokenState(CheckToken(token));
             timeoutMs = (int)(options.TimeoutMs ?? NativeDefaults.TimeoutMs);
-            maxRetries = options.MaxRetries ?? DefaultMaxRetries;
-            retryBaseMs = options.RetryBaseDelayMs ?? DefaultRetryBaseMs;
-            retryMaxMs = options.RetryMaxDelayMs ?? DefaultRetryMaxMs;
-            ConnectTimeoutMs = options.ConnectTimeoutMs ?? DefaultConnectTimeoutMs;
+            maxRetries = options.MaxRetries ?? NativeDefaults.MaxRetries;
+            retryBaseMs = options.RetryBaseDelayMs ?? NativeDefaults.RetryBaseDelayMs;
+            retryMaxMs = options.RetryMaxDelayMs ?? NativeDefaults.RetryMaxDelayMs;
+            ConnectTimeoutMs = options.ConnectTimeoutMs ?? NativeDefaults.ConnectTimeoutMs;
             AllowInsecure = options.AllowInsecureHttp;
             http = sender;
         }
@@ -417,8 +415,6 @@ namespace CubeWalk.Managed
         internal TokenState Token { get { return token; } }
         /// <summary>How HTTP is sent (the realtime follower's handshake probe uses it too).</summary>
         internal IHttpSender Http { get { return http; } }
-        // The native default connect timeout (sdk/src/options.rs; NativeDefaults.g.cs does not carry it).
-        const uint DefaultConnectTimeoutMs = 5000;
         /// <summary>The options' connect timeout (ms), for the realtime connection.</summary>
         internal readonly uint ConnectTimeoutMs;
         /// <summary>Whether plain http:// and ws:// may go to a non-loopback host.</summary>

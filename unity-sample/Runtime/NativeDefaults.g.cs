@@ -1,4 +1,4 @@
-// Generated from sdk/src/options.rs and protocol/src/limits.rs by sdk/tests/generated.rs. Do not edit: run `CUBEWALK_UPDATE_GENERATED=1 cargo test -p cubewalk --test generated`.
+// Generated from sdk/src/options.rs, sdk/src/retry.rs, sdk/src/batching.rs and protocol/src/limits.rs by sdk/tests/generated.rs. Do not edit: run `CUBEWALK_UPDATE_GENERATED=1 cargo test -p cubewalk --test generated`.
 
 namespace CubeWalk
 {
@@ -7,6 +7,11 @@ namespace CubeWalk
     internal static class NativeDefaults
     {
         internal const uint TimeoutMs = 10000;
+        internal const uint ConnectTimeoutMs = 5000;
+        internal const uint MaxRetries = 3;
+        internal const uint RetryBaseDelayMs = 100;
+        internal const uint RetryMaxDelayMs = 2000;
+        internal const int FenceHorizonMs = 45000;
         internal const int MaxChunksPerFetch = 256;
         internal const int MaxChunksPerPut = 256;
         internal const int MaxEditsPerPut = 16384;

@@ -342,9 +342,11 @@ namespace CubeWalk.Native
 #endif
 
         /// <summary>
-        ///  Stores where the realtime connection stands (`CW_REALTIME_*`) in `*out_state`. When it is
-        ///  not connected, `cw_last_error` afterwards (same thread) gives the last problem it met (a
-        ///  refused token, an unreachable endpoint), or is empty when there was none.
+        ///  Stores where the realtime connection stands (`CW_REALTIME_*`) in `*out_state`.
+        ///  `cw_last_error` afterwards (same thread) gives what keeps changes from arriving: when it is
+        ///  not connected, the last problem it met (a refused token, an unreachable endpoint); when
+        ///  connected, the broker's refusal of the subscription (a token without the followed world)
+        ///  until it is in place; empty when there is none.
         ///
         ///  # Safety
         ///  `out_state` must be writable.

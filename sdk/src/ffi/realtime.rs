@@ -157,9 +157,11 @@ pub unsafe extern "C" fn cw_realtime_poll(
     })
 }
 
-/// Stores where the realtime connection stands (`CW_REALTIME_*`) in `*out_state`. When it is
-/// not connected, `cw_last_error` afterwards (same thread) gives the last problem it met (a
-/// refused token, an unreachable endpoint), or is empty when there was none.
+/// Stores where the realtime connection stands (`CW_REALTIME_*`) in `*out_state`.
+/// `cw_last_error` afterwards (same thread) gives what keeps changes from arriving: when it is
+/// not connected, the last problem it met (a refused token, an unreachable endpoint); when
+/// connected, the broker's refusal of the subscription (a token without the followed world)
+/// until it is in place; empty when there is none.
 ///
 /// # Safety
 /// `out_state` must be writable.
@@ -168,13 +170,11 @@ pub unsafe extern "C" fn cw_realtime_state(out_state: *mut i32) -> Status {
     guard(|| {
         check_ptr(out_state, "out_state")?;
         let (state, problem) = session::realtime_state();
-        if state != crate::realtime::RealtimeState::Connected {
-            super::guard::restore_last_error(
-                problem
-                    .map(|p| format!("realtime: {p}"))
-                    .unwrap_or_default(),
-            );
-        }
+        super::guard::restore_last_error(
+            problem
+                .map(|p| format!("realtime: {p}"))
+                .unwrap_or_default(),
+        );
         // SAFETY: checked above.
         unsafe { *out_state = state as i32 };
         Ok(Status::Ok)

@@ -109,17 +109,12 @@ pub(crate) fn with_realtime<T>(f: impl FnOnce(&Realtime) -> Result<T>) -> Result
     }
 }
 
-/// Where the realtime connection stands, and its last problem when it is not connected.
+/// Where the realtime connection stands, and what keeps changes from arriving: its last
+/// problem when it is not connected, or the broker's refusal of the subscription.
 pub(crate) fn realtime_state() -> (RealtimeState, Option<String>) {
     let g = lock(&GLOBAL);
     match &g.realtime {
-        Some(r) => {
-            let state = r.state();
-            let problem = (state != RealtimeState::Connected)
-                .then(|| r.last_error())
-                .flatten();
-            (state, problem)
-        }
+        Some(r) => (r.state(), r.problem()),
         None => (RealtimeState::Off, None),
     }
 }
