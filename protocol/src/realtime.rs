@@ -4,7 +4,7 @@
 //!
 //! The world is cut into regions of [`REGION_CHUNKS`]³ chunks, one topic per region
 //! (`cw/<world>/<rx>/<ry>/<rz>`, see [`region_topic`]). A follower subscribes to the regions
-//! covering the chunks it follows (a 9x9x9 neighbourhood touches at most 8) and drops changes
+//! covering the chunks it follows (a 9x9x9 neighbourhood touches exactly 27) and drops changes
 //! to chunks it does not follow. The publisher coalesces per region per tick: one message holds
 //! the latest change of every chunk of the region that changed during the tick, so a follower
 //! receives at most one message per region per tick however many players edit.
@@ -34,11 +34,21 @@ use base64::Engine;
 pub const MAX_SUBSCRIBED_CHUNKS: usize = 1024;
 /// Most cube edits a change carries; a bigger change is sent without them (refetch).
 pub const MAX_EDITS_IN_CHANGE: usize = 64;
-/// Chunks along each edge of a region (one topic per region). 8: a follower of up to 9 chunks
-/// per axis (radius 4) subscribes to at most 2 regions per axis, 8 in all, which is one MQTT
-/// SUBSCRIBE within AWS IoT Core's 8 filters per SUBSCRIBE, and at one message per region per
-/// tick receives at most 80 messages a second, within IoT Core's 100 per connection.
-pub const REGION_CHUNKS: i32 = 8;
+/// Chunks along each edge of a region (one topic per region). 4: a follower of 9 chunks per
+/// axis (a radius-4 neighbourhood) always spans 3 regions per axis, 27 in all: within AWS IoT
+/// Core's 50 subscriptions per connection ([`MAX_FOLLOWED_REGIONS`]), in 4 SUBSCRIBEs of at most
+/// 8 filters each (IoT Core's limit per SUBSCRIBE). It receives the changes of 27 x 64 = 1,728
+/// chunks to follow 729 (2.37 times; with 8x8x8 regions it was 8 x 512 = 4,096, 5.62 times),
+/// and IoT Core bills every delivery.
+///
+/// The price: at one message per region per tick a follower may receive up to 27 x 10 = 270
+/// messages a second, past IoT Core's 100 publishes a second per connection (not adjustable;
+/// with 8 regions the bound was 80). That takes more than about 100 region-changes a second
+/// around one player; the design crowd (1,000 players at the spawn, 50 of them editing once a
+/// second) stays at most about 50. When IoT Core throttles, the follower misses messages, sees
+/// the jump in the chunk's write sequence and refetches: never silently wrong, but it costs
+/// REST fetches.
+pub const REGION_CHUNKS: i32 = 4;
 /// Most regions one follower may subscribe to: AWS IoT Core's default subscriptions per
 /// connection.
 pub const MAX_FOLLOWED_REGIONS: usize = 50;
@@ -46,8 +56,9 @@ pub const MAX_FOLLOWED_REGIONS: usize = 50;
 pub const TICK_MS: u64 = 100;
 /// Largest region message the publisher sends, in bytes: under AWS IoT Core's 128 KB message
 /// limit (a bigger message would be dropped whole). Past it, the changes with the most edits
-/// are sent without them (their followers refetch); a region's 512 chunks without edits
-/// take about 45 KB.
+/// are sent without them (their followers refetch). A region's 64 chunks take about 6 KB
+/// without edits and under 80 KB with the most edits each (the widest values): the limit is a
+/// safeguard that a region of 4x4x4 chunks never reaches (one of 8x8x8 did).
 pub const MAX_MESSAGE_BYTES: usize = 100_000;
 /// The first level of every change topic.
 pub const TOPIC_ROOT: &str = "cw";
@@ -483,8 +494,14 @@ mod tests {
         assert!(parse_region_message(b"{}").is_err());
 
         let world = WorldId::new("w-1.a").unwrap();
-        let region = Region::of(ChunkKey::new(-1, 8, 15));
+        let r = REGION_CHUNKS;
+        let region = Region::of(ChunkKey::new(-1, r, 2 * r - 1));
         assert_eq!(region, Region { x: -1, y: 1, z: 1 });
+        // Rounded down, negatives included.
+        assert_eq!(
+            Region::of(ChunkKey::new(-r, -r - 1, r - 1)),
+            Region { x: -1, y: -2, z: 0 }
+        );
         let topic = region_topic(&world, region);
         assert_eq!(topic, "cw/w-1.a/-1/1/1");
         assert_eq!(parse_region_topic(&topic), Some((world, region)));
@@ -497,13 +514,67 @@ mod tests {
         ] {
             assert_eq!(parse_region_topic(bad), None, "{bad}");
         }
-        // A radius-4 neighbourhood anywhere touches at most 8 regions.
-        for centre in [-9, -4, 0, 3, 4, 7, 100] {
-            let chunks: Vec<ChunkKey> = (-4..=4)
-                .flat_map(|x| (-4..=4).flat_map(move |y| (-4..=4).map(move |z| (x, y, z))))
-                .map(|(x, y, z)| ChunkKey::new(centre + x, centre + y, centre + z))
-                .collect();
-            assert!(regions_covering(&chunks).len() <= 8);
+    }
+
+    /// The 729 chunks of the 9x9x9 neighbourhood centred on `centre`.
+    fn neighbourhood(centre: ChunkKey) -> Vec<ChunkKey> {
+        (-4..=4)
+            .flat_map(|x| (-4..=4).flat_map(move |y| (-4..=4).map(move |z| (x, y, z))))
+            .map(|(x, y, z)| ChunkKey::new(centre.x + x, centre.y + y, centre.z + z))
+            .collect()
+    }
+
+    #[test]
+    fn a_radius_4_neighbourhood_touches_exactly_27_regions_at_every_offset() {
+        // Every offset of the centre within a region, on each axis, on both sides of zero.
+        let span = -2 * REGION_CHUNKS..2 * REGION_CHUNKS;
+        for x in span.clone() {
+            for y in span.clone() {
+                for z in span.clone() {
+                    let regions = regions_covering(&neighbourhood(ChunkKey::new(x, y, z)));
+                    assert_eq!(regions.len(), 27, "centre {x},{y},{z}");
+                    assert!(regions.len() <= MAX_FOLLOWED_REGIONS);
+                    // 3 regions per axis, the one holding the centre in the middle.
+                    let centre = Region::of(ChunkKey::new(x, y, z));
+                    assert_eq!(regions.first().unwrap().x, centre.x - 1);
+                    assert_eq!(regions.last().unwrap().x, centre.x + 1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_region_message_of_every_chunk_with_the_most_edits_fits_the_limit() {
+        // The widest change: coordinates, sequences and values at their longest.
+        let changes: Vec<Change> = (0..REGION_CHUNKS.pow(3))
+            .map(|i| Change {
+                chunk: ChunkKey::new(i32::MIN + i, i32::MIN, i32::MIN),
+                previous: u64::MAX,
+                version: u64::MAX - 1,
+                from_seq: u64::MAX - 1,
+                seq: u64::MAX,
+                edits: Some(
+                    (0..MAX_EDITS_IN_CHANGE as u16)
+                        .map(|j| (CHUNK_CUBES as u16 - 1 - j, i32::MIN))
+                        .collect(),
+                ),
+            })
+            .collect();
+        let text = region_message(&changes);
+        assert!(text.len() < 80_000, "{} bytes", text.len());
+        assert!(text.len() <= MAX_MESSAGE_BYTES);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_radius_4_neighbourhood_anywhere_fits_the_subscription_limit(
+            x in -1_000_000_000i32..1_000_000_000,
+            y in -1_000_000_000i32..1_000_000_000,
+            z in -1_000_000_000i32..1_000_000_000,
+        ) {
+            let regions = regions_covering(&neighbourhood(ChunkKey::new(x, y, z)));
+            proptest::prop_assert_eq!(regions.len(), 27);
+            proptest::prop_assert!(regions.len() <= MAX_FOLLOWED_REGIONS);
         }
     }
 }

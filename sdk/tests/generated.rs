@@ -166,7 +166,7 @@ fn csharp_defaults_are_current() {
     // are written out for it from the Rust definitions.
     let d = cubewalk::ClientOptions::default();
     let fresh = format!(
-        "// Generated from sdk/src/options.rs, sdk/src/retry.rs, sdk/src/batching.rs and protocol/src/limits.rs by sdk/tests/generated.rs. Do not edit: run `CUBEWALK_UPDATE_GENERATED=1 cargo test -p cubewalk --test generated`.\n\
+        "// Generated from sdk/src/options.rs, sdk/src/retry.rs, sdk/src/batching.rs, protocol/src/limits.rs and protocol/src/realtime.rs by sdk/tests/generated.rs. Do not edit: run `CUBEWALK_UPDATE_GENERATED=1 cargo test -p cubewalk --test generated`.\n\
          \n\
          namespace CubeWalk\n\
          {{\n\
@@ -186,6 +186,7 @@ fn csharp_defaults_are_current() {
          \x20       internal const int MaxWorldIdLength = {};\n\
          \x20       internal const int MaxEndpointLength = {};\n\
          \x20       internal const int MaxTokenLength = {};\n\
+         \x20       internal const int RegionChunks = {};\n\
          \x20   }}\n\
          }}\n",
         d.timeout.as_millis(),
@@ -200,6 +201,7 @@ fn csharp_defaults_are_current() {
         cubewalk_protocol::world::MAX_WORLD_ID_LEN,
         cubewalk::options::MAX_ENDPOINT_LEN,
         cubewalk::options::MAX_TOKEN_LEN,
+        cubewalk_protocol::realtime::REGION_CHUNKS,
     );
     check_or_update(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../unity-sample/Runtime/NativeDefaults.g.cs"),

@@ -7,7 +7,7 @@
 mod common;
 
 use async_trait::async_trait;
-use cubewalk_protocol::realtime::{parse_region_message, Change};
+use cubewalk_protocol::realtime::{parse_region_message, region_topic, Change, Region};
 use cubewalk_protocol::{ChunkKey, WorldId};
 use cubewalk_server::realtime::{run_feed_publisher, ChangeSink, Publish, RedisSink};
 use cubewalk_server::store::{RedisStore, RedisStoreConfig};
@@ -153,9 +153,12 @@ async fn publishers_take_turns_and_every_change_is_published_once() {
         assert!(r.windows(2).all(|w| w[0].1 == w[1].0), "{chunk}: {r:?}");
     }
     // One message per region per tick: a and b travel together.
+    let topic_of = |k: ChunkKey| region_topic(&world, Region::of(k));
+    assert_eq!(topic_of(a), topic_of(b));
+    assert_ne!(topic_of(a), topic_of(far));
     assert!(published
         .iter()
-        .all(|(t, _)| t == "cw/w/0/0/0" || t == "cw/w/-2/0/0"));
+        .all(|(t, _)| *t == topic_of(a) || *t == topic_of(far)));
     let together = published
         .iter()
         .filter(|(_, p)| parse_region_message(p.as_bytes()).unwrap().len() == 2)

@@ -193,10 +193,11 @@ impl Copy {
     }
 }
 
-/// 27 chunks across a region border (x 6..=8: regions 0 and 1).
+/// 27 chunks across a region border (x from 2 below the border: regions 0 and 1).
 fn chunks() -> Vec<ChunkKey> {
+    let border = cubewalk_protocol::realtime::REGION_CHUNKS;
     (0..27)
-        .map(|i| ChunkKey::new(6 + i % 3, (i / 3) % 3, i / 9))
+        .map(|i| ChunkKey::new(border - 2 + i % 3, (i / 3) % 3, i / 9))
         .collect()
 }
 

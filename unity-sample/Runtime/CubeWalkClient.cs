@@ -792,8 +792,8 @@ namespace CubeWalk
 
         /// <summary>Follows exactly <paramref name="count"/> chunks of <paramref name="keys"/> in
         /// <paramref name="world"/> from now on (replacing the earlier set; 0 follows nothing): the
-        /// connection subscribes to the topics of the 8x8x8-chunk regions covering them (at most 50
-        /// regions). The server's acknowledgement arrives as a <see cref="ChangeKind.Subscribed"/>
+        /// connection subscribes to the topics of the 4x4x4-chunk regions covering them (at most 50
+        /// regions; a 9x9x9 neighbourhood spans 27). The server's acknowledgement arrives as a <see cref="ChangeKind.Subscribed"/>
         /// event.</summary>
         /// <param name="world">The world id.</param>
         /// <param name="keys">The chunks.</param>

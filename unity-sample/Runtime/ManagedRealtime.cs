@@ -142,7 +142,7 @@ namespace CubeWalk.Managed
         internal const int FiltersPerSubscribe = 8;
         internal const int MaxFollowedRegions = 50;
         internal const int MaxSubscribedChunks = 1024;
-        internal const int RegionChunks = 8;
+        internal const int RegionChunks = NativeDefaults.RegionChunks;
         internal const int MaxQueuedEvents = 4096;
         internal const int MinEditCapacity = ChangeBatch.MaxEditsInChange;
         internal const string TopicRoot = "cw";
@@ -304,8 +304,7 @@ namespace CubeWalk.Managed
             for (int i = 0; i < count; i++)
             {
                 set.Add(keys[i]);
-                // Floor division by 8: an arithmetic shift.
-                regions.Add(new ChunkKey(keys[i].X >> 3, keys[i].Y >> 3, keys[i].Z >> 3));
+                regions.Add(new ChunkKey(RegionOf(keys[i].X), RegionOf(keys[i].Y), RegionOf(keys[i].Z)));
             }
             if (regions.Count > MaxFollowedRegions)
                 throw Invalid("the chunks span " + regions.Count + " regions of " + RegionChunks + "x" + RegionChunks + "x" + RegionChunks
@@ -322,6 +321,13 @@ namespace CubeWalk.Managed
                 topics = names.ToArray();
                 followVersion++;
             }
+        }
+
+        /// <summary>The region coordinate of chunk coordinate <paramref name="c"/>: divided by
+        /// <see cref="RegionChunks"/>, rounded down (C#'s division rounds toward zero).</summary>
+        internal static int RegionOf(int c)
+        {
+            return c >= 0 ? c / RegionChunks : -1 - (-1 - c) / RegionChunks;
         }
 
         /// <summary>The topic region <paramref name="r"/> of <paramref name="w"/> is published on.</summary>

@@ -1,4 +1,4 @@
-// Generated from sdk/src/options.rs, sdk/src/retry.rs, sdk/src/batching.rs and protocol/src/limits.rs by sdk/tests/generated.rs. Do not edit: run `CUBEWALK_UPDATE_GENERATED=1 cargo test -p cubewalk --test generated`.
+// Generated from sdk/src/options.rs, sdk/src/retry.rs, sdk/src/batching.rs, protocol/src/limits.rs and protocol/src/realtime.rs by sdk/tests/generated.rs. Do not edit: run `CUBEWALK_UPDATE_GENERATED=1 cargo test -p cubewalk --test generated`.
 
 namespace CubeWalk
 {
@@ -18,5 +18,6 @@ namespace CubeWalk
         internal const int MaxWorldIdLength = 64;
         internal const int MaxEndpointLength = 2048;
         internal const int MaxTokenLength = 4096;
+        internal const int RegionChunks = 4;
     }
 }

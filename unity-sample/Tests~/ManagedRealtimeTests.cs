@@ -303,11 +303,12 @@ namespace CubeWalk.Tests
         [Test]
         public void SubscribesToTheRegionsOfTheFollowedChunksEightFiltersAPacketThenReportsSubscribed()
         {
-            // Chunks -1..1 on x and z, 0..16 on y: regions -1..0 x -1..0 x 0..2 = 12 topics.
+            // Chunks -1..1 on x and z, 0, 4 and 8 on y: regions -1..0 x -1..0 x 0..2 = 12 topics.
+            const int R = ManagedRealtime.RegionChunks;
             var keys = new List<ChunkKey>();
             for (int x = -1; x <= 1; x++)
                 for (int z = -1; z <= 1; z++)
-                    for (int y = 0; y <= 16; y += 8)
+                    for (int y = 0; y <= 2 * R; y += R)
                         keys.Add(new ChunkKey(x, y, z));
             follower.Follow(World, keys.ToArray(), keys.Count);
             Connect();
@@ -343,10 +344,49 @@ namespace CubeWalk.Tests
         }
 
         [Test]
+        public void ANineByNineByNineNeighbourhoodSubscribesTo27RegionsInFourPackets()
+        {
+            Assert.AreEqual(4, ManagedRealtime.RegionChunks, "the numbers below are for 4x4x4 regions");
+            // Centred on chunk (3, -5, 0): chunks -1..7, -9..-1, -4..4: regions -1..1, -3..-1, -1..1.
+            var keys = new List<ChunkKey>();
+            for (int x = -4; x <= 4; x++)
+                for (int y = -4; y <= 4; y++)
+                    for (int z = -4; z <= 4; z++)
+                        keys.Add(new ChunkKey(3 + x, -5 + y, z));
+            follower.Follow(World, keys.ToArray(), keys.Count);
+            Connect();
+            List<Packet> subs = Sent();
+            CollectionAssert.AreEqual(new[] { 8, 8, 8, 3 }, subs.Select(p => p.Topics.Count).ToArray(),
+                "27 topics, at most 8 filters a SUBSCRIBE (IoT Core's limit)");
+            var topics = subs.SelectMany(p => p.Topics).ToList();
+            CollectionAssert.AllItemsAreUnique(topics);
+            CollectionAssert.Contains(topics, "cw/w1/-1/-3/-1");
+            CollectionAssert.Contains(topics, "cw/w1/1/-1/1");
+            CollectionAssert.DoesNotContain(topics, "cw/w1/2/-1/1");
+            CollectionAssert.DoesNotContain(topics, "cw/w1/1/0/1");
+        }
+
+        [Test]
+        public void RegionsRoundDownForNegativeChunks()
+        {
+            int r = ManagedRealtime.RegionChunks;
+            Assert.AreEqual(0, ManagedRealtime.RegionOf(0));
+            Assert.AreEqual(0, ManagedRealtime.RegionOf(r - 1));
+            Assert.AreEqual(1, ManagedRealtime.RegionOf(r));
+            Assert.AreEqual(-1, ManagedRealtime.RegionOf(-1));
+            Assert.AreEqual(-1, ManagedRealtime.RegionOf(-r));
+            Assert.AreEqual(-2, ManagedRealtime.RegionOf(-r - 1));
+            Assert.AreEqual(int.MinValue / r, ManagedRealtime.RegionOf(int.MinValue));
+            Assert.AreEqual(int.MaxValue / r, ManagedRealtime.RegionOf(int.MaxValue));
+            for (int c = -100; c <= 100; c++)
+                Assert.AreEqual((int)Math.Floor(c / (double)r), ManagedRealtime.RegionOf(c), "chunk " + c);
+        }
+
+        [Test]
         public void AMoveUnsubscribesWhatIsGoneAndSubscribesWhatIsNew()
         {
             Assert.AreEqual(ChangeKind.Subscribed, FollowAndSubscribe(new ChunkKey(-1, 0, 0), Origin));
-            follower.Follow(World, new[] { Origin, new ChunkKey(8, 0, 0) }, 2);
+            follower.Follow(World, new[] { Origin, new ChunkKey(ManagedRealtime.RegionChunks, 0, 0) }, 2);
             Pump();
             List<Packet> sent = Sent();
             Assert.AreEqual(2, sent.Count);
@@ -760,7 +800,7 @@ namespace CubeWalk.Tests
             Assert.Throws<CubeWalkException>(() => follower.Follow("bad world", new[] { Origin }, 1));
             Assert.Throws<CubeWalkException>(() => follower.Follow(World, new ChunkKey[1025], 1025));
             // 51 regions: too many.
-            var spread = Enumerable.Range(0, 51).Select(i => new ChunkKey(i * 8, 0, 0)).ToArray();
+            var spread = Enumerable.Range(0, 51).Select(i => new ChunkKey(i * ManagedRealtime.RegionChunks, 0, 0)).ToArray();
             var e = Assert.Throws<CubeWalkException>(() => follower.Follow(World, spread, spread.Length));
             StringAssert.Contains("51 regions", e.Message);
             follower.Follow(World, spread, 50);

@@ -9,6 +9,7 @@ use crate::prices;
 use crate::report::{goal, Section};
 use crate::stats::{ms, Samples};
 use cubewalk_protocol::codec::fixtures;
+use cubewalk_protocol::realtime::REGION_CHUNKS;
 use cubewalk_server::gateway::{Authorizer, GatewayConfig, TokenAuthorizer};
 use cubewalk_server::identity::{PublicKeys, SigningKey, TokenSet, Verifier};
 use cubewalk_testkit::runtime_api::{events, Function, Invocation, RuntimeApi};
@@ -400,8 +401,8 @@ fn authorizer_hit_rate(env: &Env, pattern: &Pattern) -> f64 {
 
 /// How a player plays, per hour of play: the model's assumptions, stated in the report.
 pub(crate) struct Pattern {
-    /// Chunk borders crossed (each: one fetch of the new slab; a quarter of them move the
-    /// followed regions, one UNSUBSCRIBE and one SUBSCRIBE of 4 topics each).
+    /// Chunk borders crossed (each: one fetch of the new slab; one in [`REGION_CHUNKS`] of them
+    /// moves the followed regions: a face of them off and a face on, see [`topic_changes_per_crossing`]).
     crossings: f64,
     /// Cube edits (one put each).
     edits: f64,
@@ -409,7 +410,7 @@ pub(crate) struct Pattern {
     /// the change as well).
     followers: f64,
     /// Sessions started (each: the neighbourhood fetch, in 3 requests of at most 256 chunks,
-    /// and a realtime connection subscribing to 8 region topics).
+    /// and a realtime connection subscribing to the [`followed_regions`] region topics).
     sessions: f64,
     /// Guest logins (the guest token lives an hour; each login is one REST request to the
     /// login function).
@@ -441,10 +442,48 @@ pub(crate) const PATTERN: Pattern = Pattern {
     authorizer_refreshes: 12.0,
 };
 
-/// A follower of a 9x9x9 neighbourhood subscribes to the 8 regions of 8x8x8 chunks around it,
-/// 4,096 chunks: it receives the changes of 4,096/729 times as many chunks as it follows, and
-/// drops the rest.
-const REGION_OVERDELIVERY: f64 = 4096.0 / 729.0;
+/// Chunks along each edge of the followed neighbourhood (radius 4: 729 chunks).
+const HOOD_EDGE: i32 = 9;
+
+/// Regions of [`REGION_CHUNKS`] chunks a run of [`HOOD_EDGE`] chunks spans along one axis,
+/// averaged over where the run starts within a region: 3 wherever it starts for regions of 4
+/// (2 for regions of 8).
+pub(crate) fn regions_per_axis() -> f64 {
+    let r = REGION_CHUNKS;
+    let spans: i32 = (0..r)
+        .map(|o| (o + HOOD_EDGE - 1).div_euclid(r) - o.div_euclid(r) + 1)
+        .sum();
+    f64::from(spans) / f64::from(r)
+}
+
+/// Region topics a follower of a 9x9x9 neighbourhood subscribes to (27 for regions of 4x4x4
+/// chunks, within IoT Core's 50 per connection; on average when it varies with the position).
+pub(crate) fn followed_regions() -> f64 {
+    regions_per_axis().powi(3)
+}
+
+/// How many times the chunks it follows a follower receives the changes of: its regions hold
+/// `followed_regions() x REGION_CHUNKS³` chunks (27 x 64 = 1,728 for regions of 4x4x4, 2.37
+/// times the 729 it follows; 8 x 512 = 4,096, 5.62 times, for 8x8x8), and it drops the rest.
+pub(crate) fn region_overdelivery() -> f64 {
+    (regions_per_axis() * f64::from(REGION_CHUNKS)).powi(3) / f64::from(HOOD_EDGE.pow(3))
+}
+
+/// Topics a one-chunk move along an axis unsubscribes and subscribes, on average: one move in
+/// [`REGION_CHUNKS`] brings the far face of the neighbourhood into a new slab of regions (and
+/// takes the near one out of the last): a face of regions off and a face on (9 and 9 for
+/// regions of 4x4x4 chunks, once every 4 moves: 4.5 a move).
+pub(crate) fn topic_changes_per_crossing() -> f64 {
+    let r = REGION_CHUNKS;
+    // Of the r positions of the run within a region, the moves that bring a new region in
+    // (the new far chunk starts one) and those that leave one (the old near chunk ended one).
+    let entering = (0..r)
+        .filter(|o| (o + HOOD_EDGE).rem_euclid(r) == 0)
+        .count();
+    let leaving = (0..r).filter(|o| (o + 1).rem_euclid(r) == 0).count();
+    let face = regions_per_axis().powi(2);
+    (entering + leaving) as f64 / f64::from(r) * face
+}
 
 /// Redis commands a cache.t4g.small primary is assumed to sustain per second (an assumption:
 /// simple commands on 2 burstable Graviton2 vCPUs with TLS; only AWS can measure it). The
@@ -827,8 +866,8 @@ pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
     let hit_rate = authorizer_hit_rate(env, &PATTERN);
     let bill = bill_at(&units, &publisher, hit_rate, &CROWDS);
     writeln!(b, "### The whole stack per 1,000 player-hours\n").unwrap();
-    writeln!(b, "Play pattern, per player-hour: {} session (the 729-chunk neighbourhood fetched in 3 requests, one realtime connection held all hour, subscribed to the 8 region topics around the player), {} chunk borders crossed (each: one fetch of the new 81-chunk slab; a quarter of them move the regions, 4 topics off and 4 on), {} cube edits (one put each), each followed by {} other players and the editor, {} guest login (a token lives an hour), {} reconciliations (a conditional fetch of the 729 chunks, 3 requests), {} MQTT pings and {} broker authorizer runs (at connect and every 300 s). A change is published once and delivered to everyone subscribed to its region: the followers of its chunk and the editor, times {:.2} (8 regions of 512 chunks hold {:.2} times the 729 chunks a follower follows; the rest it drops). Subscriptions and pings are counted as IoT messages, to be safe. REST requests reach the authorizer only on a cache miss; the hit rate, {:.1}%, is measured through the local gateway's authorizer cache (API Gateway's per-token TTL of 60 s, time compressed 100 times). Durations are the throttled billed estimates above: a session's fetches and each reconciliation as three 243-chunk GETs (an upper bound for a reconciliation, which answers unchanged chunks without data), a crossing as the 81-chunk slab, the login function (not measured) as an authorizer invocation. Init time is left out: at the cold starts measured above (about 50 ms even throttled), one cold start per player-hour would add less than $0.001 per 1,000 player-hours. Fixed costs are shared by the players online: the publisher ({PUBLISHER_BILLED_SECS_PER_MIN:.0} s billed a minute), 2 interface VPC endpoints in 2 Availability Zones (no NAT gateway), the WAF web ACL, the 4 secrets and the private hosted zone. The store is sized from its load: each invocation's Redis commands are counted by the server above, the publisher's at rest added, and a shard (a primary and its replica, the template's layout) is assumed to sustain {SHARD_COMMANDS_PER_SEC:.0} commands a second; that capacity is an assumption only AWS can check. A publish is priced at {PUBLISH_BYTES:.0} bytes through the VPC endpoint (an estimate). Stored logs (no retention is set) are not in the table. Prices: us-east-1, on demand, read {}; no free tier.\n",
-        PATTERN.sessions, PATTERN.crossings, PATTERN.edits, PATTERN.followers, PATTERN.logins, PATTERN.reconciles, PATTERN.pings, PATTERN.sessions + PATTERN.authorizer_refreshes, REGION_OVERDELIVERY, REGION_OVERDELIVERY, hit_rate * 100.0, prices::READ_ON).unwrap();
+    writeln!(b, "Play pattern, per player-hour: {} session (the 729-chunk neighbourhood fetched in 3 requests, one realtime connection held all hour, subscribed to the {:.0} topics of the regions of {r}x{r}x{r} chunks around the player), {} chunk borders crossed (each: one fetch of the new 81-chunk slab; one in {r} of them moves the regions, {:.0} topics off and as many on), {} cube edits (one put each), each followed by {} other players and the editor, {} guest login (a token lives an hour), {} reconciliations (a conditional fetch of the 729 chunks, 3 requests), {} MQTT pings and {} broker authorizer runs (at connect and every 300 s). A change is published once and delivered to everyone subscribed to its region: the followers of its chunk and the editor, times {:.2} ({:.0} regions of {} chunks hold {:.2} times the 729 chunks a follower follows; the rest it drops). Subscriptions and pings are counted as IoT messages, to be safe. REST requests reach the authorizer only on a cache miss; the hit rate, {:.1}%, is measured through the local gateway's authorizer cache (API Gateway's per-token TTL of 60 s, time compressed 100 times). Durations are the throttled billed estimates above: a session's fetches and each reconciliation as three 243-chunk GETs (an upper bound for a reconciliation, which answers unchanged chunks without data), a crossing as the 81-chunk slab, the login function (not measured) as an authorizer invocation. Init time is left out: at the cold starts measured above (about 50 ms even throttled), one cold start per player-hour would add less than $0.001 per 1,000 player-hours. Fixed costs are shared by the players online: the publisher ({PUBLISHER_BILLED_SECS_PER_MIN:.0} s billed a minute), 2 interface VPC endpoints in 2 Availability Zones (no NAT gateway), the WAF web ACL, the 4 secrets and the private hosted zone. The store is sized from its load: each invocation's Redis commands are counted by the server above, the publisher's at rest added, and a shard (a primary and its replica, the template's layout) is assumed to sustain {SHARD_COMMANDS_PER_SEC:.0} commands a second; that capacity is an assumption only AWS can check. A publish is priced at {PUBLISH_BYTES:.0} bytes through the VPC endpoint (an estimate). Stored logs (no retention is set) are not in the table. Prices: us-east-1, on demand, read {}; no free tier.\n",
+        PATTERN.sessions, followed_regions(), PATTERN.crossings, regions_per_axis().powi(2), PATTERN.edits, PATTERN.followers, PATTERN.logins, PATTERN.reconciles, PATTERN.pings, PATTERN.sessions + PATTERN.authorizer_refreshes, region_overdelivery(), followed_regions(), REGION_CHUNKS.pow(3), region_overdelivery(), hit_rate * 100.0, prices::READ_ON, r = REGION_CHUNKS).unwrap();
     write!(b, "| line (USD per 1,000 player-hours) |").unwrap();
     for c in CROWDS {
         write!(b, " {c:.0} players online |").unwrap();
@@ -958,10 +997,12 @@ fn bill_at(
     // and a tick, so coalescing saves little); delivered: to everyone subscribed to the
     // edit's region, the followers of its chunk and the editor times the regions' overreach.
     let published = puts;
-    let delivered = puts * (p.followers + 1.0) * REGION_OVERDELIVERY;
-    // Subscriptions: 8 region topics a session, 2 topic changes a crossing on average (a
-    // quarter of the crossings move the regions, 4 off and 4 on), pings counted too.
-    let control = hours * (p.sessions * 8.0 + p.crossings * 2.0 + p.pings);
+    let delivered = puts * (p.followers + 1.0) * region_overdelivery();
+    // Subscriptions: the followed region topics a session, the topic changes of a crossing on
+    // average (one crossing in REGION_CHUNKS moves the regions, a face off and a face on),
+    // pings counted too.
+    let control = hours
+        * (p.sessions * followed_regions() + p.crossings * topic_changes_per_crossing() + p.pings);
     let iot_messages = published + delivered + control;
     let (get243, get81, put, token, broker) = (
         u("GET 243 chunks"),
@@ -1087,5 +1128,23 @@ fn bill_at(
         lines,
         commands_per_sec,
         shards,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_region_model_follows_the_region_size() {
+        assert_eq!(
+            REGION_CHUNKS, 4,
+            "the figures below are for regions of 4x4x4 chunks"
+        );
+        assert_eq!(regions_per_axis(), 3.0);
+        assert_eq!(followed_regions(), 27.0);
+        assert!((region_overdelivery() - 1728.0 / 729.0).abs() < 1e-12);
+        // Once every 4 moves, 9 topics off and 9 on.
+        assert_eq!(topic_changes_per_crossing(), 4.5);
     }
 }

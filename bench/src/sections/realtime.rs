@@ -119,7 +119,7 @@ pub(crate) fn realtime(env: &Env) -> Section {
     drop(server);
 
     // Idle follower traffic, from the SDK's constants.
-    writeln!(b, "**An idle follower** sends one PINGREQ every {} s ({} an hour) and reconciles every {} s: one conditional fetch of what it follows (3 requests for 729 chunks, each unchanged chunk answered in a few bytes). A crossing that moves its regions (a quarter of them, for a 9x9x9 neighbourhood) is one UNSUBSCRIBE and one SUBSCRIBE of 4 topics.\n", KEEPALIVE.as_secs(), 3600 / KEEPALIVE.as_secs(), RECONCILE_INTERVAL.as_secs()).unwrap();
+    writeln!(b, "**An idle follower** sends one PINGREQ every {} s ({} an hour) and reconciles every {} s: one conditional fetch of what it follows (3 requests for 729 chunks, each unchanged chunk answered in a few bytes). A crossing that moves its regions (one in {REGION_CHUNKS}, for a 9x9x9 neighbourhood) is one UNSUBSCRIBE of {:.0} topics and SUBSCRIBEs of as many.\n", KEEPALIVE.as_secs(), 3600 / KEEPALIVE.as_secs(), RECONCILE_INTERVAL.as_secs(), super::cost::regions_per_axis().powi(2)).unwrap();
 
     on_paper(&mut b);
     Section {
@@ -410,12 +410,13 @@ fn hot_chunk(env: &Env, client: &Client, mqtt: &str, secs: f64) -> Hot {
 }
 
 /// The three crowds on paper: IoT Core's messages and quotas from the design's own rules (one
-/// message per region per tick, 8 regions a follower).
+/// message per region per tick, 27 regions of 4x4x4 chunks a follower).
 fn on_paper(b: &mut String) {
     let ticks = 1000.0 / TICK_MS as f64; // a second
-    let overreach = 4096.0 / 729.0;
-    // (a) 1,000 players at the spawn, all subscribed to its 8 regions; 50 edit once a second.
-    let a_regions_busy = 8.0 * (1.0 - (-50.0 / (8.0 * ticks)).exp());
+    let overreach = super::cost::region_overdelivery();
+    let regions = super::cost::followed_regions();
+    // (a) 1,000 players at the spawn, all subscribed to its regions; 50 edit once a second.
+    let a_regions_busy = regions * (1.0 - (-50.0 / (regions * ticks)).exp());
     let a_published = a_regions_busy * ticks;
     let a_delivered = a_published * 1000.0;
     // (b) 50,000 players spread over a large world, each editing 6 times a minute, each edit
@@ -431,7 +432,7 @@ fn on_paper(b: &mut String) {
             + prices::IOT_CONNECTION_MINUTE.of(connections * 60.0)
             + prices::REST_REQUEST.of(puts * 3600.0)
     };
-    writeln!(b, "\n**On paper, with IoT Core's quotas and prices** ({}; prices us-east-1 from `bench/src/prices.rs`). Published: the publisher's posts to IoT Core (at most one per region per {TICK_MS} ms tick); delivered: each copy IoT Core sends a subscriber. A follower subscribes to the 8 regions around it and so receives {overreach:.2} times the changes of the 729 chunks it follows. Per hour: IoT messages and connection minutes, and the REST puts themselves; Lambda, the store and fixed costs are in section 8.\n", quotas::SOURCE).unwrap();
+    writeln!(b, "\n**On paper, with IoT Core's quotas and prices** ({}; prices us-east-1 from `bench/src/prices.rs`). Published: the publisher's posts to IoT Core (at most one per region per {TICK_MS} ms tick); delivered: each copy IoT Core sends a subscriber. A follower subscribes to the {regions:.0} regions of {REGION_CHUNKS}x{REGION_CHUNKS}x{REGION_CHUNKS} chunks around it and so receives {overreach:.2} times the changes of the 729 chunks it follows. Per hour: IoT messages and connection minutes, and the REST puts themselves; Lambda, the store and fixed costs are in section 8.\n", quotas::SOURCE).unwrap();
     writeln!(b, "| crowd | published / s | delivered / s | per follower / s | USD per hour | quota to raise |\n|---|---|---|---|---|---|").unwrap();
     let raise = |delivered: f64, published: f64, connections: f64, subscriptions: f64| {
         let mut out = Vec::new();
@@ -487,15 +488,20 @@ fn on_paper(b: &mut String) {
             b,
             "| {name} | {published:.0} | {delivered:.0} | {per_follower:.1} | {:.2} | {} |",
             hourly(published, delivered, connections, puts),
-            raise(delivered, published, connections, connections * 8.0)
+            raise(delivered, published, connections, connections * regions)
         )
         .unwrap();
     }
-    writeln!(b, "\nEvery follower stays within IoT Core's {:.0} publishes a second per connection (at most 8 regions x {ticks:.0} ticks = 80) and its {:.0} subscriptions per connection (8 regions, one SUBSCRIBE within its {:.0} filters); at most {:.0} regions can be followed. (b) holds 50,000 connections and 400,000 subscriptions of the account's default 500,000 each, and a mass reconnect at the default {:.0} CONNECTs a second takes {:.0} s (the SDK's jittered backoff spreads it). The publisher posts with 32 requests in flight: at about 20 ms each, some 1,600 messages a second, enough for (a) and (c); (b)'s {b_published:.0} a second needs the feed's 16 shards split between several publishers, not built yet. Before this design, each change was one `@connections` post per follower from the put itself: (a) was 50,000 posts a second on the account's shared 10,000 requests a second, the put waiting for them.\n",
-        quotas::PUBLISHES_PER_CONNECTION_PER_SEC,
+    writeln!(b, "\nA follower holds {regions:.0} of IoT Core's {:.0} subscriptions per connection ({:.0} SUBSCRIBEs within its {:.0} filters each); at most {:.0} regions can be followed. It may receive up to {regions:.0} regions x {ticks:.0} ticks = {:.0} messages a second, past IoT Core's {:.0} publishes a second per connection (not adjustable; with 8 regions of 8x8x8 chunks the bound was 80): that takes more than about {:.0} region-changes a second around one player, far above (a), where a follower receives about {a_published:.0}. Past it IoT Core throttles: the follower misses messages, sees the jump in the chunk's write sequence and refetches (never silently wrong, but it costs REST fetches). (b) holds 50,000 connections ({:.0} thousand subscriptions: past the account's default {:.0} thousand, a quota to raise) and a mass reconnect at the default {:.0} CONNECTs a second takes {:.0} s (the SDK's jittered backoff spreads it). The publisher posts with 32 requests in flight: at about 20 ms each, some 1,600 messages a second, enough for (a) and (c); (b)'s {b_published:.0} a second needs the feed's 16 shards split between several publishers, not built yet. Before this design, each change was one `@connections` post per follower from the put itself: (a) was 50,000 posts a second on the account's shared 10,000 requests a second, the put waiting for them.\n",
         quotas::SUBSCRIPTIONS_PER_CONNECTION,
+        (regions / quotas::FILTERS_PER_SUBSCRIBE).ceil(),
         quotas::FILTERS_PER_SUBSCRIBE,
         cubewalk_protocol::realtime::MAX_FOLLOWED_REGIONS,
+        regions * ticks,
+        quotas::PUBLISHES_PER_CONNECTION_PER_SEC,
+        quotas::PUBLISHES_PER_CONNECTION_PER_SEC,
+        50_000.0 * regions / 1000.0,
+        quotas::SUBSCRIPTIONS_PER_ACCOUNT / 1000.0,
         quotas::CONNECTS_PER_SEC,
         50_000.0 / quotas::CONNECTS_PER_SEC,
     ).unwrap();

@@ -84,7 +84,7 @@ fn within_budget(mut changes: Vec<Change>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cubewalk_protocol::realtime::parse_region_message;
+    use cubewalk_protocol::realtime::{parse_region_message, REGION_CHUNKS};
 
     fn change(chunk: ChunkKey, seq: u64, previous: u64, version: u64, index: u16) -> Change {
         Change {
@@ -100,10 +100,11 @@ mod tests {
     #[test]
     fn a_tick_sends_one_message_per_region_with_each_chunk_merged() {
         let w = WorldId::new("w").unwrap();
+        let r = REGION_CHUNKS;
         let (a, b, far) = (
             ChunkKey::new(0, 0, 0),
-            ChunkKey::new(7, 7, 7),
-            ChunkKey::new(8, 0, 0),
+            ChunkKey::new(r - 1, r - 1, r - 1),
+            ChunkKey::new(r, 0, 0),
         );
         let mut c = Coalescer::new();
         // A hot chunk edited 100 times in one tick, a neighbour once, a chunk of the next region.
@@ -126,31 +127,50 @@ mod tests {
         assert!(c.take().is_empty(), "the next tick starts empty");
     }
 
+    /// A change of `chunk` with 64 edits of wide values.
+    fn wide(chunk: ChunkKey) -> Change {
+        Change {
+            chunk,
+            previous: u64::MAX,
+            version: u64::MAX - 1,
+            from_seq: 9_999,
+            seq: 10_000,
+            edits: Some((0..64).map(|i| (4000 + i, i32::MIN + 1)).collect()),
+        }
+    }
+
     #[test]
-    fn a_region_message_never_exceeds_the_budget() {
+    fn a_whole_region_with_the_most_edits_is_sent_whole() {
         let w = WorldId::new("w").unwrap();
         let mut c = Coalescer::new();
-        // Every chunk of a region, each with 64 large edits: about 700 KB with all edits.
-        for x in 0..8 {
-            for y in 0..8 {
-                for z in 0..8 {
-                    c.add(
-                        &w,
-                        Change {
-                            chunk: ChunkKey::new(x, y, z),
-                            previous: u64::MAX,
-                            version: u64::MAX - 1,
-                            from_seq: 9_999,
-                            seq: 10_000,
-                            edits: Some((0..64).map(|i| (4000 + i, i32::MIN + 1)).collect()),
-                        },
-                    );
+        let r = REGION_CHUNKS;
+        for x in 0..r {
+            for y in 0..r {
+                for z in 0..r {
+                    c.add(&w, wide(ChunkKey::new(x, y, z)));
                 }
             }
         }
         let messages = c.take();
         assert_eq!(messages.len(), 1);
         let (_, text) = &messages[0];
+        assert!(text.len() <= MAX_MESSAGE_BYTES, "{} bytes", text.len());
+        let sent = parse_region_message(text.as_bytes()).unwrap();
+        assert_eq!(sent.len(), r.pow(3) as usize, "every chunk told");
+        assert!(
+            sent.iter().all(|c| c.edits.is_some()),
+            "none lost its edits"
+        );
+    }
+
+    #[test]
+    fn a_message_never_exceeds_the_budget() {
+        // More changes than a region of 4x4x4 chunks holds (512, as one of 8x8x8 did): about
+        // 700 KB with all edits. The budget holds should regions grow again.
+        let changes: Vec<Change> = (0..512)
+            .map(|i| wide(ChunkKey::new(i % 8, (i / 8) % 8, i / 64)))
+            .collect();
+        let text = within_budget(changes);
         assert!(text.len() <= MAX_MESSAGE_BYTES, "{} bytes", text.len());
         let sent = parse_region_message(text.as_bytes()).unwrap();
         assert_eq!(sent.len(), 512, "every chunk still told");
