@@ -389,6 +389,10 @@ fn broker_authorizer_binary_lets_a_player_read_its_worlds_and_never_publish() {
             .expect("a Deny");
         assert_eq!(deny["Action"], "iot:Publish");
         assert!(
+            text.contains("arn:aws:iot:eu-west-1:123456789012:topicfilter/*#*"),
+            "wildcard filters denied: {text}"
+        );
+        assert!(
             !text.contains("\"Allow\",\"Action\":\"iot:Publish"),
             "{text}"
         );

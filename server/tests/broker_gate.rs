@@ -104,7 +104,18 @@ async fn a_token_without_the_world_cannot_subscribe_and_a_player_can_never_publi
         SubscribeReasonCode::Success(_)
     ));
     let (mut attacker, mut abuf) = s.connect(&s.token("mallory", &["w"])).await.unwrap();
-    for filter in ["cw/other/0/0/0", "cw/#", "cw/+/0/0/0", "#", "cw/w2/0/0/0"] {
+    // Its own world, but all of it at once (past the 50 regions a follower may hold, every
+    // change billed to its connection), is refused too.
+    for filter in [
+        "cw/other/0/0/0",
+        "cw/#",
+        "cw/+/0/0/0",
+        "#",
+        "cw/w2/0/0/0",
+        "cw/w/#",
+        "cw/w/+/+/+",
+        "cw/w/0/+/0",
+    ] {
         assert_eq!(
             subscribe(&mut attacker, &mut abuf, 2, filter).await,
             SubscribeReasonCode::Failure,
@@ -132,15 +143,23 @@ async fn subscriptions_are_held_to_iot_cores_quotas_and_to_change_topics() {
     let s = setup(None);
     let (mut c, mut buf) = s.connect(&s.token("hoarder", &["w"])).await.unwrap();
     // Not a change topic, though inside the allowed world: it would only cost the broker.
-    for junk in ["cw/w/f1", "cw/w/1/2", "cw/w/+/0/0", "cw/w/01/0/0"] {
+    for junk in ["cw/w/f1", "cw/w/1/2", "cw/w/+/0/0", "cw/w/01/0/0", "cw/w/#"] {
         assert_eq!(
             subscribe(&mut c, &mut buf, 1, junk).await,
             SubscribeReasonCode::Failure,
             "{junk}"
         );
     }
+    // An UNSUBSCRIBE of what is not held (here: refused) is still answered, as MQTT wants.
+    let mut u = rumqttc::mqttbytes::v4::Unsubscribe::new("cw/w/#");
+    u.pkid = 2;
+    send(&mut c, Packet::Unsubscribe(u)).await;
+    match next(&mut c, &mut buf).await {
+        Some(Packet::UnsubAck(a)) => assert_eq!(a.pkid, 2),
+        other => panic!("{other:?}"),
+    }
     assert!(matches!(
-        subscribe(&mut c, &mut buf, 2, "cw/w/#").await,
+        subscribe(&mut c, &mut buf, 2, "cw/w/-1/-1/-1").await,
         SubscribeReasonCode::Success(_)
     ));
     // Nine filters in one SUBSCRIBE: refused whole.
@@ -157,7 +176,7 @@ async fn subscriptions_are_held_to_iot_cores_quotas_and_to_change_topics() {
             .all(|r| *r == SubscribeReasonCode::Failure)),
         other => panic!("{other:?}"),
     }
-    // 50 subscriptions at most: 49 more fit beside `cw/w/#`, the next does not.
+    // 50 subscriptions at most: 49 more fit beside `cw/w/-1/-1/-1`, the next does not.
     for i in 0..49 {
         assert!(
             matches!(

@@ -100,7 +100,11 @@ mod tests {
             "another client's id (IoT Core would end its connection)"
         );
         assert!(sub("cw/w/0/0/0"));
-        assert!(sub("cw/w/#"), "every region of an allowed world");
+        assert!(
+            !sub("cw/w/#"),
+            "a whole world at once (past 50 regions, each billed)"
+        );
+        assert!(!sub("cw/w/+/0/0"), "a row of regions at once");
         assert!(!sub("cw/w2/0/0/0"), "another world sharing a prefix");
         assert!(!sub("cw/#"));
         assert!(!sub("cw/+/0/0/0"));
@@ -109,6 +113,8 @@ mod tests {
         assert!(!p.allows("iot:Publish", &format!("{ARN}:topic/cw/w/1/2/3")));
         let all = player(Worlds::All);
         assert!(all.allows("iot:Subscribe", &format!("{ARN}:topicfilter/cw/any/0/0/0")));
+        assert!(!all.allows("iot:Subscribe", &format!("{ARN}:topicfilter/cw/any/#")));
+        assert!(!all.allows("iot:Subscribe", &format!("{ARN}:topicfilter/cw/+/0/0/0")));
         assert!(!all.allows("iot:Subscribe", &format!("{ARN}:topicfilter/other/x")));
         assert!(!all.allows("iot:Publish", &format!("{ARN}:topic/cw/any/0/0/0")));
         let none = player(Worlds::Only(vec![]));

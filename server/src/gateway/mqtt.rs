@@ -10,7 +10,7 @@
 //! | the ban flag cannot be read (store down) | 503 before the upgrade, or CONNACK 3 (server unavailable) |
 //! | no CONNECT within 10 s, or a second CONNECT | closed |
 //! | PUBLISH to a topic the policy does not allow (every topic, for players) | closed |
-//! | SUBSCRIBE naming a filter the policy does not allow, or not a change topic (`cw/<world>/<x>/<y>/<z>` or `cw/<world>/#`), or more than 8 filters, or past 50 subscriptions | SUBACK 0x80 for every filter of it, nothing subscribed (IoT Core's 8 filters per SUBSCRIBE and 50 subscriptions per connection) |
+//! | SUBSCRIBE naming a filter the policy does not allow, or not one region's change topic (`cw/<world>/<x>/<y>/<z>`, no wildcards), or more than 8 filters, or past 50 subscriptions | SUBACK 0x80 for every filter of it, nothing subscribed (IoT Core's 8 filters per SUBSCRIBE and 50 subscriptions per connection) |
 //! | the authorizer, re-run every `refreshAfterInSeconds` (300 s), refuses the token now (expired, banned) | closed |
 //! | an MQTT packet over 128 KB, or bytes that are not MQTT 3.1.1 | closed |
 //! | the player banned (`ban`) | closed at once ([`Sessions`]) |
@@ -40,7 +40,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use rumqttc::mqttbytes::v4::{
-    ConnAck, Connect, ConnectReturnCode, Login, Packet, SubAck, SubscribeReasonCode,
+    ConnAck, Connect, ConnectReturnCode, Login, Packet, SubAck, SubscribeReasonCode, UnsubAck,
 };
 use rumqttc::mqttbytes::Error as MqttError;
 use std::collections::HashMap;
@@ -233,16 +233,11 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// Whether `filter` names change topics: one region's (`cw/<world>/<x>/<y>/<z>`) or a whole
-/// world's (`cw/<world>/#`). Anything else would only cost the broker memory.
+/// Whether `filter` is one region's change topic (`cw/<world>/<x>/<y>/<z>`), the only filter a
+/// player may hold: a wildcard would deliver a whole world's changes to one connection, past
+/// the 50 regions a follower may hold; anything else would only cost the broker memory.
 fn is_change_filter(filter: &str) -> bool {
-    use cubewalk_protocol::realtime::{parse_region_topic, TOPIC_ROOT};
-    parse_region_topic(filter).is_some()
-        || filter
-            .strip_prefix(TOPIC_ROOT)
-            .and_then(|r| r.strip_prefix('/'))
-            .and_then(|r| r.strip_suffix("/#"))
-            .is_some_and(|w| cubewalk_protocol::WorldId::new(w).is_ok())
+    cubewalk_protocol::realtime::parse_region_topic(filter).is_some()
 }
 
 fn json_status(status: u16, message: &str) -> Response {
@@ -456,10 +451,17 @@ where
                     }
                 }
                 Packet::Unsubscribe(u) => {
+                    let mut held = false;
                     for topic in &u.topics {
-                        subscriptions.remove(topic);
+                        held |= subscriptions.remove(topic);
                     }
-                    forward(&mut broker_tx, Packet::Unsubscribe(u)).await?;
+                    if held {
+                        forward(&mut broker_tx, Packet::Unsubscribe(u)).await?;
+                    } else {
+                        // Nothing of it is held (never subscribed, or refused): the broker
+                        // would not answer, and MQTT wants an UNSUBACK all the same.
+                        send_packet(socket, Packet::UnsubAck(UnsubAck::new(u.pkid))).await?;
+                    }
                 }
                 other => forward(&mut broker_tx, other).await?,
             }

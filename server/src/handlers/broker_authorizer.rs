@@ -166,7 +166,7 @@ pub const CLIENT_ID_PREFIX: &str = "cw-";
 
 /// The policy of `player`: connect with a [`CLIENT_ID_PREFIX`] client id, subscribe to and
 /// receive the change topics of its worlds (`cw/<world>/*`, or `cw/*` for a token naming every
-/// world); publish denied everywhere. `arn_prefix` is `arn:aws:iot:<region>:<account>`.
+/// world), one region topic per filter (MQTT wildcards denied); publish denied everywhere. `arn_prefix` is `arn:aws:iot:<region>:<account>`.
 pub fn policy(player: &Player, arn_prefix: &str) -> serde_json::Value {
     let worlds: Vec<String> = match &player.worlds {
         Worlds::All => vec![format!("{TOPIC_ROOT}/*")],
@@ -202,6 +202,17 @@ pub fn policy(player: &Player, arn_prefix: &str) -> serde_json::Value {
         "Effect": "Deny",
         "Action": "iot:Publish",
         "Resource": "*",
+    }));
+    // Region topics only: a filter with MQTT's wildcards (`cw/<world>/#`, `cw/<world>/+/...`)
+    // would deliver a whole world's changes to one connection, past the 50 regions a follower
+    // may hold, each delivery billed. To a policy `#` and `+` are plain characters.
+    statements.push(serde_json::json!({
+        "Effect": "Deny",
+        "Action": "iot:Subscribe",
+        "Resource": [
+            format!("{arn_prefix}:topicfilter/*#*"),
+            format!("{arn_prefix}:topicfilter/*+*"),
+        ],
     }));
     serde_json::json!({ "Version": "2012-10-17", "Statement": statements })
 }

@@ -21,6 +21,9 @@ impl Coalescer {
     }
 
     /// Adds one change of `world`: merged into the chunk's pending change when there is one.
+    /// Two puts of one chunk can queue their changes in the other order than the store applied
+    /// them (each queues after its own atomic step); a change that ends exactly where the
+    /// pending one starts is joined in front of it, so the tick still sends one unbroken span.
     pub fn add(&mut self, world: &WorldId, change: Change) {
         self.changes += 1;
         let region = self
@@ -29,8 +32,16 @@ impl Coalescer {
             .or_default();
         match region.get_mut(&change.chunk) {
             Some(pending) if change.seq > pending.seq => pending.merge(&change),
-            // An older or repeated change (a queue that reordered, a replay): what is pending
-            // is newer already.
+            Some(pending)
+                if change.seq == pending.from_seq && change.version == pending.previous =>
+            {
+                let mut joined = change;
+                joined.merge(pending);
+                *pending = joined;
+            }
+            // An older change not next to the pending one, or a repeated one (a replay): what
+            // is pending is newer already, and followers that missed the older one see the gap
+            // in the sequence and refetch.
             Some(_) => {}
             None => {
                 region.insert(change.chunk, change);
@@ -128,6 +139,41 @@ mod tests {
     }
 
     /// A change of `chunk` with 64 edits of wide values.
+    #[test]
+    fn two_changes_queued_out_of_order_still_make_one_unbroken_span() {
+        let w = WorldId::new("w").unwrap();
+        let chunk = ChunkKey::new(-1, 2, -3);
+        // The store applied 10 -> 11 (version 7 -> 8) and then 11 -> 12 (8 -> 9), but the
+        // second put queued its change first.
+        let first = change(chunk, 11, 7, 8, 4);
+        let second = change(chunk, 12, 8, 9, 5);
+        let mut c = Coalescer::new();
+        c.add(&w, second.clone());
+        c.add(&w, first.clone());
+        let sent = parse_region_message(c.take()[0].1.as_bytes()).unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!((sent[0].from_seq, sent[0].seq), (10, 12));
+        assert_eq!((sent[0].previous, sent[0].version), (7, 9));
+        assert_eq!(sent[0].edits, Some(vec![(4, 11), (5, 12)]));
+
+        // The same cube in both: the later write's value wins.
+        let mut c = Coalescer::new();
+        let mut second_same = second;
+        second_same.edits = Some(vec![(4, 99)]);
+        c.add(&w, second_same);
+        c.add(&w, first.clone());
+        let sent = parse_region_message(c.take()[0].1.as_bytes()).unwrap();
+        assert_eq!(sent[0].edits, Some(vec![(4, 99)]));
+
+        // Not next to each other (a write between is missing): the pending one is kept as it
+        // is, and its start shows followers the gap.
+        let mut c = Coalescer::new();
+        c.add(&w, change(chunk, 13, 9, 10, 6));
+        c.add(&w, first);
+        let sent = parse_region_message(c.take()[0].1.as_bytes()).unwrap();
+        assert_eq!((sent[0].from_seq, sent[0].seq), (12, 13));
+    }
+
     fn wide(chunk: ChunkKey) -> Change {
         Change {
             chunk,
