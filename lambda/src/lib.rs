@@ -5,7 +5,7 @@
 pub mod secrets;
 
 use cubewalk_server::identity::{OidcConfig, OidcIssuer, PublicKeys, TokenSet, Verifier};
-use cubewalk_server::store::RedisStoreConfig;
+use cubewalk_server::store::{FeedGroup, RedisStoreConfig};
 use secrets::SecretsManager;
 use std::sync::Arc;
 
@@ -137,9 +137,76 @@ pub fn emit_metrics(function: &str) {
     }
 }
 
+/// The feed group a publisher run serves, read from its invocation's input: `{"group": g,
+/// "groups": G}`, as the template's schedules send it. Neither field (a scheduled event
+/// without input, a test invocation with `{}`) means the whole feed ([`FeedGroup::ALL`]);
+/// other fields are ignored. Refused, with a message naming what is wrong: input that is no
+/// JSON object, one field without the other, a value that is no whole number, and a group the
+/// feed cannot be split into ([`FeedGroup::new`]).
+pub fn publisher_group(input: &serde_json::Value) -> Result<FeedGroup, String> {
+    let fields = input.as_object().ok_or_else(|| {
+        format!(r#"publisher input must be a JSON object such as {{"group": 0, "groups": 2}}, got {input}"#)
+    })?;
+    let number = |name: &str| {
+        fields
+            .get(name)
+            .map(|v| {
+                v.as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| {
+                        format!(r#"publisher input: "{name}" must be a whole number, got {v}"#)
+                    })
+            })
+            .transpose()
+    };
+    match (number("group")?, number("groups")?) {
+        (None, None) => Ok(FeedGroup::ALL),
+        (Some(group), Some(groups)) => {
+            FeedGroup::new(group, groups).map_err(|e| format!("publisher input: {e}"))
+        }
+        // Half a group is most likely a mistake in the schedule's input: publishing the whole
+        // feed, or group 0 of it, would publish shards another run also holds or leave some
+        // unpublished.
+        (Some(_), None) => Err(r#"publisher input: "group" given without "groups""#.into()),
+        (None, Some(_)) => Err(r#"publisher input: "groups" given without "group""#.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::password_of;
+    use super::{password_of, publisher_group};
+    use cubewalk_server::store::FeedGroup;
+    use serde_json::json;
+
+    #[test]
+    fn a_publisher_reads_its_group_from_the_schedules_input() {
+        assert_eq!(publisher_group(&json!({})).unwrap(), FeedGroup::ALL);
+        // A scheduled event without input: EventBridge's own fields, no group.
+        let scheduled = json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
+        assert_eq!(publisher_group(&scheduled).unwrap(), FeedGroup::ALL);
+        assert_eq!(
+            publisher_group(&json!({"group": 3, "groups": 4})).unwrap(),
+            FeedGroup::new(3, 4).unwrap()
+        );
+    }
+
+    #[test]
+    fn invalid_publisher_input_is_refused_with_what_is_wrong() {
+        for (input, message) in [
+            (json!({"group": 2, "groups": 2}), "publisher input: publisher group 2 of 2: groups are numbered 0 to 1"),
+            (json!({"group": 0, "groups": 3}), "publisher input: 3 publisher groups: the count must divide the feed's 16 shards (1, 2, 4, 8, 16)"),
+            (json!({"group": 0, "groups": 0}), "publisher input: 0 publisher groups: the count must divide the feed's 16 shards (1, 2, 4, 8, 16)"),
+            (json!({"group": 1}), r#"publisher input: "group" given without "groups""#),
+            (json!({"groups": 2}), r#"publisher input: "groups" given without "group""#),
+            (json!({"group": "1", "groups": 2}), r#"publisher input: "group" must be a whole number, got "1""#),
+            (json!({"group": 0, "groups": -2}), r#"publisher input: "groups" must be a whole number, got -2"#),
+            (json!({"group": 0.5, "groups": 2}), r#"publisher input: "group" must be a whole number, got 0.5"#),
+            (json!({"group": null, "groups": 2}), r#"publisher input: "group" must be a whole number, got null"#),
+            (json!([0, 2]), r#"publisher input must be a JSON object such as {"group": 0, "groups": 2}, got [0,2]"#),
+        ] {
+            assert_eq!(publisher_group(&input).unwrap_err(), message, "{input}");
+        }
+    }
 
     #[test]
     fn a_password_is_read_from_generated_json_or_a_plain_string() {

@@ -516,6 +516,98 @@ fn blocks_and_publisher_binaries_carry_a_put_to_iot_core() {
 }
 
 #[test]
+fn publisher_binary_publishes_only_the_shards_of_the_group_its_input_names() {
+    use common::{ACCESS_KEY, REGION, SECRET_KEY, SESSION_TOKEN};
+    use cubewalk_protocol::realtime::{region_topic, Region, REGION_CHUNKS};
+    use cubewalk_server::store::{feed_shard, FeedGroup};
+    let redis = cubewalk_testkit::RedisServer::start();
+    let (endpoint, published, _rt) = iot_endpoint();
+    let aws = |mut env: Vec<(&'static str, String)>| {
+        env.extend([
+            ("AWS_REGION", REGION.to_string()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_string()),
+            ("AWS_SESSION_TOKEN", SESSION_TOKEN.to_string()),
+            ("CUBEWALK_REDIS_URL", redis.url()),
+        ]);
+        env
+    };
+    let publisher_env = aws(vec![
+        ("CUBEWALK_IOT_ENDPOINT", endpoint.clone()),
+        ("CUBEWALK_PUBLISHER_RUN_SECS", "1".into()),
+    ]);
+    // A chunk in a region of each of two groups.
+    let world = cubewalk_protocol::WorldId::new("default").unwrap();
+    let groups = [FeedGroup::new(0, 2).unwrap(), FeedGroup::new(1, 2).unwrap()];
+    let chunk_of = |group: FeedGroup| {
+        (0..64)
+            .map(|i| cubewalk_protocol::ChunkKey::new(i * REGION_CHUNKS, 0, 0))
+            .find(|&c| group.contains(feed_shard(&world, Region::of(c))))
+            .unwrap()
+    };
+    let chunks = groups.map(chunk_of);
+    let input = |group: usize| json!({"group": group, "groups": 2});
+    // Each group's first run marks where its shards start; the put; each group's next run
+    // publishes its own chunk's change; input naming no valid group fails the invocation.
+    let (first, logs) = invoke(
+        env!("CARGO_BIN_EXE_publisher"),
+        &publisher_env,
+        vec![input(0), input(1)],
+    );
+    for (kind, body) in &first {
+        assert_eq!(kind, "response", "{body} {logs}");
+        assert_eq!(body["held"], true);
+        assert_eq!(body["taken"], 8, "{body}");
+    }
+    let edits: Vec<Value> = chunks
+        .iter()
+        .map(|c| json!({"chunk": [c.x, c.y, c.z], "index": 5, "value": 7}))
+        .collect();
+    let put = json!({"world": "default", "edits": edits}).to_string();
+    let (results, _) = invoke(
+        env!("CARGO_BIN_EXE_blocks"),
+        &aws(vec![("CUBEWALK_REALTIME", "on".into())]),
+        vec![events::rest("PUT", None, Some(&put))],
+    );
+    assert_eq!(results[0].1["statusCode"], 200, "{:?}", results[0].1);
+    let (second, logs) = invoke(
+        env!("CARGO_BIN_EXE_publisher"),
+        &publisher_env,
+        vec![
+            input(0),
+            input(1),
+            input(2),
+            json!({"groups": 2}),
+            json!({"group": 0, "groups": 3}),
+        ],
+    );
+    for (i, (kind, body)) in second[..2].iter().enumerate() {
+        assert_eq!(kind, "response", "{body} {logs}");
+        assert_eq!((&body["group"], &body["groups"]), (&json!(i), &json!(2)));
+        assert_eq!(body["changes"], 1, "group {i}: {body}");
+        assert_eq!(body["published"], 1, "group {i}: {body}");
+    }
+    let got = published.lock().unwrap().clone();
+    let topics: Vec<&str> = got.iter().map(|(uri, _, _)| uri.as_str()).collect();
+    let expected: Vec<String> = chunks
+        .iter()
+        .map(|&c| {
+            let topic = region_topic(&world, Region::of(c));
+            format!("/topics/{}?qos=0", topic.replace('/', "%2F"))
+        })
+        .collect();
+    assert_eq!(topics, expected, "each group's run published its own chunk");
+    for ((kind, body), message) in second[2..].iter().zip([
+        "publisher input: publisher group 2 of 2: groups are numbered 0 to 1",
+        r#"publisher input: "groups" given without "group""#,
+        "publisher input: 3 publisher groups: the count must divide the feed's 16 shards (1, 2, 4, 8, 16)",
+    ]) {
+        assert_eq!(kind, "error", "{body}");
+        assert_eq!(body["errorMessage"], message, "{body}");
+    }
+}
+
+#[test]
 fn authorizer_binary_refuses_every_forged_player_token_and_allows_a_good_one() {
     use cubewalk_server::identity::SigningKey;
     use cubewalk_testkit::tokens::{claims, forgeries, sign};

@@ -1,20 +1,26 @@
-//! The deployed stack's realtime path against a real redis-server: puts' changes appended to
-//! the change feed, publishers taking turns under the lease, every change published once per
-//! tick and region, none lost at a hand-over, none published twice. The sink logs in as the
-//! template's blocks user and the publisher as its realtime user, with their exact
-//! `AccessString`s.
+//! The deployed stack's realtime path against a real redis-server (and a Redis Cluster): puts'
+//! changes appended to the change feed, publisher runs taking turns under each shard's lease,
+//! runs of different groups publishing side by side, every change published once per tick and
+//! region, none lost at a hand-over, none published twice, a dead run replaced once its
+//! leases run out, a lost shard dropped. The sink logs in as the template's blocks user and
+//! the publisher as its realtime user, with their exact `AccessString`s.
 
 mod common;
 
 use async_trait::async_trait;
-use cubewalk_protocol::realtime::{parse_region_message, region_topic, Change, Region};
+use cubewalk_protocol::realtime::{
+    parse_region_message, region_topic, Change, Region, REGION_CHUNKS,
+};
 use cubewalk_protocol::{ChunkKey, WorldId};
-use cubewalk_server::realtime::{run_feed_publisher, ChangeSink, Publish, RedisSink};
-use cubewalk_server::store::{RedisStore, RedisStoreConfig};
+use cubewalk_server::realtime::{
+    run_feed_publisher, ChangeSink, FeedReport, Publish, RedisSink, LEASE_TTL,
+};
+use cubewalk_server::store::{feed_shard, FeedGroup, RedisStore, RedisStoreConfig};
 use cubewalk_testkit::RedisServer;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Records what would go to IoT Core.
 #[derive(Default)]
@@ -25,6 +31,38 @@ impl Publish for Recorder {
     async fn publish(&self, topic: &str, payload: String) -> Result<(), String> {
         self.0.lock().unwrap().push((topic.to_owned(), payload));
         Ok(())
+    }
+}
+
+/// Records what would go to IoT Core and when.
+#[derive(Default)]
+struct TimedRecorder(Mutex<Vec<(Instant, String, String)>>);
+
+#[async_trait]
+impl Publish for TimedRecorder {
+    async fn publish(&self, topic: &str, payload: String) -> Result<(), String> {
+        let now = Instant::now();
+        self.0
+            .lock()
+            .unwrap()
+            .push((now, topic.to_owned(), payload));
+        Ok(())
+    }
+}
+
+impl TimedRecorder {
+    /// (topic, payload) of each publish, in order.
+    fn payloads(&self) -> Vec<(String, String)> {
+        let got = self.0.lock().unwrap();
+        got.iter().map(|(_, t, p)| (t.clone(), p.clone())).collect()
+    }
+
+    fn first(&self) -> Option<Instant> {
+        self.0.lock().unwrap().iter().map(|(t, _, _)| *t).min()
+    }
+
+    fn last(&self) -> Option<Instant> {
+        self.0.lock().unwrap().iter().map(|(t, _, _)| *t).max()
     }
 }
 
@@ -101,8 +139,8 @@ async fn publishers_take_turns_and_every_change_is_published_once() {
 
     let recorder = Arc::new(Recorder::default());
     let now = tokio::time::Instant::now;
-    // Three publishers started at once, each for 1.5 s after it gets the lease... only one
-    // holds it at a time; the others wait and take over as each ends.
+    // Three publishers of the whole feed started at once, each for 1.5 s at a time: one holds
+    // the shards' leases at a time; the others wait and take over as each ends.
     let runs: Vec<_> = (0..3)
         .map(|i| {
             let (store, out) = (store.clone(), recorder.clone());
@@ -111,9 +149,17 @@ async fn publishers_take_turns_and_every_change_is_published_once() {
                 let deadline = now() + Duration::from_secs(6);
                 while now() < deadline {
                     let until = (now() + Duration::from_millis(1500)).min(deadline);
-                    let r = run_feed_publisher(&store, out.clone(), &format!("p{i}"), until, None)
-                        .await
-                        .unwrap();
+                    let holder = format!("p{i}");
+                    let r = run_feed_publisher(
+                        &store,
+                        out.clone(),
+                        &holder,
+                        FeedGroup::ALL,
+                        until,
+                        None,
+                    )
+                    .await
+                    .unwrap();
                     held.push(r.held);
                 }
                 held
@@ -171,33 +217,385 @@ async fn publishers_take_turns_and_every_change_is_published_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_publisher_that_dies_is_replaced_once_its_lease_runs_out() {
+async fn a_publisher_that_dies_is_replaced_once_its_leases_run_out() {
     let redis = RedisServer::start();
-    let store = Arc::new(
-        RedisStore::connect(&RedisStoreConfig::new(redis.url()))
+    let store = connect(redis.url(), false).await;
+    // A publisher of the whole feed took every shard's lease, recorded where it starts, and
+    // died (never released them).
+    let all: Vec<usize> = FeedGroup::ALL.shards().collect();
+    assert_eq!(
+        store
+            .take_feed_leases("dead", &all, Duration::from_millis(800))
             .await
             .unwrap(),
+        all
     );
-    // A publisher took the lease and died (never released it).
+    let at = store.feed_positions(&all).await.unwrap();
     assert!(store
-        .take_publisher_lease("dead", Duration::from_millis(800))
+        .save_feed_positions("dead", &at)
         .await
-        .unwrap());
-    let recorder = Arc::new(Recorder::default());
-    let started = tokio::time::Instant::now();
-    let report = run_feed_publisher(
-        &store,
-        recorder,
-        "next",
-        started + Duration::from_secs(2),
-        None,
-    )
-    .await
-    .unwrap();
+        .unwrap()
+        .is_empty());
+    let recorder = Arc::new(TimedRecorder::default());
+    let started = Instant::now();
+    let world = WorldId::new("w").unwrap();
+    let sink = RedisSink(store.clone());
+    let run = {
+        let (store, out) = (store.clone(), recorder.clone());
+        tokio::spawn(async move {
+            let until = started + Duration::from_secs(2);
+            run_feed_publisher(&store, out, "next", FeedGroup::ALL, until, None).await
+        })
+    };
+    // Written while the dead publisher still holds the feed: published by its replacement.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let chunk = ChunkKey::new(0, 0, 0);
+    sink.send(&world, vec![change(chunk, 1)]).await;
+    let report = run.await.unwrap().unwrap();
     assert!(report.held);
-    assert!(started.elapsed() >= Duration::from_millis(700));
-    assert!(!store
-        .renew_publisher_lease("dead", Duration::from_secs(1))
+    assert_eq!(report.taken, 16, "{report:?}");
+    let first = recorder.first().expect("nothing published");
+    assert!(first - started >= Duration::from_millis(700));
+    assert_each_once(&recorder.payloads(), &[chunk], 1);
+    assert!(store
+        .renew_feed_leases("dead", &all, Duration::from_secs(1))
         .await
-        .unwrap());
+        .unwrap()
+        .is_empty());
+}
+
+/// A store connected to `url` as its default user.
+async fn connect(url: String, cluster: bool) -> Arc<RedisStore> {
+    let mut config = RedisStoreConfig::new(url);
+    config.cluster = cluster;
+    Arc::new(RedisStore::connect(&config).await.unwrap())
+}
+
+/// One chunk in each of `n` regions along x: their changes spread over the feed's shards.
+fn spread_chunks(n: i32) -> Vec<ChunkKey> {
+    (0..n)
+        .map(|i| ChunkKey::new(i * REGION_CHUNKS, 0, 0))
+        .collect()
+}
+
+fn shard_of(world: &WorldId, chunk: ChunkKey) -> usize {
+    feed_shard(world, Region::of(chunk))
+}
+
+/// The chunks of `chunks` whose changes go to `group`'s shards.
+fn chunks_of(world: &WorldId, chunks: &[ChunkKey], group: FeedGroup) -> Vec<ChunkKey> {
+    let mine: Vec<ChunkKey> = chunks
+        .iter()
+        .copied()
+        .filter(|&c| group.contains(shard_of(world, c)))
+        .collect();
+    assert!(!mine.is_empty(), "no chunk of the test in {group}");
+    mine
+}
+
+/// Writes `rounds` changes to each chunk of `chunks`, one round every `every` (the k-th
+/// change of chunk c is `change(c, k)`).
+async fn write_rounds(
+    sink: &RedisSink,
+    world: &WorldId,
+    chunks: &[ChunkKey],
+    rounds: u64,
+    every: Duration,
+) {
+    for seq in 1..=rounds {
+        sink.send(world, chunks.iter().map(|&c| change(c, seq)).collect())
+            .await;
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Asserts each chunk of `chunks` was published as ranges of write sequences that follow on
+/// from each other, from 0 to `last`: nothing lost, nothing published twice.
+fn assert_each_once(published: &[(String, String)], chunks: &[ChunkKey], last: u64) {
+    let got = ranges(published);
+    for chunk in chunks {
+        let r = got
+            .get(chunk)
+            .unwrap_or_else(|| panic!("{chunk}: never published"));
+        assert_eq!(r.first().unwrap().0, 0, "{chunk}: {r:?}");
+        assert_eq!(r.last().unwrap().1, last, "{chunk}: {r:?}");
+        assert!(r.windows(2).all(|w| w[0].1 == w[1].0), "{chunk}: {r:?}");
+    }
+}
+
+/// Asserts every change in `published` belongs to one of `group`'s shards.
+fn assert_only_group(world: &WorldId, published: &[(String, String)], group: FeedGroup) {
+    for chunk in ranges(published).keys() {
+        let shard = shard_of(world, *chunk);
+        assert!(
+            group.contains(shard),
+            "{group} published {chunk} (shard {shard})"
+        );
+    }
+}
+
+/// Two groups of two, each group's runs taking turns (two runs at once per group, each for
+/// 1 s at a time) while puts go to 32 regions: every change is published exactly once, and
+/// each group's runs publish only that group's shards.
+async fn two_groups_publish_every_change_once(store: Arc<RedisStore>, sink: RedisSink) {
+    let world = WorldId::new("w").unwrap();
+    let chunks = spread_chunks(32);
+    let groups = [FeedGroup::new(0, 2).unwrap(), FeedGroup::new(1, 2).unwrap()];
+    let recorders: Vec<Arc<Recorder>> = groups.iter().map(|_| Arc::default()).collect();
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let mut runs = Vec::new();
+    for (group, out) in groups.iter().zip(&recorders) {
+        for i in 0..2 {
+            let (store, out, group) = (store.clone(), out.clone(), *group);
+            runs.push(tokio::spawn(async move {
+                let mut reports = Vec::new();
+                while Instant::now() < deadline {
+                    let until = (Instant::now() + Duration::from_secs(1)).min(deadline);
+                    let holder = format!("{group}, publisher {i}, run {}", reports.len());
+                    let r = run_feed_publisher(&store, out.clone(), &holder, group, until, None)
+                        .await
+                        .unwrap();
+                    reports.push(r);
+                }
+                reports
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    write_rounds(&sink, &world, &chunks, 40, Duration::from_millis(100)).await;
+    let mut reports: Vec<FeedReport> = Vec::new();
+    for r in runs {
+        reports.extend(r.await.unwrap());
+    }
+    for (group, out) in groups.iter().zip(&recorders) {
+        let published = out.0.lock().unwrap().clone();
+        assert_only_group(&world, &published, *group);
+        assert_each_once(&published, &chunks_of(&world, &chunks, *group), 40);
+    }
+    assert!(reports.iter().all(|r| r.lost == 0), "{reports:?}");
+    assert!(reports.iter().all(|r| r.taken <= 8), "{reports:?}");
+    assert!(reports.iter().all(|r| r.failed == 0), "{reports:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_groups_publish_every_change_once_each_only_its_own_shards() {
+    let redis = RedisServer::start();
+    let user = |name: &str| connect(common::template_user_url(&redis, name), false);
+    // As the template's users: the realtime user may take, renew and release the shards'
+    // leases and save positions under them.
+    let store = user("cubewalk-realtime").await;
+    let sink = RedisSink(user("cubewalk-blocks").await);
+    two_groups_publish_every_change_once(store, sink).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_groups_publish_every_change_once_on_a_redis_cluster() {
+    // The feed's shards, their leases and positions spread over three primaries.
+    let cluster = cubewalk_testkit::RedisCluster::start();
+    let store = connect(cluster.url(), true).await;
+    let sink = RedisSink(connect(cluster.url(), true).await);
+    two_groups_publish_every_change_once(store, sink).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_of_different_groups_do_not_wait_for_each_other() {
+    let redis = RedisServer::start();
+    let store = connect(redis.url(), false).await;
+    let (g0, g1) = (FeedGroup::new(0, 2).unwrap(), FeedGroup::new(1, 2).unwrap());
+    let run = |holder: &'static str, group: FeedGroup, secs: f64| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let until = Instant::now() + Duration::from_secs_f64(secs);
+            let out = Arc::new(Recorder::default());
+            run_feed_publisher(&store, out, holder, group, until, None)
+                .await
+                .unwrap()
+        })
+    };
+    let first = run("group 0", g0, 3.0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // While group 0's run publishes: a run of group 1 takes its 8 shards at once, and a
+    // second run of group 0 gets none of group 0's.
+    let other = run("group 1", g1, 1.0);
+    let same = run("group 0, second", g0, 1.0);
+    let (other, same) = (other.await.unwrap(), same.await.unwrap());
+    assert!(
+        other.held && other.taken == 8 && other.lost == 0,
+        "{other:?}"
+    );
+    assert!(other.ticks >= 8, "group 1 waited: {other:?}");
+    assert!(!same.held && same.taken == 0, "{same:?}");
+    let first = first.await.unwrap();
+    assert!(
+        first.held && first.taken == 8 && first.lost == 0,
+        "{first:?}"
+    );
+    assert!(first.ticks >= 25, "{first:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_groups_next_run_takes_over_each_shard_as_the_one_before_lets_go() {
+    let redis = RedisServer::start();
+    let store = connect(redis.url(), false).await;
+    let sink = RedisSink(store.clone());
+    let world = WorldId::new("w").unwrap();
+    let chunks = spread_chunks(32);
+    let group = FeedGroup::new(1, 2).unwrap();
+    let (before, after) = (
+        Arc::new(TimedRecorder::default()),
+        Arc::new(TimedRecorder::default()),
+    );
+    let start = Instant::now();
+    let run = |holder: &'static str, out: &Arc<TimedRecorder>, secs: f64| {
+        let (store, out) = (store.clone(), out.clone());
+        tokio::spawn(async move {
+            let until = start + Duration::from_secs_f64(secs);
+            let report = run_feed_publisher(&store, out, holder, group, until, None)
+                .await
+                .unwrap();
+            (report, Instant::now())
+        })
+    };
+    // The group's run until 1.5 s, and the next one (the schedule's) from 0.3 s to 3.5 s.
+    let first = run("first", &before, 1.5);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = run("second", &after, 3.5);
+    // Puts from 0.3 s to about 2.8 s, to every region: the other group's too, which no run
+    // here publishes.
+    write_rounds(&sink, &world, &chunks, 25, Duration::from_millis(100)).await;
+    let ((first, first_ended), (second, _)) = (first.await.unwrap(), second.await.unwrap());
+    assert!(
+        first.held && first.taken == 8 && first.lost == 0,
+        "{first:?}"
+    );
+    assert!(
+        second.held && second.taken == 8 && second.lost == 0,
+        "{second:?}"
+    );
+    // The next run published nothing while the first held the group, and took over at once.
+    let (last_before, first_after) = (before.last().unwrap(), after.first().unwrap());
+    assert!(first_after >= last_before);
+    assert!(
+        first_after < first_ended + Duration::from_millis(500),
+        "took over {:?} after the first run ended",
+        first_after - first_ended
+    );
+    assert!(second.ticks >= 15, "{second:?}");
+    // Together: each change of the group's chunks once, none of the other group's.
+    let mut published = before.payloads();
+    published.extend(after.payloads());
+    assert_only_group(&world, &published, group);
+    assert_each_once(&published, &chunks_of(&world, &chunks, group), 25);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_groups_dead_run_is_replaced_once_its_leases_run_out_and_other_groups_go_on() {
+    let redis = RedisServer::start();
+    let store = connect(redis.url(), false).await;
+    let sink = RedisSink(store.clone());
+    let world = WorldId::new("w").unwrap();
+    let (g0, g1) = (FeedGroup::new(0, 2).unwrap(), FeedGroup::new(1, 2).unwrap());
+    let chunks = spread_chunks(32);
+    let (c0, c1) = (
+        chunks_of(&world, &chunks, g0)[0],
+        chunks_of(&world, &chunks, g1)[0],
+    );
+    // A run of group 1 took its leases, recorded where it starts, and died.
+    let shards: Vec<usize> = g1.shards().collect();
+    let ttl = Duration::from_millis(800);
+    assert_eq!(
+        store.take_feed_leases("dead", &shards, ttl).await.unwrap(),
+        shards
+    );
+    let at = store.feed_positions(&shards).await.unwrap();
+    assert!(store
+        .save_feed_positions("dead", &at)
+        .await
+        .unwrap()
+        .is_empty());
+    let start = Instant::now();
+    let run = |holder: &'static str, group: FeedGroup, out: &Arc<TimedRecorder>| {
+        let (store, out) = (store.clone(), out.clone());
+        tokio::spawn(async move {
+            let until = start + Duration::from_secs(2);
+            run_feed_publisher(&store, out, holder, group, until, None)
+                .await
+                .unwrap()
+        })
+    };
+    let (out0, out1) = (
+        Arc::new(TimedRecorder::default()),
+        Arc::new(TimedRecorder::default()),
+    );
+    let (r0, r1) = (run("group 0", g0, &out0), run("group 1", g1, &out1));
+    // Written while the dead run's leases still hold group 1.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sink.send(&world, vec![change(c0, 1), change(c1, 1)]).await;
+    let (r0, r1) = (r0.await.unwrap(), r1.await.unwrap());
+    assert!(r0.taken == 8 && r1.taken == 8, "{r0:?} {r1:?}");
+    // Group 0 published at once; group 1's change waited for the dead run's leases to run
+    // out and was published then, not lost.
+    assert!(out0.first().unwrap() - start < ttl - Duration::from_millis(200));
+    assert!(out1.first().unwrap() - start >= ttl - Duration::from_millis(100));
+    assert_each_once(&out0.payloads(), &[c0], 1);
+    assert_each_once(&out1.payloads(), &[c1], 1);
+    assert!(store
+        .renew_feed_leases("dead", &shards, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_drops_a_shard_whose_lease_it_lost_and_never_publishes_it_again() {
+    let redis = RedisServer::start();
+    let store = connect(redis.url(), false).await;
+    let sink = RedisSink(store.clone());
+    let world = WorldId::new("w").unwrap();
+    let chunks = spread_chunks(32);
+    let (stolen, kept) = (
+        chunks[0],
+        chunks[1..]
+            .iter()
+            .copied()
+            .find(|&c| shard_of(&world, c) != shard_of(&world, chunks[0]))
+            .unwrap(),
+    );
+    let shard = shard_of(&world, stolen);
+    let out = Arc::new(Recorder::default());
+    let run = {
+        let (store, out) = (store.clone(), out.clone());
+        tokio::spawn(async move {
+            let until = Instant::now() + Duration::from_millis(1500);
+            run_feed_publisher(&store, out, "first", FeedGroup::ALL, until, None)
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The lease ran out (as if the run had stalled past LEASE_TTL) and another run took it.
+    let lease = format!("cw:rt:{{{shard}}}:lease");
+    assert_eq!(redis.command(&["DEL", &lease]).as_deref(), Some(":1"));
+    assert_eq!(
+        store
+            .take_feed_leases("thief", &[shard], LEASE_TTL)
+            .await
+            .unwrap(),
+        [shard]
+    );
+    let at = store.feed_positions(&[shard]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sink.send(&world, vec![change(stolen, 1), change(kept, 1)])
+        .await;
+    let report = run.await.unwrap();
+    assert_eq!(report.lost, 1, "{report:?}");
+    let published = out.0.lock().unwrap().clone();
+    let got = ranges(&published);
+    assert!(got.contains_key(&kept));
+    assert!(
+        !got.contains_key(&stolen),
+        "published a shard it no longer held"
+    );
+    // Its position is the new holder's to move: the first run left it as it was.
+    assert_eq!(store.feed_positions(&[shard]).await.unwrap(), at);
 }

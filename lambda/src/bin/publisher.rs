@@ -1,11 +1,15 @@
 //! The publisher Lambda: reads the Redis change feed the blocks function's puts append to,
 //! coalesces it per region per 100 ms tick and publishes to AWS IoT Core's data endpoint
-//! (`CUBEWALK_IOT_ENDPOINT`, SigV4-signed HTTPS through the IoT data VPC endpoint). A schedule
-//! starts it every minute and each run lasts `CUBEWALK_PUBLISHER_RUN_SECS` (default 90, kept
-//! inside the function's timeout); only the holder of the feed's lease publishes, and a run
-//! started while another holds it waits and takes over the moment that one ends, so one is
-//! always publishing and none ever twice. Each run ends by printing its metrics (change
-//! messages published and dropped) as one CloudWatch EMF line.
+//! (`CUBEWALK_IOT_ENDPOINT`, SigV4-signed HTTPS through the IoT data VPC endpoint). One
+//! schedule per publisher group starts it every minute with the group in its input
+//! (`{"group": g, "groups": G}`, read by [`cubewalk_lambda::publisher_group`]; none means the
+//! whole feed) and each run lasts `CUBEWALK_PUBLISHER_RUN_SECS` (default 90, kept inside the
+//! function's timeout). A run publishes only the shards of its group whose lease it holds; a
+//! run started while the group's previous one still holds them takes over each shard the
+//! moment that one lets go, so each shard always has one publisher and no change is published
+//! twice. An invalid group fails the invocation with a message saying what is wrong. Each run
+//! ends by printing its metrics (change messages published and dropped) as one CloudWatch EMF
+//! line.
 
 use cubewalk_server::metrics;
 use cubewalk_server::realtime::{run_feed_publisher, IotDataConfig, IotDataPublisher, Publish};
@@ -32,6 +36,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let (store, out) = (store.clone(), out.clone());
         async move {
+            let group = cubewalk_lambda::publisher_group(&event.payload)?;
             let left = event
                 .context
                 .deadline()
@@ -39,15 +44,19 @@ async fn main() -> Result<(), Error> {
                 .unwrap_or_default()
                 .saturating_sub(MARGIN);
             let until = tokio::time::Instant::now() + run_for.min(left);
-            let report =
-                run_feed_publisher(&store, out, &event.context.request_id, until, None).await;
+            let holder = &event.context.request_id;
+            let report = run_feed_publisher(&store, out, holder, group, until, None).await;
             // Printed whether or not the run ended in a store error: what it published counts.
             cubewalk_lambda::emit_metrics(metrics::PUBLISHER_FUNCTION);
             let report = report?;
-            tracing::info!(?report, "publisher run");
+            tracing::info!(?report, %group, "publisher run");
             Ok::<_, Error>(serde_json::json!({
+                "group": group.index(),
+                "groups": group.count(),
                 "held": report.held,
                 "ticks": report.ticks,
+                "taken": report.taken,
+                "lost": report.lost,
                 "changes": report.changes,
                 "published": report.published,
                 "failed": report.failed,

@@ -8,7 +8,8 @@
 //!   queued since the last one are merged per chunk and sent as one message per region topic
 //!   ([`cubewalk_protocol::realtime`]) through a [`Publish`]: the broker's MQTT connection
 //!   locally ([`MqttPublisher`]), IoT Core's HTTPS data endpoint in AWS ([`IotDataPublisher`],
-//!   driven by [`run_feed_publisher`] in the publisher Lambda, one at a time under a lease).
+//!   driven by [`run_feed_publisher`] in the publisher Lambda: one run per
+//!   [`crate::store::FeedGroup`] of the feed's shards, each shard under its own lease).
 //! - [`Sessions`]: the players' open broker sessions, so a ban closes them.
 
 mod coalesce;

@@ -42,7 +42,7 @@ mod players;
 mod memory;
 pub(crate) mod redis;
 
-pub use self::feed::{feed_shard, FeedRead, FEED_MAX_LEN, FEED_SHARDS};
+pub use self::feed::{feed_shard, FeedGroup, FeedRead, FEED_MAX_LEN, FEED_SHARDS};
 pub(crate) use self::log::now_ms;
 pub use self::log::{CubeChange, LogRecord, LOG_RETENTION_SECS};
 pub use self::memory::MemoryStore;
