@@ -598,3 +598,104 @@ fn the_dashboard_is_valid_json_showing_every_metric() {
         "- !Sub \"CacheClusterId LIKE '${RedisReplicationGroup}-%'\""
     ));
 }
+
+#[test]
+fn each_publisher_group_has_its_schedule_and_room_for_its_runs() {
+    use cubewalk_server::store::FeedGroup;
+    // The group counts allowed are counts the feed can be split into.
+    let parameter = entry("Parameters", "PublisherGroups");
+    assert!(has_line(parameter, "Default: \"1\""), "{parameter}");
+    let counts = [1usize, 2, 4, 8];
+    assert!(has_line(
+        parameter,
+        "AllowedValues: [\"1\", \"2\", \"4\", \"8\"]"
+    ));
+    for count in counts {
+        FeedGroup::new(count - 1, count).unwrap();
+    }
+    // What each schedule's condition means, exactly as the template defines it.
+    let conditions = section("Conditions");
+    let meaning: [(&str, &str, &[usize]); 3] = [
+        (
+            "HasPublisherGroup1",
+            "HasPublisherGroup1: !Not [!Equals [!Ref PublisherGroups, \"1\"]]",
+            &[2, 4, 8],
+        ),
+        (
+            "HasPublisherGroups2To3",
+            "HasPublisherGroups2To3: !Or [!Equals [!Ref PublisherGroups, \"4\"], !Equals [!Ref PublisherGroups, \"8\"]]",
+            &[4, 8],
+        ),
+        (
+            "HasPublisherGroups4To7",
+            "HasPublisherGroups4To7: !Equals [!Ref PublisherGroups, \"8\"]",
+            &[8],
+        ),
+    ];
+    for (_, line, _) in meaning {
+        assert!(has_line(conditions, line), "Conditions lack {line}");
+    }
+    let exists_with = |block: &str, count: usize| match block
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Condition: "))
+    {
+        None => true,
+        Some(name) => {
+            let (_, _, counts) = meaning
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .unwrap_or_else(|| panic!("unknown condition {name}"));
+            counts.contains(&count)
+        }
+    };
+    let rules = resources_of("AWS::Events::Rule");
+    for count in counts {
+        // Group g's schedule (and its permission to invoke) exists exactly when g < count,
+        // and starts the publisher with that group as input.
+        let mut scheduled = Vec::new();
+        for rule in &rules {
+            let block = resource(rule);
+            let group: usize = rule
+                .strip_prefix("PublisherSchedule")
+                .and_then(|g| g.parse().ok())
+                .unwrap_or_else(|| panic!("{rule}: not a publisher group's schedule"));
+            assert!(has_line(block, "ScheduleExpression: rate(1 minute)"));
+            assert!(has_line(block, "Arn: !GetAtt PublisherFunction.Arn"));
+            let input =
+                format!("Input: !Sub '{{\"group\": {group}, \"groups\": ${{PublisherGroups}}}}'");
+            assert!(has_line(block, &input), "{rule} lacks {input}");
+            let permission = resource(&format!("{rule}Permission"));
+            assert!(has_line(
+                permission,
+                &format!("SourceArn: !GetAtt {rule}.Arn")
+            ));
+            assert!(has_line(permission, "Principal: events.amazonaws.com"));
+            assert!(has_line(permission, "FunctionName: !Ref PublisherFunction"));
+            assert_eq!(exists_with(block, count), exists_with(permission, count));
+            if exists_with(block, count) {
+                scheduled.push(group);
+            }
+        }
+        scheduled.sort_unstable();
+        assert_eq!(scheduled, (0..count).collect::<Vec<_>>(), "{count} groups");
+        // Two runs of each group overlap at a handover (90 s runs every minute), and one to
+        // spare.
+        let reserved: usize = entry("Mappings", "PublisherConcurrency")
+            .lines()
+            .skip_while(|l| l.trim() != format!("\"{count}\":"))
+            .find_map(|l| l.trim().strip_prefix("Reserved: "))
+            .unwrap_or_else(|| panic!("no reserved concurrency for {count} groups"))
+            .parse()
+            .unwrap();
+        assert!(reserved > 2 * count, "{count} groups, {reserved} reserved");
+    }
+    let publisher = resource("PublisherFunction");
+    assert!(has_line(
+        publisher,
+        "ReservedConcurrentExecutions: !FindInMap [PublisherConcurrency, !Ref PublisherGroups, Reserved]"
+    ));
+    assert!(has_line(publisher, "CUBEWALK_PUBLISHER_RUN_SECS: \"90\""));
+    // No schedule of SAM's own: it could not be conditional, and would start a run of the
+    // whole feed beside the groups'.
+    assert!(!publisher.contains("Events:"), "{publisher}");
+}
