@@ -28,7 +28,8 @@ use std::time::Instant;
 #[derive(Parser)]
 #[command(about = "Measure CubeWalk Net end to end and write BENCHMARKS.md")]
 struct Args {
-    /// Sections to run: all, sizes, server, sdk, neighbourhood, scaling, csharp, realtime, cost.
+    /// Sections to run: all, sizes, server, sdk, neighbourhood, scaling, csharp, realtime, cost;
+    /// or `publisher` alone: one publisher run's ceiling (section 7 measures it among the rest).
     #[arg(default_value = "all")]
     sections: Vec<String>,
     /// Where to write the report (only when running `all`).
@@ -52,6 +53,11 @@ fn main() {
     let want = |s: &str| all || args.sections.iter().any(|x| x == s);
     let started = Instant::now();
     let env = Env::start(args.quick);
+    if !all && want("publisher") {
+        eprintln!("== publisher");
+        let ceiling = sections::publisher::ceiling(&env, sections::publisher::backlog(args.quick));
+        println!("\n{}", sections::publisher::describe(&ceiling));
+    }
     let mut sections = Vec::new();
     let mut scaling_plot = None;
     let mut cost_plot = None;

@@ -13,6 +13,7 @@ use cubewalk::realtime::{Realtime, RealtimeEvent, KEEPALIVE, RECONCILE_INTERVAL}
 use cubewalk::{ChunkEdit, ChunkKey, Client, ClientOptions};
 use cubewalk_protocol::realtime::{REGION_CHUNKS, TICK_MS};
 use cubewalk_protocol::WorldId;
+use cubewalk_server::realtime::PUBLISH_CONCURRENCY;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -121,7 +122,10 @@ pub(crate) fn realtime(env: &Env) -> Section {
     // Idle follower traffic, from the SDK's constants.
     writeln!(b, "**An idle follower** sends one PINGREQ every {} s ({} an hour) and reconciles every {} s: one conditional fetch of what it follows (3 requests for 729 chunks, each unchanged chunk answered in a few bytes). A crossing that moves its regions (one in {REGION_CHUNKS}, for a 9x9x9 neighbourhood) is one UNSUBSCRIBE of {:.0} topics and SUBSCRIBEs of as many.\n", KEEPALIVE.as_secs(), 3600 / KEEPALIVE.as_secs(), RECONCILE_INTERVAL.as_secs(), super::cost::regions_per_axis().powi(2)).unwrap();
 
-    on_paper(&mut b);
+    let ceiling = super::publisher::ceiling(env, super::publisher::backlog(quick));
+    writeln!(b, "{}", super::publisher::describe(&ceiling)).unwrap();
+
+    on_paper(&mut b, ceiling.per_sec);
     Section {
         title: "7. Realtime (MQTT broker, coalesced per region)",
         body: b,
@@ -410,8 +414,9 @@ fn hot_chunk(env: &Env, client: &Client, mqtt: &str, secs: f64) -> Hot {
 }
 
 /// The three crowds on paper: IoT Core's messages and quotas from the design's own rules (one
-/// message per region per tick, 27 regions of 4x4x4 chunks a follower).
-fn on_paper(b: &mut String) {
+/// message per region per tick, 27 regions of 4x4x4 chunks a follower); `per_run` is what one
+/// publisher run posts a second at most (measured above).
+fn on_paper(b: &mut String, per_run: f64) {
     let ticks = 1000.0 / TICK_MS as f64; // a second
     let overreach = super::cost::region_overdelivery();
     let regions = super::cost::followed_regions();
@@ -492,7 +497,22 @@ fn on_paper(b: &mut String) {
         )
         .unwrap();
     }
-    writeln!(b, "\nA follower holds {regions:.0} of IoT Core's {:.0} subscriptions per connection ({:.0} SUBSCRIBEs within its {:.0} filters each); at most {:.0} regions can be followed. It may receive up to {regions:.0} regions x {ticks:.0} ticks = {:.0} messages a second, past IoT Core's {:.0} publishes a second per connection (not adjustable; with 8 regions of 8x8x8 chunks the bound was 80): that takes more than about {:.0} region-changes a second around one player, far above (a), where a follower receives about {a_published:.0}. Past it IoT Core throttles: the follower misses messages, sees the jump in the chunk's write sequence and refetches (never silently wrong, but it costs REST fetches). (b) holds 50,000 connections ({:.0} thousand subscriptions: past the account's default {:.0} thousand, a quota to raise) and a mass reconnect at the default {:.0} CONNECTs a second takes {:.0} s (the SDK's jittered backoff spreads it). The publisher posts with 32 requests in flight: at about 20 ms each, some 1,600 messages a second, enough for (a) and (c); (b)'s {b_published:.0} a second needs the feed's 16 shards split between several publishers, not built yet. Before this design, each change was one `@connections` post per follower from the put itself: (a) was 50,000 posts a second on the account's shared 10,000 requests a second, the put waiting for them.\n",
+    // The fewest groups the template offers (PublisherGroups) whose runs, together, post (b)'s
+    // messages at the rate one run was measured at.
+    let b_groups = match [1usize, 2, 4, 8]
+        .into_iter()
+        .find(|&g| g as f64 * per_run >= b_published)
+    {
+        Some(g) => format!(
+            "{g} publisher groups (`PublisherGroups={g}`: {:.0} a second at most)",
+            g as f64 * per_run
+        ),
+        None => format!(
+            "more than the template's 8 publisher groups ({:.0} a second at most)",
+            8.0 * per_run
+        ),
+    };
+    writeln!(b, "\nA follower holds {regions:.0} of IoT Core's {:.0} subscriptions per connection ({:.0} SUBSCRIBEs within its {:.0} filters each); at most {:.0} regions can be followed. It may receive up to {regions:.0} regions x {ticks:.0} ticks = {:.0} messages a second, past IoT Core's {:.0} publishes a second per connection (not adjustable; with 8 regions of 8x8x8 chunks the bound was 80): that takes more than about {:.0} region-changes a second around one player, far above (a), where a follower receives about {a_published:.0}. Past it IoT Core throttles: the follower misses messages, sees the jump in the chunk's write sequence and refetches (never silently wrong, but it costs REST fetches). (b) holds 50,000 connections ({:.0} thousand subscriptions: past the account's default {:.0} thousand, a quota to raise) and a mass reconnect at the default {:.0} CONNECTs a second takes {:.0} s (the SDK's jittered backoff spreads it). A publisher run posts with {PUBLISH_CONCURRENCY} requests in flight: at about 20 ms each, at most some {per_run:.0} messages a second (measured above), enough for (a) and (c); (b)'s {b_published:.0} a second needs the feed's 16 shards split between {b_groups}. Before this design, each change was one `@connections` post per follower from the put itself: (a) was 50,000 posts a second on the account's shared 10,000 requests a second, the put waiting for them.\n",
         quotas::SUBSCRIPTIONS_PER_CONNECTION,
         (regions / quotas::FILTERS_PER_SUBSCRIBE).ceil(),
         quotas::FILTERS_PER_SUBSCRIBE,

@@ -25,5 +25,5 @@ pub use iot_data::{IotDataConfig, IotDataPublisher};
 #[cfg(feature = "local-gateway")]
 pub use mqtt_publish::{BrokerAddress, MqttPublisher};
 pub use notify::{changes, channel, ChangeSink, ChannelSink, Notifier, Sessions, CHANNEL_CAPACITY};
-pub use publish::{run_publisher, Publish, PublishStats};
+pub use publish::{run_publisher, Publish, PublishStats, PUBLISH_CONCURRENCY};
 pub use redis_feed::{run_feed_publisher, FeedReport, RedisSink, LEASE_TTL};

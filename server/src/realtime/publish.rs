@@ -68,8 +68,9 @@ pub async fn run_publisher(
     }
 }
 
-/// Most messages being published at once.
-const PUBLISH_CONCURRENCY: usize = 32;
+/// Most messages being published at once: with IoT Core answering a post in about 20 ms,
+/// about 1,500 messages a second per publisher (the benchmark's `publisher` measures it).
+pub const PUBLISH_CONCURRENCY: usize = 32;
 
 /// Publishes a tick's messages, several at once, counting each outcome in `stats`.
 pub(crate) async fn publish_all(
