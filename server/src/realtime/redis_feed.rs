@@ -49,7 +49,7 @@ pub struct FeedReport {
     pub ticks: u64,
     /// Shard leases taken (a shard lost and taken again counts twice).
     pub taken: u64,
-    /// Shard leases lost before the end of the run (each ran out and another run took it).
+    /// Shard leases lost before the end of the run (each ran out; another run may hold it now).
     pub lost: u64,
     /// Changes read from the feed.
     pub changes: u64,
