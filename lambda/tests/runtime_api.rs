@@ -495,13 +495,21 @@ fn blocks_and_publisher_binaries_carry_a_put_to_iot_core() {
     let got = published.lock().unwrap().clone();
     let mut topics: Vec<&str> = got.iter().map(|(uri, _, _)| uri.as_str()).collect();
     topics.sort();
-    assert_eq!(
-        topics,
-        [
-            "/topics/cw%2Fdefault%2F0%2F0%2F0?qos=0",
-            "/topics/cw%2Fdefault%2F1%2F0%2F0?qos=0"
-        ]
-    );
+    // The two chunks' regions, whatever the region size: chunk 9 is past the first region.
+    use cubewalk_protocol::realtime::{region_topic, Region};
+    let world = cubewalk_protocol::WorldId::new("default").unwrap();
+    let mut expected: Vec<String> = [(0, 0, 0), (9, 0, 0)]
+        .map(|(x, y, z)| {
+            let topic = region_topic(
+                &world,
+                Region::of(cubewalk_protocol::ChunkKey::new(x, y, z)),
+            );
+            format!("/topics/{}?qos=0", topic.replace('/', "%2F"))
+        })
+        .to_vec();
+    expected.sort();
+    assert_ne!(expected[0], expected[1]);
+    assert_eq!(topics, expected);
     for (_, auth, body) in &got {
         assert!(
             auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/"))
