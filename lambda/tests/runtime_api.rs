@@ -450,21 +450,29 @@ fn iot_endpoint() -> (String, Publishes, tokio::runtime::Runtime) {
     (format!("http://{addr}"), got, rt)
 }
 
+/// `env` plus the AWS credentials and region of the stand-in endpoints and the store at `redis`:
+/// what the blocks and publisher functions run with.
+fn with_aws(
+    mut env: Vec<(&'static str, String)>,
+    redis: &cubewalk_testkit::RedisServer,
+) -> Vec<(&'static str, String)> {
+    use common::{ACCESS_KEY, REGION, SECRET_KEY, SESSION_TOKEN};
+    env.extend([
+        ("AWS_REGION", REGION.to_string()),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_string()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_string()),
+        ("AWS_SESSION_TOKEN", SESSION_TOKEN.to_string()),
+        ("CUBEWALK_REDIS_URL", redis.url()),
+    ]);
+    env
+}
+
 #[test]
 fn blocks_and_publisher_binaries_carry_a_put_to_iot_core() {
-    use common::{ACCESS_KEY, REGION, SECRET_KEY, SESSION_TOKEN};
+    use common::{ACCESS_KEY, REGION};
     let redis = cubewalk_testkit::RedisServer::start();
     let (endpoint, published, _rt) = iot_endpoint();
-    let aws = |mut env: Vec<(&'static str, String)>| {
-        env.extend([
-            ("AWS_REGION", REGION.to_string()),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_string()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_string()),
-            ("AWS_SESSION_TOKEN", SESSION_TOKEN.to_string()),
-            ("CUBEWALK_REDIS_URL", redis.url()),
-        ]);
-        env
-    };
+    let aws = |env| with_aws(env, &redis);
     let publisher_env = aws(vec![
         ("CUBEWALK_IOT_ENDPOINT", endpoint.clone()),
         ("CUBEWALK_PUBLISHER_RUN_SECS", "1".into()),
@@ -525,21 +533,11 @@ fn blocks_and_publisher_binaries_carry_a_put_to_iot_core() {
 
 #[test]
 fn publisher_binary_publishes_only_the_shards_of_the_group_its_input_names() {
-    use common::{ACCESS_KEY, REGION, SECRET_KEY, SESSION_TOKEN};
     use cubewalk_protocol::realtime::{region_topic, Region, REGION_CHUNKS};
     use cubewalk_server::store::{feed_shard, FeedGroup};
     let redis = cubewalk_testkit::RedisServer::start();
     let (endpoint, published, _rt) = iot_endpoint();
-    let aws = |mut env: Vec<(&'static str, String)>| {
-        env.extend([
-            ("AWS_REGION", REGION.to_string()),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_string()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_string()),
-            ("AWS_SESSION_TOKEN", SESSION_TOKEN.to_string()),
-            ("CUBEWALK_REDIS_URL", redis.url()),
-        ]);
-        env
-    };
+    let aws = |env| with_aws(env, &redis);
     let publisher_env = aws(vec![
         ("CUBEWALK_IOT_ENDPOINT", endpoint.clone()),
         ("CUBEWALK_PUBLISHER_RUN_SECS", "1".into()),

@@ -10,14 +10,14 @@ use cubewalk::realtime::{Realtime, RealtimeEvent, RealtimeState};
 use cubewalk::{ChunkKey, Client, ClientOptions};
 use cubewalk_protocol::WorldId;
 use futures_util::SinkExt;
-use mqtt::{accept_mqtt, read_mqtt, send_mqtt};
+use mqtt::{accept_mqtt, read_mqtt, send_mqtt, until};
 use rumqttc::mqttbytes::v4::{
     ConnAck, ConnectReturnCode, Packet, Publish, SubAck, SubscribeReasonCode,
 };
 use rumqttc::mqttbytes::QoS;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
@@ -32,14 +32,6 @@ fn client(connect_timeout: Duration) -> Client {
         },
     )
     .unwrap()
-}
-
-async fn until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what} not reached within 10 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test]

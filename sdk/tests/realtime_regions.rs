@@ -9,14 +9,13 @@ use cubewalk::realtime::{Realtime, RealtimeEvent};
 use cubewalk::{ChunkKey, Client, ClientOptions};
 use cubewalk_protocol::realtime::{region_topic, regions_covering, REGION_CHUNKS};
 use cubewalk_protocol::WorldId;
-use mqtt::{accept_mqtt, read_mqtt, send_mqtt};
+use mqtt::{accept_mqtt, read_mqtt, send_mqtt, until};
 use rumqttc::mqttbytes::v4::{
     ConnAck, ConnectReturnCode, Packet, SubAck, SubscribeReasonCode, UnsubAck,
 };
 use rumqttc::mqttbytes::QoS;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 /// The 729 chunks of the 9x9x9 neighbourhood centred on chunk `(x, 0, 0)`.
@@ -38,14 +37,6 @@ fn topics(chunks: &[ChunkKey]) -> BTreeSet<String> {
 enum Seen {
     Subscribe(Vec<String>),
     Unsubscribe(Vec<String>),
-}
-
-async fn until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what} not reached within 10 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test]

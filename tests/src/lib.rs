@@ -158,3 +158,32 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// One `cw_realtime_poll`, as a game would call it each frame.
+pub fn poll_realtime() -> Vec<(
+    cubewalk::ffi::types::CwChange,
+    Vec<cubewalk::ffi::types::CwEdit>,
+)> {
+    let mut changes = [cubewalk::ffi::types::CwChange::default(); 16];
+    let mut edits = [cubewalk::ffi::types::CwEdit::default(); 256];
+    let (mut n, mut e) = (usize::MAX, usize::MAX);
+    // SAFETY: arrays of the stated lengths, outputs writable.
+    let s = unsafe {
+        cubewalk::ffi::realtime::cw_realtime_poll(
+            changes.as_mut_ptr(),
+            changes.len(),
+            edits.as_mut_ptr(),
+            edits.len(),
+            &mut n,
+            &mut e,
+        )
+    };
+    assert_eq!(s, Status::Ok, "{}", last_error());
+    changes[..n]
+        .iter()
+        .map(|c| {
+            let first = c.first_edit as usize;
+            (*c, edits[first..first + c.edit_count as usize].to_vec())
+        })
+        .collect()
+}

@@ -7,7 +7,7 @@
 
 use cubewalk::ffi::test_hooks::{login_guest, set_token};
 use cubewalk::ffi::types::{
-    CwChange, CwChunkKey, CW_CHANGE_SUBSCRIBED, CW_REALTIME_CONNECTED, CW_REALTIME_TOKEN_REFUSED,
+    CwChunkKey, CW_CHANGE_SUBSCRIBED, CW_REALTIME_CONNECTED, CW_REALTIME_TOKEN_REFUSED,
 };
 use cubewalk::ffi::*;
 use cubewalk::Status;
@@ -315,22 +315,7 @@ fn follow(world: &str, chunks: &[CwChunkKey]) -> Status {
 
 /// Drains the realtime events through the C ABI; answers whether one was `kind`.
 fn polled(kind: u32) -> bool {
-    let mut changes = [CwChange::default(); 16];
-    let mut edits = [CwEdit::default(); 64];
-    let (mut n, mut e) = (0, 0);
-    // SAFETY: arrays of the stated lengths, outputs writable.
-    let s = unsafe {
-        cubewalk::ffi::realtime::cw_realtime_poll(
-            changes.as_mut_ptr(),
-            changes.len(),
-            edits.as_mut_ptr(),
-            edits.len(),
-            &mut n,
-            &mut e,
-        )
-    };
-    assert_eq!(s, Status::Ok);
-    changes[..n].iter().any(|c| c.kind == kind)
+    poll_realtime().iter().any(|(c, _)| c.kind == kind)
 }
 
 #[test]

@@ -18,32 +18,6 @@ use std::time::{Duration, Instant};
 
 const WORLD: &str = "realtime";
 
-/// One `cw_realtime_poll`, as a game would call it each frame.
-fn poll() -> Vec<(CwChange, Vec<CwEdit>)> {
-    let mut changes = [CwChange::default(); 16];
-    let mut edits = [CwEdit::default(); 256];
-    let (mut n, mut e) = (usize::MAX, usize::MAX);
-    // SAFETY: arrays of the stated lengths, outputs writable.
-    let s = unsafe {
-        cw_realtime_poll(
-            changes.as_mut_ptr(),
-            changes.len(),
-            edits.as_mut_ptr(),
-            edits.len(),
-            &mut n,
-            &mut e,
-        )
-    };
-    assert_eq!(s, Status::Ok, "{}", last_error());
-    changes[..n]
-        .iter()
-        .map(|c| {
-            let first = c.first_edit as usize;
-            (*c, edits[first..first + c.edit_count as usize].to_vec())
-        })
-        .collect()
-}
-
 fn start_realtime(endpoint: &str) {
     // SAFETY: a live string.
     let s = unsafe { cw_realtime_start(endpoint.as_ptr(), endpoint.len()) };
@@ -69,7 +43,7 @@ fn poll_until(kind: u32, within: Duration) -> Vec<(CwChange, Vec<CwEdit>)> {
     let deadline = Instant::now() + within;
     let mut seen = Vec::new();
     while Instant::now() < deadline {
-        for ev in poll() {
+        for ev in poll_realtime() {
             let done = ev.0.kind == kind;
             seen.push(ev);
             if done {
@@ -193,7 +167,7 @@ fn followers_copy_matches_a_fresh_fetch(stack: &Stack) {
             "copy not current: {:?}",
             copy.versions
         );
-        for ev in poll() {
+        for ev in poll_realtime() {
             copy.take(&ev);
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -246,7 +220,7 @@ fn a_wrong_token_is_refused_at_connect_and_not_retried() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(last_error().contains("401"), "{}", last_error());
-    assert!(poll().is_empty());
+    assert!(poll_realtime().is_empty());
     assert_eq!(cw_shutdown(), Status::Ok);
 }
 

@@ -55,3 +55,15 @@ pub async fn read_mqtt(
         }
     }
 }
+
+/// Waits (up to 10 s, polling every 10 ms) until `cond` holds; fails the test naming `what`.
+pub async fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} not reached within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
