@@ -39,6 +39,7 @@ namespace CubeWalk.UnityBuildTests
         [TearDown]
         public void StopClient()
         {
+            TestEngine.HoldWebResponses = false;
             if (client != null) client.Dispose();
             // Requests cancelled by Dispose are aborted and disposed by the next frame's pump.
             TestEngine.RunPlayerLoopOnce();
@@ -287,7 +288,9 @@ namespace CubeWalk.UnityBuildTests
             Assert.AreEqual(created, TestEngine.WebRequestsCreated, "a request cancelled before it started is never made");
 
             // Cancelled while running: aborted and disposed by the next frame, which sends its
-            // fence (the put may have reached the server), disposed in turn once answered.
+            // fence (the put may have reached the server), disposed in turn once answered. The
+            // answers are held meanwhile, so neither the put nor its fence can end early.
+            TestEngine.HoldWebResponses = true;
             PutRequest put = client.BeginPut(world, new[] { new CubeEdit { Chunk = keys[0], Index = 1, Value = 1 } }, new ChunkVersion[1]);
             TestEngine.RunPlayerLoopOnce();
             Assert.AreEqual(created + 1, TestEngine.WebRequestsCreated, "the frame sent it");
@@ -296,6 +299,7 @@ namespace CubeWalk.UnityBuildTests
             TestEngine.RunPlayerLoopOnce();
             Assert.AreEqual(created + 2, TestEngine.WebRequestsCreated, "the frame sent the put's fence");
             Assert.AreEqual(1, TestEngine.LiveWebRequests, "the aborted request was disposed");
+            TestEngine.HoldWebResponses = false;
             RunFramesUntil(() => TestEngine.LiveWebRequests == 0);
 
             // Still working afterwards.

@@ -29,6 +29,34 @@ namespace UnityEngine
         }
 
         internal static void WebRequestDisposed() { Interlocked.Decrement(ref liveWebRequests); }
+
+        static TaskCompletionSource<bool> held;
+
+        /// <summary>While true, answers that arrive are kept from their UnityWebRequests (isDone
+        /// stays false, Abort still ends them) until it is set back to false: a test sees a
+        /// request in flight however fast the gateway answers and however long the machine
+        /// pauses the test's thread.</summary>
+        public static bool HoldWebResponses
+        {
+            get { return Volatile.Read(ref held) != null; }
+            set
+            {
+                if (value)
+                    Interlocked.CompareExchange(ref held, new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously), null);
+                else
+                {
+                    TaskCompletionSource<bool> h = Interlocked.Exchange(ref held, null);
+                    if (h != null) h.SetResult(true);
+                }
+            }
+        }
+
+        /// <summary>Completes once answers are no longer held.</summary>
+        internal static Task WebResponsesReleased()
+        {
+            TaskCompletionSource<bool> h = Volatile.Read(ref held);
+            return h == null ? Task.CompletedTask : h.Task;
+        }
     }
 }
 
@@ -151,6 +179,7 @@ namespace UnityEngine.Networking
                 {
                     byte[] body = await response.Content.ReadAsByteArrayAsync().ConfigureAwait(false);
                     int s = (int)response.StatusCode;
+                    await TestEngine.WebResponsesReleased().ConfigureAwait(false);
                     if (download != null) download.received = body;
                     Finish(s, s >= 400 ? Result.ProtocolError : Result.Success, s >= 400 ? "HTTP/1.1 " + s + " " + response.ReasonPhrase : null);
                 }
