@@ -137,6 +137,10 @@ struct ServeArgs {
     /// Most connections open at once (more wait in the listen backlog).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65536))]
     max_connections: u64,
+    /// Most realtime (MQTT over WebSocket) sessions open at once (more are refused with 429).
+    /// They do not count in --max-connections.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=20_000))]
+    max_realtime_connections: u64,
     /// Seconds a connection may take to send a request head; idle keep-alive connections are
     /// closed after it too.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -184,9 +188,11 @@ struct ServeArgs {
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            // The embedded broker logs every subscription at info: warnings only from it.
+            // The embedded broker logs every subscription at info, and every connection's end
+            // at error, however it ended (the gate logs sessions itself): warnings only from
+            // it, and nothing from its per-connection code.
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rumqttd=warn".into()),
+                .unwrap_or_else(|_| "info,rumqttd=warn,rumqttd::server::broker=off".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -359,8 +365,11 @@ async fn serve(args: ServeArgs, background: tokio::runtime::Handle) -> Result<()
         Arc::new(MqttPublisher::start(&broker))
     };
     background.spawn(run_publisher(queue, publisher, None, Default::default()));
+    let max_realtime_connections =
+        usize::try_from(args.max_realtime_connections).unwrap_or(usize::MAX);
     let mut gate = MqttGate::new(broker, verifier.clone(), store.clone());
     gate.runtime = Some(background);
+    gate.max_connections = max_realtime_connections;
     let gate = Arc::new(gate);
     let realtime = RealtimeRoutes {
         notifier: Notifier {
@@ -388,6 +397,7 @@ async fn serve(args: ServeArgs, background: tokio::runtime::Handle) -> Result<()
         body_timeout: Duration::from_secs(args.body_timeout),
         connections: gateway::ConnectionLimits {
             max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+            max_realtime_connections,
             header_timeout: Duration::from_secs(args.header_timeout),
             ..defaults.connections.clone()
         },

@@ -15,8 +15,10 @@ use rumqttc::mqttbytes::v4::{
     Connect, ConnectReturnCode, Packet, Publish, Subscribe, SubscribeReasonCode,
 };
 use rumqttc::mqttbytes::QoS;
+use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
 
 type Socket = common::MqttSocket;
 
@@ -26,6 +28,10 @@ struct Setup {
 }
 
 fn setup(broker: Option<BrokerAddress>) -> Setup {
+    setup_with(broker, GatewayConfig::default())
+}
+
+fn setup_with(broker: Option<BrokerAddress>, config: GatewayConfig) -> Setup {
     let key = SigningKey::generate();
     let mut keys = PublicKeys::new();
     keys.add_signing_key(&key);
@@ -36,7 +42,7 @@ fn setup(broker: Option<BrokerAddress>) -> Setup {
     let store: Arc<dyn ChunkStore> = Arc::new(MemoryStore::new());
     let gw = TestGateway::start_realtime_at(
         0,
-        GatewayConfig::default(),
+        config,
         verifier,
         broker,
         move || async move { store },
@@ -72,6 +78,24 @@ async fn send(socket: &mut Socket, packet: Packet) {
 /// The next packet, or `None` once the connection is closed (or nothing came for 3 s).
 async fn next(socket: &mut Socket, buf: &mut BytesMut) -> Option<Packet> {
     common::mqtt_next(socket, buf, Duration::from_secs(3)).await
+}
+
+/// Whether the gate closes the connection within `within` (whatever it still delivers before),
+/// as opposed to just going quiet.
+async fn closed_within(socket: &mut Socket, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => return false,
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return true,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// Sends raw bytes as one binary frame: packets an honest encoder would not write.
+async fn send_raw(socket: &mut Socket, bytes: &[u8]) {
+    let _ = socket.send(Message::binary(bytes.to_vec())).await;
 }
 
 async fn subscribe(
@@ -276,4 +300,227 @@ async fn a_put_reaches_a_follower_through_mosquitto() {
     }
     let _ = mosquitto.kill();
     let _ = mosquitto.wait();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn packets_mqtt_3_1_1_calls_malformed_close_the_connection() {
+    let s = setup(None);
+    let token = s.token("sloppy", &["w"]);
+    // SUBSCRIBE with header flags 0 (3.1.1 requires 0b0010), UNSUBSCRIBE likewise, and a
+    // PINGREQ with a flag set: each closes the connection, nothing subscribed.
+    let subscribe_flags_0: &[u8] = &[
+        0x80, 15, 0, 1, 0, 10, b'c', b'w', b'/', b'w', b'/', b'0', b'/', b'0', b'/', b'0', 0,
+    ];
+    let unsubscribe_flags_0: &[u8] = &[
+        0xa0, 14, 0, 1, 0, 10, b'c', b'w', b'/', b'w', b'/', b'0', b'/', b'0', b'/', b'0',
+    ];
+    for raw in [subscribe_flags_0, unsubscribe_flags_0, &[0xc1, 0]] {
+        let (mut c, _) = s.connect(&token).await.unwrap();
+        send_raw(&mut c, raw).await;
+        assert!(
+            closed_within(&mut c, Duration::from_secs(3)).await,
+            "{raw:02x?}"
+        );
+    }
+    // SUBSCRIBE and UNSUBSCRIBE with packet id 0 (3.1.1 requires a non-zero one).
+    let (mut c, _) = s.connect(&token).await.unwrap();
+    send(&mut c, Packet::Subscribe(Subscribe::new("cw/w/0/0/0", QoS::AtMostOnce))).await;
+    assert!(closed_within(&mut c, Duration::from_secs(3)).await);
+    let (mut c, _) = s.connect(&token).await.unwrap();
+    send(
+        &mut c,
+        Packet::Unsubscribe(rumqttc::mqttbytes::v4::Unsubscribe::new("cw/w/0/0/0")),
+    )
+    .await;
+    assert!(closed_within(&mut c, Duration::from_secs(3)).await);
+    // The same packets well formed are answered.
+    let (mut c, mut buf) = s.connect(&token).await.unwrap();
+    assert!(matches!(
+        subscribe(&mut c, &mut buf, 1, "cw/w/0/0/0").await,
+        SubscribeReasonCode::Success(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mqtt_5_connect_is_told_the_protocol_version_is_unacceptable() {
+    let s = setup(None);
+    let mut c = common::mqtt_open(&s.gw.realtime_url(), &s.token("modern", &["w"]))
+        .await
+        .unwrap();
+    // MQTT 5's CONNECT: level 5, and a properties length (0) after the keepalive, so the
+    // rest does not read as 3.1.1.
+    let mut connect = vec![0x10, 0, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0, 0, 5];
+    connect.extend_from_slice(b"cw-v5");
+    connect[1] = (connect.len() - 2) as u8;
+    send_raw(&mut c, &connect).await;
+    let mut buf = BytesMut::new();
+    match next(&mut c, &mut buf).await {
+        Some(Packet::ConnAck(a)) => assert_eq!(a.code, ConnectReturnCode::RefusedProtocolVersion),
+        other => panic!("{other:?}"),
+    }
+    assert!(closed_within(&mut c, Duration::from_secs(3)).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keepalive_is_held_as_iot_core_holds_it() {
+    let s = setup(None);
+    let token = s.token("idle", &["w"]);
+    // Keepalive 0 (none): accepted, held to 1,200 s. Keepalive 1: held to 30 s, so 3 s of
+    // silence (twice 1.5 times what it asked for) does not end it.
+    for keep_alive in [0, 1] {
+        let mut c = common::mqtt_open(&s.gw.realtime_url(), &token).await.unwrap();
+        let mut connect = Connect::new("cw-idle");
+        connect.keep_alive = keep_alive;
+        send(&mut c, Packet::Connect(connect)).await;
+        let mut buf = BytesMut::new();
+        match next(&mut c, &mut buf).await {
+            Some(Packet::ConnAck(a)) => assert_eq!(a.code, ConnectReturnCode::Success, "keepalive {keep_alive}"),
+            other => panic!("keepalive {keep_alive}: {other:?}"),
+        }
+        assert!(
+            !closed_within(&mut c, Duration::from_secs(3)).await,
+            "keepalive {keep_alive}: dropped while silent"
+        );
+        assert!(matches!(
+            subscribe(&mut c, &mut buf, 1, "cw/w/0/0/0").await,
+            SubscribeReasonCode::Success(_)
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_that_stops_reading_is_dropped_and_one_that_reads_is_not() {
+    let mut config = GatewayConfig::default();
+    config.connections.write_stall_timeout = Duration::from_millis(500);
+    let s = setup_with(None, config);
+    let token = s.token("follower", &["w"]);
+    // The sleeper's socket has a small receive buffer, so a few changes fill what the kernel
+    // holds for it; then it reads nothing.
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.set_recv_buffer_size(4096).unwrap();
+    let stream = tcp
+        .connect(format!("127.0.0.1:{}", s.gw.port).parse().unwrap())
+        .await
+        .unwrap();
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            s.gw.realtime_url(),
+        )
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("token", token.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "mqtt".parse().unwrap());
+    let (mut sleeper, _) = tokio_tungstenite::client_async(request, stream).await.unwrap();
+    send(&mut sleeper, Packet::Connect(Connect::new("cw-sleeper"))).await;
+    let mut sbuf = BytesMut::new();
+    assert!(matches!(next(&mut sleeper, &mut sbuf).await, Some(Packet::ConnAck(_))));
+    let mut subscribe_packet = Subscribe::new("cw/w/0/0/0", QoS::AtMostOnce);
+    subscribe_packet.pkid = 1;
+    send(&mut sleeper, Packet::Subscribe(subscribe_packet)).await;
+    assert!(matches!(next(&mut sleeper, &mut sbuf).await, Some(Packet::SubAck(_))));
+
+    // A follower of the same region that reads everything, all along.
+    let (mut reader, mut rbuf) = s.connect(&token).await.unwrap();
+    assert!(matches!(
+        subscribe(&mut reader, &mut rbuf, 1, "cw/w/0/0/0").await,
+        SubscribeReasonCode::Success(_)
+    ));
+    let reading = tokio::spawn(async move {
+        let mut last = 0;
+        while let Some(p) = common::mqtt_next(&mut reader, &mut rbuf, Duration::from_secs(10)).await {
+            if let Packet::Publish(p) = p {
+                for c in cubewalk_protocol::realtime::parse_region_message(&p.payload).unwrap() {
+                    if c.chunk == cubewalk_protocol::ChunkKey::new(0, 0, 0) {
+                        if let Some(edits) = &c.edits {
+                            last = edits.iter().map(|e| e.1).max().unwrap_or(last);
+                        }
+                    }
+                }
+            }
+            if last == 31 {
+                break;
+            }
+        }
+        last
+    });
+
+    // Big changes (the region's 64 chunks, 64 cubes each: about 50 KB a message), one a tick
+    // for 3 s.
+    let client = reqwest::Client::new();
+    let put = |value: u32| {
+        let mut edits = Vec::new();
+        for c in 0..64 {
+            for i in 0..64 {
+                edits.push(serde_json::json!({
+                    "chunk": [c % 4, (c / 4) % 4, c / 16],
+                    "index": i * 61,
+                    "value": value,
+                }));
+            }
+        }
+        client
+            .put(s.gw.blocks_url())
+            .header("token", &token)
+            .body(serde_json::json!({ "world": "w", "edits": edits }).to_string())
+            .send()
+    };
+    for value in 1..=30 {
+        let answer = put(value).await.unwrap();
+        assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Reading again, the sleeper finds what the kernel kept, then the end: the gate gave up
+    // on it, and its broker session with it.
+    assert!(
+        closed_within(&mut sleeper, Duration::from_secs(10)).await,
+        "the sleeper was never dropped"
+    );
+    // The reader was never dropped: it has the last change.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let answer = put(31).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(reading.await.unwrap(), 31, "the reader got every change to the end");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realtime_sessions_have_their_own_cap_and_leave_the_http_one() {
+    let mut config = GatewayConfig::default();
+    config.connections.max_connections = 2;
+    config.connections.max_realtime_connections = 3;
+    let s = setup_with(None, config);
+    let token = s.token("crowd", &["w"]);
+    // Three sessions, past the two HTTP connections: an upgraded connection left that count.
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(s.connect(&token).await.unwrap());
+    }
+    let refused = s.connect(&token).await.unwrap_err();
+    assert!(refused.contains("429"), "{refused}");
+    // The REST API still answers beside them.
+    let answer = reqwest::Client::new()
+        .get(format!("{}?world=w&chunks=0,0,0", s.gw.blocks_url()))
+        .header("token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    // One leaves: its place is free again.
+    let (mut gone, _) = open.pop().unwrap();
+    let _ = gone.close(None).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match s.connect(&token).await {
+            Ok(c) => {
+                open.push(c);
+                break;
+            }
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }

@@ -32,6 +32,7 @@ fn short_limits() -> ConnectionLimits {
         header_timeout: Duration::from_millis(400),
         write_stall_timeout: Duration::from_millis(400),
         shutdown_grace: Duration::from_secs(1),
+        ..ConnectionLimits::default()
     }
 }
 

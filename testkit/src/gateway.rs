@@ -92,7 +92,9 @@ impl TestGateway {
                         let (sink, queue) = channel();
                         let publisher = Arc::new(MqttPublisher::start(&broker));
                         tokio::spawn(run_publisher(queue, publisher, None, Default::default()));
-                        let gate = Arc::new(MqttGate::new(broker, verifier, store.clone()));
+                        let mut gate = MqttGate::new(broker, verifier, store.clone());
+                        gate.max_connections = config.connections.max_realtime_connections;
+                        let gate = Arc::new(gate);
                         Some(RealtimeRoutes {
                             notifier: Notifier {
                                 sink,

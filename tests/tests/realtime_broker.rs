@@ -2,8 +2,8 @@
 //! Mosquitto started by the test, and followers kept by the SDK's `Realtime` and the follower's
 //! rule (apply a change that starts at what is held, refetch otherwise). Several players edit
 //! at random; a change is lost (a jump in the sequence), a late one arrives, the broker
-//! restarts, a follower stops reading while thousands of changes arrive: each ends with a copy
-//! equal to a fresh fetch.
+//! restarts, a follower stops reading while thousands of changes arrive, a follower's network
+//! freezes for a minute: each ends with a copy equal to a fresh fetch.
 
 use cubewalk::realtime::{Realtime, RealtimeEvent};
 use cubewalk::{ChunkEdit, ChunkKey, Client, ClientOptions, CHUNK_CUBES};
@@ -70,9 +70,14 @@ struct Copy {
 
 impl Copy {
     fn start(s: &Setup, chunks: &[ChunkKey]) -> Self {
+        Self::start_at(s, chunks, &s.gw.realtime_url())
+    }
+
+    /// A follower that reaches the gate at `url`.
+    fn start_at(s: &Setup, chunks: &[ChunkKey], url: &str) -> Self {
         let client = s.client();
         let _g = s.rt.enter();
-        let realtime = Realtime::start(&client, &s.gw.realtime_url()).unwrap();
+        let realtime = Realtime::start(&client, url).unwrap();
         realtime
             .follow(&WorldId::new(WORLD).unwrap(), chunks)
             .unwrap();
@@ -364,4 +369,121 @@ fn a_follower_that_stops_reading_while_thousands_of_changes_arrive_ends_correct(
     }
     f.settle_and_check(&s, Duration::from_millis(700));
     assert!(f.gaps >= 1, "the overflow was reported as a gap");
+}
+
+/// A TCP relay between a follower and the gateway that can be frozen: while frozen it moves no
+/// byte either way, as for a game the OS suspended (a phone app sent to the background).
+struct Freezer {
+    port: u16,
+    frozen: tokio::sync::watch::Sender<bool>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Freezer {
+    fn start(s: &Setup) -> Self {
+        let listener = s
+            .rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (frozen, watch) = tokio::sync::watch::channel(false);
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (count, target) = (accepted.clone(), s.gw.port);
+        s.rt.spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                else {
+                    continue;
+                };
+                let (client_rx, client_tx) = client.into_split();
+                let (server_rx, server_tx) = server.into_split();
+                tokio::spawn(relay(client_rx, server_tx, watch.clone()));
+                tokio::spawn(relay(server_rx, client_tx, watch.clone()));
+            }
+        });
+        Self {
+            port,
+            frozen,
+            accepted,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/mqtt", self.port)
+    }
+
+    fn freeze(&self, frozen: bool) {
+        self.frozen.send_replace(frozen);
+    }
+
+    fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Copies `from` to `to` while not frozen (a read already under way when the freeze came
+/// holds its bytes until the thaw); passes the end on.
+async fn relay(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+#[test]
+fn a_follower_whose_network_freezes_for_a_minute_is_dropped_and_ends_correct() {
+    let s = setup();
+    let keys = chunks();
+    let freezer = Freezer::start(&s);
+    let mut f = Copy::start_at(&s, &keys, &freezer.url());
+    f.wait_subscribed(&s);
+    random_puts(&s, &keys, 2, 10);
+    f.settle_and_check(&s, Duration::from_millis(500));
+    assert_eq!(freezer.connections(), 1);
+
+    // A minute frozen while the world changes: 27 chunks, 40 cubes each, three times a
+    // second (within the player's 100 chunk writes a second), about 30 KB a message, so what
+    // the follower does not read fills the buffers in front of the gate, and the gate gives up
+    // on it once its writes have been stuck for 30 s (the default stall timeout). The SDK
+    // itself would wait 90 s of silence before giving up, so the end is the gate's.
+    freezer.freeze(true);
+    let client = s.client();
+    let started = Instant::now();
+    let mut value = 0;
+    while started.elapsed() < Duration::from_secs(60) {
+        value += 1;
+        let edits: Vec<ChunkEdit> = keys
+            .iter()
+            .flat_map(|k| (0..40u16).map(move |i| ChunkEdit::at_index(*k, i * 97, value)))
+            .collect();
+        s.rt.block_on(client.put(WORLD, &edits)).unwrap();
+        std::thread::sleep(Duration::from_millis(333));
+    }
+    freezer.freeze(false);
+    // Thawed: it finds its connection ended, connects again, reconciles.
+    f.settle_and_check(&s, Duration::from_millis(700));
+    assert!(
+        freezer.connections() >= 2,
+        "the frozen connection was never dropped"
+    );
+    assert_eq!(f.held[&keys[0]].1[0], value, "the last edit is in the copy");
 }

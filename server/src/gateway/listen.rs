@@ -23,8 +23,11 @@ use tower_service::Service;
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     /// Most connections open at once; further clients wait in the listen backlog until one
-    /// closes.
+    /// closes. A connection upgraded to a realtime session leaves this count for the next one.
     pub max_connections: usize,
+    /// Most realtime (MQTT over WebSocket) sessions open at once; further upgrades are refused
+    /// with 429. At most 20,000, the embedded broker's own connection cap less its publisher's.
+    pub max_realtime_connections: usize,
     /// Longest a connection may take to send a complete request head, counted from the
     /// connection opening or from the previous answer: a client that sends nothing (an idle
     /// keep-alive connection) or drips its headers is closed after this.
@@ -39,6 +42,7 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             max_connections: 1024,
+            max_realtime_connections: 10_000,
             // Above the SDK's 20 s pool idle timeout, so the client closes an idle connection
             // before the server does and never sends a request into one being closed.
             header_timeout: Duration::from_secs(30),

@@ -9,17 +9,21 @@
 //! | no token there, and the CONNECT password is refused | CONNACK 5 (not authorized), closed |
 //! | the ban flag cannot be read (store down) | 503 before the upgrade, or CONNACK 3 (server unavailable) |
 //! | no CONNECT within 10 s, or a second CONNECT | closed |
+//! | CONNECT of another protocol level than MQTT 3.1.1's (4) | CONNACK 1 (unacceptable protocol version), closed |
+//! | a packet whose header flags MQTT 3.1.1 forbids, or a SUBSCRIBE or UNSUBSCRIBE with packet id 0 | closed |
 //! | PUBLISH to a topic the policy does not allow (every topic, for players) | closed |
 //! | SUBSCRIBE naming a filter the policy does not allow, or not one region's change topic (`cw/<world>/<x>/<y>/<z>`, no wildcards), or more than 8 filters, or past 50 subscriptions | SUBACK 0x80 for every filter of it, nothing subscribed (IoT Core's 8 filters per SUBSCRIBE and 50 subscriptions per connection) |
 //! | the authorizer, re-run every `refreshAfterInSeconds` (300 s), refuses the token now (expired, banned) | closed |
 //! | an MQTT packet over 128 KB, or bytes that are not MQTT 3.1.1 | closed |
 //! | the player banned (`ban`) | closed at once ([`Sessions`]) |
 //! | older than the authorizer's `disconnectAfterInSeconds` | closed |
+//! | the client stops reading (a game suspended in the background), so the gate's writes to it stay stuck for the write stall timeout (30 s, [`super::ConnectionLimits::write_stall_timeout`]) | closed, and its broker session with it |
 //!
 //! Behind the gate every connection is its own MQTT session on the broker (any MQTT 3.1.1
 //! broker: the embedded one, or Mosquitto in the tests), under the gate's own credentials and a
 //! client id of its own, so a player can never take over another's session. Keepalive is the
-//! broker's: a client's PINGREQ goes through to it.
+//! broker's: a client's PINGREQ goes through to it, and the keepalive it is held to is IoT
+//! Core's reading of the one it asked for ([`broker_keep_alive`]).
 
 use super::iot_policy::IotPolicy;
 use crate::handlers::broker_authorizer::{
@@ -60,6 +64,21 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_FILTERS_PER_SUBSCRIBE: usize = 8;
 /// Most subscriptions one connection holds (IoT Core's default quota).
 pub const MAX_SUBSCRIPTIONS: usize = 50;
+/// Shortest keepalive a connection is held to, in seconds: IoT Core reads a shorter one as this.
+pub const MIN_KEEP_ALIVE_SECS: u16 = 30;
+/// Longest keepalive, in seconds: IoT Core reads a longer one, and 0 (none), as this.
+pub const MAX_KEEP_ALIVE_SECS: u16 = 1200;
+
+/// The keepalive a connection that asked for `requested` seconds is held to, as IoT Core reads
+/// it: 0 (no keepalive) becomes the longest, anything else is brought within 30 to 1200 s. The
+/// broker closes a connection silent for 1.5 times it.
+pub fn broker_keep_alive(requested: u16) -> u16 {
+    if requested == 0 {
+        MAX_KEEP_ALIVE_SECS
+    } else {
+        requested.clamp(MIN_KEEP_ALIVE_SECS, MAX_KEEP_ALIVE_SECS)
+    }
+}
 
 /// The gate's settings.
 pub struct MqttGate {
@@ -71,7 +90,8 @@ pub struct MqttGate {
     pub store: Arc<dyn ChunkStore>,
     /// `arn:aws:iot:<region>:<account>` the policies name.
     pub arn_prefix: String,
-    /// Most connections open at once; more are refused (429).
+    /// Most sessions open at once; more are refused (429)
+    /// ([`super::ConnectionLimits::max_realtime_connections`]).
     pub max_connections: usize,
     /// Where sessions run once upgraded: `serve` gives them a runtime of their own at a lower
     /// priority ([`crate::background`]); `None` runs them where the upgrade was answered.
@@ -89,7 +109,7 @@ impl MqttGate {
             verifier,
             store,
             arn_prefix: "arn:aws:iot:local:000000000000".into(),
-            max_connections: 10_000,
+            max_connections: super::ConnectionLimits::default().max_realtime_connections,
             runtime: None,
             sessions: Arc::new(GateSessions::default()),
             open: AtomicUsize::new(0),
@@ -197,19 +217,19 @@ pub async fn upgrade(gate: Arc<MqttGate>, request: Request) -> Response {
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
-    if gate.open.load(Ordering::Acquire) >= gate.max_connections {
+    // The slot is taken before the upgrade, so upgrades racing each other cannot pass the cap
+    // together; it is given back however the session ends, or when the upgrade fails and the
+    // callback holding it is dropped unrun.
+    let Some(slot) = Slot::take(&gate) else {
         return json_status(429, "Too many connections");
-    }
+    };
     ws.protocols(["mqtt"])
         .max_message_size(MAX_PACKET_BYTES + 8)
         .max_frame_size(MAX_PACKET_BYTES + 8)
         .on_upgrade(move |socket| async move {
             let runtime = gate.runtime.clone();
             let run = async move {
-                // Counted only once upgraded (a failed upgrade never runs this), and given
-                // back however the session ends.
-                gate.open.fetch_add(1, Ordering::AcqRel);
-                let _slot = Slot(&gate.open);
+                let _slot = slot;
                 let id = gate.next_id.fetch_add(1, Ordering::Relaxed);
                 if let Err(why) = session(&gate, socket, event, early, id).await {
                     tracing::debug!(id, %why, "broker session ended");
@@ -224,12 +244,21 @@ pub async fn upgrade(gate: Arc<MqttGate>, request: Request) -> Response {
         })
 }
 
-/// One open session's place in the connection count, given back when dropped.
-struct Slot<'a>(&'a AtomicUsize);
+/// One session's place in the gate's connection count, given back when dropped.
+struct Slot(Arc<MqttGate>);
 
-impl Drop for Slot<'_> {
+impl Slot {
+    /// A place, unless [`MqttGate::max_connections`] are taken.
+    fn take(gate: &Arc<MqttGate>) -> Option<Self> {
+        let taken = gate.open.fetch_add(1, Ordering::AcqRel);
+        let slot = Self(gate.clone());
+        (taken < gate.max_connections).then_some(slot)
+    }
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -249,13 +278,75 @@ fn json_status(status: u16, message: &str) -> Response {
         .unwrap_or_default()
 }
 
-/// Reads the next whole MQTT packet from the client, buffering partial ones.
-async fn next_packet(socket: &mut WebSocket, buf: &mut BytesMut) -> Result<Packet, String> {
+/// Whether a packet's first byte carries the flags MQTT 3.1.1 requires of its type (section
+/// 2.2.2: a server closes the connection otherwise). PUBLISH's are its DUP, QoS and RETAIN.
+fn header_flags_valid(byte1: u8) -> bool {
+    let flags = byte1 & 0x0f;
+    match byte1 >> 4 {
+        3 => true,
+        // PUBREL, SUBSCRIBE, UNSUBSCRIBE
+        6 | 8 | 10 => flags == 0b0010,
+        _ => flags == 0,
+    }
+}
+
+/// The next whole packet the client sent, taken out of `buf`; `None` while it holds only part
+/// of one. An error for anything MQTT 3.1.1 calls malformed, which closes the connection.
+fn take_packet(buf: &mut BytesMut) -> Result<Option<Packet>, String> {
+    if let Some(&byte1) = buf.first() {
+        if !header_flags_valid(byte1) {
+            return Err(format!("not MQTT 3.1.1: header flags of {byte1:#04x}"));
+        }
+    }
+    let packet = match Packet::read(buf, MAX_PACKET_BYTES) {
+        Ok(p) => p,
+        Err(MqttError::InsufficientBytes(_)) => return Ok(None),
+        Err(e) => return Err(format!("not MQTT 3.1.1: {e}")),
+    };
+    match &packet {
+        Packet::Subscribe(s) if s.pkid == 0 => Err("not MQTT 3.1.1: SUBSCRIBE with packet id 0".into()),
+        Packet::Unsubscribe(u) if u.pkid == 0 => {
+            Err("not MQTT 3.1.1: UNSUBSCRIBE with packet id 0".into())
+        }
+        _ => Ok(Some(packet)),
+    }
+}
+
+/// The protocol level a CONNECT at the start of `buf` names, once enough of it has arrived
+/// (`None` before, or when `buf` does not start with an MQTT CONNECT). Read from the raw bytes:
+/// the rest of an MQTT 5 CONNECT does not parse as 3.1.1.
+fn connect_protocol_level(buf: &[u8]) -> Option<u8> {
+    if buf.first() != Some(&0x10) {
+        return None;
+    }
+    // The remaining length: 1 to 4 bytes, the last without its top bit.
+    let length_bytes = buf.iter().skip(1).take(4).position(|b| b & 0x80 == 0)? + 1;
+    let name = buf.get(1 + length_bytes..)?;
+    match name {
+        [0, 4, b'M', b'Q', b'T', b'T', level, ..] => Some(*level),
+        _ => None,
+    }
+}
+
+/// What a client opened with.
+enum Opening {
+    /// A CONNECT of MQTT 3.1.1.
+    Connect(Connect),
+    /// A CONNECT of another protocol level (5 for MQTT 5).
+    OtherProtocolLevel(u8),
+}
+
+/// Reads the client's CONNECT, buffering partial packets.
+async fn read_connect(socket: &mut WebSocket, buf: &mut BytesMut) -> Result<Opening, String> {
     loop {
-        match Packet::read(buf, MAX_PACKET_BYTES) {
-            Ok(p) => return Ok(p),
-            Err(MqttError::InsufficientBytes(_)) => {}
-            Err(e) => return Err(format!("not MQTT 3.1.1: {e}")),
+        match connect_protocol_level(buf) {
+            Some(level) if level != 4 => return Ok(Opening::OtherProtocolLevel(level)),
+            _ => {}
+        }
+        match take_packet(buf)? {
+            Some(Packet::Connect(c)) => return Ok(Opening::Connect(c)),
+            Some(other) => return Err(format!("first packet is not CONNECT: {other:?}")),
+            None => {}
         }
         match socket.next().await {
             Some(Ok(Message::Binary(b))) => buf.extend_from_slice(&b),
@@ -312,11 +403,17 @@ async fn session(
 ) -> Result<(), String> {
     let mut from_client = BytesMut::new();
     let connect =
-        match tokio::time::timeout(CONNECT_TIMEOUT, next_packet(&mut socket, &mut from_client))
+        match tokio::time::timeout(CONNECT_TIMEOUT, read_connect(&mut socket, &mut from_client))
             .await
         {
-            Ok(Ok(Packet::Connect(c))) => c,
-            Ok(Ok(other)) => return Err(format!("first packet is not CONNECT: {other:?}")),
+            Ok(Ok(Opening::Connect(c))) => c,
+            Ok(Ok(Opening::OtherProtocolLevel(level))) => {
+                // MQTT 5 (or later): the gate speaks 3.1.1 only, and says so in 3.1.1's words.
+                let refused = ConnAck::new(ConnectReturnCode::RefusedProtocolVersion, false);
+                let _ = send_packet(&mut socket, Packet::ConnAck(refused)).await;
+                let _ = socket.close().await;
+                return Err(format!("protocol level {level}, not 3.1.1's 4"));
+            }
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err("no CONNECT in time".into()),
         };
@@ -343,6 +440,7 @@ async fn session(
     let policy = IotPolicy::parse(&answer.policy_documents).unwrap_or_default();
     let client_arn = format!("{}:client/{}", gate.arn_prefix, connect.client_id);
     if !answer.is_authenticated || !policy.allows("iot:Connect", &client_arn) {
+        tracing::info!(id, client_id = ?connect.client_id, "broker connection refused: not authorized");
         let refused = ConnAck::new(ConnectReturnCode::NotAuthorized, false);
         let _ = send_packet(&mut socket, Packet::ConnAck(refused)).await;
         let _ = socket.close().await;
@@ -355,7 +453,7 @@ async fn session(
         .map_err(|e| format!("broker unreachable: {e}"))?;
     let _ = broker.set_nodelay(true);
     let mut inner = Connect::new(format!("gate-{id}-{:08x}", rand::random::<u32>()));
-    inner.keep_alive = connect.keep_alive;
+    inner.keep_alive = broker_keep_alive(connect.keep_alive);
     inner.clean_session = true;
     inner.login = gate
         .broker
@@ -373,6 +471,7 @@ async fn session(
         from_client,
         &policy,
         &gate.arn_prefix,
+        (id, &player),
         &closer,
         Duration::from_secs(u64::from(answer.disconnect_after_in_seconds)),
         || gate.authorize(&event),
@@ -393,6 +492,7 @@ async fn pump<F, Fut>(
     mut from_client: BytesMut,
     policy: &IotPolicy,
     arn_prefix: &str,
+    (id, player): (u64, &str),
     closer: &Notify,
     lifetime: Duration,
     reauthorize: F,
@@ -412,17 +512,13 @@ where
     let mut subscriptions: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
         // Whole packets already buffered from the client go first.
-        loop {
-            let packet = match Packet::read(&mut from_client, MAX_PACKET_BYTES) {
-                Ok(p) => p,
-                Err(MqttError::InsufficientBytes(_)) => break,
-                Err(e) => return Err(format!("not MQTT 3.1.1: {e}")),
-            };
+        while let Some(packet) = take_packet(&mut from_client)? {
             match packet {
                 Packet::Connect(_) => return Err("a second CONNECT".into()),
                 Packet::Publish(p) => {
                     let topic = format!("{arn_prefix}:topic/{}", p.topic);
                     if !policy.allows("iot:Publish", &topic) {
+                        tracing::info!(id, player, topic = ?p.topic, "publish refused; connection closed");
                         return Err(format!("publish to {} refused", p.topic));
                     }
                     forward(&mut broker_tx, Packet::Publish(p)).await?;
@@ -446,6 +542,8 @@ where
                         subscriptions.extend(s.filters.iter().map(|f| f.path.clone()));
                         forward(&mut broker_tx, Packet::Subscribe(s)).await?;
                     } else {
+                        let filters: Vec<&str> = s.filters.iter().map(|f| f.path.as_str()).collect();
+                        tracing::info!(id, player, ?filters, held = subscriptions.len(), "subscription refused");
                         let codes = vec![SubscribeReasonCode::Failure; s.filters.len()];
                         send_packet(socket, Packet::SubAck(SubAck::new(s.pkid, codes))).await?;
                     }
@@ -522,4 +620,71 @@ async fn forward(
         .write_all(&out)
         .await
         .map_err(|e| format!("broker connection: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_is_read_as_iot_core_reads_it() {
+        assert_eq!(broker_keep_alive(0), 1200, "none: the longest");
+        assert_eq!(broker_keep_alive(1), 30);
+        assert_eq!(broker_keep_alive(60), 60);
+        assert_eq!(broker_keep_alive(u16::MAX), 1200);
+    }
+
+    #[test]
+    fn header_flags_are_those_mqtt_3_1_1_requires() {
+        assert!(header_flags_valid(0x10), "CONNECT");
+        assert!(!header_flags_valid(0x11));
+        assert!(header_flags_valid(0x82), "SUBSCRIBE");
+        assert!(!header_flags_valid(0x80));
+        assert!(!header_flags_valid(0x83));
+        assert!(header_flags_valid(0xa2), "UNSUBSCRIBE");
+        assert!(!header_flags_valid(0xa0));
+        assert!(header_flags_valid(0x62), "PUBREL");
+        assert!(header_flags_valid(0xc0), "PINGREQ");
+        assert!(!header_flags_valid(0xc1));
+        for publish in 0x30..=0x3f {
+            assert!(header_flags_valid(publish), "PUBLISH {publish:#x}");
+        }
+    }
+
+    #[test]
+    fn the_protocol_level_is_read_before_the_connect_parses() {
+        let mut v4 = BytesMut::new();
+        Packet::Connect(Connect::new("cw-1"))
+            .write(&mut v4, MAX_PACKET_BYTES)
+            .unwrap();
+        assert_eq!(connect_protocol_level(&v4), Some(4));
+        assert_eq!(connect_protocol_level(&v4[..8]), None, "not all there yet");
+        // An MQTT 5 CONNECT (properties after the keepalive), whose remaining length takes
+        // two bytes.
+        let mut v5 = vec![0x10, 0x80, 0x01, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0];
+        v5.resize(3 + 128, b'x');
+        assert_eq!(connect_protocol_level(&v5), Some(5));
+        assert_eq!(connect_protocol_level(&[0x82, 2, 0, 1]), None, "not a CONNECT");
+        assert_eq!(
+            connect_protocol_level(&[0x10, 10, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3]),
+            None,
+            "MQTT 3.1's name: closed as malformed, as MQTT 3.1.1 allows"
+        );
+    }
+
+    #[test]
+    fn subscribe_and_unsubscribe_need_a_packet_id() {
+        let mut buf = BytesMut::new();
+        let mut s = rumqttc::mqttbytes::v4::Subscribe::new("cw/w/0/0/0", rumqttc::QoS::AtMostOnce);
+        s.pkid = 0;
+        Packet::Subscribe(s).write(&mut buf, MAX_PACKET_BYTES).unwrap();
+        assert!(take_packet(&mut buf).unwrap_err().contains("packet id 0"));
+        let mut buf = BytesMut::new();
+        let mut u = rumqttc::mqttbytes::v4::Unsubscribe::new("cw/w/0/0/0");
+        u.pkid = 0;
+        Packet::Unsubscribe(u).write(&mut buf, MAX_PACKET_BYTES).unwrap();
+        assert!(take_packet(&mut buf).unwrap_err().contains("packet id 0"));
+        let mut buf = BytesMut::from(&[0xc0u8][..]);
+        assert_eq!(take_packet(&mut buf), Ok(None), "half a PINGREQ: wait for the rest");
+    }
 }
