@@ -11,11 +11,11 @@ use cubewalk_server::realtime::BrokerAddress;
 use cubewalk_server::store::{ChunkStore, MemoryStore};
 use cubewalk_testkit::tokens;
 use cubewalk_testkit::TestGateway;
+use futures_util::{SinkExt, StreamExt};
 use rumqttc::mqttbytes::v4::{
     Connect, ConnectReturnCode, Packet, Publish, Subscribe, SubscribeReasonCode,
 };
 use rumqttc::mqttbytes::QoS;
-use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -40,13 +40,8 @@ fn setup_with(broker: Option<BrokerAddress>, config: GatewayConfig) -> Setup {
         ..Verifier::default()
     };
     let store: Arc<dyn ChunkStore> = Arc::new(MemoryStore::new());
-    let gw = TestGateway::start_realtime_at(
-        0,
-        config,
-        verifier,
-        broker,
-        move || async move { store },
-    );
+    let gw =
+        TestGateway::start_realtime_at(0, config, verifier, broker, move || async move { store });
     Setup { gw, key }
 }
 
@@ -324,7 +319,11 @@ async fn packets_mqtt_3_1_1_calls_malformed_close_the_connection() {
     }
     // SUBSCRIBE and UNSUBSCRIBE with packet id 0 (3.1.1 requires a non-zero one).
     let (mut c, _) = s.connect(&token).await.unwrap();
-    send(&mut c, Packet::Subscribe(Subscribe::new("cw/w/0/0/0", QoS::AtMostOnce))).await;
+    send(
+        &mut c,
+        Packet::Subscribe(Subscribe::new("cw/w/0/0/0", QoS::AtMostOnce)),
+    )
+    .await;
     assert!(closed_within(&mut c, Duration::from_secs(3)).await);
     let (mut c, _) = s.connect(&token).await.unwrap();
     send(
@@ -349,7 +348,9 @@ async fn an_mqtt_5_connect_is_told_the_protocol_version_is_unacceptable() {
         .unwrap();
     // MQTT 5's CONNECT: level 5, and a properties length (0) after the keepalive, so the
     // rest does not read as 3.1.1.
-    let mut connect = vec![0x10, 0, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0, 0, 5];
+    let mut connect = vec![
+        0x10, 0, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0, 0, 5,
+    ];
     connect.extend_from_slice(b"cw-v5");
     connect[1] = (connect.len() - 2) as u8;
     send_raw(&mut c, &connect).await;
@@ -368,13 +369,17 @@ async fn keepalive_is_held_as_iot_core_holds_it() {
     // Keepalive 0 (none): accepted, held to 1,200 s. Keepalive 1: held to 30 s, so 3 s of
     // silence (twice 1.5 times what it asked for) does not end it.
     for keep_alive in [0, 1] {
-        let mut c = common::mqtt_open(&s.gw.realtime_url(), &token).await.unwrap();
+        let mut c = common::mqtt_open(&s.gw.realtime_url(), &token)
+            .await
+            .unwrap();
         let mut connect = Connect::new("cw-idle");
         connect.keep_alive = keep_alive;
         send(&mut c, Packet::Connect(connect)).await;
         let mut buf = BytesMut::new();
         match next(&mut c, &mut buf).await {
-            Some(Packet::ConnAck(a)) => assert_eq!(a.code, ConnectReturnCode::Success, "keepalive {keep_alive}"),
+            Some(Packet::ConnAck(a)) => {
+                assert_eq!(a.code, ConnectReturnCode::Success, "keepalive {keep_alive}")
+            }
             other => panic!("keepalive {keep_alive}: {other:?}"),
         }
         assert!(
@@ -392,10 +397,28 @@ async fn keepalive_is_held_as_iot_core_holds_it() {
 async fn a_follower_that_stops_reading_is_dropped_and_one_that_reads_is_not() {
     let mut config = GatewayConfig::default();
     config.connections.write_stall_timeout = Duration::from_millis(500);
+    // Room for the flood below (one player writing 256 chunks ten times a second).
+    config.rules.limits = cubewalk_server::store::PlayerLimits {
+        cubes_per_sec: 1 << 30,
+        cube_burst: 1 << 30,
+        new_chunks_per_min: 1 << 20,
+        new_chunk_burst: 1 << 20,
+        writes_per_sec: 1 << 20,
+        write_burst: 1 << 20,
+    };
     let s = setup_with(None, config);
     let token = s.token("follower", &["w"]);
-    // The sleeper's socket has a small receive buffer, so a few changes fill what the kernel
-    // holds for it; then it reads nothing.
+    // Four regions side by side on x.
+    let regions: Vec<String> = (0..4).map(|r| format!("cw/w/{r}/0/0")).collect();
+    let subscribe_all = |pkid: u16| {
+        let mut p = Subscribe::new(&regions[0], QoS::AtMostOnce);
+        p.pkid = pkid;
+        for r in &regions[1..] {
+            p.add(r.clone(), QoS::AtMostOnce);
+        }
+        Packet::Subscribe(p)
+    };
+    // The sleeper's socket has a small receive buffer; it reads nothing once subscribed.
     let tcp = tokio::net::TcpSocket::new_v4().unwrap();
     tcp.set_recv_buffer_size(4096).unwrap();
     let stream = tcp
@@ -413,50 +436,62 @@ async fn a_follower_that_stops_reading_is_dropped_and_one_that_reads_is_not() {
     request
         .headers_mut()
         .insert("sec-websocket-protocol", "mqtt".parse().unwrap());
-    let (mut sleeper, _) = tokio_tungstenite::client_async(request, stream).await.unwrap();
+    let (mut sleeper, _) =
+        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
     send(&mut sleeper, Packet::Connect(Connect::new("cw-sleeper"))).await;
     let mut sbuf = BytesMut::new();
-    assert!(matches!(next(&mut sleeper, &mut sbuf).await, Some(Packet::ConnAck(_))));
-    let mut subscribe_packet = Subscribe::new("cw/w/0/0/0", QoS::AtMostOnce);
-    subscribe_packet.pkid = 1;
-    send(&mut sleeper, Packet::Subscribe(subscribe_packet)).await;
-    assert!(matches!(next(&mut sleeper, &mut sbuf).await, Some(Packet::SubAck(_))));
-
-    // A follower of the same region that reads everything, all along.
-    let (mut reader, mut rbuf) = s.connect(&token).await.unwrap();
     assert!(matches!(
-        subscribe(&mut reader, &mut rbuf, 1, "cw/w/0/0/0").await,
-        SubscribeReasonCode::Success(_)
+        next(&mut sleeper, &mut sbuf).await,
+        Some(Packet::ConnAck(_))
     ));
+    send(&mut sleeper, subscribe_all(1)).await;
+    assert!(matches!(
+        next(&mut sleeper, &mut sbuf).await,
+        Some(Packet::SubAck(_))
+    ));
+
+    // A follower of the same regions that reads everything, all along.
+    let (mut reader, mut rbuf) = s.connect(&token).await.unwrap();
+    send(&mut reader, subscribe_all(1)).await;
+    assert!(matches!(
+        next(&mut reader, &mut rbuf).await,
+        Some(Packet::SubAck(_))
+    ));
+    const LAST: i64 = 1_000_000_041;
     let reading = tokio::spawn(async move {
-        let mut last = 0;
-        while let Some(p) = common::mqtt_next(&mut reader, &mut rbuf, Duration::from_secs(10)).await {
+        let (mut last, mut bytes) = (0, 0);
+        while let Some(p) = common::mqtt_next(&mut reader, &mut rbuf, Duration::from_secs(10)).await
+        {
             if let Packet::Publish(p) = p {
+                bytes += p.payload.len();
                 for c in cubewalk_protocol::realtime::parse_region_message(&p.payload).unwrap() {
                     if c.chunk == cubewalk_protocol::ChunkKey::new(0, 0, 0) {
                         if let Some(edits) = &c.edits {
-                            last = edits.iter().map(|e| e.1).max().unwrap_or(last);
+                            last = edits.iter().map(|e| i64::from(e.1)).max().unwrap_or(last);
                         }
                     }
                 }
             }
-            if last == 31 {
+            if last == LAST {
                 break;
             }
         }
-        last
+        (last, bytes)
     });
 
-    // Big changes (the region's 64 chunks, 64 cubes each: about 50 KB a message), one a tick
-    // for 3 s.
+    // Big changes: every chunk of the four regions, 64 cubes each (about 60 KB a region
+    // message), once a tick for 4 s: some 10 MB to each follower, past what the kernel holds
+    // for a connection on loopback.
     let client = reqwest::Client::new();
-    let put = |value: u32| {
+    let put = |value: i64| {
         let mut edits = Vec::new();
-        for c in 0..64 {
+        for c in 0..256 {
             for i in 0..64 {
                 edits.push(serde_json::json!({
-                    "chunk": [c % 4, (c / 4) % 4, c / 16],
-                    "index": i * 61,
+                    "chunk": [c % 16, (c / 16) % 4, c / 64],
+                    "index": 4095 - i * 61,
                     "value": value,
                 }));
             }
@@ -467,7 +502,7 @@ async fn a_follower_that_stops_reading_is_dropped_and_one_that_reads_is_not() {
             .body(serde_json::json!({ "world": "w", "edits": edits }).to_string())
             .send()
     };
-    for value in 1..=30 {
+    for value in 1_000_000_001..LAST {
         let answer = put(value).await.unwrap();
         assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -479,10 +514,13 @@ async fn a_follower_that_stops_reading_is_dropped_and_one_that_reads_is_not() {
         "the sleeper was never dropped"
     );
     // The reader was never dropped: it has the last change.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let answer = put(31).await.unwrap();
+    let answer = put(LAST).await.unwrap();
     assert_eq!(answer.status(), 200);
-    assert_eq!(reading.await.unwrap(), 31, "the reader got every change to the end");
+    let (last, bytes) = reading.await.unwrap();
+    assert_eq!(
+        last, LAST,
+        "the reader got every change to the end ({bytes} bytes)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -29,6 +29,10 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(GatewayConfig::default())
+}
+
+fn setup_with(config: GatewayConfig) -> Setup {
     let mosquitto = MosquittoServer::start();
     let broker = BrokerAddress {
         host: "127.0.0.1".into(),
@@ -38,7 +42,7 @@ fn setup() -> Setup {
     let store: Arc<dyn ChunkStore> = Arc::new(MemoryStore::new());
     let gw = TestGateway::start_realtime_at(
         0,
-        GatewayConfig::default(),
+        config,
         TokenSet::new([TOKEN]).into(),
         Some(broker),
         move || async move { store },
@@ -381,10 +385,9 @@ struct Freezer {
 
 impl Freezer {
     fn start(s: &Setup) -> Self {
-        let listener = s
-            .rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let listener =
+            s.rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .unwrap();
         let port = listener.local_addr().unwrap().port();
         let (frozen, watch) = tokio::sync::watch::channel(false);
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -392,8 +395,7 @@ impl Freezer {
         s.rt.spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                else {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
                     continue;
                 };
                 let (client_rx, client_tx) = client.into_split();
@@ -451,7 +453,10 @@ async fn relay(
 
 #[test]
 fn a_follower_whose_network_freezes_for_a_minute_is_dropped_and_ends_correct() {
-    let s = setup();
+    // Room for one player to write the 27 chunks ten times a second.
+    let mut config = GatewayConfig::default();
+    config.rules.limits.writes_per_sec = 1000;
+    let s = setup_with(config);
     let keys = chunks();
     let freezer = Freezer::start(&s);
     let mut f = Copy::start_at(&s, &keys, &freezer.url());
@@ -460,23 +465,25 @@ fn a_follower_whose_network_freezes_for_a_minute_is_dropped_and_ends_correct() {
     f.settle_and_check(&s, Duration::from_millis(500));
     assert_eq!(freezer.connections(), 1);
 
-    // A minute frozen while the world changes: 27 chunks, 40 cubes each, three times a
-    // second (within the player's 100 chunk writes a second), about 30 KB a message, so what
-    // the follower does not read fills the buffers in front of the gate, and the gate gives up
-    // on it once its writes have been stuck for 30 s (the default stall timeout). The SDK
-    // itself would wait 90 s of silence before giving up, so the end is the gate's.
+    // A minute frozen while the world changes: the 27 chunks, 64 cubes each (the most a
+    // change carries), about ten times a second: some 250 KB a second, so what the follower
+    // does not read fills the buffers in front of the gate (a few MB on loopback) and the gate
+    // gives up on it once its writes have been stuck for 30 s (the default stall timeout).
+    // The SDK itself would wait 90 s of silence before giving up, so the end is the gate's.
+    // (Lighter traffic fits in those buffers: the connection then lives, and the follower
+    // reads a minute of changes on waking.)
     freezer.freeze(true);
     let client = s.client();
     let started = Instant::now();
-    let mut value = 0;
+    let mut value = 1_000_000_000;
     while started.elapsed() < Duration::from_secs(60) {
         value += 1;
         let edits: Vec<ChunkEdit> = keys
             .iter()
-            .flat_map(|k| (0..40u16).map(move |i| ChunkEdit::at_index(*k, i * 97, value)))
+            .flat_map(|k| (0..64u16).map(move |i| ChunkEdit::at_index(*k, i * 61, value)))
             .collect();
         s.rt.block_on(client.put(WORLD, &edits)).unwrap();
-        std::thread::sleep(Duration::from_millis(333));
+        std::thread::sleep(Duration::from_millis(100));
     }
     freezer.freeze(false);
     // Thawed: it finds its connection ended, connects again, reconciles.

@@ -304,7 +304,9 @@ fn take_packet(buf: &mut BytesMut) -> Result<Option<Packet>, String> {
         Err(e) => return Err(format!("not MQTT 3.1.1: {e}")),
     };
     match &packet {
-        Packet::Subscribe(s) if s.pkid == 0 => Err("not MQTT 3.1.1: SUBSCRIBE with packet id 0".into()),
+        Packet::Subscribe(s) if s.pkid == 0 => {
+            Err("not MQTT 3.1.1: SUBSCRIBE with packet id 0".into())
+        }
         Packet::Unsubscribe(u) if u.pkid == 0 => {
             Err("not MQTT 3.1.1: UNSUBSCRIBE with packet id 0".into())
         }
@@ -542,8 +544,15 @@ where
                         subscriptions.extend(s.filters.iter().map(|f| f.path.clone()));
                         forward(&mut broker_tx, Packet::Subscribe(s)).await?;
                     } else {
-                        let filters: Vec<&str> = s.filters.iter().map(|f| f.path.as_str()).collect();
-                        tracing::info!(id, player, ?filters, held = subscriptions.len(), "subscription refused");
+                        let filters: Vec<&str> =
+                            s.filters.iter().map(|f| f.path.as_str()).collect();
+                        tracing::info!(
+                            id,
+                            player,
+                            ?filters,
+                            held = subscriptions.len(),
+                            "subscription refused"
+                        );
                         let codes = vec![SubscribeReasonCode::Failure; s.filters.len()];
                         send_packet(socket, Packet::SubAck(SubAck::new(s.pkid, codes))).await?;
                     }
@@ -661,10 +670,16 @@ mod tests {
         assert_eq!(connect_protocol_level(&v4[..8]), None, "not all there yet");
         // An MQTT 5 CONNECT (properties after the keepalive), whose remaining length takes
         // two bytes.
-        let mut v5 = vec![0x10, 0x80, 0x01, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0];
+        let mut v5 = vec![
+            0x10, 0x80, 0x01, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0,
+        ];
         v5.resize(3 + 128, b'x');
         assert_eq!(connect_protocol_level(&v5), Some(5));
-        assert_eq!(connect_protocol_level(&[0x82, 2, 0, 1]), None, "not a CONNECT");
+        assert_eq!(
+            connect_protocol_level(&[0x82, 2, 0, 1]),
+            None,
+            "not a CONNECT"
+        );
         assert_eq!(
             connect_protocol_level(&[0x10, 10, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3]),
             None,
@@ -677,14 +692,22 @@ mod tests {
         let mut buf = BytesMut::new();
         let mut s = rumqttc::mqttbytes::v4::Subscribe::new("cw/w/0/0/0", rumqttc::QoS::AtMostOnce);
         s.pkid = 0;
-        Packet::Subscribe(s).write(&mut buf, MAX_PACKET_BYTES).unwrap();
+        Packet::Subscribe(s)
+            .write(&mut buf, MAX_PACKET_BYTES)
+            .unwrap();
         assert!(take_packet(&mut buf).unwrap_err().contains("packet id 0"));
         let mut buf = BytesMut::new();
         let mut u = rumqttc::mqttbytes::v4::Unsubscribe::new("cw/w/0/0/0");
         u.pkid = 0;
-        Packet::Unsubscribe(u).write(&mut buf, MAX_PACKET_BYTES).unwrap();
+        Packet::Unsubscribe(u)
+            .write(&mut buf, MAX_PACKET_BYTES)
+            .unwrap();
         assert!(take_packet(&mut buf).unwrap_err().contains("packet id 0"));
         let mut buf = BytesMut::from(&[0xc0u8][..]);
-        assert_eq!(take_packet(&mut buf), Ok(None), "half a PINGREQ: wait for the rest");
+        assert_eq!(
+            take_packet(&mut buf),
+            Ok(None),
+            "half a PINGREQ: wait for the rest"
+        );
     }
 }
