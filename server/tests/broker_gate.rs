@@ -99,9 +99,7 @@ async fn subscribe(
     pkid: u16,
     filter: &str,
 ) -> SubscribeReasonCode {
-    let mut s = Subscribe::new(filter, QoS::AtMostOnce);
-    s.pkid = pkid;
-    send(socket, Packet::Subscribe(s)).await;
+    send(socket, common::mqtt_subscribe(filter, pkid)).await;
     match next(socket, buf).await {
         Some(Packet::SubAck(a)) => {
             assert_eq!(a.pkid, pkid);
@@ -425,17 +423,7 @@ async fn a_follower_that_stops_reading_is_dropped_and_one_that_reads_is_not() {
         .connect(format!("127.0.0.1:{}", s.gw.port).parse().unwrap())
         .await
         .unwrap();
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-            s.gw.realtime_url(),
-        )
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("token", token.parse().unwrap());
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", "mqtt".parse().unwrap());
+    let request = common::mqtt_request(&s.gw.realtime_url(), &token);
     let (mut sleeper, _) =
         tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream))
             .await

@@ -11,8 +11,7 @@ use cubewalk_server::store::{ChunkStore, MemoryStore, PlayerLimits, RedisStore, 
 use cubewalk_testkit::tokens::{claims, sign};
 use cubewalk_testkit::{RedisServer, TestGateway};
 use futures_util::StreamExt;
-use rumqttc::mqttbytes::v4::{Connect, Packet, Subscribe};
-use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4::{Connect, Packet};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -255,11 +254,7 @@ async fn rollback_restores_what_others_did_not_touch(backend: Backend) {
         200
     );
     let mut follower = w.connect(&bob).await.unwrap();
-    send_packet(
-        &mut follower,
-        Packet::Subscribe(Subscribe::new("cw/w/0/0/0", QoS::AtMostOnce)),
-    )
-    .await;
+    send_packet(&mut follower, common::mqtt_subscribe("cw/w/0/0/0", 1)).await;
     assert!(matches!(
         next_packet(&mut follower).await,
         Some(Packet::SubAck(_))
@@ -356,11 +351,7 @@ async fn ban_refuses_and_disconnects(backend: Backend) {
     let w = World::start(backend, PlayerLimits::default());
     let (carol, root) = (w.token("carol", "editor"), w.token("root", "admin"));
     let mut open = w.connect(&carol).await.unwrap();
-    send_packet(
-        &mut open,
-        Packet::Subscribe(Subscribe::new("cw/w/0/0/0", QoS::AtMostOnce)),
-    )
-    .await;
+    send_packet(&mut open, common::mqtt_subscribe("cw/w/0/0/0", 1)).await;
     assert!(matches!(
         next_packet(&mut open).await,
         Some(Packet::SubAck(_))

@@ -14,12 +14,12 @@ use tokio_tungstenite::tungstenite::Message;
 pub type MqttSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Upgrades to MQTT over WebSocket at `url` (subprotocol `mqtt`) with `token` in the header;
-/// CONNECT is the caller's.
-pub async fn mqtt_open(
+/// The upgrade request to MQTT over WebSocket at `url` (subprotocol `mqtt`) with `token` in
+/// the header.
+pub fn mqtt_request(
     url: &str,
     token: &str,
-) -> Result<MqttSocket, tokio_tungstenite::tungstenite::Error> {
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
     let mut request = url.into_client_request().unwrap();
     request
         .headers_mut()
@@ -27,9 +27,25 @@ pub async fn mqtt_open(
     request
         .headers_mut()
         .insert("sec-websocket-protocol", "mqtt".parse().unwrap());
-    tokio_tungstenite::connect_async(request)
+    request
+}
+
+/// Upgrades to MQTT over WebSocket at `url` with `token` in the header; CONNECT is the
+/// caller's.
+pub async fn mqtt_open(
+    url: &str,
+    token: &str,
+) -> Result<MqttSocket, tokio_tungstenite::tungstenite::Error> {
+    tokio_tungstenite::connect_async(mqtt_request(url, token))
         .await
         .map(|(s, _)| s)
+}
+
+/// A SUBSCRIBE of `filter` at QoS 0 with packet id `pkid` (MQTT 3.1.1 wants it non-zero).
+pub fn mqtt_subscribe(filter: &str, pkid: u16) -> Packet {
+    let mut s = rumqttc::mqttbytes::v4::Subscribe::new(filter, rumqttc::mqttbytes::QoS::AtMostOnce);
+    s.pkid = pkid;
+    Packet::Subscribe(s)
 }
 
 /// Sends one packet as one binary frame.
