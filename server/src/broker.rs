@@ -1,6 +1,8 @@
 //! The embedded MQTT broker of `serve`: rumqttd on a loopback port, reachable only with a
-//! random login made at start, so only this process's gate and publisher use it. Players
-//! reach it through the gate ([`crate::gateway::mqtt`]), which holds them to their policy.
+//! random login made at start, so only this process's publisher and gate use it: the
+//! publisher publishes each region's changes, the gate holds one subscription to them all and
+//! fans them out to the players' sessions ([`crate::gateway::fanout`]). Players never reach
+//! the broker itself.
 
 use crate::realtime::BrokerAddress;
 use rand::distr::{Alphanumeric, SampleString};
@@ -36,10 +38,13 @@ pub async fn start_embedded() -> Result<BrokerAddress, String> {
     let config = Config {
         id: 0,
         router: RouterConfig {
-            max_connections: 20_010,
+            // The publisher and the gate, and room for a few reconnections racing the old
+            // connections' ends.
+            max_connections: 16,
             max_outgoing_packet_count: 200,
-            // Messages are kept per topic only until every subscriber read them; small
-            // segments bound the memory a busy topic holds.
+            // One filter holds every change (the gate's `cw/#`); its log keeps at most two
+            // segments of 1 MB. A gate further behind than that loses the oldest, and its
+            // followers see the jump in the chunks' sequences and refetch.
             max_segment_size: 1024 * 1024,
             max_segment_count: 2,
             custom_segment: None,

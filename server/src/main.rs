@@ -368,6 +368,7 @@ async fn serve(args: ServeArgs, background: tokio::runtime::Handle) -> Result<()
     let max_realtime_connections =
         usize::try_from(args.max_realtime_connections).unwrap_or(usize::MAX);
     let mut gate = MqttGate::new(broker, verifier.clone(), store.clone());
+    background.spawn(gate.run_fanout());
     gate.runtime = Some(background);
     gate.max_connections = max_realtime_connections;
     let gate = Arc::new(gate);

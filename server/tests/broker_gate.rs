@@ -550,3 +550,100 @@ async fn realtime_sessions_have_their_own_cap_and_leave_the_http_one() {
         }
     }
 }
+
+/// The resident memory of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn regions_subscribed_and_left_leave_nothing_behind_in_the_real_serve() {
+    // The real program (embedded broker, its default settings), and one player subscribing to
+    // region after region and leaving each: 40,000 distinct regions. A broker that kept
+    // something of each filter it was ever asked for (rumqttd keeps about 5.7 KB) would grow
+    // by some 230 MB.
+    let server = cubewalk_testkit::ServerProcess::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_cubewalk-server")),
+        &["--seed-radius", "0"],
+        &[("CUBEWALK_TOKENS", "wanderer-token-0123:wanderer:viewer")],
+    );
+    let host = server
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut c = common::mqtt_open(&format!("ws://{host}/mqtt"), "wanderer-token-0123")
+        .await
+        .unwrap();
+    send(&mut c, Packet::Connect(Connect::new("cw-wanderer"))).await;
+    let mut buf = BytesMut::new();
+    assert!(
+        matches!(next(&mut c, &mut buf).await, Some(Packet::ConnAck(a)) if a.code == ConnectReturnCode::Success)
+    );
+    let mut pkid = 0u16;
+    let mut wander = |rounds: i32, from: i32| {
+        let mut packets = Vec::new();
+        for r in from..from + rounds {
+            let topics: Vec<String> = (0..8).map(|i| format!("cw/default/{r}/{i}/0")).collect();
+            pkid = pkid % 60_000 + 1;
+            let mut s = Subscribe::new(&topics[0], QoS::AtMostOnce);
+            s.pkid = pkid;
+            for t in &topics[1..] {
+                s.add(t.clone(), QoS::AtMostOnce);
+            }
+            pkid = pkid % 60_000 + 1;
+            let mut u = rumqttc::mqttbytes::v4::Unsubscribe::new(&topics[0]);
+            u.pkid = pkid;
+            u.topics.extend(topics[1..].iter().cloned());
+            packets.push(Packet::Subscribe(s));
+            packets.push(Packet::Unsubscribe(u));
+        }
+        packets
+    };
+    let run = async |c: &mut Socket, buf: &mut BytesMut, packets: Vec<Packet>| {
+        let expected = packets.len();
+        for p in packets {
+            send(c, p).await;
+        }
+        let mut answered = 0;
+        while answered < expected {
+            match next(c, buf).await {
+                Some(Packet::SubAck(a)) => {
+                    assert!(a
+                        .return_codes
+                        .iter()
+                        .all(|r| matches!(r, SubscribeReasonCode::Success(_))));
+                    answered += 1;
+                }
+                Some(Packet::UnsubAck(_)) => answered += 1,
+                other => panic!("{other:?} after {answered} answers"),
+            }
+        }
+    };
+    // Warm up (the allocator's arenas, the maps' first growth), then measure.
+    let warm = wander(500, 0);
+    run(&mut c, &mut buf, warm).await;
+    let before = rss(server.pid());
+    for batch in 0..10 {
+        let packets = wander(500, 1_000 + batch * 500);
+        run(&mut c, &mut buf, packets).await;
+    }
+    let after = rss(server.pid());
+    let grown = after.saturating_sub(before);
+    assert!(
+        grown < 16 << 20,
+        "serve grew by {} KB over 40,000 regions subscribed and left ({} KB to {} KB)",
+        grown / 1024,
+        before / 1024,
+        after / 1024
+    );
+    drop(server);
+}

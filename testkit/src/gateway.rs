@@ -94,6 +94,7 @@ impl TestGateway {
                         tokio::spawn(run_publisher(queue, publisher, None, Default::default()));
                         let mut gate = MqttGate::new(broker, verifier, store.clone());
                         gate.max_connections = config.connections.max_realtime_connections;
+                        tokio::spawn(gate.run_fanout());
                         let gate = Arc::new(gate);
                         Some(RealtimeRoutes {
                             notifier: Notifier {

@@ -26,7 +26,7 @@ pub struct ConnectionLimits {
     /// closes. A connection upgraded to a realtime session leaves this count for the next one.
     pub max_connections: usize,
     /// Most realtime (MQTT over WebSocket) sessions open at once; further upgrades are refused
-    /// with 429. At most 20,000, the embedded broker's own connection cap less its publisher's.
+    /// with 429.
     pub max_realtime_connections: usize,
     /// Longest a connection may take to send a complete request head, counted from the
     /// connection opening or from the previous answer: a client that sends nothing (an idle

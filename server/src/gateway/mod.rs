@@ -26,6 +26,7 @@
 //! bytes, as in the SAM template) are gzipped for clients that send `Accept-Encoding: gzip`.
 
 mod cache;
+pub mod fanout;
 mod iot_policy;
 pub mod listen;
 pub mod mqtt;

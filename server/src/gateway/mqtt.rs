@@ -11,20 +11,25 @@
 //! | no CONNECT within 10 s, or a second CONNECT | closed |
 //! | CONNECT of another protocol level than MQTT 3.1.1's (4) | CONNACK 1 (unacceptable protocol version), closed |
 //! | a packet whose header flags MQTT 3.1.1 forbids, or a SUBSCRIBE or UNSUBSCRIBE with packet id 0 | closed |
-//! | PUBLISH to a topic the policy does not allow (every topic, for players) | closed |
+//! | a packet only a server sends, or an acknowledgement of a QoS 1 or 2 delivery (the gate sends none) | closed |
+//! | the gate not subscribed on the broker within 10 s (the broker down) | CONNACK 3 (server unavailable), closed |
+//! | PUBLISH (the policy allows players no topic) | closed |
 //! | SUBSCRIBE naming a filter the policy does not allow, or not one region's change topic (`cw/<world>/<x>/<y>/<z>`, no wildcards), or more than 8 filters, or past 50 subscriptions | SUBACK 0x80 for every filter of it, nothing subscribed (IoT Core's 8 filters per SUBSCRIBE and 50 subscriptions per connection) |
 //! | the authorizer, re-run every `refreshAfterInSeconds` (300 s), refuses the token now (expired, banned) | closed |
 //! | an MQTT packet over 128 KB, or bytes that are not MQTT 3.1.1 | closed |
 //! | the player banned (`ban`) | closed at once ([`Sessions`]) |
 //! | older than the authorizer's `disconnectAfterInSeconds` | closed |
-//! | the client stops reading (a game suspended in the background), so the gate's writes to it stay stuck for the write stall timeout (30 s, [`super::ConnectionLimits::write_stall_timeout`]) | closed, and its broker session with it |
+//! | the client stops reading (a game suspended in the background): the gate's writes to it stay stuck for the write stall timeout (30 s, [`super::ConnectionLimits::write_stall_timeout`]), or 256 changes wait for it ([`super::fanout::SESSION_QUEUE`]) | closed |
+//! | nothing from the client for 1.5 times its keepalive, as IoT Core reads it ([`broker_keep_alive`]) | closed |
+//! | the gate's connection to the broker lost | closed (the follower reconnects and reconciles) |
 //!
-//! Behind the gate every connection is its own MQTT session on the broker (any MQTT 3.1.1
-//! broker: the embedded one, or Mosquitto in the tests), under the gate's own credentials and a
-//! client id of its own, so a player can never take over another's session. Keepalive is the
-//! broker's: a client's PINGREQ goes through to it, and the keepalive it is held to is IoT
-//! Core's reading of the one it asked for ([`broker_keep_alive`]).
+//! The gate answers every packet itself (CONNACK, SUBACK, UNSUBACK, PINGRESP) and relays no
+//! client's packet to the broker. It holds one session of its own on the broker (any MQTT
+//! 3.1.1 broker: the embedded one, or Mosquitto in the tests), subscribed to every change
+//! topic, and hands each change to the sessions holding its region ([`super::fanout`]): the
+//! broker carries a change to the gate once, and keeps nothing per player or per region.
 
+use super::fanout::{Fanout, Inbox, Outbox};
 use super::iot_policy::IotPolicy;
 use crate::handlers::broker_authorizer::{
     broker_player, BrokerAuthorization, REFRESH_AFTER_SECS, TOKEN_KEY,
@@ -44,14 +49,13 @@ use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use rumqttc::mqttbytes::v4::{
-    ConnAck, Connect, ConnectReturnCode, Login, Packet, SubAck, SubscribeReasonCode, UnsubAck,
+    ConnAck, Connect, ConnectReturnCode, Packet, SubAck, SubscribeReasonCode, UnsubAck,
 };
-use rumqttc::mqttbytes::Error as MqttError;
-use std::collections::HashMap;
+use rumqttc::mqttbytes::{Error as MqttError, QoS};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
 /// The path the gate answers on (IoT Core's MQTT over WebSocket path).
@@ -82,8 +86,8 @@ pub fn broker_keep_alive(requested: u16) -> u16 {
 
 /// The gate's settings.
 pub struct MqttGate {
-    /// The broker behind the gate.
-    pub broker: BrokerAddress,
+    /// Changes from the broker, fanned out to the sessions.
+    fanout: Arc<Fanout>,
     /// Verifies tokens (the authorizer's).
     pub verifier: Verifier,
     /// The ban flags.
@@ -102,10 +106,10 @@ pub struct MqttGate {
 }
 
 impl MqttGate {
-    /// A gate to `broker`.
+    /// A gate to `broker`; its changes flow once [`MqttGate::run_fanout`] runs.
     pub fn new(broker: BrokerAddress, verifier: Verifier, store: Arc<dyn ChunkStore>) -> Self {
         Self {
-            broker,
+            fanout: Fanout::new(broker),
             verifier,
             store,
             arn_prefix: "arn:aws:iot:local:000000000000".into(),
@@ -120,6 +124,17 @@ impl MqttGate {
     /// The open sessions, for bans.
     pub fn sessions(&self) -> Arc<GateSessions> {
         self.sessions.clone()
+    }
+
+    /// The gate's session on the broker ([`Fanout::run`]): spawn it where the realtime side
+    /// runs.
+    pub fn run_fanout(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.fanout.clone().run()
+    }
+
+    /// Region topics some session holds now.
+    pub fn held_topics(&self) -> usize {
+        self.fanout.topics()
     }
 
     async fn authorize(
@@ -449,52 +464,85 @@ async fn session(
         return Err("not authorized".into());
     }
 
-    // The player's own session on the broker, under the gate's name and credentials.
-    let mut broker = tokio::net::TcpStream::connect((gate.broker.host.as_str(), gate.broker.port))
-        .await
-        .map_err(|e| format!("broker unreachable: {e}"))?;
-    let _ = broker.set_nodelay(true);
-    let mut inner = Connect::new(format!("gate-{id}-{:08x}", rand::random::<u32>()));
-    inner.keep_alive = broker_keep_alive(connect.keep_alive);
-    inner.clean_session = true;
-    inner.login = gate
-        .broker
-        .login
-        .as_ref()
-        .map(|(u, p)| Login::new(u.clone(), p.clone()));
-    let out = encode(Packet::Connect(inner))?;
-    broker.write_all(&out).await.map_err(|e| e.to_string())?;
+    // Changes reach sessions through the gate's own subscription on the broker; while it is
+    // not held (the broker is down), a session would follow nothing.
+    // Watched from before the gate is known to be subscribed: a loss from then on ends the
+    // session.
+    let losses = gate.fanout.losses();
+    if !gate.fanout.subscribed_within(CONNECT_TIMEOUT).await {
+        let busy = ConnAck::new(ConnectReturnCode::ServiceUnavailable, false);
+        let _ = send_packet(&mut socket, Packet::ConnAck(busy)).await;
+        let _ = socket.close().await;
+        return Err("the gate is not subscribed on the broker".into());
+    }
+    send_packet(
+        &mut socket,
+        Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)),
+    )
+    .await?;
 
     let player = player.map(|p| p.id).unwrap_or_default();
     let closer = gate.sessions.add(&player, id);
+    let (outbox, inbox) = Fanout::session(id);
+    let mut held = HashSet::new();
     let result = pump(
         &mut socket,
-        &mut broker,
-        from_client,
-        &policy,
-        &gate.arn_prefix,
-        (id, &player),
+        Client {
+            from: from_client,
+            policy: &policy,
+            arn_prefix: &gate.arn_prefix,
+            id,
+            player: &player,
+            keep_alive: Duration::from_secs(u64::from(broker_keep_alive(connect.keep_alive))),
+        },
+        Fanned {
+            fanout: &gate.fanout,
+            outbox: &outbox,
+            inbox,
+            held: &mut held,
+            losses,
+        },
         &closer,
         Duration::from_secs(u64::from(answer.disconnect_after_in_seconds)),
         || gate.authorize(&event),
     )
     .await;
+    for topic in &held {
+        gate.fanout.release(topic, id);
+    }
     gate.sessions.remove(&player, id);
     let _ = socket.close().await;
     result
 }
 
-/// Moves packets both ways until either side ends, the session is closed, its time is up, or
-/// `reauthorize` (run every [`REFRESH_AFTER_SECS`], as IoT Core re-runs its authorizer) no
-/// longer accepts the token.
-#[allow(clippy::too_many_arguments)]
+/// The client's side of a session: what it sent so far and what it may do.
+struct Client<'a> {
+    from: BytesMut,
+    policy: &'a IotPolicy,
+    arn_prefix: &'a str,
+    id: u64,
+    player: &'a str,
+    /// Silence longer than 1.5 times this ends the session (MQTT's keepalive).
+    keep_alive: Duration,
+}
+
+/// The session's side of the fan-out: the regions it holds and the changes for them.
+struct Fanned<'a> {
+    fanout: &'a Fanout,
+    outbox: &'a Outbox,
+    inbox: Inbox,
+    held: &'a mut HashSet<String>,
+    losses: tokio::sync::watch::Receiver<u64>,
+}
+
+/// Answers the client and hands it the changes of the regions it holds until it leaves, the
+/// session is closed (a ban), falls behind or outlives its time, the broker connection is
+/// lost, or `reauthorize` (run every [`REFRESH_AFTER_SECS`], as IoT Core re-runs its
+/// authorizer) no longer accepts the token.
 async fn pump<F, Fut>(
     socket: &mut WebSocket,
-    broker: &mut tokio::net::TcpStream,
-    mut from_client: BytesMut,
-    policy: &IotPolicy,
-    arn_prefix: &str,
-    (id, player): (u64, &str),
+    mut client: Client<'_>,
+    mut fanned: Fanned<'_>,
     closer: &Notify,
     lifetime: Duration,
     reauthorize: F,
@@ -503,97 +551,43 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<Option<Player>, String>>,
 {
-    let (mut broker_rx, mut broker_tx) = broker.split();
-    // Filled by reads and split off whole into frames (no copy); it grows only when a read
-    // finds it nearly full, so an idle session holds a few KB, not a packet's worth.
-    let mut from_broker = BytesMut::with_capacity(READ_CHUNK);
     let ends = tokio::time::sleep(lifetime);
     tokio::pin!(ends);
     let mut refresh = tokio::time::interval(Duration::from_secs(u64::from(REFRESH_AFTER_SECS)));
     refresh.tick().await;
-    let mut subscriptions: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let silence = client.keep_alive.mul_f32(1.5);
+    let mut heard = tokio::time::Instant::now();
     loop {
         // Whole packets already buffered from the client go first.
-        while let Some(packet) = take_packet(&mut from_client)? {
-            match packet {
-                Packet::Connect(_) => return Err("a second CONNECT".into()),
-                Packet::Publish(p) => {
-                    let topic = format!("{arn_prefix}:topic/{}", p.topic);
-                    if !policy.allows("iot:Publish", &topic) {
-                        tracing::info!(id, player, topic = ?p.topic, "publish refused; connection closed");
-                        return Err(format!("publish to {} refused", p.topic));
-                    }
-                    forward(&mut broker_tx, Packet::Publish(p)).await?;
-                }
-                Packet::Subscribe(s) => {
-                    let new = s
-                        .filters
-                        .iter()
-                        .filter(|f| !subscriptions.contains(&f.path))
-                        .count();
-                    let allowed = s.filters.len() <= MAX_FILTERS_PER_SUBSCRIBE
-                        && subscriptions.len() + new <= MAX_SUBSCRIPTIONS
-                        && s.filters.iter().all(|f| {
-                            let filter = format!("{arn_prefix}:topicfilter/{}", f.path);
-                            let topic = format!("{arn_prefix}:topic/{}", f.path);
-                            is_change_filter(&f.path)
-                                && policy.allows("iot:Subscribe", &filter)
-                                && policy.allows("iot:Receive", &topic)
-                        });
-                    if allowed {
-                        subscriptions.extend(s.filters.iter().map(|f| f.path.clone()));
-                        forward(&mut broker_tx, Packet::Subscribe(s)).await?;
-                    } else {
-                        let filters: Vec<&str> =
-                            s.filters.iter().map(|f| f.path.as_str()).collect();
-                        tracing::info!(
-                            id,
-                            player,
-                            ?filters,
-                            held = subscriptions.len(),
-                            "subscription refused"
-                        );
-                        let codes = vec![SubscribeReasonCode::Failure; s.filters.len()];
-                        send_packet(socket, Packet::SubAck(SubAck::new(s.pkid, codes))).await?;
-                    }
-                }
-                Packet::Unsubscribe(u) => {
-                    let mut held = false;
-                    for topic in &u.topics {
-                        held |= subscriptions.remove(topic);
-                    }
-                    if held {
-                        forward(&mut broker_tx, Packet::Unsubscribe(u)).await?;
-                    } else {
-                        // Nothing of it is held (never subscribed, or refused): the broker
-                        // would not answer, and MQTT wants an UNSUBACK all the same.
-                        send_packet(socket, Packet::UnsubAck(UnsubAck::new(u.pkid))).await?;
-                    }
-                }
-                other => forward(&mut broker_tx, other).await?,
+        while let Some(packet) = take_packet(&mut client.from)? {
+            if let Some(answer) = answer(&mut client, &mut fanned, packet)? {
+                send_packet(socket, answer).await?;
             }
         }
         tokio::select! {
             frame = socket.next() => match frame {
                 Some(Ok(Message::Binary(b))) => {
-                    if from_client.len() + b.len() > 2 * MAX_PACKET_BYTES {
+                    if client.from.len() + b.len() > 2 * MAX_PACKET_BYTES {
                         return Err("client sent too much at once".into());
                     }
-                    from_client.extend_from_slice(&b);
+                    client.from.extend_from_slice(&b);
+                    heard = tokio::time::Instant::now();
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Text(_))) => return Err("text frame".into()),
                 Some(Ok(Message::Close(_))) | None => return Ok(()),
                 Some(Err(e)) => return Err(format!("client connection: {e}")),
             },
-            n = read_some(&mut broker_rx, &mut from_broker) => match n {
-                Ok(0) => return Err("broker closed the session".into()),
-                Ok(_) => socket
-                    .send(Message::Binary(from_broker.split().freeze()))
-                    .await
-                    .map_err(|e| format!("client connection: {e}"))?,
-                Err(e) => return Err(format!("broker connection: {e}")),
-            },
+            Some(change) = fanned.inbox.messages.recv() => socket
+                .send(Message::Binary(change))
+                .await
+                .map_err(|e| format!("client connection: {e}"))?,
+            _ = fanned.inbox.behind.notified() => {
+                tracing::info!(id = client.id, player = client.player, "realtime session fell behind; closed");
+                return Err("fell behind".into());
+            }
+            _ = fanned.losses.changed() => return Err("the gate lost the broker".into()),
+            _ = tokio::time::sleep_until(heard + silence) => return Err("keepalive: the client went silent".into()),
             _ = closer.notified() => return Err("closed (ban)".into()),
             _ = &mut ends => return Err("lifetime reached".into()),
             _ = refresh.tick() => match reauthorize().await {
@@ -606,29 +600,75 @@ where
     }
 }
 
-/// Bytes the gate reads from the broker at a time, per session.
-const READ_CHUNK: usize = 4 * 1024;
-
-/// Reads what the broker sent into `buf`, making room first when it is nearly full.
-async fn read_some(
-    broker: &mut tokio::net::tcp::ReadHalf<'_>,
-    buf: &mut BytesMut,
-) -> std::io::Result<usize> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
-    }
-    broker.read_buf(buf).await
-}
-
-async fn forward(
-    broker: &mut tokio::net::tcp::WriteHalf<'_>,
+/// What the gate answers one packet from a connected client (`None`: nothing), or why the
+/// connection ends.
+fn answer(
+    client: &mut Client<'_>,
+    fanned: &mut Fanned<'_>,
     packet: Packet,
-) -> Result<(), String> {
-    let out = encode(packet)?;
-    broker
-        .write_all(&out)
-        .await
-        .map_err(|e| format!("broker connection: {e}"))
+) -> Result<Option<Packet>, String> {
+    let (id, player, arn_prefix, policy) =
+        (client.id, client.player, client.arn_prefix, client.policy);
+    match packet {
+        Packet::Subscribe(s) => {
+            let new = s
+                .filters
+                .iter()
+                .filter(|f| !fanned.held.contains(&f.path))
+                .count();
+            let allowed = s.filters.len() <= MAX_FILTERS_PER_SUBSCRIBE
+                && fanned.held.len() + new <= MAX_SUBSCRIPTIONS
+                && s.filters.iter().all(|f| {
+                    let filter = format!("{arn_prefix}:topicfilter/{}", f.path);
+                    let topic = format!("{arn_prefix}:topic/{}", f.path);
+                    is_change_filter(&f.path)
+                        && policy.allows("iot:Subscribe", &filter)
+                        && policy.allows("iot:Receive", &topic)
+                });
+            if !allowed {
+                let filters: Vec<&str> = s.filters.iter().map(|f| f.path.as_str()).collect();
+                tracing::info!(
+                    id,
+                    player,
+                    ?filters,
+                    held = fanned.held.len(),
+                    "subscription refused"
+                );
+                let codes = vec![SubscribeReasonCode::Failure; s.filters.len()];
+                return Ok(Some(Packet::SubAck(SubAck::new(s.pkid, codes))));
+            }
+            // Held before the SUBACK goes: every change published after the client reads it
+            // reaches it. Granted at QoS 0, the only one changes travel at.
+            for f in &s.filters {
+                if fanned.held.insert(f.path.clone()) {
+                    fanned.fanout.hold(&f.path, fanned.outbox);
+                }
+            }
+            let codes = vec![SubscribeReasonCode::Success(QoS::AtMostOnce); s.filters.len()];
+            Ok(Some(Packet::SubAck(SubAck::new(s.pkid, codes))))
+        }
+        Packet::Unsubscribe(u) => {
+            for topic in &u.topics {
+                if fanned.held.remove(topic) {
+                    fanned.fanout.release(topic, id);
+                }
+            }
+            Ok(Some(Packet::UnsubAck(UnsubAck::new(u.pkid))))
+        }
+        Packet::PingReq => Ok(Some(Packet::PingResp)),
+        Packet::Disconnect => Err("the client disconnected".into()),
+        Packet::Publish(p) => {
+            // The policy allows players no topic; the gate relays no client's publish at all.
+            let topic = format!("{arn_prefix}:topic/{}", p.topic);
+            let allowed = policy.allows("iot:Publish", &topic);
+            tracing::info!(id, player, topic = ?p.topic, allowed, "publish refused; connection closed");
+            Err(format!("publish to {} refused", p.topic))
+        }
+        Packet::Connect(_) => Err("a second CONNECT".into()),
+        // Acknowledgements of QoS 1 and 2 deliveries (the gate sends none) and packets only a
+        // server sends.
+        other => Err(format!("unexpected packet from a client: {other:?}")),
+    }
 }
 
 #[cfg(test)]
