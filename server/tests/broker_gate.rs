@@ -307,7 +307,20 @@ async fn packets_mqtt_3_1_1_calls_malformed_close_the_connection() {
     let unsubscribe_flags_0: &[u8] = &[
         0xa0, 14, 0, 1, 0, 10, b'c', b'w', b'/', b'w', b'/', b'0', b'/', b'0', b'/', b'0',
     ];
-    for raw in [subscribe_flags_0, unsubscribe_flags_0, &[0xc1, 0]] {
+    // Packets only a server sends (CONNACK, SUBACK, PINGRESP), and acknowledgements of QoS 1
+    // and 2 deliveries the gate never makes (PUBACK, PUBREC, PUBCOMP), close it too.
+    let server_only: [&[u8]; 6] = [
+        &[0x20, 2, 0, 0],
+        &[0x90, 3, 0, 1, 0],
+        &[0xd0, 0],
+        &[0x40, 2, 0, 1],
+        &[0x50, 2, 0, 1],
+        &[0x70, 2, 0, 1],
+    ];
+    for raw in [subscribe_flags_0, unsubscribe_flags_0, &[0xc1, 0]]
+        .into_iter()
+        .chain(server_only)
+    {
         let (mut c, _) = s.connect(&token).await.unwrap();
         send_raw(&mut c, raw).await;
         assert!(
@@ -646,4 +659,63 @@ async fn regions_subscribed_and_left_leave_nothing_behind_in_the_real_serve() {
         after / 1024
     );
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn losing_the_broker_closes_every_session_and_refuses_new_ones_until_it_is_back() {
+    let mut mosquitto = cubewalk_testkit::MosquittoServer::start();
+    let s = setup(Some(BrokerAddress {
+        host: "127.0.0.1".into(),
+        port: mosquitto.port,
+        login: None,
+    }));
+    let token = s.token("follower", &["w"]);
+    let (mut c, mut buf) = s.connect(&token).await.unwrap();
+    assert!(matches!(
+        subscribe(&mut c, &mut buf, 1, "cw/w/0/0/0").await,
+        SubscribeReasonCode::Success(_)
+    ));
+    // Changes published while the gate has no broker are lost to it: its sessions end, so
+    // their followers reconnect and reconcile.
+    mosquitto.kill();
+    assert!(
+        closed_within(&mut c, Duration::from_secs(5)).await,
+        "a session outlived the broker"
+    );
+    // Meanwhile a new session is told the server is unavailable (after the gate's 10 s wait
+    // for the broker).
+    let mut late = common::mqtt_open(&s.gw.realtime_url(), &token)
+        .await
+        .unwrap();
+    send(&mut late, Packet::Connect(Connect::new("cw-late"))).await;
+    let mut lbuf = BytesMut::new();
+    match common::mqtt_next(&mut late, &mut lbuf, Duration::from_secs(15)).await {
+        Some(Packet::ConnAck(a)) => assert_eq!(a.code, ConnectReturnCode::ServiceUnavailable),
+        other => panic!("{other:?}"),
+    }
+    // Back: sessions work again, and changes flow.
+    mosquitto.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let (mut c, mut buf) = loop {
+        match s.connect(&token).await {
+            Ok(c) => break c,
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "{e}"),
+        }
+    };
+    assert!(matches!(
+        subscribe(&mut c, &mut buf, 1, "cw/w/0/0/0").await,
+        SubscribeReasonCode::Success(_)
+    ));
+    let answer = reqwest::Client::new()
+        .put(s.gw.blocks_url())
+        .header("token", &token)
+        .body(r#"{"world":"w","edits":[{"chunk":[0,0,0],"index":1,"value":2}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(
+        matches!(next(&mut c, &mut buf).await, Some(Packet::Publish(p)) if p.topic == "cw/w/0/0/0"),
+        "no change after the broker came back"
+    );
 }
