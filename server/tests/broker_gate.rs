@@ -405,9 +405,23 @@ async fn keepalive_is_held_as_iot_core_holds_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_follower_that_stops_reading_is_dropped_and_one_that_reads_is_not() {
+async fn a_follower_whose_writes_stall_is_dropped_and_one_that_reads_is_not() {
+    // The stall timeout (500 ms here) ends it before its queue fills.
+    a_follower_that_stops_reading_is_dropped(Duration::from_millis(500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_256_changes_behind_is_dropped_and_one_that_reads_is_not() {
+    // A stall timeout of a minute: its queue overflows long before.
+    a_follower_that_stops_reading_is_dropped(Duration::from_secs(60)).await;
+}
+
+/// A follower that reads nothing beside one that reads everything, while big changes flow:
+/// the first is dropped (by the stall timeout `stall`, or its queue), the other gets every
+/// change.
+async fn a_follower_that_stops_reading_is_dropped(stall: Duration) {
     let mut config = GatewayConfig::default();
-    config.connections.write_stall_timeout = Duration::from_millis(500);
+    config.connections.write_stall_timeout = stall;
     // Room for the flood below (one player writing 256 chunks ten times a second).
     config.rules.limits = cubewalk_server::store::PlayerLimits {
         cubes_per_sec: 1 << 30,
@@ -460,7 +474,8 @@ async fn a_follower_that_stops_reading_is_dropped_and_one_that_reads_is_not() {
         next(&mut reader, &mut rbuf).await,
         Some(Packet::SubAck(_))
     ));
-    const LAST: i64 = 1_000_000_041;
+    const FIRST: i64 = 1_000_000_001;
+    const LAST: i64 = FIRST + 105;
     let reading = tokio::spawn(async move {
         let (mut last, mut bytes) = (0, 0);
         while let Some(p) = common::mqtt_next(&mut reader, &mut rbuf, Duration::from_secs(10)).await
@@ -482,14 +497,19 @@ async fn a_follower_that_stops_reading_is_dropped_and_one_that_reads_is_not() {
         (last, bytes)
     });
 
-    // Big changes: every chunk of the four regions, 64 cubes each (about 60 KB a region
-    // message), once a tick for 4 s: some 10 MB to each follower, past what the kernel holds
-    // for a connection on loopback.
+    // First big changes: every chunk of the four regions, 64 cubes each (about 60 KB a
+    // region message), once a tick for 2.5 s: some 6 MB to each follower, past what the kernel
+    // holds for a connection on loopback. Then small ones (a cube in each region) for 8 s: 320
+    // more messages, past the 256 a session may have waiting.
     let client = reqwest::Client::new();
     let put = |value: i64| {
+        let big = value < FIRST + 25;
         let mut edits = Vec::new();
         for c in 0..256 {
-            for i in 0..64 {
+            if !big && c % 4 != 0 {
+                continue;
+            }
+            for i in 0..if big { 64 } else { 1 } {
                 edits.push(serde_json::json!({
                     "chunk": [c % 16, (c / 16) % 4, c / 64],
                     "index": 4095 - i * 61,
@@ -503,7 +523,7 @@ async fn a_follower_that_stops_reading_is_dropped_and_one_that_reads_is_not() {
             .body(serde_json::json!({ "world": "w", "edits": edits }).to_string())
             .send()
     };
-    for value in 1_000_000_001..LAST {
+    for value in FIRST..LAST {
         let answer = put(value).await.unwrap();
         assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -718,4 +738,75 @@ async fn losing_the_broker_closes_every_session_and_refuses_new_ones_until_it_is
         matches!(next(&mut c, &mut buf).await, Some(Packet::Publish(p)) if p.topic == "cw/w/0/0/0"),
         "no change after the broker came back"
     );
+}
+
+/// One session leaving and retaking region `cw/w/0/0/0` `rounds` times: the changes it got
+/// while holding it, and those that came after an UNSUBACK (which must be none).
+async fn leave_and_retake(mut c: Socket, mut buf: BytesMut, rounds: u16) -> (usize, usize) {
+    let (mut held, mut stray) = (0, 0);
+    for round in 0..rounds {
+        send(&mut c, common::mqtt_subscribe("cw/w/0/0/0", 2 * round + 1)).await;
+        // Held for a tick or two: changes arrive (and may queue up behind the UNSUBSCRIBE).
+        let until = tokio::time::Instant::now() + Duration::from_millis(rand::random_range(0..200));
+        while let Ok(Some(p)) = tokio::time::timeout_at(until, next(&mut c, &mut buf)).await {
+            held += usize::from(matches!(p, Packet::Publish(_)));
+        }
+        let mut u = rumqttc::mqttbytes::v4::Unsubscribe::new("cw/w/0/0/0");
+        u.pkid = 2 * round + 2;
+        send(&mut c, Packet::Unsubscribe(u)).await;
+        loop {
+            match next(&mut c, &mut buf).await {
+                Some(Packet::UnsubAck(_)) => break,
+                Some(_) => {}
+                None => panic!("no UNSUBACK"),
+            }
+        }
+        let until = tokio::time::Instant::now() + Duration::from_millis(50);
+        while let Ok(got) = tokio::time::timeout_at(until, next(&mut c, &mut buf)).await {
+            stray += usize::from(matches!(got, Some(Packet::Publish(_))));
+        }
+    }
+    (held, stray)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_of_a_region_arrives_after_its_unsuback() {
+    let s = setup(None);
+    let token = s.token("fickle", &["w"]);
+    // A writer changes the region every few milliseconds all along.
+    let writing = {
+        let (url, token) = (s.gw.blocks_url(), token.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for value in 1.. {
+                let body = format!(
+                    r#"{{"world":"w","edits":[{{"chunk":[{},0,0],"index":1,"value":{value}}}]}}"#,
+                    value % 4
+                );
+                let _ = client
+                    .put(&url)
+                    .header("token", &token)
+                    .body(body)
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        })
+    };
+    // 30 sessions at once, 40 rounds each: a change queued for a session just as its
+    // UNSUBSCRIBE arrives is common enough to show.
+    let mut sessions = Vec::new();
+    for _ in 0..30 {
+        let (c, buf) = s.connect(&token).await.unwrap();
+        sessions.push(tokio::spawn(leave_and_retake(c, buf, 40)));
+    }
+    let (mut held, mut stray) = (0, 0);
+    for session in sessions {
+        let (h, st) = session.await.unwrap();
+        held += h;
+        stray += st;
+    }
+    writing.abort();
+    assert!(held > 600, "changes flowed while held: {held}");
+    assert_eq!(stray, 0, "changes after an UNSUBACK ({held} while held)");
 }

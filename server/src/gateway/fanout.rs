@@ -25,18 +25,23 @@ pub const ALL_CHANGES: &str = "cw/#";
 /// follower reconnects and reconciles). A tick sends at most one per region held (50).
 pub const SESSION_QUEUE: usize = 256;
 
+/// A change on its way to a session: its region topic, and its PUBLISH packet, ready for the
+/// client.
+pub type Queued = (Arc<str>, Bytes);
+
 /// One session's end of the fan-out: its queue, and what tells it that it fell behind.
 #[derive(Clone)]
 pub struct Outbox {
     id: u64,
-    queue: mpsc::Sender<Bytes>,
+    queue: mpsc::Sender<Queued>,
     behind: Arc<Notify>,
 }
 
 /// What a session reads from: its messages, and the signal that it fell behind.
 pub struct Inbox {
-    /// Encoded PUBLISH packets, ready for the client.
-    pub messages: mpsc::Receiver<Bytes>,
+    /// Changes for the regions it held when they came; one of a region it has left since is
+    /// dropped, not sent.
+    pub messages: mpsc::Receiver<Queued>,
     /// Notified once a message could not be queued.
     pub behind: Arc<Notify>,
 }
@@ -122,8 +127,16 @@ impl Fanout {
     /// Hands one change message to every session holding `topic`.
     fn deliver(&self, topic: &str, packet: &Bytes) {
         let holders = self.holders.lock().unwrap_or_else(|p| p.into_inner());
-        for outbox in holders.get(topic).into_iter().flatten() {
-            if outbox.queue.try_send(packet.clone()).is_err() {
+        let Some(list) = holders.get(topic) else {
+            return;
+        };
+        let topic: Arc<str> = Arc::from(topic);
+        for outbox in list {
+            if outbox
+                .queue
+                .try_send((topic.clone(), packet.clone()))
+                .is_err()
+            {
                 // Full (the client stopped reading) or closed (the session is ending).
                 outbox.behind.notify_one();
             }
@@ -212,12 +225,13 @@ mod tests {
         fanout.hold("cw/w/1/0/0", &b);
         let packet = encode("cw/w/0/0/0", Bytes::from_static(b"[]")).unwrap();
         fanout.deliver("cw/w/0/0/0", &packet);
-        assert_eq!(a_in.messages.try_recv().unwrap(), packet);
+        assert_eq!(a_in.messages.try_recv().unwrap().1, packet);
         assert!(
             a_in.messages.try_recv().is_err(),
             "held twice, delivered once"
         );
-        assert_eq!(b_in.messages.try_recv().unwrap(), packet);
+        let (topic, got) = b_in.messages.try_recv().unwrap();
+        assert_eq!((&*topic, got), ("cw/w/0/0/0", packet.clone()));
         fanout.deliver("cw/w/2/0/0", &packet);
         assert!(a_in.messages.try_recv().is_err() && b_in.messages.try_recv().is_err());
         assert_eq!(fanout.topics(), 2);

@@ -578,14 +578,21 @@ where
                 Some(Ok(Message::Close(_))) | None => return Ok(()),
                 Some(Err(e)) => return Err(format!("client connection: {e}")),
             },
-            Some(change) = fanned.inbox.messages.recv() => socket
-                .send(Message::Binary(change))
-                .await
-                .map_err(|e| format!("client connection: {e}"))?,
-            _ = fanned.inbox.behind.notified() => {
-                tracing::info!(id = client.id, player = client.player, "realtime session fell behind; closed");
-                return Err("fell behind".into());
+            Some((topic, change)) = fanned.inbox.messages.recv() => {
+                // A region left since the change was queued: the client has had its UNSUBACK.
+                if !fanned.held.contains(&*topic) {
+                    continue;
+                }
+                // A client that stops reading blocks this send: it ends when its queue
+                // overflows, or when the write has been stuck for the stall timeout.
+                tokio::select! {
+                    sent = socket.send(Message::Binary(change)) => {
+                        sent.map_err(|e| format!("client connection: {e}"))?;
+                    }
+                    _ = fanned.inbox.behind.notified() => return Err(fell_behind(&client)),
+                }
             }
+            _ = fanned.inbox.behind.notified() => return Err(fell_behind(&client)),
             _ = fanned.losses.changed() => return Err("the gate lost the broker".into()),
             _ = tokio::time::sleep_until(heard + silence) => return Err("keepalive: the client went silent".into()),
             _ = closer.notified() => return Err("closed (ban)".into()),
@@ -598,6 +605,16 @@ where
             },
         }
     }
+}
+
+/// Logs that a session fell behind and says why it ends.
+fn fell_behind(client: &Client<'_>) -> String {
+    tracing::info!(
+        id = client.id,
+        player = client.player,
+        "realtime session fell behind; closed"
+    );
+    "fell behind".into()
 }
 
 /// What the gate answers one packet from a connected client (`None`: nothing), or why the
