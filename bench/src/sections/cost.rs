@@ -22,18 +22,42 @@ use std::time::{Duration, Instant};
 
 /// The world the measured requests read and write.
 const WORLD: &str = "cost";
-/// Memory the template gives every function (`Globals.Function.MemorySize`), read from it.
-pub(crate) fn memory_mb() -> f64 {
-    let template = include_str!("../../../server/template.yaml");
-    let globals = template.split("\nGlobals:").nth(1).unwrap_or("");
-    globals
+const TEMPLATE: &str = include_str!("../../../server/template.yaml");
+
+/// The first `MemorySize:` in `section` (a piece of the template), if any.
+fn memory_size_in(section: &str) -> Option<f64> {
+    section
         .lines()
         .find_map(|l| l.trim().strip_prefix("MemorySize:"))
         .and_then(|v| v.trim().parse().ok())
-        .expect("server/template.yaml sets Globals.Function.MemorySize")
 }
+
+/// Memory the template gives every function (`Globals.Function.MemorySize`), read from it.
+pub(crate) fn memory_mb() -> f64 {
+    let globals = TEMPLATE.split("\nGlobals:").nth(1).unwrap_or("");
+    memory_size_in(globals).expect("server/template.yaml sets Globals.Function.MemorySize")
+}
+
+/// Memory the template gives the function `resource` (its own `MemorySize`, or the global
+/// one), read from it.
+pub(crate) fn function_memory_mb(resource: &str) -> f64 {
+    let own = TEMPLATE
+        .split(&format!("\n  {resource}:\n"))
+        .nth(1)
+        .map(|rest| {
+            // The resource ends where the next one (two spaces of indent) starts.
+            let end = rest
+                .match_indices("\n  ")
+                .find(|(i, _)| !rest[i + 3..].starts_with(' '))
+                .map_or(rest.len(), |(i, _)| i);
+            &rest[..end]
+        })
+        .unwrap_or_else(|| panic!("server/template.yaml has no resource {resource}"));
+    memory_size_in(own).unwrap_or_else(memory_mb)
+}
+
 /// Memory at which Lambda gives a function one whole vCPU; below it, a proportional share.
-const FULL_VCPU_MB: f64 = 1769.0;
+pub(crate) const FULL_VCPU_MB: f64 = 1769.0;
 
 /// One function process under measurement, with its own Runtime API.
 struct Subject {
@@ -860,7 +884,7 @@ pub(crate) fn cost(env: &Env, quick: bool) -> (Section, Vec<(f64, f64)>) {
         .max(rt_peak)
         .max(publisher.peak_mib);
     writeln!(b, "\n**The publisher at rest** (no changes to publish), run through the Runtime API for {:.0} s: {:.0} Redis commands a second (reading the 16 feed streams, renewing its lease each 100 ms tick), {:.1}% of one core, peak resident memory {:.1} MiB. Deployed it runs around the clock: each one-minute schedule starts a run of 90 s that waits for the previous one to end, so about 120 s are billed each minute.\n", publisher.seconds, publisher.commands_per_sec, publisher.cpu_share * 100.0, publisher.peak_mib).unwrap();
-    writeln!(b, "\n**Memory size.** The template gives every function {memory:.0} MB, Lambda's smallest size. The largest peak resident set measured is {peak:.1} MiB, far below it. It is also the cheapest: a GB-second costs the same at any size, so the CPU part of an invocation costs the same at any size (more memory, proportionally more CPU) while the waiting part costs twice as much at twice the memory. The price is latency: if Lambda throttles these short bursts to 128 MB's CPU share, a put takes about 10 ms instead of 1 (the throttled column).\n").unwrap();
+    writeln!(b, "\n**Memory size.** The template gives every function {memory:.0} MB, Lambda's smallest size, but the publisher, which gets {:.0} MB for the CPU its posting loop needs (section 7). The largest peak resident set measured is {peak:.1} MiB, far below it. It is also the cheapest: a GB-second costs the same at any size, so the CPU part of an invocation costs the same at any size (more memory, proportionally more CPU) while the waiting part costs twice as much at twice the memory. The price is latency: if Lambda throttles these short bursts to 128 MB's CPU share, a put takes about 10 ms instead of 1 (the throttled column).\n", function_memory_mb("PublisherFunction")).unwrap();
 
     // 3. The bill.
     let hit_rate = authorizer_hit_rate(env, &PATTERN);
@@ -1057,8 +1081,10 @@ fn bill_at(
     let per = |v: f64| vec![v; crowds.len()];
     let fixed = |hourly: f64| -> Vec<f64> { crowds.iter().map(|c| hourly / c * hours).collect() };
     let monthly = |usd: f64| usd / prices::HOURS_PER_MONTH;
+    let publisher_mb = function_memory_mb("PublisherFunction");
     let publisher_hourly = prices::LAMBDA_REQUEST.of(60.0)
-        + prices::LAMBDA_ARM_GB_SECOND.of(memory / 1024.0 * 60.0 * PUBLISHER_BILLED_SECS_PER_MIN);
+        + prices::LAMBDA_ARM_GB_SECOND
+            .of(publisher_mb / 1024.0 * 60.0 * PUBLISHER_BILLED_SECS_PER_MIN);
     let lines = vec![
         Line {
             what: "API Gateway REST requests (logins and reconciliations included)".into(),
@@ -1134,6 +1160,18 @@ fn bill_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_function_is_priced_at_its_own_memory_size() {
+        assert_eq!(memory_mb(), 128.0);
+        assert_eq!(
+            function_memory_mb("BlocksFunction"),
+            128.0,
+            "the global size"
+        );
+        assert_eq!(function_memory_mb("PublisherFunction"), 256.0, "its own");
+        assert_eq!(function_memory_mb("LoginFunction"), 128.0);
+    }
 
     #[test]
     fn the_region_model_follows_the_region_size() {

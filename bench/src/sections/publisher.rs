@@ -184,15 +184,31 @@ pub(crate) fn backlog(quick: bool) -> u64 {
     }
 }
 
-/// Lambda's CPU share at the publisher's memory size (128 MB, the template's default for every
-/// function): Lambda gives one vCPU at 1,769 MB and CPU in proportion to memory.
-pub(crate) const LAMBDA_VCPU_128MB: f64 = 128.0 / 1769.0;
+/// The publisher's memory size in the template, in MB.
+pub(crate) fn lambda_mb() -> f64 {
+    super::cost::function_memory_mb("PublisherFunction")
+}
+
+/// Lambda's CPU share at the publisher's memory size: one vCPU at 1,769 MB, CPU in proportion
+/// to memory below it.
+pub(crate) fn lambda_vcpu() -> f64 {
+    (lambda_mb() / super::cost::FULL_VCPU_MB).min(1.0)
+}
+
+impl Ceiling {
+    /// Messages a second one run could post on Lambda: the measured rate, or less where the
+    /// function's CPU share would hold it (if a Graviton core were as fast as this machine's).
+    pub(crate) fn on_lambda(&self) -> f64 {
+        self.per_sec
+            .min(lambda_vcpu() * 1e6 / self.cpu_us.max(f64::MIN_POSITIVE))
+    }
+}
 
 /// The ceiling as a paragraph of the report.
 pub(crate) fn describe(c: &Ceiling) -> String {
     let cores = c.per_sec * c.cpu_us / 1e6;
     format!(
-        "**One publisher run's ceiling.** One run of the deployed publisher's loop (`run_feed_publisher`, one group: the whole feed) posting a backlog of {} changes, each in its own region, through the real `IotDataPublisher` (SigV4-signed; plain HTTP on loopback, so no TLS) to a stand-in for IoT Core's data endpoint that answers every post after {} ms: **{:.0} messages a second** ({} failed; {PUBLISH_CONCURRENCY} posts in flight, so {:.1} ms each from start to answer), {:.0} µs of the run's own CPU per message (its thread: Redis reads, coalescing, signing, HTTP), {:.2} of one of this machine's cores at that rate. A 128 MB Lambda function (the publisher's size in the template) gets about {:.2} vCPU (1,769 MB = 1 vCPU): there CPU could hold a run to about {:.0} messages a second, if a Graviton core were as fast as this machine's (not measured).\n",
+        "**One publisher run's ceiling.** One run of the deployed publisher's loop (`run_feed_publisher`, one group: the whole feed) posting a backlog of {} changes, each in its own region, through the real `IotDataPublisher` (SigV4-signed; plain HTTP on loopback, so no TLS) to a stand-in for IoT Core's data endpoint that answers every post after {} ms: **{:.0} messages a second** ({} failed; {PUBLISH_CONCURRENCY} posts in flight, so {:.1} ms each from start to answer), {:.0} µs of the run's own CPU per message (its thread: Redis reads, coalescing, signing, HTTP), {:.2} of one of this machine's cores at that rate. The publisher's function has {:.0} MB in the template, so about {:.2} vCPU (1,769 MB = 1 vCPU): its CPU alone would allow about {:.0} messages a second, if a Graviton core were as fast as this machine's (not measured), so a run on Lambda posts about **{:.0} a second**, the figure the rest of this section uses.\n",
         c.messages,
         ANSWER_DELAY.as_millis(),
         c.per_sec,
@@ -200,7 +216,9 @@ pub(crate) fn describe(c: &Ceiling) -> String {
         PUBLISH_CONCURRENCY as f64 * 1000.0 / c.per_sec.max(f64::MIN_POSITIVE),
         c.cpu_us,
         cores,
-        LAMBDA_VCPU_128MB,
-        LAMBDA_VCPU_128MB * 1e6 / c.cpu_us.max(f64::MIN_POSITIVE),
+        lambda_mb(),
+        lambda_vcpu(),
+        lambda_vcpu() * 1e6 / c.cpu_us.max(f64::MIN_POSITIVE),
+        c.on_lambda(),
     )
 }

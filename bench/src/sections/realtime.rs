@@ -125,7 +125,7 @@ pub(crate) fn realtime(env: &Env) -> Section {
     let ceiling = super::publisher::ceiling(env, super::publisher::backlog(quick));
     writeln!(b, "{}", super::publisher::describe(&ceiling)).unwrap();
 
-    on_paper(&mut b, ceiling.per_sec);
+    on_paper(&mut b, ceiling.on_lambda());
     Section {
         title: "7. Realtime (MQTT broker, coalesced per region)",
         body: b,
@@ -512,7 +512,7 @@ fn on_paper(b: &mut String, per_run: f64) {
             8.0 * per_run
         ),
     };
-    writeln!(b, "\nA follower holds {regions:.0} of IoT Core's {:.0} subscriptions per connection ({:.0} SUBSCRIBEs within its {:.0} filters each); at most {:.0} regions can be followed. It may receive up to {regions:.0} regions x {ticks:.0} ticks = {:.0} messages a second, past IoT Core's {:.0} publishes a second per connection (not adjustable; with 8 regions of 8x8x8 chunks the bound was 80): that takes more than about {:.0} region-changes a second around one player, far above (a), where a follower receives about {a_published:.0}. Past it IoT Core throttles: the follower misses messages, sees the jump in the chunk's write sequence and refetches (never silently wrong, but it costs REST fetches). (b) holds 50,000 connections ({:.0} thousand subscriptions: past the account's default {:.0} thousand, a quota to raise) and a mass reconnect at the default {:.0} CONNECTs a second takes {:.0} s (the SDK's jittered backoff spreads it). A publisher run posts with {PUBLISH_CONCURRENCY} requests in flight: at about 20 ms each, at most some {per_run:.0} messages a second (measured above), enough for (a) and (c); (b)'s {b_published:.0} a second needs the feed's 16 shards split between {b_groups}. Before this design, each change was one `@connections` post per follower from the put itself: (a) was 50,000 posts a second on the account's shared 10,000 requests a second, the put waiting for them.\n",
+    writeln!(b, "\nA follower holds {regions:.0} of IoT Core's {:.0} subscriptions per connection ({:.0} SUBSCRIBEs within its {:.0} filters each); at most {:.0} regions can be followed. It may receive up to {regions:.0} regions x {ticks:.0} ticks = {:.0} messages a second, past IoT Core's {:.0} publishes a second per connection (not adjustable; with 8 regions of 8x8x8 chunks the bound was 80): that takes more than about {:.0} region-changes a second around one player, far above (a), where a follower receives about {a_published:.0}. Past it IoT Core throttles: the follower misses messages, sees the jump in the chunk's write sequence and refetches (never silently wrong, but it costs REST fetches). (b) holds 50,000 connections ({:.0} thousand subscriptions: past the account's default {:.0} thousand, a quota to raise) and a mass reconnect at the default {:.0} CONNECTs a second takes {:.0} s (the SDK's jittered backoff spreads it). A publisher run posts with {PUBLISH_CONCURRENCY} requests in flight: at about 20 ms each, at most some {per_run:.0} messages a second (measured above, within the function's CPU share), enough for (a) and (c); (b)'s {b_published:.0} a second needs the feed's 16 shards split between {b_groups}. Before this design, each change was one `@connections` post per follower from the put itself: (a) was 50,000 posts a second on the account's shared 10,000 requests a second, the put waiting for them.\n",
         quotas::SUBSCRIPTIONS_PER_CONNECTION,
         (regions / quotas::FILTERS_PER_SUBSCRIBE).ceil(),
         quotas::FILTERS_PER_SUBSCRIBE,
